@@ -1,0 +1,25 @@
+//! Mailtrail's domain model: pure types and rules, no IO and no async runtime.
+//!
+//! - [`address`]: email addresses, parsed and normalised (PRODUCT.md §3).
+//! - [`lead`]: Permission to Email and the roles of API keys and users.
+//! - [`event`]: the append-only facts recorded about an email.
+//! - [`stage`]: the stage, Status and reason derived from those facts (PRODUCT.md §1).
+//! - [`reason`]: the failure reasons vocabulary shared with the bounce classifier.
+//! - [`reply`]: SMTP replies with their enhanced status codes (RFC 3463).
+//! - [`retry`]: when a soft-bounced email is tried again, or given up (PRODUCT.md §2).
+
+pub mod address;
+pub mod event;
+pub mod lead;
+pub mod reason;
+pub mod reply;
+pub mod retry;
+pub mod stage;
+
+pub use address::{AddressError, EmailAddress};
+pub use event::{Event, EventKind};
+pub use lead::{Permission, Role};
+pub use reason::Reason;
+pub use reply::{EnhancedStatus, ReplyError, SmtpReply};
+pub use retry::{Retry, RetryPolicy};
+pub use stage::{Derived, Stage};

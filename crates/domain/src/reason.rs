@@ -1,0 +1,125 @@
+//! Why an email failed or was deferred: the vocabulary of the bounce corpus
+//! (`shared/corpus/README.md`, after Sisimai) plus the reasons only Mailtrail itself decides.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+macro_rules! reasons {
+    ($($(#[$doc:meta])* $variant:ident => $name:literal,)*) => {
+        /// A failure or deferral reason, serialised as its lower-case name.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[serde(rename_all = "lowercase")]
+        pub enum Reason { $($(#[$doc])* $variant,)* }
+
+        impl Reason {
+            pub const ALL: &'static [Reason] = &[$(Reason::$variant,)*];
+
+            pub fn as_str(self) -> &'static str {
+                match self { $(Reason::$variant => $name,)* }
+            }
+        }
+
+        impl FromStr for Reason {
+            type Err = String;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                match s {
+                    $($name => Ok(Reason::$variant),)*
+                    other => Err(format!("unknown reason '{other}'")),
+                }
+            }
+        }
+    };
+}
+
+reasons! {
+    UserUnknown => "userunknown",
+    HostUnknown => "hostunknown",
+    HasMoved => "hasmoved",
+    NotAccept => "notaccept",
+    MailboxFull => "mailboxfull",
+    MesgTooBig => "mesgtoobig",
+    ExceedLimit => "exceedlimit",
+    SystemFull => "systemfull",
+    Expired => "expired",
+    Filtered => "filtered",
+    Rejected => "rejected",
+    Blocked => "blocked",
+    SpamDetected => "spamdetected",
+    VirusDetected => "virusdetected",
+    ContentError => "contenterror",
+    PolicyViolation => "policyviolation",
+    SecurityError => "securityerror",
+    AuthFailure => "authfailure",
+    RequirePtr => "requireptr",
+    NotCompliantRfc => "notcompliantrfc",
+    NoRelaying => "norelaying",
+    FailedStartTls => "failedstarttls",
+    NetworkError => "networkerror",
+    SystemError => "systemerror",
+    MailerError => "mailererror",
+    TooManyConn => "toomanyconn",
+    Speeding => "speeding",
+    RateLimited => "ratelimited",
+    Suspend => "suspend",
+    OnHold => "onhold",
+    SyntaxError => "syntaxerror",
+    BadReputation => "badreputation",
+    Undefined => "undefined",
+    Feedback => "feedback",
+    Vacation => "vacation",
+    Delivered => "delivered",
+    // Decided by Mailtrail, not by a remote server:
+    /// Dropped before sending: the address is on the account's suppression list.
+    Suppressed => "suppressed",
+    /// Dropped before sending: the lead's Permission to Email is No.
+    NoPermission => "nopermission",
+    /// A feedback-loop complaint (abuse, fraud, opt-out) ended the email's life.
+    Complaint => "complaint",
+}
+
+impl Reason {
+    /// Reasons that condemn the address itself (PRODUCT.md §3): a failure with one of these
+    /// suppresses the address and sets Permission to Email to No.
+    pub fn is_hard(self) -> bool {
+        matches!(
+            self,
+            Reason::UserUnknown | Reason::HostUnknown | Reason::HasMoved | Reason::NotAccept
+        )
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_reason_round_trips_through_its_name_and_json() {
+        for &reason in Reason::ALL {
+            assert_eq!(reason.as_str().parse::<Reason>(), Ok(reason));
+            let json = serde_json::to_string(&reason).unwrap();
+            assert_eq!(json, format!("\"{}\"", reason.as_str()));
+        }
+    }
+
+    #[test]
+    fn only_address_reasons_are_hard() {
+        let hard: Vec<_> = Reason::ALL.iter().filter(|r| r.is_hard()).collect();
+        assert_eq!(
+            hard,
+            [
+                &Reason::UserUnknown,
+                &Reason::HostUnknown,
+                &Reason::HasMoved,
+                &Reason::NotAccept
+            ]
+        );
+    }
+}

@@ -1,0 +1,236 @@
+//! SMTP replies (RFC 5321 §4.2) and their enhanced status codes (RFC 3463), the evidence
+//! behind every delivery decision and the text of an email's Status field.
+
+use std::fmt;
+use std::str::FromStr;
+
+/// Why a text is not an SMTP reply.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReplyError {
+    #[error("an SMTP reply starts with a three-digit code from 200 to 599")]
+    BadCode,
+    #[error("the lines of a multi-line reply carry different codes")]
+    MixedCodes,
+}
+
+/// `class.subject.detail`, for example `5.1.1`; class is 2, 4 or 5.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct EnhancedStatus {
+    pub class: u8,
+    pub subject: u16,
+    pub detail: u16,
+}
+
+impl EnhancedStatus {
+    /// Finds an enhanced status code at the start of `text`, as servers put it after the reply
+    /// code. Returns it and the rest of the text.
+    pub fn split_prefix(text: &str) -> Option<(Self, &str)> {
+        let end = text.find(char::is_whitespace).unwrap_or(text.len());
+        let status = text[..end].parse().ok()?;
+        Some((status, text[end..].trim_start()))
+    }
+}
+
+impl FromStr for EnhancedStatus {
+    type Err = ();
+    fn from_str(s: &str) -> Result<Self, ()> {
+        let mut parts = s.split('.');
+        let class: u8 = parts.next().ok_or(())?.parse().map_err(|_| ())?;
+        let subject = parse_bounded(parts.next(), 3)?;
+        let detail = parse_bounded(parts.next(), 3)?;
+        if parts.next().is_some() || !matches!(class, 2 | 4 | 5) {
+            return Err(());
+        }
+        Ok(Self {
+            class,
+            subject,
+            detail,
+        })
+    }
+}
+
+fn parse_bounded(part: Option<&str>, max_digits: usize) -> Result<u16, ()> {
+    let part = part.ok_or(())?;
+    if part.is_empty() || part.len() > max_digits || !part.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(());
+    }
+    part.parse().map_err(|_| ())
+}
+
+impl fmt::Display for EnhancedStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}.{}", self.class, self.subject, self.detail)
+    }
+}
+
+/// A complete reply: code, optional enhanced status, and the text of all its lines joined
+/// by spaces.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SmtpReply {
+    code: u16,
+    enhanced: Option<EnhancedStatus>,
+    text: String,
+}
+
+impl SmtpReply {
+    pub fn new(code: u16, enhanced: Option<EnhancedStatus>, text: impl Into<String>) -> Self {
+        Self {
+            code,
+            enhanced,
+            text: text.into(),
+        }
+    }
+
+    pub fn code(&self) -> u16 {
+        self.code
+    }
+
+    pub fn enhanced(&self) -> Option<EnhancedStatus> {
+        self.enhanced
+    }
+
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    pub fn is_positive(&self) -> bool {
+        (200..300).contains(&self.code)
+    }
+
+    pub fn is_transient(&self) -> bool {
+        (400..500).contains(&self.code)
+    }
+
+    pub fn is_permanent(&self) -> bool {
+        (500..600).contains(&self.code)
+    }
+}
+
+impl FromStr for SmtpReply {
+    type Err = ReplyError;
+
+    /// Parses one reply, single- or multi-line (`250-…` continuation lines, `\r\n` or `\n`).
+    /// The enhanced status is taken from the first line, as RFC 2034 servers repeat it.
+    fn from_str(s: &str) -> Result<Self, ReplyError> {
+        let mut code = None;
+        let mut enhanced = None;
+        let mut texts = Vec::new();
+        for line in s.lines().map(str::trim_end).filter(|l| !l.is_empty()) {
+            let digits = line.get(..3).ok_or(ReplyError::BadCode)?;
+            let this: u16 = digits
+                .parse()
+                .ok()
+                .filter(|c| (200..600).contains(c) && digits.bytes().all(|b| b.is_ascii_digit()))
+                .ok_or(ReplyError::BadCode)?;
+            if *code.get_or_insert(this) != this {
+                return Err(ReplyError::MixedCodes);
+            }
+            let rest = line[3..].trim_start_matches(['-', ' ']);
+            let rest = match EnhancedStatus::split_prefix(rest) {
+                Some((status, rest)) => {
+                    enhanced.get_or_insert(status);
+                    rest
+                }
+                None => rest,
+            };
+            if !rest.is_empty() {
+                texts.push(rest);
+            }
+        }
+        Ok(Self {
+            code: code.ok_or(ReplyError::BadCode)?,
+            enhanced,
+            text: texts.join(" "),
+        })
+    }
+}
+
+impl fmt::Display for SmtpReply {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.code)?;
+        if let Some(status) = self.enhanced {
+            write!(f, " {status}")?;
+        }
+        if !self.text.is_empty() {
+            write!(f, " {}", self.text)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_real_replies() {
+        let cases = [
+            (
+                "550 5.1.1 <a@b.example>: Recipient address rejected: User unknown",
+                550,
+                Some("5.1.1"),
+                "<a@b.example>: Recipient address rejected: User unknown",
+            ),
+            (
+                "550-5.1.1 The email account that you tried to reach does not exist.\r\n550 5.1.1  https://support.google.com/mail/?p=NoSuchUser x1si",
+                550,
+                Some("5.1.1"),
+                "The email account that you tried to reach does not exist. https://support.google.com/mail/?p=NoSuchUser x1si",
+            ),
+            (
+                "421 Service not available",
+                421,
+                None,
+                "Service not available",
+            ),
+            (
+                "250 2.0.0 Ok: queued as 4Xk",
+                250,
+                Some("2.0.0"),
+                "Ok: queued as 4Xk",
+            ),
+            ("452 4.2.2 Mailbox full", 452, Some("4.2.2"), "Mailbox full"),
+            ("250", 250, None, ""),
+        ];
+        for (input, code, status, text) in cases {
+            let reply: SmtpReply = input.parse().unwrap();
+            assert_eq!(reply.code(), code, "{input}");
+            assert_eq!(
+                reply.enhanced().map(|s| s.to_string()).as_deref(),
+                status,
+                "{input}"
+            );
+            assert_eq!(reply.text(), text, "{input}");
+        }
+    }
+
+    #[test]
+    fn displays_as_the_status_field() {
+        let reply: SmtpReply = "550 5.1.1 User unknown".parse().unwrap();
+        assert_eq!(reply.to_string(), "550 5.1.1 User unknown");
+        assert!(reply.is_permanent() && !reply.is_transient() && !reply.is_positive());
+    }
+
+    #[test]
+    fn rejects_what_is_not_a_reply() {
+        for bad in [
+            "",
+            "hello",
+            "99 x",
+            "600 too high",
+            "1x0 bad",
+            "250-a\r\n251 b",
+        ] {
+            assert!(bad.parse::<SmtpReply>().is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn enhanced_status_needs_a_valid_class_and_numbers() {
+        assert!("5.1.1".parse::<EnhancedStatus>().is_ok());
+        assert!("4.7.1000".parse::<EnhancedStatus>().is_err());
+        for bad in ["3.1.1", "5.1", "5..1", "a.b.c", "5.1.1.1"] {
+            assert!(bad.parse::<EnhancedStatus>().is_err(), "{bad}");
+        }
+    }
+}

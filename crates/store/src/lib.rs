@@ -1,1 +1,167 @@
-//! placeholder
+//! Mailtrail's storage: one API over SQLite (the embedded default) and PostgreSQL (several
+//! nodes), every row scoped to an account.
+//!
+//! - this file: opening a store, migrations, the error type, ids and clocks;
+//! - [`accounts`]: accounts, API keys and UI users;
+//! - [`leads`]: leads and their bulk import;
+//! - [`emails`]: emails and their append-only events, with the derived stage kept in step.
+//!
+//! Both backends run the same SQL through sqlx's `any` driver (numbered `$N` parameters,
+//! portable types); the few statements that differ are chosen by [`Backend`] here, never
+//! outside this crate. On SQLite every write goes through a single connection, so write
+//! transactions are serialised in-process and never meet `SQLITE_BUSY` among themselves; on
+//! PostgreSQL rows are locked with `FOR UPDATE`.
+
+pub mod accounts;
+pub mod emails;
+pub mod leads;
+
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use sqlx::any::{AnyPoolOptions, install_default_drivers};
+use sqlx::{AnyPool, Executor};
+
+pub use accounts::{ApiCaller, NewKey};
+pub use emails::{EmailRecord, Mismatch, NewEmail, StoredEvent};
+pub use leads::{ImportSummary, Lead, LeadPatch, NewLead};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("not found")]
+    NotFound,
+    #[error("{0}")]
+    Conflict(String),
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("database migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("stored data is unreadable: {0}")]
+    Corrupt(String),
+}
+
+impl StoreError {
+    fn is_unique_violation(&self) -> bool {
+        matches!(self, StoreError::Database(sqlx::Error::Database(e)) if e.is_unique_violation())
+    }
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A handle on the database; cheap to clone (the pools are shared).
+#[derive(Clone, Debug)]
+pub struct Store {
+    backend: Backend,
+    /// Every write transaction. One connection on SQLite (see the module docs).
+    writer: AnyPool,
+    /// Reads that need no lock. The same pool as `writer` on PostgreSQL.
+    reader: AnyPool,
+}
+
+impl Store {
+    /// Opens (creating if needed) the embedded database `mailtrail.db` under `data_dir`, in WAL
+    /// mode with `synchronous = FULL`: a commit is on disk before Mailtrail answers.
+    pub async fn open_sqlite(data_dir: &Path) -> Result<Self> {
+        install_default_drivers();
+        std::fs::create_dir_all(data_dir).map_err(|e| {
+            StoreError::Database(sqlx::Error::Configuration(
+                format!("cannot create data_dir {}: {e}", data_dir.display()).into(),
+            ))
+        })?;
+        let url = format!(
+            "sqlite://{}?mode=rwc",
+            data_dir.join("mailtrail.db").display()
+        );
+        let pool = |max| {
+            AnyPoolOptions::new()
+                .max_connections(max)
+                .acquire_timeout(Duration::from_secs(30))
+                .after_connect(|conn, _| {
+                    Box::pin(async move {
+                        for pragma in [
+                            "PRAGMA journal_mode = WAL",
+                            "PRAGMA synchronous = FULL",
+                            "PRAGMA busy_timeout = 10000",
+                            "PRAGMA foreign_keys = ON",
+                        ] {
+                            conn.execute(pragma).await?;
+                        }
+                        Ok(())
+                    })
+                })
+        };
+        let writer = pool(1).connect(&url).await?;
+        MIGRATOR.run(&writer).await?;
+        let reader = pool(8).connect(&url).await?;
+        Ok(Self {
+            backend: Backend::Sqlite,
+            writer,
+            reader,
+        })
+    }
+
+    /// Connects to PostgreSQL at `url` and brings its schema up to date. Several nodes may
+    /// do this at once: sqlx serialises migrations with an advisory lock.
+    pub async fn open_postgres(url: &str, max_connections: u32) -> Result<Self> {
+        install_default_drivers();
+        let pool = AnyPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect(url)
+            .await?;
+        MIGRATOR.run(&pool).await?;
+        Ok(Self {
+            backend: Backend::Postgres,
+            writer: pool.clone(),
+            reader: pool,
+        })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// A round trip to the database, for health checks.
+    pub async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.reader).await?;
+        Ok(())
+    }
+
+    /// Closes the pools, waiting for connections in use.
+    pub async fn close(&self) {
+        self.writer.close().await;
+        self.reader.close().await;
+    }
+}
+
+/// A new time-ordered id.
+fn new_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default()
+}
+
+impl Store {
+    /// What a read inside a write transaction appends to lock its row: PostgreSQL needs
+    /// `FOR UPDATE`; SQLite's single writer connection already excludes other writers.
+    fn lock_clause(&self) -> &'static str {
+        match self.backend {
+            Backend::Postgres => " FOR UPDATE",
+            Backend::Sqlite => "",
+        }
+    }
+}

@@ -1,0 +1,274 @@
+//! Leads: the CRM's contacts, one per normalised address within an account, each with its
+//! Permission to Email.
+
+use std::collections::BTreeMap;
+
+use mailtrail_domain::{EmailAddress, Permission};
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use crate::{Result, Store, StoreError, new_id, now_ms};
+
+/// Custom fields: free-form name → value pairs, used as merge fields in emails.
+pub type Fields = BTreeMap<String, String>;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lead {
+    pub id: String,
+    pub account_id: String,
+    /// The address as it was given (its domain normalised).
+    pub email: String,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub fields: Fields,
+    pub permission: Permission,
+    pub created_at_ms: i64,
+    pub updated_at_ms: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewLead {
+    pub address: EmailAddress,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub fields: Fields,
+    pub permission: Permission,
+}
+
+/// A partial update: `None` leaves a value as it is; given fields are merged into the lead's.
+#[derive(Debug, Clone, Default)]
+pub struct LeadPatch {
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub fields: Option<Fields>,
+    pub permission: Option<Permission>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ImportSummary {
+    pub created: u64,
+    pub updated: u64,
+}
+
+const LEAD_COLUMNS: &str = "id, account_id, address, first_name, last_name, fields, permission, \
+                            created_at_ms, updated_at_ms";
+
+/// Rows per INSERT in a bulk import: 10 parameters a row stays far below both backends'
+/// parameter limits (SQLite 32,766, PostgreSQL 65,535).
+const IMPORT_CHUNK: usize = 500;
+
+fn lead_from_row(row: &AnyRow) -> Result<Lead> {
+    let fields: String = row.try_get("fields")?;
+    let permission: String = row.try_get("permission")?;
+    Ok(Lead {
+        id: row.try_get("id")?,
+        account_id: row.try_get("account_id")?,
+        email: row.try_get("address")?,
+        first_name: row.try_get("first_name")?,
+        last_name: row.try_get("last_name")?,
+        fields: serde_json::from_str(&fields).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        permission: permission.parse().map_err(StoreError::Corrupt)?,
+        created_at_ms: row.try_get("created_at_ms")?,
+        updated_at_ms: row.try_get("updated_at_ms")?,
+    })
+}
+
+fn fields_json(fields: &Fields) -> String {
+    serde_json::to_string(fields).expect("a string map always serialises")
+}
+
+impl Store {
+    /// Creates a lead; an address already used by a lead of this account is a conflict.
+    pub async fn create_lead(&self, account_id: &str, lead: &NewLead) -> Result<Lead> {
+        let id = new_id();
+        let now = now_ms();
+        let inserted = sqlx::query(
+            "INSERT INTO leads (id, account_id, address, address_key, first_name, last_name,
+                                fields, permission, created_at_ms, updated_at_ms)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9)",
+        )
+        .bind(&id)
+        .bind(account_id)
+        .bind(lead.address.to_string())
+        .bind(lead.address.normalized())
+        .bind(lead.first_name.as_deref())
+        .bind(lead.last_name.as_deref())
+        .bind(fields_json(&lead.fields))
+        .bind(lead.permission.as_str())
+        .bind(now)
+        .execute(&self.writer)
+        .await
+        .map_err(StoreError::from);
+        match inserted {
+            Ok(_) => self.lead(account_id, &id).await,
+            Err(e) if e.is_unique_violation() => Err(StoreError::Conflict(format!(
+                "a lead with the address {} already exists",
+                lead.address
+            ))),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// One lead of one account; another account's lead is `NotFound`, like a missing one.
+    pub async fn lead(&self, account_id: &str, lead_id: &str) -> Result<Lead> {
+        let row = sqlx::query(&format!(
+            "SELECT {LEAD_COLUMNS} FROM leads WHERE account_id = $1 AND id = $2"
+        ))
+        .bind(account_id)
+        .bind(lead_id)
+        .fetch_optional(&self.reader)
+        .await?
+        .ok_or(StoreError::NotFound)?;
+        lead_from_row(&row)
+    }
+
+    /// The lead of this account whose address normalises like `address`.
+    pub async fn lead_by_address(
+        &self,
+        account_id: &str,
+        address: &EmailAddress,
+    ) -> Result<Option<Lead>> {
+        let row = sqlx::query(&format!(
+            "SELECT {LEAD_COLUMNS} FROM leads WHERE account_id = $1 AND address_key = $2"
+        ))
+        .bind(account_id)
+        .bind(address.normalized())
+        .fetch_optional(&self.reader)
+        .await?;
+        row.as_ref().map(lead_from_row).transpose()
+    }
+
+    pub async fn update_lead(
+        &self,
+        account_id: &str,
+        lead_id: &str,
+        patch: &LeadPatch,
+    ) -> Result<Lead> {
+        let mut tx = self.writer.begin().await?;
+        let row = sqlx::query(&format!(
+            "SELECT {LEAD_COLUMNS} FROM leads WHERE account_id = $1 AND id = $2{}",
+            self.lock_clause()
+        ))
+        .bind(account_id)
+        .bind(lead_id)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or(StoreError::NotFound)?;
+        let mut lead = lead_from_row(&row)?;
+        if let Some(first) = &patch.first_name {
+            lead.first_name = Some(first.clone());
+        }
+        if let Some(last) = &patch.last_name {
+            lead.last_name = Some(last.clone());
+        }
+        if let Some(fields) = &patch.fields {
+            lead.fields.extend(fields.clone());
+        }
+        if let Some(permission) = patch.permission {
+            lead.permission = permission;
+        }
+        lead.updated_at_ms = now_ms();
+        sqlx::query(
+            "UPDATE leads SET first_name = $1, last_name = $2, fields = $3, permission = $4,
+                              updated_at_ms = $5
+             WHERE account_id = $6 AND id = $7",
+        )
+        .bind(lead.first_name.as_deref())
+        .bind(lead.last_name.as_deref())
+        .bind(fields_json(&lead.fields))
+        .bind(lead.permission.as_str())
+        .bind(lead.updated_at_ms)
+        .bind(account_id)
+        .bind(lead_id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(lead)
+    }
+
+    pub async fn count_leads(&self, account_id: &str) -> Result<u64> {
+        let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM leads WHERE account_id = $1")
+            .bind(account_id)
+            .fetch_one(&self.reader)
+            .await?;
+        Ok(count as u64)
+    }
+
+    /// Creates or updates many leads in one transaction: all of them, or none on error.
+    /// An existing lead takes the new names and custom fields (when the import has any), but
+    /// its Permission to Email is never turned from No to Yes. Within `leads`, a later row
+    /// for the same address wins. `progress` is called with the rows written so far.
+    pub async fn import_leads(
+        &self,
+        account_id: &str,
+        leads: &[NewLead],
+        mut progress: impl FnMut(usize),
+    ) -> Result<ImportSummary> {
+        let mut latest: BTreeMap<String, &NewLead> = BTreeMap::new();
+        for lead in leads {
+            latest.insert(lead.address.normalized(), lead);
+        }
+        let unique: Vec<(&String, &&NewLead)> = latest.iter().collect();
+
+        let mut tx = self.writer.begin().await?;
+        let before: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM leads WHERE account_id = $1")
+            .bind(account_id)
+            .fetch_one(&mut *tx)
+            .await?;
+        let now = now_ms();
+        let mut written = 0;
+        for chunk in unique.chunks(IMPORT_CHUNK) {
+            let rows: Vec<String> = (0..chunk.len())
+                .map(|i| {
+                    // The ninth parameter (now) is both created_at_ms and updated_at_ms.
+                    let params: Vec<String> = (1..=9)
+                        .chain([9])
+                        .map(|k| format!("${}", i * 9 + k))
+                        .collect();
+                    format!("({})", params.join(", "))
+                })
+                .collect();
+            let sql = format!(
+                "INSERT INTO leads (id, account_id, address, address_key, first_name, last_name,
+                                    fields, permission, created_at_ms, updated_at_ms)
+                 VALUES {}
+                 ON CONFLICT (account_id, address_key) DO UPDATE SET
+                    address = excluded.address,
+                    first_name = COALESCE(excluded.first_name, leads.first_name),
+                    last_name = COALESCE(excluded.last_name, leads.last_name),
+                    fields = CASE WHEN excluded.fields = '{{}}' THEN leads.fields
+                                  ELSE excluded.fields END,
+                    permission = CASE WHEN leads.permission = 'no' THEN 'no'
+                                      ELSE excluded.permission END,
+                    updated_at_ms = excluded.updated_at_ms",
+                rows.join(", ")
+            );
+            let mut query = sqlx::query(&sql);
+            for (key, lead) in chunk {
+                query = query
+                    .bind(new_id())
+                    .bind(account_id)
+                    .bind(lead.address.to_string())
+                    .bind(key.as_str())
+                    .bind(lead.first_name.as_deref())
+                    .bind(lead.last_name.as_deref())
+                    .bind(fields_json(&lead.fields))
+                    .bind(lead.permission.as_str())
+                    .bind(now);
+            }
+            query.execute(&mut *tx).await?;
+            written += chunk.len();
+            progress(written);
+        }
+        let after: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM leads WHERE account_id = $1")
+            .bind(account_id)
+            .fetch_one(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        let created = (after - before) as u64;
+        Ok(ImportSummary {
+            created,
+            updated: unique.len() as u64 - created,
+        })
+    }
+}

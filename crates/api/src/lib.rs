@@ -1,1 +1,47 @@
-//! placeholder
+//! Mailtrail's JSON HTTP API (PRODUCT.md §8).
+//!
+//! - [`error`]: one error type, rendered as `application/problem+json` (RFC 9457);
+//! - [`auth`]: `Authorization: Bearer KEY` resolved to a [`auth::Caller`] and its account;
+//! - [`extract`]: a JSON body extractor whose rejections are problem documents too;
+//! - [`leads`]: `POST/GET/PATCH /v1/leads`;
+//! - [`health`]: `/healthz`.
+//!
+//! [`router`] builds the whole app without a socket, so tests drive it with `oneshot`.
+
+pub mod auth;
+pub mod error;
+pub mod extract;
+pub mod health;
+pub mod leads;
+
+use axum::Router;
+use axum::routing::{get, post};
+use mailtrail_store::Store;
+use tower_http::limit::RequestBodyLimitLayer;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+}
+
+/// Bodies larger than this are refused with 413 before they are read. Sized for the
+/// 100,000-recipient batches of a later issue.
+const BODY_LIMIT: usize = 64 * 1024 * 1024;
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(health::healthz))
+        .route("/v1/leads", post(leads::create))
+        .route("/v1/leads/{id}", get(leads::show).patch(leads::update))
+        .fallback(error::not_found)
+        .layer(RequestBodyLimitLayer::new(BODY_LIMIT))
+        .with_state(state)
+}
+
+/// Milliseconds since the epoch as RFC 3339, as the API shows every time.
+pub(crate) fn rfc3339(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}

@@ -1,0 +1,41 @@
+//! A JSON body extractor whose rejections are problem documents: a malformed or mistyped
+//! body says which field is wrong instead of axum's plain-text default.
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{FromRequest, Request};
+use serde::de::DeserializeOwned;
+
+use crate::error::ApiError;
+
+pub struct ApiJson<T>(pub T);
+
+impl<S, T> FromRequest<S> for ApiJson<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(value)) => Ok(ApiJson(value)),
+            Err(JsonRejection::JsonDataError(e)) => Err(ApiError::invalid(
+                "body",
+                data_error_message(&e.body_text()),
+            )),
+            Err(JsonRejection::MissingJsonContentType(_)) => Err(ApiError::BadRequest(
+                "send the body as JSON with 'Content-Type: application/json'".into(),
+            )),
+            Err(e) => Err(ApiError::BadRequest(format!(
+                "the body is not valid JSON: {}",
+                e.body_text()
+            ))),
+        }
+    }
+}
+
+/// serde's message without axum's generic prefix.
+fn data_error_message(text: &str) -> String {
+    text.trim_start_matches("Failed to deserialize the JSON body into the target type: ")
+        .to_owned()
+}

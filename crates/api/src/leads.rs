@@ -1,0 +1,153 @@
+//! `POST /v1/leads`, `GET /v1/leads/{id}`, `PATCH /v1/leads/{id}`: a lead's address is unique
+//! within its account; another account's lead answers 404 like a missing one.
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use mailtrail_domain::{EmailAddress, Permission};
+use mailtrail_store::{Lead, LeadPatch, NewLead};
+use serde::{Deserialize, Serialize};
+
+use crate::auth::Scoped;
+use crate::error::{ApiError, FieldError};
+use crate::extract::ApiJson;
+use crate::{AppState, rfc3339};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateLead {
+    pub email: String,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    #[serde(default)]
+    pub fields: BTreeMap<String, String>,
+    pub permission_to_email: Option<Permission>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateLead {
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub fields: Option<BTreeMap<String, String>>,
+    pub permission_to_email: Option<Permission>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct LeadView {
+    pub id: String,
+    pub email: String,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub fields: BTreeMap<String, String>,
+    pub permission_to_email: Permission,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl From<Lead> for LeadView {
+    fn from(lead: Lead) -> Self {
+        Self {
+            id: lead.id,
+            email: lead.email,
+            first_name: lead.first_name,
+            last_name: lead.last_name,
+            fields: lead.fields,
+            permission_to_email: lead.permission,
+            created_at: rfc3339(lead.created_at_ms),
+            updated_at: rfc3339(lead.updated_at_ms),
+        }
+    }
+}
+
+/// Longest accepted name or custom field value; CRM fields are short.
+const MAX_VALUE_LEN: usize = 1000;
+
+fn check_values<'a>(values: impl IntoIterator<Item = (String, &'a str)>) -> Result<(), ApiError> {
+    let errors: Vec<FieldError> = values
+        .into_iter()
+        .filter(|(_, v)| v.len() > MAX_VALUE_LEN)
+        .map(|(field, _)| FieldError {
+            field,
+            message: format!("at most {MAX_VALUE_LEN} bytes"),
+        })
+        .collect();
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::Invalid(errors))
+    }
+}
+
+fn named_values<'a>(
+    first: Option<&'a String>,
+    last: Option<&'a String>,
+    fields: Option<&'a BTreeMap<String, String>>,
+) -> Vec<(String, &'a str)> {
+    let names = [("first_name", first), ("last_name", last)]
+        .into_iter()
+        .filter_map(|(n, v)| v.map(|v| (n.to_owned(), v.as_str())));
+    let custom = fields
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| (format!("fields.{k}"), v.as_str()));
+    names.chain(custom).collect()
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    scope: Scoped,
+    ApiJson(body): ApiJson<CreateLead>,
+) -> Result<(StatusCode, Json<LeadView>), ApiError> {
+    let address =
+        EmailAddress::parse(&body.email).map_err(|e| ApiError::invalid("email", e.to_string()))?;
+    check_values(named_values(
+        body.first_name.as_ref(),
+        body.last_name.as_ref(),
+        Some(&body.fields),
+    ))?;
+    let lead = NewLead {
+        address,
+        first_name: body.first_name,
+        last_name: body.last_name,
+        fields: body.fields,
+        permission: body.permission_to_email.unwrap_or(Permission::Yes),
+    };
+    let created = state.store.create_lead(&scope.account_id, &lead).await?;
+    Ok((StatusCode::CREATED, Json(created.into())))
+}
+
+pub async fn show(
+    State(state): State<AppState>,
+    scope: Scoped,
+    Path(id): Path<String>,
+) -> Result<Json<LeadView>, ApiError> {
+    let lead = state.store.lead(&scope.account_id, &id).await?;
+    Ok(Json(lead.into()))
+}
+
+pub async fn update(
+    State(state): State<AppState>,
+    scope: Scoped,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<UpdateLead>,
+) -> Result<Json<LeadView>, ApiError> {
+    check_values(named_values(
+        body.first_name.as_ref(),
+        body.last_name.as_ref(),
+        body.fields.as_ref(),
+    ))?;
+    let patch = LeadPatch {
+        first_name: body.first_name,
+        last_name: body.last_name,
+        fields: body.fields,
+        permission: body.permission_to_email,
+    };
+    let lead = state
+        .store
+        .update_lead(&scope.account_id, &id, &patch)
+        .await?;
+    Ok(Json(lead.into()))
+}

@@ -4,7 +4,7 @@
 //! - [`auth`]: `Authorization: Bearer KEY` resolved to a [`auth::Caller`] and its account;
 //! - [`extract`]: a JSON body extractor whose rejections are problem documents too;
 //! - [`leads`]: `POST/GET/PATCH /v1/leads`;
-//! - [`health`]: `/healthz`.
+//! - [`health`]: the `/healthz` endpoint.
 //!
 //! [`router`] builds the whole app without a socket, so tests drive it with `oneshot`.
 

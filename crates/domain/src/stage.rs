@@ -96,7 +96,7 @@ pub struct Derived {
 }
 
 /// The latest of the events that match, by time; among equal times the later in the slice.
-fn latest<'a>(events: &'a [Event], wanted: impl Fn(&Event) -> bool) -> Option<&'a Event> {
+fn latest(events: &[Event], wanted: impl Fn(&Event) -> bool) -> Option<&Event> {
     events
         .iter()
         .filter(|e| wanted(e))

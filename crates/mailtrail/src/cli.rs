@@ -1,0 +1,89 @@
+//! The command line of PRODUCT.md §8. Names here are a stable interface: add, never rename.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use mailtrail_domain::Role;
+
+#[derive(Parser)]
+#[command(
+    name = "mailtrail",
+    version,
+    about = "Email delivery and tracking for CRM leads"
+)]
+pub struct Cli {
+    /// TOML configuration file; every key can also be set as MAILTRAIL_<KEY>.
+    #[arg(long, global = true, env = "MAILTRAIL_CONFIG")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Run the service: the HTTP API on `http_listen`.
+    Serve,
+    /// Manage accounts.
+    Account {
+        #[command(subcommand)]
+        command: AccountCommand,
+    },
+    /// Print a new operator API key (operators act on every account).
+    OperatorKey {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Manage web UI logins.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+    /// Manage leads.
+    Lead {
+        #[command(subcommand)]
+        command: LeadCommand,
+    },
+    /// Recompute every email's stage from its events and report mismatches.
+    Check,
+}
+
+#[derive(Subcommand)]
+pub enum AccountCommand {
+    /// Create an account; prints its id and its first API key (admin role), shown once.
+    Create {
+        name: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum UserCommand {
+    /// Create a login; the password is read from standard input.
+    Create {
+        email: String,
+        /// The user's account (not for operators).
+        #[arg(long)]
+        account: Option<String>,
+        #[arg(long, value_parser = parse_role)]
+        role: Role,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum LeadCommand {
+    /// Import leads from a CSV file with an `email` column; other columns: first_name,
+    /// last_name, permission_to_email, and any custom fields.
+    Import {
+        file: PathBuf,
+        #[arg(long)]
+        account: String,
+        /// Import the valid rows and list the invalid ones, instead of importing nothing.
+        #[arg(long)]
+        skip_invalid: bool,
+    },
+}
+
+fn parse_role(s: &str) -> Result<Role, String> {
+    s.parse()
+}

@@ -1,0 +1,56 @@
+//! One module per command of PRODUCT.md §8, each a thin layer over the library crates.
+
+mod accounts;
+mod check;
+mod import;
+mod serve;
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use mailtrail_store::Store;
+
+use crate::cli::{AccountCommand, Command, LeadCommand, UserCommand};
+use crate::config::Config;
+
+pub async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
+    let store = open_store(&config).await?;
+    let outcome = match command {
+        Command::Serve => serve::run(&config, store.clone()).await,
+        Command::Account {
+            command: AccountCommand::Create { name, json },
+        } => accounts::create_account(&store, &name, json).await,
+        Command::OperatorKey { json } => accounts::operator_key(&store, json).await,
+        Command::User {
+            command:
+                UserCommand::Create {
+                    email,
+                    account,
+                    role,
+                },
+        } => accounts::create_user(&store, &email, account.as_deref(), role).await,
+        Command::Lead {
+            command:
+                LeadCommand::Import {
+                    file,
+                    account,
+                    skip_invalid,
+                },
+        } => import::run(&store, &file, &account, skip_invalid).await,
+        Command::Check => check::run(&store).await,
+    };
+    store.close().await;
+    outcome
+}
+
+/// PostgreSQL when `database_url` is set, else the embedded SQLite under `data_dir`.
+async fn open_store(config: &Config) -> anyhow::Result<Store> {
+    match &config.database_url {
+        Some(url) => Store::open_postgres(url, config.database_max_connections)
+            .await
+            .context("cannot open the PostgreSQL database at database_url"),
+        None => Store::open_sqlite(&config.data_dir)
+            .await
+            .with_context(|| format!("cannot open the database in {}", config.data_dir.display())),
+    }
+}

@@ -1,0 +1,427 @@
+//! The `mailtrail` binary as an operator uses it: real processes, a real socket, the embedded
+//! database on disk (and PostgreSQL where the backend matters).
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use mailtrail_domain::Permission;
+use mailtrail_store::Store;
+use serde_json::{Value, json};
+
+/// The binary with its database chosen by `env` (`MAILTRAIL_DATA_DIR` or
+/// `MAILTRAIL_DATABASE_URL`) and nothing inherited that could change its configuration.
+fn mailtrail(env: &[(&str, &str)]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_mailtrail"));
+    for (key, _) in std::env::vars().filter(|(k, _)| k.starts_with("MAILTRAIL_")) {
+        command.env_remove(key);
+    }
+    command
+        .envs(env.iter().copied())
+        .env("MAILTRAIL_LOG", "warn");
+    command
+}
+
+fn run(command: &mut Command) -> Output {
+    command
+        .stdin(Stdio::null())
+        .output()
+        .expect("mailtrail runs")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+fn create_account(env: &[(&str, &str)]) -> (String, String) {
+    let output = run(mailtrail(env).args(["account", "create", "Acme", "--json"]));
+    assert!(output.status.success(), "{}", stderr(&output));
+    let created: Value = serde_json::from_str(&stdout(&output)).unwrap();
+    (
+        created["id"].as_str().unwrap().to_owned(),
+        created["api_key"].as_str().unwrap().to_owned(),
+    )
+}
+
+/// `mailtrail serve` on a free port; stopped with SIGTERM by [`Server::stop`].
+struct Server {
+    child: Child,
+    base: String,
+}
+
+impl Server {
+    fn start(env: &[(&str, &str)]) -> Self {
+        let mut child = mailtrail(env)
+            .env("MAILTRAIL_HTTP_LISTEN", "127.0.0.1:0")
+            .arg("serve")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let base = line
+            .trim()
+            .strip_prefix("mailtrail listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .to_owned();
+        Server { child, base }
+    }
+
+    /// Sends SIGTERM and returns whether the process exited successfully within 10 s.
+    fn stop(mut self) -> bool {
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.success();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        false
+    }
+}
+
+async fn serves_the_leads_api_and_stops_cleanly(env: &[(&str, &str)]) {
+    let (_, key) = create_account(env);
+    let server = Server::start(env);
+    let client = reqwest::Client::new();
+
+    let health = client
+        .get(format!("{}/healthz", server.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+
+    let created = client
+        .post(format!("{}/v1/leads", server.base))
+        .bearer_auth(&key)
+        .json(&json!({"email": "ana@example.com", "first_name": "Ana"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    let lead: Value = created.json().await.unwrap();
+    let fetched: Value = client
+        .get(format!(
+            "{}/v1/leads/{}",
+            server.base,
+            lead["id"].as_str().unwrap()
+        ))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(fetched["first_name"], "Ana");
+
+    let anonymous = client
+        .get(format!("{}/v1/leads/x", server.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), 401);
+
+    assert!(server.stop(), "serve exits 0 on SIGTERM");
+}
+
+#[tokio::test]
+async fn serve_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    serves_the_leads_api_and_stops_cleanly(&[("MAILTRAIL_DATA_DIR", data)]).await;
+}
+
+#[tokio::test]
+async fn serve_on_postgres() {
+    let url = mailtrail_testkit::postgres::fresh_database();
+    serves_the_leads_api_and_stops_cleanly(&[("MAILTRAIL_DATABASE_URL", &url)]).await;
+}
+
+#[test]
+fn operator_key_and_users() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = [("MAILTRAIL_DATA_DIR", dir.path().to_str().unwrap())];
+    let output = run(mailtrail(&env).args(["operator-key", "--json"]));
+    let key: Value = serde_json::from_str(&stdout(&output)).unwrap();
+    assert!(key["api_key"].as_str().unwrap().starts_with("mt_"));
+
+    let (account, _) = create_account(&env);
+    let with_password = |args: &[&str], password: &str| {
+        let mut child = mailtrail(&env)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(password.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let ok = with_password(
+        &[
+            "user",
+            "create",
+            "ana@example.com",
+            "--account",
+            &account,
+            "--role",
+            "admin",
+        ],
+        "correct horse battery\n",
+    );
+    assert!(ok.status.success(), "{}", stderr(&ok));
+
+    let short = with_password(
+        &[
+            "user",
+            "create",
+            "bo@example.com",
+            "--account",
+            &account,
+            "--role",
+            "user",
+        ],
+        "abc\n",
+    );
+    assert!(!short.status.success());
+    assert!(stderr(&short).contains("at least 8"));
+
+    let operator_with_account = with_password(
+        &[
+            "user",
+            "create",
+            "op@example.com",
+            "--account",
+            &account,
+            "--role",
+            "operator",
+        ],
+        "correct horse battery\n",
+    );
+    assert!(!operator_with_account.status.success());
+
+    let again = with_password(
+        &[
+            "user",
+            "create",
+            "ANA@example.com",
+            "--account",
+            &account,
+            "--role",
+            "user",
+        ],
+        "correct horse battery\n",
+    );
+    assert!(
+        stderr(&again).contains("already exists"),
+        "{}",
+        stderr(&again)
+    );
+}
+
+fn write_leads(path: &Path, rows: usize, bad_line: Option<usize>) {
+    let mut csv = String::from("email,first_name,last_name,permission_to_email,company\n");
+    for i in 0..rows {
+        // Line numbers count the header as line 1.
+        if bad_line == Some(i + 2) {
+            csv.push_str("broken-address,Bad,Row,yes,Nowhere\n");
+        } else {
+            csv.push_str(&format!(
+                "lead{i}@example.com,First{i},Last{i},yes,Company {}\n",
+                i % 97
+            ));
+        }
+    }
+    std::fs::write(path, csv).unwrap();
+}
+
+async fn lead_count(dir: &Path, account: &str) -> u64 {
+    let store = Store::open_sqlite(dir).await.unwrap();
+    let count = store.count_leads(account).await.unwrap();
+    store.close().await;
+    count
+}
+
+#[tokio::test]
+async fn importing_a_hundred_thousand_leads_is_all_or_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let env = [("MAILTRAIL_DATA_DIR", data.to_str().unwrap())];
+    let (account, _) = create_account(&env);
+
+    let bad = dir.path().join("bad.csv");
+    write_leads(&bad, 100_000, Some(50_001));
+    let output = run(mailtrail(&env).args([
+        "lead",
+        "import",
+        bad.to_str().unwrap(),
+        "--account",
+        &account,
+    ]));
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains("line 50001"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(stderr(&output).contains("nothing imported"));
+    assert_eq!(lead_count(&data, &account).await, 0);
+
+    let output = run(mailtrail(&env).args([
+        "lead",
+        "import",
+        bad.to_str().unwrap(),
+        "--account",
+        &account,
+        "--skip-invalid",
+    ]));
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(
+        stdout(&output).contains("99999 created"),
+        "{}",
+        stdout(&output)
+    );
+    assert!(stdout(&output).contains("skipped 1 invalid line(s): 50001"));
+    assert_eq!(lead_count(&data, &account).await, 99_999);
+
+    let good = dir.path().join("good.csv");
+    write_leads(&good, 100_000, None);
+    let started = Instant::now();
+    let output = run(mailtrail(&env).args([
+        "lead",
+        "import",
+        good.to_str().unwrap(),
+        "--account",
+        &account,
+    ]));
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(
+        stdout(&output).contains("1 created, 99999 updated"),
+        "{}",
+        stdout(&output)
+    );
+    assert_eq!(lead_count(&data, &account).await, 100_000);
+    eprintln!(
+        "100,000-row re-import took {:?} (debug build)",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn import_never_turns_permission_from_no_to_yes() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = [("MAILTRAIL_DATA_DIR", dir.path().to_str().unwrap())];
+    let (account, _) = create_account(&env);
+    let file = dir.path().join("leads.csv");
+    let import = |csv: &str| {
+        std::fs::write(&file, csv).unwrap();
+        let output = run(mailtrail(&env).args([
+            "lead",
+            "import",
+            file.to_str().unwrap(),
+            "--account",
+            &account,
+        ]));
+        assert!(output.status.success(), "{}", stderr(&output));
+    };
+    import("email,permission_to_email\nana@example.com,no\nbo@example.com,yes\n");
+    import("email,permission_to_email\nANA@example.com,yes\nbo@example.com,no\n");
+
+    let store = Store::open_sqlite(dir.path()).await.unwrap();
+    for (address, expected) in [
+        ("ana@example.com", Permission::No),
+        ("bo@example.com", Permission::No),
+    ] {
+        let lead = store
+            .lead_by_address(&account, &address.parse().unwrap())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(lead.permission, expected, "{address}");
+    }
+    store.close().await;
+}
+
+#[tokio::test]
+async fn check_reports_a_tampered_stage() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = [("MAILTRAIL_DATA_DIR", dir.path().to_str().unwrap())];
+    let (account, _) = create_account(&env);
+    let store = Store::open_sqlite(dir.path()).await.unwrap();
+    let email = store
+        .create_email(
+            &account,
+            &mailtrail_store::NewEmail {
+                lead_id: None,
+                to: "ana@example.com".parse().unwrap(),
+                from: "sales@example.com".into(),
+                subject: "Hi".into(),
+                text: Some("Hello".into()),
+                html: None,
+                batch: None,
+            },
+        )
+        .await
+        .unwrap();
+    store.close().await;
+
+    let clean = run(mailtrail(&env).arg("check"));
+    assert!(clean.status.success());
+    assert!(stdout(&clean).contains("checked 1 emails: every stored stage matches"));
+
+    let url = format!("sqlite://{}", dir.path().join("mailtrail.db").display());
+    let mut raw = <sqlx::SqliteConnection as sqlx::Connection>::connect(&url)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE emails SET stage = 'opened' WHERE id = $1")
+        .bind(&email.id)
+        .execute(&mut raw)
+        .await
+        .unwrap();
+    let dirty = run(mailtrail(&env).arg("check"));
+    assert!(!dirty.status.success());
+    assert!(
+        stdout(&dirty).contains(&format!(
+            "email {}: stored stage opened but its events say sent",
+            email.id
+        )),
+        "{}",
+        stdout(&dirty)
+    );
+}
+
+#[test]
+fn a_bad_configuration_names_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("mailtrail.toml");
+    std::fs::write(
+        &config,
+        "http_listen = \"127.0.0.1:0\"\nsmtp_listn = \"x\"\n",
+    )
+    .unwrap();
+    let output = run(mailtrail(&[]).args(["--config", config.to_str().unwrap(), "check"]));
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr(&output).contains("smtp_listn"),
+        "{}",
+        stderr(&output)
+    );
+}

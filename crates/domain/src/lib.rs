@@ -5,16 +5,22 @@
 //! - [`event`]: the append-only facts recorded about an email.
 //! - [`stage`]: the stage, Status and reason derived from those facts (PRODUCT.md §1).
 //! - [`reason`]: the failure reasons vocabulary shared with the bounce classifier.
+//! - [`classify`]: what a reply means: reason, retry, suppression (PRODUCT.md §2–§3).
 //! - [`reply`]: SMTP replies with their enhanced status codes (RFC 3463).
+//! - [`token`]: signed tokens tying bounces, replies, opens and clicks to their email.
+//! - [`merge`]: merge fields in subjects and bodies.
 //! - [`retry`]: when a soft-bounced email is tried again, or given up (PRODUCT.md §2).
 
 pub mod address;
+pub mod classify;
 pub mod event;
 pub mod lead;
+pub mod merge;
 pub mod reason;
 pub mod reply;
 pub mod retry;
 pub mod stage;
+pub mod token;
 
 pub use address::{AddressError, EmailAddress};
 pub use event::{Event, EventKind};

@@ -366,21 +366,27 @@ async fn check_reports_a_tampered_stage() {
     let env = [("MAILTRAIL_DATA_DIR", dir.path().to_str().unwrap())];
     let (account, _) = create_account(&env);
     let store = Store::open_sqlite(dir.path()).await.unwrap();
-    let email = store
-        .create_email(
-            &account,
-            &mailtrail_store::NewEmail {
-                lead_id: None,
-                to: "ana@example.com".parse().unwrap(),
-                from: "sales@example.com".into(),
-                subject: "Hi".into(),
-                text: Some("Hello".into()),
-                html: None,
-                batch: None,
-            },
-        )
+    let submission = mailtrail_store::Submission {
+        content: mailtrail_store::Content {
+            from: "sales@example.com".into(),
+            subject: "Hi".into(),
+            text: Some("Hello".into()),
+            html: None,
+        },
+        batch: None,
+        send_at_ms: None,
+        entries: vec![mailtrail_store::QueueEntry {
+            to: "ana@example.com".parse().unwrap(),
+            lead_id: None,
+            fields: Default::default(),
+            dropped: None,
+        }],
+    };
+    let ids = store
+        .enqueue(&account, &submission, None, |_| String::new())
         .await
         .unwrap();
+    let email = store.email(&account, &ids[0]).await.unwrap();
     store.close().await;
 
     let clean = run(mailtrail(&env).arg("check"));

@@ -40,25 +40,45 @@ CREATE TABLE leads (
     UNIQUE (account_id, address_key)
 );
 
-CREATE TABLE emails (
+-- What was sent, once per submission: a batch of 100,000 shares one row; each email keeps
+-- only its own merge fields.
+CREATE TABLE contents (
     id TEXT PRIMARY KEY,
     account_id TEXT NOT NULL REFERENCES accounts (id),
-    lead_id TEXT REFERENCES leads (id),
-    to_address TEXT NOT NULL,
-    to_key TEXT NOT NULL,
     from_address TEXT NOT NULL,
     subject TEXT NOT NULL,
     text_body TEXT,
     html_body TEXT,
+    created_at_ms BIGINT NOT NULL
+);
+
+-- One email, one recipient. The queue lives here too: `next_attempt_at_ms` is set while the
+-- email waits to be (re)tried and NULL once it has left the queue; a worker that claims it
+-- sets `lease_until_ms`, and a crashed worker's claims are taken over after that time.
+CREATE TABLE emails (
+    id TEXT PRIMARY KEY,
+    account_id TEXT NOT NULL REFERENCES accounts (id),
+    lead_id TEXT REFERENCES leads (id),
+    content_id TEXT NOT NULL REFERENCES contents (id),
+    to_address TEXT NOT NULL,
+    to_key TEXT NOT NULL,
+    to_domain TEXT NOT NULL,
+    fields TEXT NOT NULL DEFAULT '{}',
     batch TEXT,
     stage TEXT NOT NULL,
     status TEXT,
     reason TEXT,
+    attempts BIGINT NOT NULL DEFAULT 0,
+    next_attempt_at_ms BIGINT,
+    lease_until_ms BIGINT,
+    soft_5xx_attempts BIGINT NOT NULL DEFAULT 0,
+    first_soft_5xx_at_ms BIGINT,
     created_at_ms BIGINT NOT NULL,
     updated_at_ms BIGINT NOT NULL
 );
 CREATE INDEX emails_by_account ON emails (account_id, created_at_ms);
 CREATE INDEX emails_by_lead ON emails (lead_id, created_at_ms);
+CREATE INDEX emails_due ON emails (next_attempt_at_ms) WHERE next_attempt_at_ms IS NOT NULL;
 
 -- Append-only. `seq` orders one email's events as they were written.
 CREATE TABLE events (
@@ -69,4 +89,44 @@ CREATE TABLE events (
     at_ms BIGINT NOT NULL,
     detail TEXT NOT NULL,
     PRIMARY KEY (email_id, seq)
+);
+
+-- An account's blocked addresses (PRODUCT.md §3). Only an operator removes one.
+CREATE TABLE suppressions (
+    account_id TEXT NOT NULL REFERENCES accounts (id),
+    address_key TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    status TEXT,
+    email_id TEXT,
+    created_at_ms BIGINT NOT NULL,
+    PRIMARY KEY (account_id, address_key)
+);
+
+-- Who added or removed a block, when and why. Never updated.
+CREATE TABLE suppression_log (
+    id TEXT PRIMARY KEY,
+    account_id TEXT NOT NULL,
+    address_key TEXT NOT NULL,
+    action TEXT NOT NULL,
+    actor TEXT NOT NULL,
+    note TEXT NOT NULL,
+    at_ms BIGINT NOT NULL
+);
+CREATE INDEX suppression_log_by_address ON suppression_log (account_id, address_key, at_ms);
+
+-- The answer given to a request with an Idempotency-Key, replayed to a retry of it.
+CREATE TABLE idempotency_keys (
+    account_id TEXT NOT NULL REFERENCES accounts (id),
+    key TEXT NOT NULL,
+    request_hash TEXT NOT NULL,
+    response TEXT NOT NULL,
+    created_at_ms BIGINT NOT NULL,
+    PRIMARY KEY (account_id, key)
+);
+
+-- Installation-wide secrets (the token signing key), shared by every node.
+CREATE TABLE secrets (
+    name TEXT PRIMARY KEY,
+    value TEXT NOT NULL,
+    created_at_ms BIGINT NOT NULL
 );

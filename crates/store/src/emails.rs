@@ -3,21 +3,31 @@
 //! every event insert, with the email's row locked, so they can never disagree.
 
 use mailtrail_domain::stage::{Derived, derive};
-use mailtrail_domain::{EmailAddress, Event, EventKind, Reason, Stage};
+use mailtrail_domain::{Event, Reason, Stage};
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
-use crate::{Result, Store, StoreError, new_id, now_ms};
+use crate::{Result, Store, StoreError, now_ms};
 
-#[derive(Debug, Clone)]
-pub struct NewEmail {
-    pub lead_id: Option<String>,
-    pub to: EmailAddress,
-    pub from: String,
-    pub subject: String,
-    pub text: Option<String>,
-    pub html: Option<String>,
-    pub batch: Option<String>,
+/// What recording an event does to the email's place in the queue and to its address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Effects {
+    pub queue: QueueChange,
+    /// A delivery attempt was made: count it.
+    pub attempted: bool,
+    /// A hard bounce: suppress the address and set the lead's Permission to Email to No.
+    pub suppress: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum QueueChange {
+    /// Not a queue event (an open, a click, a late bounce report).
+    #[default]
+    Keep,
+    /// The email leaves the queue: delivered, failed or dropped.
+    Leave,
+    /// Try again at this time; `soft_5xx` counts towards the limit on temporary-looking 5xx.
+    RetryAt { at_ms: i64, soft_5xx: bool },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,6 +39,9 @@ pub struct EmailRecord {
     pub from: String,
     pub subject: String,
     pub batch: Option<String>,
+    pub attempts: u32,
+    /// When the next delivery attempt is due; `None` once the email has left the queue.
+    pub next_attempt_at_ms: Option<i64>,
     pub stage: Stage,
     pub status: Option<String>,
     pub reason: Option<Reason>,
@@ -65,6 +78,8 @@ fn email_from_row(row: &AnyRow) -> Result<EmailRecord> {
         from: row.try_get("from_address")?,
         subject: row.try_get("subject")?,
         batch: row.try_get("batch")?,
+        attempts: row.try_get::<i64, _>("attempts")? as u32,
+        next_attempt_at_ms: row.try_get("next_attempt_at_ms")?,
         stage: stage.parse().map_err(StoreError::Corrupt)?,
         status: row.try_get("status")?,
         reason: reason
@@ -89,7 +104,7 @@ fn event_from_row(row: &AnyRow) -> Result<StoredEvent> {
     })
 }
 
-async fn insert_event(
+pub(crate) async fn insert_event(
     tx: &mut Transaction<'static, Any>,
     account_id: &str,
     email_id: &str,
@@ -122,50 +137,18 @@ async fn events_in(tx: &mut Transaction<'static, Any>, email_id: &str) -> Result
 }
 
 impl Store {
-    /// Stores an email with its `queued` event, in one transaction.
-    pub async fn create_email(&self, account_id: &str, email: &NewEmail) -> Result<EmailRecord> {
-        let id = new_id();
-        let now = now_ms();
-        let mut tx = self.writer.begin().await?;
-        sqlx::query(
-            "INSERT INTO emails (id, account_id, lead_id, to_address, to_key, from_address,
-                                 subject, text_body, html_body, batch, stage, created_at_ms,
-                                 updated_at_ms)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12)",
-        )
-        .bind(&id)
-        .bind(account_id)
-        .bind(email.lead_id.as_deref())
-        .bind(email.to.to_string())
-        .bind(email.to.normalized())
-        .bind(&email.from)
-        .bind(&email.subject)
-        .bind(email.text.as_deref())
-        .bind(email.html.as_deref())
-        .bind(email.batch.as_deref())
-        .bind(Stage::Sent.as_str())
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        insert_event(
-            &mut tx,
-            account_id,
-            &id,
-            &Event::new(EventKind::Queued, now),
-        )
-        .await?;
-        tx.commit().await?;
-        self.email(account_id, &id).await
-    }
-
     /// One email of one account; another account's email is `NotFound`.
     pub async fn email(&self, account_id: &str, email_id: &str) -> Result<EmailRecord> {
-        let row = sqlx::query("SELECT * FROM emails WHERE account_id = $1 AND id = $2")
-            .bind(account_id)
-            .bind(email_id)
-            .fetch_optional(&self.reader)
-            .await?
-            .ok_or(StoreError::NotFound)?;
+        let row = sqlx::query(
+            "SELECT e.*, c.subject, c.from_address FROM emails e
+             JOIN contents c ON c.id = e.content_id
+             WHERE e.account_id = $1 AND e.id = $2",
+        )
+        .bind(account_id)
+        .bind(email_id)
+        .fetch_optional(&self.reader)
+        .await?
+        .ok_or(StoreError::NotFound)?;
         email_from_row(&row)
     }
 
@@ -177,9 +160,22 @@ impl Store {
         email_id: &str,
         event: &Event,
     ) -> Result<Derived> {
+        self.record(account_id, email_id, event, Effects::default())
+            .await
+    }
+
+    /// [`Store::append_event`] together with its effects on the queue and the address, all
+    /// in the same transaction: an attempt's outcome is never half-recorded.
+    pub async fn record(
+        &self,
+        account_id: &str,
+        email_id: &str,
+        event: &Event,
+        effects: Effects,
+    ) -> Result<Derived> {
         let mut tx = self.writer.begin().await?;
-        sqlx::query(&format!(
-            "SELECT id FROM emails WHERE account_id = $1 AND id = $2{}",
+        let row = sqlx::query(&format!(
+            "SELECT to_key FROM emails WHERE account_id = $1 AND id = $2{}",
             self.lock_clause()
         ))
         .bind(account_id)
@@ -189,17 +185,43 @@ impl Store {
         .ok_or(StoreError::NotFound)?;
         insert_event(&mut tx, account_id, email_id, event).await?;
         let derived = derive(&events_in(&mut tx, email_id).await?);
+        let now = now_ms();
+        let (changes_queue, next_attempt, soft_5xx) = match effects.queue {
+            QueueChange::Keep => (false, None, false),
+            QueueChange::Leave => (true, None, false),
+            QueueChange::RetryAt { at_ms, soft_5xx } => (true, Some(at_ms), soft_5xx),
+        };
         sqlx::query(
-            "UPDATE emails SET stage = $1, status = $2, reason = $3, updated_at_ms = $4
+            "UPDATE emails SET stage = $1, status = $2, reason = $3, updated_at_ms = $4,
+                    attempts = attempts + $7,
+                    soft_5xx_attempts = soft_5xx_attempts + $8,
+                    first_soft_5xx_at_ms = CASE WHEN $8 = 1 AND first_soft_5xx_at_ms IS NULL
+                                                THEN $4 ELSE first_soft_5xx_at_ms END,
+                    next_attempt_at_ms = CASE WHEN $9 = 1 THEN $6 ELSE next_attempt_at_ms END,
+                    lease_until_ms = CASE WHEN $9 = 1 THEN NULL ELSE lease_until_ms END
              WHERE id = $5",
         )
         .bind(derived.stage.as_str())
         .bind(derived.status.as_deref())
         .bind(derived.reason.map(Reason::as_str))
-        .bind(now_ms())
+        .bind(now)
         .bind(email_id)
+        .bind(next_attempt)
+        .bind(i64::from(effects.attempted))
+        .bind(i64::from(soft_5xx))
+        .bind(i64::from(changes_queue))
         .execute(&mut *tx)
         .await?;
+        if effects.suppress {
+            let to_key: String = row.try_get("to_key")?;
+            let block = crate::suppressions::Block {
+                reason: event.detail.reason.unwrap_or(Reason::Undefined),
+                status: event.detail.status.clone(),
+                email_id: Some(email_id.to_owned()),
+            };
+            crate::suppressions::suppress_in(&mut tx, account_id, &to_key, &block, "mailtrail")
+                .await?;
+        }
         tx.commit().await?;
         Ok(derived)
     }

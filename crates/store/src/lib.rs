@@ -4,7 +4,10 @@
 //! - this file: opening a store, migrations, the error type, ids and clocks;
 //! - [`accounts`]: accounts, API keys and UI users;
 //! - [`leads`]: leads and their bulk import;
-//! - [`emails`]: emails and their append-only events, with the derived stage kept in step.
+//! - [`emails`]: emails and their append-only events, with the derived stage kept in step;
+//! - [`queue`]: submissions, and the outbound queue workers claim from;
+//! - [`suppressions`]: blocked addresses and their audit trail;
+//! - [`secrets`]: installation-wide secrets such as the token signing key.
 //!
 //! Both backends run the same SQL through sqlx's `any` driver (numbered `$N` parameters,
 //! portable types); the few statements that differ are chosen by [`Backend`] here, never
@@ -15,6 +18,9 @@
 pub mod accounts;
 pub mod emails;
 pub mod leads;
+pub mod queue;
+pub mod secrets;
+pub mod suppressions;
 
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -23,8 +29,10 @@ use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, Executor};
 
 pub use accounts::{ApiCaller, NewKey};
-pub use emails::{EmailRecord, Mismatch, NewEmail, StoredEvent};
+pub use emails::{Effects, EmailRecord, Mismatch, QueueChange, StoredEvent};
 pub use leads::{ImportSummary, Lead, LeadPatch, NewLead};
+pub use queue::{Claimed, Content, Idempotent, LeadBrief, QueueEntry, Submission};
+pub use suppressions::{Block, Suppression, SuppressionLogEntry};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
@@ -43,7 +51,7 @@ pub enum StoreError {
 }
 
 impl StoreError {
-    fn is_unique_violation(&self) -> bool {
+    pub fn is_unique_violation(&self) -> bool {
         matches!(self, StoreError::Database(sqlx::Error::Database(e)) if e.is_unique_violation())
     }
 }

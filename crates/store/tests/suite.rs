@@ -6,7 +6,10 @@ use std::sync::Arc;
 
 use mailtrail_domain::stage::derive;
 use mailtrail_domain::{EmailAddress, Event, EventKind, Permission, Reason, Role, Stage};
-use mailtrail_store::{LeadPatch, NewEmail, NewLead, Store, StoreError};
+use mailtrail_store::{
+    Block, Content, Effects, Idempotent, LeadPatch, NewLead, QueueChange, QueueEntry, Store,
+    StoreError, Submission,
+};
 use sqlx::Executor;
 
 /// A store on a fresh database, and a raw connection URL to it for tests that tamper.
@@ -58,6 +61,10 @@ on_both_backends!(
     events_derive_the_stored_stage,
     concurrent_writers_leave_the_stored_stage_equal_to_the_derivation,
     check_finds_a_stage_that_disagrees_with_the_events,
+    claims_are_leased_and_outcomes_move_emails_through_the_queue,
+    concurrent_claimers_never_share_an_email,
+    a_hard_bounce_suppresses_and_only_an_audited_removal_lifts_it,
+    drops_and_idempotency_are_recorded_with_the_submission,
 );
 
 fn address(s: &str) -> EmailAddress {
@@ -74,16 +81,35 @@ fn new_lead(email: &str, permission: Permission) -> NewLead {
     }
 }
 
-fn new_email(to: &str) -> NewEmail {
-    NewEmail {
-        lead_id: None,
-        to: address(to),
-        from: "sales@mailtrail.test".into(),
-        subject: "Hello".into(),
-        text: Some("Hi".into()),
-        html: None,
+fn submission(to: &[&str]) -> Submission {
+    Submission {
+        content: Content {
+            from: "sales@mailtrail.test".into(),
+            subject: "Hello".into(),
+            text: Some("Hi".into()),
+            html: None,
+        },
         batch: Some("spring".into()),
+        send_at_ms: None,
+        entries: to
+            .iter()
+            .map(|to| QueueEntry {
+                to: address(to),
+                lead_id: None,
+                fields: BTreeMap::new(),
+                dropped: None,
+            })
+            .collect(),
     }
+}
+
+/// Queues one email and returns it as stored.
+async fn queue_one(store: &Store, account: &str, to: &str) -> mailtrail_store::EmailRecord {
+    let ids = store
+        .enqueue(account, &submission(&[to]), None, |_| String::new())
+        .await
+        .unwrap();
+    store.email(account, &ids[0]).await.unwrap()
 }
 
 async fn api_keys_resolve_to_their_account_and_role(f: Fixture) {
@@ -232,11 +258,7 @@ async fn import_updates_existing_leads_but_never_turns_no_into_yes(f: Fixture) {
 async fn events_derive_the_stored_stage(f: Fixture) {
     let (acme, _) = f.store.create_account("Acme").await.unwrap();
     let (globex, _) = f.store.create_account("Globex").await.unwrap();
-    let email = f
-        .store
-        .create_email(&acme, &new_email("ana@example.com"))
-        .await
-        .unwrap();
+    let email = queue_one(&f.store, &acme, "ana@example.com").await;
     assert_eq!(email.stage, Stage::Sent);
 
     let delivered = Event::new(EventKind::Delivered, 10).with_status("250 2.0.0 Ok");
@@ -281,10 +303,7 @@ async fn concurrent_writers_leave_the_stored_stage_equal_to_the_derivation(f: Fi
     let (acme, _) = f.store.create_account("Acme").await.unwrap();
     let store = Arc::new(f.store);
     for round in 0..3 {
-        let email = store
-            .create_email(&acme, &new_email("ana@example.com"))
-            .await
-            .unwrap();
+        let email = queue_one(&store, &acme, "ana@example.com").await;
         let kinds = [
             EventKind::Deferred,
             EventKind::Delivered,
@@ -324,16 +343,13 @@ async fn concurrent_writers_leave_the_stored_stage_equal_to_the_derivation(f: Fi
 
 async fn check_finds_a_stage_that_disagrees_with_the_events(f: Fixture) {
     let (acme, _) = f.store.create_account("Acme").await.unwrap();
-    let mut ids = Vec::new();
-    for i in 0..2500 {
-        ids.push(
-            f.store
-                .create_email(&acme, &new_email(&format!("l{i}@example.com")))
-                .await
-                .unwrap()
-                .id,
-        );
-    }
+    let recipients: Vec<String> = (0..2500).map(|i| format!("l{i}@example.com")).collect();
+    let recipients: Vec<&str> = recipients.iter().map(String::as_str).collect();
+    let ids = f
+        .store
+        .enqueue(&acme, &submission(&recipients), None, |_| String::new())
+        .await
+        .unwrap();
     let mut seen = 0;
     assert!(f.store.check_stages(|n| seen = n).await.unwrap().is_empty());
     assert_eq!(seen, 2500);
@@ -352,4 +368,300 @@ async fn check_finds_a_stage_that_disagrees_with_the_events(f: Fixture) {
     assert_eq!(mismatches[0].email_id, *tampered);
     assert_eq!(mismatches[0].stored, "clicked");
     assert_eq!(mismatches[0].derived, Stage::Sent);
+}
+
+async fn claims_are_leased_and_outcomes_move_emails_through_the_queue(f: Fixture) {
+    let (acme, _) = f.store.create_account("Acme").await.unwrap();
+    let ids = f
+        .store
+        .enqueue(
+            &acme,
+            &submission(&["a@one.example", "b@two.example", "c@one.example"]),
+            None,
+            |_| String::new(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(f.store.queue_depth().await.unwrap(), 3);
+
+    let claimed = f.store.claim_due(10, 60_000).await.unwrap();
+    assert_eq!(claimed.len(), 3);
+    let domains: Vec<&str> = claimed.iter().map(|c| c.to_domain.as_str()).collect();
+    assert_eq!(
+        domains,
+        ["one.example", "one.example", "two.example"],
+        "grouped by destination"
+    );
+    assert_eq!(claimed[0].content.subject, "Hello");
+    assert!(
+        f.store.claim_due(10, 60_000).await.unwrap().is_empty(),
+        "leased emails are not claimed twice"
+    );
+
+    let retry = Event::new(EventKind::Deferred, 1)
+        .with_status("451 4.3.0 Try later")
+        .with_attempt(1);
+    let effects = Effects {
+        queue: QueueChange::RetryAt {
+            at_ms: 0,
+            soft_5xx: false,
+        },
+        attempted: true,
+        suppress: false,
+    };
+    f.store
+        .record(&acme, &ids[0], &retry, effects)
+        .await
+        .unwrap();
+    let delivered = Event::new(EventKind::Delivered, 2).with_status("250 ok");
+    let leave = Effects {
+        queue: QueueChange::Leave,
+        attempted: true,
+        suppress: false,
+    };
+    f.store
+        .record(&acme, &ids[1], &delivered, leave)
+        .await
+        .unwrap();
+
+    let again = f.store.claim_due(10, 60_000).await.unwrap();
+    assert_eq!(
+        again.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(),
+        [ids[0].as_str()],
+        "only the retried one is due"
+    );
+    assert_eq!(again[0].attempts, 1);
+    let stored = f.store.email(&acme, &ids[1]).await.unwrap();
+    assert_eq!(
+        (stored.stage, stored.next_attempt_at_ms, stored.attempts),
+        (Stage::Delivered, None, 1)
+    );
+    assert_eq!(f.store.queue_depth().await.unwrap(), 2);
+
+    // A crashed worker's lease runs out and its email is claimed again.
+    f.store.postpone(&ids[2], 0).await.unwrap();
+    let expired_lease = f.store.claim_due(10, -1).await.unwrap();
+    assert_eq!(expired_lease.len(), 1);
+    let reclaimed = f.store.claim_due(10, 60_000).await.unwrap();
+    assert_eq!(reclaimed.len(), 1, "an expired lease is claimable");
+}
+
+async fn concurrent_claimers_never_share_an_email(f: Fixture) {
+    let (acme, _) = f.store.create_account("Acme").await.unwrap();
+    let recipients: Vec<String> = (0..600).map(|i| format!("r{i}@example.com")).collect();
+    let recipients: Vec<&str> = recipients.iter().map(String::as_str).collect();
+    f.store
+        .enqueue(&acme, &submission(&recipients), None, |_| String::new())
+        .await
+        .unwrap();
+    let store = Arc::new(f.store);
+    let claimers: Vec<_> = (0..6)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let mut mine = Vec::new();
+                loop {
+                    let batch = store.claim_due(25, 60_000).await.unwrap();
+                    if batch.is_empty() {
+                        break mine;
+                    }
+                    mine.extend(batch.into_iter().map(|c| c.id));
+                }
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for claimer in claimers {
+        all.extend(claimer.await.unwrap());
+    }
+    let total = all.len();
+    all.sort();
+    all.dedup();
+    assert_eq!((total, all.len()), (600, 600));
+}
+
+async fn a_hard_bounce_suppresses_and_only_an_audited_removal_lifts_it(f: Fixture) {
+    let (acme, _) = f.store.create_account("Acme").await.unwrap();
+    let (globex, _) = f.store.create_account("Globex").await.unwrap();
+    let lead = f
+        .store
+        .create_lead(&acme, &new_lead("Ana@example.com", Permission::Yes))
+        .await
+        .unwrap();
+    let email = queue_one(&f.store, &acme, "ana@EXAMPLE.com").await;
+    let bounce = Event::new(EventKind::Failed, 5)
+        .with_status("550 5.1.1 User unknown")
+        .with_reason(Reason::UserUnknown);
+    let effects = Effects {
+        queue: QueueChange::Leave,
+        attempted: true,
+        suppress: true,
+    };
+    f.store
+        .record(&acme, &email.id, &bounce, effects)
+        .await
+        .unwrap();
+
+    let ana = address("ana@example.com");
+    let block = f.store.suppression(&acme, &ana).await.unwrap().unwrap();
+    assert_eq!(block.block.reason, Reason::UserUnknown);
+    assert_eq!(
+        block.block.status.as_deref(),
+        Some("550 5.1.1 User unknown")
+    );
+    assert_eq!(
+        f.store.lead(&acme, &lead.id).await.unwrap().permission,
+        Permission::No
+    );
+    assert_eq!(
+        f.store
+            .block_reason(&acme, "ANA@example.com", None)
+            .await
+            .unwrap(),
+        Some(Reason::Suppressed)
+    );
+    // Another account knows nothing of it.
+    assert!(f.store.suppression(&globex, &ana).await.unwrap().is_none());
+    assert!(
+        f.store
+            .suppressions(Some(&globex), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(f.store.suppressions(None, 10).await.unwrap().len(), 1);
+
+    // Permission back to Yes does not lift the block.
+    let yes = LeadPatch {
+        permission: Some(Permission::Yes),
+        ..LeadPatch::default()
+    };
+    f.store.update_lead(&acme, &lead.id, &yes).await.unwrap();
+    assert_eq!(
+        f.store
+            .block_reason(&acme, "ana@example.com", Some(&lead.id))
+            .await
+            .unwrap(),
+        Some(Reason::Suppressed)
+    );
+
+    assert!(matches!(
+        f.store
+            .remove_suppression(&globex, &ana, "op@example.com", "x")
+            .await,
+        Err(StoreError::NotFound)
+    ));
+    f.store
+        .remove_suppression(&acme, &ana, "op@example.com", "customer asked again")
+        .await
+        .unwrap();
+    assert_eq!(
+        f.store
+            .block_reason(&acme, "ana@example.com", Some(&lead.id))
+            .await
+            .unwrap(),
+        None
+    );
+    let log = f.store.suppression_log(&acme, &ana).await.unwrap();
+    let trail: Vec<(&str, &str, &str)> = log
+        .iter()
+        .map(|e| (e.action.as_str(), e.actor.as_str(), e.note.as_str()))
+        .collect();
+    assert_eq!(
+        trail,
+        [
+            ("added", "mailtrail", "userunknown"),
+            ("removed", "op@example.com", "customer asked again")
+        ]
+    );
+
+    // Permission No alone blocks too, with its own reason.
+    let no = LeadPatch {
+        permission: Some(Permission::No),
+        ..LeadPatch::default()
+    };
+    f.store.update_lead(&acme, &lead.id, &no).await.unwrap();
+    assert_eq!(
+        f.store
+            .block_reason(&acme, "ana@example.com", Some(&lead.id))
+            .await
+            .unwrap(),
+        Some(Reason::NoPermission)
+    );
+    f.store
+        .suppress(
+            &acme,
+            &ana,
+            &Block {
+                reason: Reason::Complaint,
+                status: None,
+                email_id: None,
+            },
+            "mailtrail",
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        f.store
+            .suppression(&acme, &ana)
+            .await
+            .unwrap()
+            .unwrap()
+            .block
+            .reason,
+        Reason::Complaint
+    );
+}
+
+async fn drops_and_idempotency_are_recorded_with_the_submission(f: Fixture) {
+    let (acme, _) = f.store.create_account("Acme").await.unwrap();
+    let mut batch = submission(&["ok@example.com", "blocked@example.com"]);
+    batch.entries[1].dropped = Some(Reason::Suppressed);
+    let key = Idempotent {
+        key: "req-1".into(),
+        request_hash: "h1".into(),
+    };
+    let ids = f
+        .store
+        .enqueue(&acme, &batch, Some(&key), |ids| ids.join(","))
+        .await
+        .unwrap();
+
+    let dropped = f.store.email(&acme, &ids[1]).await.unwrap();
+    assert_eq!(dropped.stage, Stage::Failed);
+    assert_eq!(
+        (dropped.status.as_deref(), dropped.reason),
+        (Some("Dropped"), Some(Reason::Suppressed))
+    );
+    assert_eq!(dropped.next_attempt_at_ms, None);
+    let kinds: Vec<EventKind> = f
+        .store
+        .events(&acme, &ids[1])
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.event.kind)
+        .collect();
+    assert_eq!(kinds, [EventKind::Queued, EventKind::Failed]);
+    let claimed = f.store.claim_due(10, 60_000).await.unwrap();
+    assert_eq!(claimed.len(), 1, "a dropped email is never tried");
+    assert!(f.store.check_stages(|_| {}).await.unwrap().is_empty());
+
+    let (hash, response) = f
+        .store
+        .idempotent_response(&acme, "req-1")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((hash.as_str(), response), ("h1", ids.join(",")));
+    let replay = f
+        .store
+        .enqueue(&acme, &batch, Some(&key), |_| String::new())
+        .await;
+    assert!(matches!(replay, Err(StoreError::Conflict(_))));
+    assert_eq!(
+        f.store.queue_depth().await.unwrap(),
+        1,
+        "the conflicting request queued nothing"
+    );
 }

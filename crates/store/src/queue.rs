@@ -1,0 +1,468 @@
+//! The outbound queue, kept in the emails table: submissions are written durably before
+//! they are acknowledged; workers claim due emails with a lease, and a crashed worker's
+//! claims come back when the lease runs out. Nothing is ever deleted on failure.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use mailtrail_domain::{EmailAddress, Event, EventKind, Permission, Reason};
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use crate::leads::Fields;
+use crate::{Backend, Result, Store, StoreError, new_id, now_ms};
+
+/// The message an email (or a whole batch) sends, before merge fields.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Content {
+    pub from: String,
+    pub subject: String,
+    pub text: Option<String>,
+    pub html: Option<String>,
+}
+
+/// One email to queue.
+#[derive(Debug, Clone)]
+pub struct QueueEntry {
+    pub to: EmailAddress,
+    pub lead_id: Option<String>,
+    /// The recipient's merge fields (besides the lead's own).
+    pub fields: Fields,
+    /// Decided at submission: the email is recorded as failed `Dropped` and never tried.
+    pub dropped: Option<Reason>,
+}
+
+/// A submission of one content to many recipients.
+#[derive(Debug, Clone)]
+pub struct Submission {
+    pub content: Content,
+    pub batch: Option<String>,
+    /// When the first attempt is due (now when `None`).
+    pub send_at_ms: Option<i64>,
+    pub entries: Vec<QueueEntry>,
+}
+
+/// The answer stored for a request with an `Idempotency-Key`, replayed to its retries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Idempotent {
+    pub key: String,
+    /// A hash of the request, so the same key with a different body is detected.
+    pub request_hash: String,
+}
+
+/// What a lead contributes to sending: its id, permission and merge fields.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeadBrief {
+    pub id: String,
+    pub address_key: String,
+    pub permission: Permission,
+    pub fields: Fields,
+}
+
+/// An email claimed for delivery, with everything needed to build and send it.
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    pub id: String,
+    pub account_id: String,
+    pub lead_id: Option<String>,
+    pub to: String,
+    pub to_domain: String,
+    pub fields: Fields,
+    pub content: Content,
+    pub attempts: u32,
+    pub soft_5xx_attempts: u32,
+    pub first_soft_5xx_at_ms: Option<i64>,
+    pub created_at_ms: i64,
+}
+
+/// Rows per multi-row INSERT: well under both backends' parameter limits.
+const CHUNK: usize = 1000;
+/// Keys per `IN (…)` lookup.
+const LOOKUP_CHUNK: usize = 500;
+
+fn placeholders(first: usize, count: usize) -> String {
+    (first..first + count)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `($1, …, $n), ($n+1, …)` for `rows` rows of `columns` parameters.
+fn row_placeholders(rows: usize, columns: usize) -> String {
+    (0..rows)
+        .map(|i| format!("({})", placeholders(i * columns + 1, columns)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn fields_from(text: &str) -> Result<Fields> {
+    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn lead_brief(row: &AnyRow) -> Result<LeadBrief> {
+    let permission: String = row.try_get("permission")?;
+    let mut fields = fields_from(&row.try_get::<String, _>("fields")?)?;
+    for (name, column) in [
+        ("first_name", "first_name"),
+        ("last_name", "last_name"),
+        ("email", "address"),
+    ] {
+        if let Some(value) = row.try_get::<Option<String>, _>(column)? {
+            fields.entry(name.to_owned()).or_insert(value);
+        }
+    }
+    Ok(LeadBrief {
+        id: row.try_get("id")?,
+        address_key: row.try_get("address_key")?,
+        permission: permission.parse().map_err(StoreError::Corrupt)?,
+        fields,
+    })
+}
+
+impl Store {
+    /// The leads of an account with these normalised addresses, by address.
+    pub async fn leads_by_address_keys(
+        &self,
+        account_id: &str,
+        keys: &[String],
+    ) -> Result<HashMap<String, LeadBrief>> {
+        self.lead_lookup(account_id, "address_key", keys)
+            .await
+            .map(|leads| {
+                leads
+                    .into_iter()
+                    .map(|l| (l.address_key.clone(), l))
+                    .collect()
+            })
+    }
+
+    /// The leads of an account with these ids, by id; others' ids are simply absent.
+    pub async fn leads_by_ids(
+        &self,
+        account_id: &str,
+        ids: &[String],
+    ) -> Result<HashMap<String, LeadBrief>> {
+        self.lead_lookup(account_id, "id", ids)
+            .await
+            .map(|leads| leads.into_iter().map(|l| (l.id.clone(), l)).collect())
+    }
+
+    async fn lead_lookup(
+        &self,
+        account_id: &str,
+        column: &str,
+        values: &[String],
+    ) -> Result<Vec<LeadBrief>> {
+        let mut found = Vec::new();
+        for chunk in values.chunks(LOOKUP_CHUNK) {
+            let sql = format!(
+                "SELECT id, address, address_key, first_name, last_name, fields, permission
+                 FROM leads WHERE account_id = $1 AND {column} IN ({})",
+                placeholders(2, chunk.len())
+            );
+            let mut query = sqlx::query(&sql).bind(account_id);
+            for value in chunk {
+                query = query.bind(value);
+            }
+            for row in query.fetch_all(&self.reader).await? {
+                found.push(lead_brief(&row)?);
+            }
+        }
+        Ok(found)
+    }
+
+    /// Which of these normalised addresses the account has suppressed.
+    pub async fn suppressed_among(
+        &self,
+        account_id: &str,
+        keys: &[String],
+    ) -> Result<HashSet<String>> {
+        let mut found = HashSet::new();
+        for chunk in keys.chunks(LOOKUP_CHUNK) {
+            let sql = format!(
+                "SELECT address_key FROM suppressions WHERE account_id = $1 AND address_key IN ({})",
+                placeholders(2, chunk.len())
+            );
+            let mut query = sqlx::query(&sql).bind(account_id);
+            for key in chunk {
+                query = query.bind(key);
+            }
+            for row in query.fetch_all(&self.reader).await? {
+                found.insert(row.try_get("address_key")?);
+            }
+        }
+        Ok(found)
+    }
+
+    /// The answer stored for an idempotency key, with the hash of the request that made it.
+    pub async fn idempotent_response(
+        &self,
+        account_id: &str,
+        key: &str,
+    ) -> Result<Option<(String, String)>> {
+        let row = sqlx::query(
+            "SELECT request_hash, response FROM idempotency_keys WHERE account_id = $1 AND key = $2",
+        )
+        .bind(account_id)
+        .bind(key)
+        .fetch_optional(&self.reader)
+        .await?;
+        row.map(|r| Ok((r.try_get("request_hash")?, r.try_get("response")?)))
+            .transpose()
+    }
+
+    /// Queues a submission in one transaction: the content, every email with its `queued`
+    /// event (and `failed` for drops), and the idempotent answer, which `respond` makes from
+    /// the new ids. When this returns, every email is on disk. A concurrent request with the
+    /// same idempotency key makes this fail with `Conflict`.
+    pub async fn enqueue(
+        &self,
+        account_id: &str,
+        submission: &Submission,
+        idempotent: Option<&Idempotent>,
+        respond: impl FnOnce(&[String]) -> String,
+    ) -> Result<Vec<String>> {
+        let now = now_ms();
+        let due = submission.send_at_ms.unwrap_or(now);
+        let content_id = new_id();
+        let ids: Vec<String> = submission.entries.iter().map(|_| new_id()).collect();
+        let mut tx = self.writer.begin().await?;
+        let c = &submission.content;
+        sqlx::query(
+            "INSERT INTO contents (id, account_id, from_address, subject, text_body, html_body, created_at_ms)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(&content_id)
+        .bind(account_id)
+        .bind(&c.from)
+        .bind(&c.subject)
+        .bind(c.text.as_deref())
+        .bind(c.html.as_deref())
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+
+        let rows: Vec<(&String, &QueueEntry)> = ids.iter().zip(&submission.entries).collect();
+        let queued = serde_json::to_string(&Event::new(EventKind::Queued, now).detail)
+            .expect("event details serialise");
+        for chunk in rows.chunks(CHUNK) {
+            const COLUMNS: usize = 15;
+            let sql = format!(
+                "INSERT INTO emails (id, account_id, lead_id, content_id, to_address, to_key,
+                                     to_domain, fields, batch, stage, status, reason,
+                                     next_attempt_at_ms, created_at_ms, updated_at_ms)
+                 VALUES {}",
+                row_placeholders(chunk.len(), COLUMNS)
+            );
+            let mut query = sqlx::query(&sql);
+            for (id, entry) in chunk {
+                let dropped = entry.dropped.map(Reason::as_str);
+                query = query
+                    .bind(id.as_str())
+                    .bind(account_id)
+                    .bind(entry.lead_id.as_deref())
+                    .bind(&content_id)
+                    .bind(entry.to.to_string())
+                    .bind(entry.to.normalized())
+                    .bind(entry.to.domain().to_owned())
+                    .bind(serde_json::to_string(&entry.fields).expect("string maps serialise"))
+                    .bind(submission.batch.as_deref())
+                    .bind(if dropped.is_some() { "failed" } else { "sent" })
+                    .bind(dropped.map(|_| "Dropped"))
+                    .bind(dropped)
+                    .bind(dropped.is_none().then_some(due))
+                    .bind(now)
+                    .bind(now);
+            }
+            query.execute(&mut *tx).await?;
+
+            // The first events of new emails: `queued`, then `failed` for a drop.
+            let mut events: Vec<(&str, i64, &str, String)> = Vec::with_capacity(chunk.len());
+            for (id, entry) in chunk {
+                events.push((id.as_str(), 1, "queued", queued.clone()));
+                if let Some(reason) = entry.dropped {
+                    let dropped = Event::new(EventKind::Failed, now)
+                        .with_status("Dropped")
+                        .with_reason(reason);
+                    let detail =
+                        serde_json::to_string(&dropped.detail).expect("event details serialise");
+                    events.push((id.as_str(), 2, "failed", detail));
+                }
+            }
+            for events in events.chunks(CHUNK) {
+                let sql = format!(
+                    "INSERT INTO events (email_id, seq, account_id, kind, at_ms, detail) VALUES {}",
+                    row_placeholders(events.len(), 6)
+                );
+                let mut query = sqlx::query(&sql);
+                for (id, seq, kind, detail) in events {
+                    query = query
+                        .bind(*id)
+                        .bind(*seq)
+                        .bind(account_id)
+                        .bind(*kind)
+                        .bind(now)
+                        .bind(detail.as_str());
+                }
+                query.execute(&mut *tx).await?;
+            }
+        }
+        if let Some(idempotent) = idempotent {
+            let inserted = sqlx::query(
+                "INSERT INTO idempotency_keys (account_id, key, request_hash, response, created_at_ms)
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (account_id, key) DO NOTHING",
+            )
+            .bind(account_id)
+            .bind(&idempotent.key)
+            .bind(&idempotent.request_hash)
+            .bind(respond(&ids))
+            .bind(now)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if inserted == 0 {
+                return Err(StoreError::Conflict(
+                    "a request with this Idempotency-Key was processed meanwhile".into(),
+                ));
+            }
+        }
+        tx.commit().await?;
+        Ok(ids)
+    }
+
+    /// Claims up to `limit` due emails for `lease_ms`: nobody else claims them until the
+    /// lease runs out or their outcome is recorded. On PostgreSQL several nodes claim at once
+    /// without waiting on each other (`FOR UPDATE SKIP LOCKED`).
+    pub async fn claim_due(&self, limit: i64, lease_ms: i64) -> Result<Vec<Claimed>> {
+        let now = now_ms();
+        let skip_locked = match self.backend {
+            Backend::Postgres => " FOR UPDATE SKIP LOCKED",
+            Backend::Sqlite => "",
+        };
+        let mut tx = self.writer.begin().await?;
+        let ids: Vec<String> = sqlx::query_scalar(&format!(
+            "UPDATE emails SET lease_until_ms = $1
+             WHERE id IN (SELECT id FROM emails
+                          WHERE next_attempt_at_ms <= $2
+                            AND (lease_until_ms IS NULL OR lease_until_ms < $2)
+                          ORDER BY next_attempt_at_ms LIMIT $3{skip_locked})
+             RETURNING id"
+        ))
+        .bind(now + lease_ms)
+        .bind(now)
+        .bind(limit)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut claimed = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(LOOKUP_CHUNK) {
+            let sql = format!(
+                "SELECT e.id, e.account_id, e.lead_id, e.to_address, e.to_domain, e.fields,
+                        e.attempts, e.soft_5xx_attempts, e.first_soft_5xx_at_ms, e.created_at_ms,
+                        c.from_address, c.subject, c.text_body, c.html_body
+                 FROM emails e JOIN contents c ON c.id = e.content_id
+                 WHERE e.id IN ({})",
+                placeholders(1, chunk.len())
+            );
+            let mut query = sqlx::query(&sql);
+            for id in chunk {
+                query = query.bind(id);
+            }
+            for row in query.fetch_all(&mut *tx).await? {
+                claimed.push(claimed_from_row(&row)?);
+            }
+        }
+        tx.commit().await?;
+        claimed.sort_by(|a, b| a.to_domain.cmp(&b.to_domain));
+        Ok(claimed)
+    }
+
+    /// Gives an email back to the queue untried (its destination asked to slow down).
+    pub async fn postpone(&self, email_id: &str, at_ms: i64) -> Result<()> {
+        sqlx::query(
+            "UPDATE emails SET next_attempt_at_ms = $1, lease_until_ms = NULL
+             WHERE id = $2 AND next_attempt_at_ms IS NOT NULL",
+        )
+        .bind(at_ms)
+        .bind(email_id)
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    /// Releases every lease. Only for the embedded database at start-up, where this process
+    /// is the only worker, so claims left by a crash need not wait for their lease to run out.
+    pub async fn release_all_leases(&self) -> Result<u64> {
+        if self.backend != Backend::Sqlite {
+            return Ok(0);
+        }
+        let released =
+            sqlx::query("UPDATE emails SET lease_until_ms = NULL WHERE lease_until_ms IS NOT NULL")
+                .execute(&self.writer)
+                .await?
+                .rows_affected();
+        Ok(released)
+    }
+
+    /// Why this email must not be sent now, if it must not: its address was suppressed or
+    /// its lead's Permission to Email set to No since it was queued (PRODUCT.md §2).
+    pub async fn block_reason(
+        &self,
+        account_id: &str,
+        to: &str,
+        lead_id: Option<&str>,
+    ) -> Result<Option<Reason>> {
+        let key = EmailAddress::parse(to)
+            .map(|a| a.normalized())
+            .unwrap_or_else(|_| to.to_lowercase());
+        let row = sqlx::query(
+            "SELECT
+               (SELECT COUNT(*) FROM suppressions WHERE account_id = $1 AND address_key = $2) AS suppressed,
+               (SELECT COUNT(*) FROM leads WHERE account_id = $1
+                  AND (id = $3 OR address_key = $2) AND permission = 'no') AS refused",
+        )
+        .bind(account_id)
+        .bind(&key)
+        .bind(lead_id)
+        .fetch_one(&self.reader)
+        .await?;
+        let suppressed: i64 = row.try_get("suppressed")?;
+        let refused: i64 = row.try_get("refused")?;
+        Ok(if suppressed > 0 {
+            Some(Reason::Suppressed)
+        } else if refused > 0 {
+            Some(Reason::NoPermission)
+        } else {
+            None
+        })
+    }
+
+    /// How many emails wait in the queue (due or not).
+    pub async fn queue_depth(&self) -> Result<u64> {
+        let n: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM emails WHERE next_attempt_at_ms IS NOT NULL")
+                .fetch_one(&self.reader)
+                .await?;
+        Ok(n as u64)
+    }
+}
+
+fn claimed_from_row(row: &AnyRow) -> Result<Claimed> {
+    let fields: BTreeMap<String, String> = fields_from(&row.try_get::<String, _>("fields")?)?;
+    Ok(Claimed {
+        id: row.try_get("id")?,
+        account_id: row.try_get("account_id")?,
+        lead_id: row.try_get("lead_id")?,
+        to: row.try_get("to_address")?,
+        to_domain: row.try_get("to_domain")?,
+        fields,
+        content: Content {
+            from: row.try_get("from_address")?,
+            subject: row.try_get("subject")?,
+            text: row.try_get("text_body")?,
+            html: row.try_get("html_body")?,
+        },
+        attempts: row.try_get::<i64, _>("attempts")? as u32,
+        soft_5xx_attempts: row.try_get::<i64, _>("soft_5xx_attempts")? as u32,
+        first_soft_5xx_at_ms: row.try_get("first_soft_5xx_at_ms")?,
+        created_at_ms: row.try_get("created_at_ms")?,
+    })
+}

@@ -13,6 +13,8 @@ use crate::error::ApiError;
 /// The authenticated caller of a request.
 #[derive(Debug, Clone)]
 pub struct Caller {
+    /// Recorded as the actor of audited actions.
+    pub key_id: String,
     pub account_id: Option<String>,
     pub role: Role,
 }
@@ -81,6 +83,7 @@ where
             .await?
             .ok_or(ApiError::Unauthorized)?;
         Ok(Caller {
+            key_id: caller.key_id,
             account_id: caller.account_id,
             role: caller.role,
         })

@@ -39,3 +39,19 @@ fn data_error_message(text: &str) -> String {
     text.trim_start_matches("Failed to deserialize the JSON body into the target type: ")
         .to_owned()
 }
+
+/// Parses a JSON body already read as bytes (when the raw bytes are needed too, as for
+/// idempotency keys), with the same problem documents as [`ApiJson`].
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if inner.is_data() {
+            let field = if path == "." { "body".to_owned() } else { path };
+            ApiError::invalid(&field, inner.to_string())
+        } else {
+            ApiError::BadRequest(format!("the body is not valid JSON: {inner}"))
+        }
+    })
+}

@@ -4,25 +4,34 @@
 //! - [`auth`]: `Authorization: Bearer KEY` resolved to a [`auth::Caller`] and its account;
 //! - [`extract`]: a JSON body extractor whose rejections are problem documents too;
 //! - [`leads`]: `POST/GET/PATCH /v1/leads`;
+//! - [`emails`]: sending (`POST /v1/emails`, `/v1/emails/batch`) and `GET /v1/emails/{id}`;
+//! - [`suppressions`]: the operator's view of blocked addresses;
 //! - [`health`]: the `/healthz` endpoint.
 //!
 //! [`router`] builds the whole app without a socket, so tests drive it with `oneshot`.
 
 pub mod auth;
+pub mod emails;
 pub mod error;
 pub mod extract;
 pub mod health;
 pub mod leads;
+pub mod suppressions;
+
+use std::sync::Arc;
 
 use axum::Router;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use mailtrail_store::Store;
+use tokio::sync::Notify;
 use tower_http::limit::RequestBodyLimitLayer;
 
 /// What every handler can reach.
 #[derive(Clone)]
 pub struct AppState {
     pub store: Store,
+    /// Wakes the delivery worker when emails are queued.
+    pub queued: Arc<Notify>,
 }
 
 /// Bodies larger than this are refused with 413 before they are read. Sized for the
@@ -34,6 +43,11 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/v1/leads", post(leads::create))
         .route("/v1/leads/{id}", get(leads::show).patch(leads::update))
+        .route("/v1/emails", post(emails::send))
+        .route("/v1/emails/batch", post(emails::send_batch))
+        .route("/v1/emails/{id}", get(emails::show))
+        .route("/v1/suppressions", get(suppressions::list))
+        .route("/v1/suppressions/{address}", delete(suppressions::remove))
         .fallback(error::not_found)
         .layer(RequestBodyLimitLayer::new(BODY_LIMIT))
         .with_state(state)

@@ -41,6 +41,7 @@ impl App {
         .unwrap();
         let response = router(AppState {
             store: self.store.clone(),
+            queued: Default::default(),
         })
         .oneshot(request)
         .await

@@ -200,6 +200,7 @@ const PHRASES: &[(Reason, &[&str])] = &[
             "throttl",
             "slow down",
             "try again later",
+            "try again in",
             "temporarily deferred",
         ],
     ),

@@ -21,8 +21,30 @@ pub struct Cli {
 
 #[derive(Subcommand)]
 pub enum Command {
-    /// Run the service: the HTTP API on `http_listen`.
+    /// Run the service: the HTTP API on `http_listen` and the delivery workers.
     Serve,
+    /// Queue one email (the running service delivers it).
+    Send {
+        #[arg(long)]
+        account: String,
+        #[arg(long)]
+        to: String,
+        #[arg(long)]
+        from: String,
+        #[arg(long)]
+        subject: String,
+        #[arg(long, required_unless_present = "html")]
+        text: Option<String>,
+        #[arg(long)]
+        html: Option<String>,
+        #[arg(long)]
+        batch: Option<String>,
+    },
+    /// The suppression list (operator).
+    Suppression {
+        #[command(subcommand)]
+        command: SuppressionCommand,
+    },
     /// Manage accounts.
     Account {
         #[command(subcommand)]
@@ -86,4 +108,22 @@ pub enum LeadCommand {
 
 fn parse_role(s: &str) -> Result<Role, String> {
     s.parse()
+}
+
+#[derive(Subcommand)]
+pub enum SuppressionCommand {
+    /// Every blocked address, newest first.
+    List {
+        /// Only this account's.
+        #[arg(long)]
+        account: Option<String>,
+    },
+    /// Lift a block; the reason is kept in the audit trail.
+    Remove {
+        address: String,
+        #[arg(long)]
+        account: String,
+        #[arg(long)]
+        reason: String,
+    },
 }

@@ -1,12 +1,14 @@
 //! Typed configuration: defaults, then a TOML file, then `MAILTRAIL_<KEY>` environment
 //! variables. Unknown keys in the file are errors, so a typo never goes unnoticed.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
+use mailtrail_outbound::OutboundConfig;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -29,6 +31,9 @@ pub struct Config {
     pub database_max_connections: u32,
     /// `text` for people, `json` for log collectors.
     pub log_format: LogFormat,
+    /// DNS servers (`ip:port`) for MX lookups instead of the system's resolver.
+    pub dns_servers: Vec<SocketAddr>,
+    pub outbound: OutboundConfig,
 }
 
 impl Default for Config {
@@ -39,6 +44,8 @@ impl Default for Config {
             database_url: None,
             database_max_connections: 20,
             log_format: LogFormat::Text,
+            dns_servers: Vec::new(),
+            outbound: OutboundConfig::default(),
         }
     }
 }
@@ -51,6 +58,7 @@ const ENV_KEYS: &[&str] = &[
     "database_url",
     "database_max_connections",
     "log_format",
+    "dns_servers",
 ];
 
 impl Config {
@@ -66,8 +74,26 @@ impl Config {
         }
         figment = figment
             .merge(Env::prefixed("MAILTRAIL_").filter(|key| ENV_KEYS.iter().any(|k| key == *k)));
-        figment.extract().context("invalid configuration")
+        let mut config: Config = figment.extract().context("invalid configuration")?;
+        if let Ok(routes) = std::env::var("MAILTRAIL_OUTBOUND_ROUTES") {
+            config.outbound.routes.extend(parse_routes(&routes)?);
+        }
+        Ok(config)
     }
+}
+
+/// `MAILTRAIL_OUTBOUND_ROUTES="example.test=127.0.0.1:2526,other.test=[::1]:25"`.
+fn parse_routes(text: &str) -> anyhow::Result<BTreeMap<String, String>> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|entry| !entry.is_empty())
+        .map(|entry| {
+            let (domain, target) = entry.split_once('=').with_context(|| {
+                format!("MAILTRAIL_OUTBOUND_ROUTES: '{entry}' is not domain=host:port")
+            })?;
+            Ok((domain.trim().to_lowercase(), target.trim().to_owned()))
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -86,10 +112,18 @@ mod tests {
             )?;
             jail.set_env("MAILTRAIL_HTTP_LISTEN", "127.0.0.1:9999");
             jail.set_env("MAILTRAIL_LOG", "debug");
+            jail.set_env("MAILTRAIL_DNS_SERVERS", "[127.0.0.1:5353]");
+            jail.set_env(
+                "MAILTRAIL_OUTBOUND_ROUTES",
+                "a.test=127.0.0.1:2526, B.test=[::1]:25",
+            );
             let config = Config::load(Some(Path::new("mailtrail.toml"))).unwrap();
             assert_eq!(config.http_listen.to_string(), "127.0.0.1:9999");
             assert_eq!(config.data_dir, PathBuf::from("/var/lib/mailtrail"));
             assert_eq!(config.database_url, None);
+            assert_eq!(config.dns_servers, ["127.0.0.1:5353".parse().unwrap()]);
+            assert_eq!(config.outbound.routes["a.test"], "127.0.0.1:2526");
+            assert_eq!(config.outbound.routes["b.test"], "[::1]:25");
             Ok(())
         });
     }

@@ -49,6 +49,15 @@ pub struct EmailRecord {
     pub updated_at_ms: i64,
 }
 
+/// One event to record with [`Store::record_many`].
+#[derive(Debug, Clone)]
+pub struct Record {
+    pub account_id: String,
+    pub email_id: String,
+    pub event: Event,
+    pub effects: Effects,
+}
+
 /// An event as stored: its position among the email's events, then the event.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredEvent {
@@ -174,17 +183,47 @@ impl Store {
         effects: Effects,
     ) -> Result<Derived> {
         let mut tx = self.writer.begin().await?;
-        let row = sqlx::query(&format!(
+        let derived = self
+            .record_in(&mut tx, account_id, email_id, event, effects)
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        tx.commit().await?;
+        Ok(derived)
+    }
+
+    /// Records many events in one transaction (one disk flush for all of them): how
+    /// delivery workers keep up with fast peers. An email that no longer exists is skipped.
+    pub async fn record_many(&self, records: &[Record]) -> Result<()> {
+        let mut tx = self.writer.begin().await?;
+        for r in records {
+            self.record_in(&mut tx, &r.account_id, &r.email_id, &r.event, r.effects)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn record_in(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        account_id: &str,
+        email_id: &str,
+        event: &Event,
+        effects: Effects,
+    ) -> Result<Option<Derived>> {
+        let Some(row) = sqlx::query(&format!(
             "SELECT to_key FROM emails WHERE account_id = $1 AND id = $2{}",
             self.lock_clause()
         ))
         .bind(account_id)
         .bind(email_id)
-        .fetch_optional(&mut *tx)
+        .fetch_optional(&mut **tx)
         .await?
-        .ok_or(StoreError::NotFound)?;
-        insert_event(&mut tx, account_id, email_id, event).await?;
-        let derived = derive(&events_in(&mut tx, email_id).await?);
+        else {
+            return Ok(None);
+        };
+        insert_event(tx, account_id, email_id, event).await?;
+        let derived = derive(&events_in(tx, email_id).await?);
         let now = now_ms();
         let (changes_queue, next_attempt, soft_5xx) = match effects.queue {
             QueueChange::Keep => (false, None, false),
@@ -210,7 +249,7 @@ impl Store {
         .bind(i64::from(effects.attempted))
         .bind(i64::from(soft_5xx))
         .bind(i64::from(changes_queue))
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await?;
         if effects.suppress {
             let to_key: String = row.try_get("to_key")?;
@@ -219,11 +258,9 @@ impl Store {
                 status: event.detail.status.clone(),
                 email_id: Some(email_id.to_owned()),
             };
-            crate::suppressions::suppress_in(&mut tx, account_id, &to_key, &block, "mailtrail")
-                .await?;
+            crate::suppressions::suppress_in(tx, account_id, &to_key, &block, "mailtrail").await?;
         }
-        tx.commit().await?;
-        Ok(derived)
+        Ok(Some(derived))
     }
 
     /// An email's events in the order they were written.

@@ -29,7 +29,7 @@ use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, Executor};
 
 pub use accounts::{ApiCaller, NewKey};
-pub use emails::{Effects, EmailRecord, Mismatch, QueueChange, StoredEvent};
+pub use emails::{Effects, EmailRecord, Mismatch, QueueChange, Record, StoredEvent};
 pub use leads::{ImportSummary, Lead, LeadPatch, NewLead};
 pub use queue::{Claimed, Content, Idempotent, LeadBrief, QueueEntry, Submission};
 pub use suppressions::{Block, Suppression, SuppressionLogEntry};

@@ -53,6 +53,8 @@ pub struct Idempotent {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LeadBrief {
     pub id: String,
+    /// The address as stored (domain normalised).
+    pub address: String,
     pub address_key: String,
     pub permission: Permission,
     pub fields: Fields,
@@ -112,6 +114,7 @@ fn lead_brief(row: &AnyRow) -> Result<LeadBrief> {
     }
     Ok(LeadBrief {
         id: row.try_get("id")?,
+        address: row.try_get("address")?,
         address_key: row.try_get("address_key")?,
         permission: permission.parse().map_err(StoreError::Corrupt)?,
         fields,

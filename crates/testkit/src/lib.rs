@@ -2,9 +2,13 @@
 //! exits.
 //!
 //! - [`postgres`]: a throwaway PostgreSQL server, one per test binary, a fresh database per
-//!   test.
+//!   test;
+//! - [`smtp_sink`]: Postfix's `smtp-sink` as a recipient's server;
+//! - [`dns`]: NSD serving MX records.
 
+pub mod dns;
 pub mod postgres;
+pub mod smtp_sink;
 
 use std::net::TcpListener;
 

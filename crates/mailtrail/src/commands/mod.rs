@@ -3,14 +3,16 @@
 mod accounts;
 mod check;
 mod import;
+mod send;
 mod serve;
+mod suppression;
 
 use std::process::ExitCode;
 
 use anyhow::Context;
 use mailtrail_store::Store;
 
-use crate::cli::{AccountCommand, Command, LeadCommand, UserCommand};
+use crate::cli::{AccountCommand, Command, LeadCommand, SuppressionCommand, UserCommand};
 use crate::config::Config;
 
 pub async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
@@ -38,6 +40,40 @@ pub async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
                 },
         } => import::run(&store, &file, &account, skip_invalid).await,
         Command::Check => check::run(&store).await,
+        Command::Send {
+            account,
+            to,
+            from,
+            subject,
+            text,
+            html,
+            batch,
+        } => {
+            let request = mailtrail_outbound::submit::Request {
+                from,
+                subject,
+                text,
+                html,
+                batch,
+                send_at_ms: None,
+                recipients: vec![mailtrail_outbound::submit::Recipient {
+                    to: Some(to),
+                    ..Default::default()
+                }],
+            };
+            send::run(&store, &account, request).await
+        }
+        Command::Suppression {
+            command: SuppressionCommand::List { account },
+        } => suppression::list(&store, account.as_deref()).await,
+        Command::Suppression {
+            command:
+                SuppressionCommand::Remove {
+                    address,
+                    account,
+                    reason,
+                },
+        } => suppression::remove(&store, &account, &address, &reason).await,
     };
     store.close().await;
     outcome

@@ -1,16 +1,21 @@
-//! `mailtrail serve`: the HTTP API until Ctrl-C or SIGTERM, then a clean shutdown that lets
-//! requests in flight finish.
+//! `mailtrail serve`: the HTTP API and the delivery workers in one process, until Ctrl-C or
+//! SIGTERM; then a clean shutdown that lets requests and SMTP sessions in flight finish.
 
 use std::process::ExitCode;
 
 use anyhow::Context;
 use mailtrail_api::{AppState, router};
+use mailtrail_outbound::Outbound;
 use mailtrail_store::Store;
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 
 use crate::config::Config;
 
 pub async fn run(config: &Config, store: Store) -> anyhow::Result<ExitCode> {
+    let outbound = Outbound::new(store.clone(), config.outbound.clone(), &config.dns_servers)
+        .await
+        .map_err(anyhow::Error::msg)?;
     let listener = TcpListener::bind(config.http_listen)
         .await
         .with_context(|| format!("cannot listen on http_listen {}", config.http_listen))?;
@@ -18,10 +23,25 @@ pub async fn run(config: &Config, store: Store) -> anyhow::Result<ExitCode> {
     // Scripts and tests read this line to find the port when http_listen ends in :0.
     println!("mailtrail listening on http://{address}");
     tracing::info!(%address, "HTTP API listening");
-    axum::serve(listener, router(AppState { store }))
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .context("the HTTP server failed")?;
+
+    let (stop, stopped) = watch::channel(false);
+    let wait_for = |mut stopped: watch::Receiver<bool>| async move {
+        let _ = stopped.wait_for(|stop| *stop).await;
+    };
+    let state = AppState {
+        store,
+        queued: outbound.waker(),
+    };
+    let http =
+        axum::serve(listener, router(state)).with_graceful_shutdown(wait_for(stopped.clone()));
+    let delivery = tokio::spawn(outbound.run(wait_for(stopped)));
+    let signal = async {
+        shutdown_signal().await;
+        let _ = stop.send(true);
+    };
+    let (served, ()) = tokio::join!(http, signal);
+    served.context("the HTTP server failed")?;
+    delivery.await.context("the delivery worker failed")?;
     tracing::info!("shut down cleanly");
     Ok(ExitCode::SUCCESS)
 }

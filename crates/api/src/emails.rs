@@ -1,0 +1,338 @@
+//! Sending and reading emails: `POST /v1/emails` (one), `POST /v1/emails/batch` (up to
+//! 100,000 recipients with merge fields), `GET /v1/emails/{id}`. A 202 means every queued
+//! email is on disk. `Idempotency-Key` makes a client's retry return the first answer
+//! instead of sending twice.
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use mailtrail_outbound::submit::{self, Accepted, Recipient, Request, SubmitError};
+use mailtrail_store::{EmailRecord, Idempotent, StoreError, StoredEvent};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use crate::auth::Scoped;
+use crate::error::ApiError;
+use crate::extract::parse_json;
+use crate::{AppState, rfc3339};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SendEmail {
+    pub lead_id: Option<String>,
+    pub to: Option<String>,
+    pub from: String,
+    pub subject: String,
+    pub text: Option<String>,
+    pub html: Option<String>,
+    pub batch: Option<String>,
+    #[serde(default)]
+    pub fields: BTreeMap<String, String>,
+    /// RFC 3339 time of the first attempt.
+    pub send_at: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchRecipient {
+    pub lead_id: Option<String>,
+    pub to: Option<String>,
+    #[serde(default)]
+    pub fields: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SendBatch {
+    pub from: String,
+    pub subject: String,
+    pub text: Option<String>,
+    pub html: Option<String>,
+    pub batch: Option<String>,
+    pub send_at: Option<String>,
+    pub recipients: Vec<BatchRecipient>,
+}
+
+fn send_at_ms(send_at: Option<&str>) -> Result<Option<i64>, ApiError> {
+    send_at
+        .map(|t| {
+            chrono::DateTime::parse_from_rfc3339(t)
+                .map(|t| t.timestamp_millis())
+                .map_err(|e| ApiError::invalid("send_at", format!("not an RFC 3339 time: {e}")))
+        })
+        .transpose()
+}
+
+/// Which endpoint answers: one email, or a batch.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Shape {
+    Single,
+    Batch,
+}
+
+impl Shape {
+    fn respond(self, accepted: &Accepted) -> Value {
+        match self {
+            Shape::Single => single_response(accepted),
+            Shape::Batch => batch_response(accepted),
+        }
+    }
+}
+
+fn batch_response(accepted: &Accepted) -> Value {
+    json!({
+        "emails": accepted.queued.iter().map(|q| json!({
+            "index": q.index,
+            "id": q.id,
+            "dropped": q.dropped.map(|r| r.as_str()),
+        })).collect::<Vec<_>>(),
+        "refused": accepted.refused.iter().map(|r| json!({
+            "index": r.index,
+            "message": r.message,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+fn single_response(accepted: &Accepted) -> Value {
+    let queued = &accepted.queued[0];
+    json!({
+        "id": queued.id,
+        "dropped": queued.dropped.map(|r| r.as_str()),
+    })
+}
+
+/// Runs a submission with its idempotency key, if the request has one.
+async fn submit_once(
+    state: &AppState,
+    account_id: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+    request: Request,
+    shape: Shape,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let idempotent = match headers.get("idempotency-key") {
+        None => None,
+        Some(key) => {
+            let key = key
+                .to_str()
+                .ok()
+                .filter(|k| !k.is_empty() && k.len() <= 255)
+                .ok_or_else(|| {
+                    ApiError::invalid("Idempotency-Key", "1 to 255 visible ASCII characters")
+                })?;
+            Some(Idempotent {
+                key: key.to_owned(),
+                request_hash: hex::encode(Sha256::digest(body)),
+            })
+        }
+    };
+    if let Some(idempotent) = &idempotent
+        && let Some(stored) = replay(state, account_id, idempotent).await?
+    {
+        return Ok(stored);
+    }
+    let result = submit::submit(
+        &state.store,
+        account_id,
+        request,
+        idempotent.as_ref(),
+        |accepted| shape.respond(accepted).to_string(),
+    )
+    .await;
+    let accepted = match result {
+        Ok(accepted) => accepted,
+        Err(SubmitError::Invalid { field, message }) => {
+            return Err(ApiError::invalid(&field, message));
+        }
+        Err(SubmitError::Store(StoreError::Conflict(_))) if idempotent.is_some() => {
+            // A concurrent request with the same key won the race: answer as it did.
+            let idempotent = idempotent.as_ref().expect("checked");
+            return replay(state, account_id, idempotent)
+                .await?
+                .ok_or(ApiError::Conflict(
+                    "a request with this Idempotency-Key is being processed".into(),
+                ));
+        }
+        Err(SubmitError::Store(e)) => return Err(e.into()),
+    };
+    if shape == Shape::Single
+        && let Some(refusal) = accepted.refused.first()
+    {
+        return Err(ApiError::invalid("recipient", refusal.message.clone()));
+    }
+    state.queued.notify_one();
+    Ok((StatusCode::ACCEPTED, Json(shape.respond(&accepted))))
+}
+
+/// The stored answer to an earlier request with the same key, if there was one.
+async fn replay(
+    state: &AppState,
+    account_id: &str,
+    idempotent: &Idempotent,
+) -> Result<Option<(StatusCode, Json<Value>)>, ApiError> {
+    let Some((hash, response)) = state
+        .store
+        .idempotent_response(account_id, &idempotent.key)
+        .await?
+    else {
+        return Ok(None);
+    };
+    if hash != idempotent.request_hash {
+        return Err(ApiError::invalid(
+            "Idempotency-Key",
+            "this key was already used with a different request",
+        ));
+    }
+    let stored: Value =
+        serde_json::from_str(&response).map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok(Some((StatusCode::ACCEPTED, Json(stored))))
+}
+
+pub async fn send(
+    State(state): State<AppState>,
+    scope: Scoped,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let email: SendEmail = parse_json(&body)?;
+    let request = Request {
+        send_at_ms: send_at_ms(email.send_at.as_deref())?,
+        from: email.from,
+        subject: email.subject,
+        text: email.text,
+        html: email.html,
+        batch: email.batch,
+        recipients: vec![Recipient {
+            lead_id: email.lead_id,
+            to: email.to,
+            fields: email.fields,
+        }],
+    };
+    submit_once(
+        &state,
+        &scope.account_id,
+        &headers,
+        &body,
+        request,
+        Shape::Single,
+    )
+    .await
+}
+
+pub async fn send_batch(
+    State(state): State<AppState>,
+    scope: Scoped,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let batch: SendBatch = parse_json(&body)?;
+    let request = Request {
+        send_at_ms: send_at_ms(batch.send_at.as_deref())?,
+        from: batch.from,
+        subject: batch.subject,
+        text: batch.text,
+        html: batch.html,
+        batch: batch.batch,
+        recipients: batch
+            .recipients
+            .into_iter()
+            .map(|r| Recipient {
+                lead_id: r.lead_id,
+                to: r.to,
+                fields: r.fields,
+            })
+            .collect(),
+    };
+    submit_once(
+        &state,
+        &scope.account_id,
+        &headers,
+        &body,
+        request,
+        Shape::Batch,
+    )
+    .await
+}
+
+#[derive(Debug, Serialize)]
+pub struct EventView {
+    pub kind: String,
+    pub at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attempt: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub machine: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub feedback_type: Option<String>,
+}
+
+impl From<StoredEvent> for EventView {
+    fn from(stored: StoredEvent) -> Self {
+        let e = stored.event;
+        Self {
+            kind: e.kind.as_str().to_owned(),
+            at: rfc3339(e.at_ms),
+            status: e.detail.status,
+            reason: e.detail.reason.map(|r| r.as_str().to_owned()),
+            attempt: e.detail.attempt,
+            machine: e.detail.machine,
+            feedback_type: e.detail.feedback_type,
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct EmailView {
+    pub id: String,
+    pub lead_id: Option<String>,
+    pub to: String,
+    pub from: String,
+    pub subject: String,
+    pub batch: Option<String>,
+    pub stage: String,
+    pub last_action: &'static str,
+    /// The reply that decided the stage, or `Dropped`.
+    pub status: Option<String>,
+    pub reason: Option<String>,
+    pub attempts: u32,
+    pub next_attempt_at: Option<String>,
+    pub created_at: String,
+    pub events: Vec<EventView>,
+}
+
+fn email_view(email: EmailRecord, events: Vec<StoredEvent>) -> EmailView {
+    EmailView {
+        last_action: email.stage.last_action(),
+        stage: email.stage.as_str().to_owned(),
+        id: email.id,
+        lead_id: email.lead_id,
+        to: email.to,
+        from: email.from,
+        subject: email.subject,
+        batch: email.batch,
+        status: email.status,
+        reason: email.reason.map(|r| r.as_str().to_owned()),
+        attempts: email.attempts,
+        next_attempt_at: email.next_attempt_at_ms.map(rfc3339),
+        created_at: rfc3339(email.created_at_ms),
+        events: events.into_iter().map(EventView::from).collect(),
+    }
+}
+
+pub async fn show(
+    State(state): State<AppState>,
+    scope: Scoped,
+    Path(id): Path<String>,
+) -> Result<Json<EmailView>, ApiError> {
+    let email = state.store.email(&scope.account_id, &id).await?;
+    let events = state.store.events(&scope.account_id, &id).await?;
+    Ok(Json(email_view(email, events)))
+}

@@ -1,0 +1,24 @@
+//! Outbound delivery (PRODUCT.md §1–§3, §7): from an accepted submission to the recipient's
+//! server, with every attempt recorded.
+//!
+//! - [`config`]: the `[outbound]` settings;
+//! - [`submit`]: turns an API or CLI request into queued emails, refusing leads whose
+//!   Permission to Email is No and dropping suppressed addresses;
+//! - [`message`]: the MIME message of one email, with its tokens;
+//! - [`resolve`]: where an email for a domain goes: a route, the relay, or MX hosts;
+//! - [`session`]: one SMTP session delivering several emails to one destination;
+//! - [`outcome`]: what a reply (or a failure to get one) does to an email;
+//! - [`recorder`]: group commit of outcomes;
+//! - [`worker`]: claims due emails, runs sessions, records outcomes in batches.
+
+pub mod config;
+pub mod message;
+pub mod outcome;
+pub mod recorder;
+pub mod resolve;
+pub mod session;
+pub mod submit;
+pub mod worker;
+
+pub use config::OutboundConfig;
+pub use worker::Outbound;

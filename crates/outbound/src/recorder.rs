@@ -1,0 +1,72 @@
+//! Group commit for attempt outcomes: sessions hand their decisions to one writer task that
+//! records whatever has piled up in a single transaction, so a fast peer costs one disk
+//! flush per batch instead of one per email. A crash can lose the outcomes not yet written;
+//! their emails are tried again when their lease runs out (a duplicate, never a loss).
+
+use std::time::Duration;
+
+use mailtrail_store::{Record, Store};
+use tokio::sync::{mpsc, oneshot};
+
+/// Most records written in one transaction.
+const BATCH: usize = 512;
+
+struct Job {
+    record: Record,
+    /// Answered once the record is committed, for callers that must see it before going on.
+    done: Option<oneshot::Sender<()>>,
+}
+
+#[derive(Clone)]
+pub struct Recorder {
+    jobs: mpsc::Sender<Job>,
+}
+
+impl Recorder {
+    /// Starts the writer. It ends, after writing everything sent to it, when every
+    /// `Recorder` clone is dropped; await the handle to know it has.
+    pub fn spawn(store: Store) -> (Self, tokio::task::JoinHandle<()>) {
+        let (jobs, receiver) = mpsc::channel(BATCH * 8);
+        let writer = tokio::spawn(write_batches(store, receiver));
+        (Self { jobs }, writer)
+    }
+
+    /// Queues a record; with `wait`, returns only once it is committed.
+    pub async fn record(&self, record: Record, wait: bool) {
+        let (done, committed) = if wait {
+            let (tx, rx) = oneshot::channel();
+            (Some(tx), Some(rx))
+        } else {
+            (None, None)
+        };
+        if self.jobs.send(Job { record, done }).await.is_err() {
+            tracing::error!(
+                "the outcome writer has stopped; the email will be retried after its lease"
+            );
+            return;
+        }
+        if let Some(committed) = committed {
+            let _ = committed.await;
+        }
+    }
+}
+
+async fn write_batches(store: Store, mut receiver: mpsc::Receiver<Job>) {
+    let mut batch = Vec::with_capacity(BATCH);
+    while receiver.recv_many(&mut batch, BATCH).await > 0 {
+        let records: Vec<Record> = batch.iter().map(|job| job.record.clone()).collect();
+        let mut delay = Duration::from_millis(100);
+        // A write that fails (database down, disk full) is retried, never dropped: sessions
+        // wait on the channel meanwhile, and leases cover a crash.
+        while let Err(e) = store.record_many(&records).await {
+            tracing::error!(error = %e, records = records.len(), "cannot record delivery outcomes; retrying");
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_secs(10));
+        }
+        for job in batch.drain(..) {
+            if let Some(done) = job.done {
+                let _ = done.send(());
+            }
+        }
+    }
+}

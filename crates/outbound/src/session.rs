@@ -1,0 +1,349 @@
+//! One SMTP session: connect to the first target that answers, EHLO, STARTTLS when offered
+//! (or required), AUTH for a relay, then MAIL/RCPT/DATA for each email in turn, checking
+//! each against suppression and Permission to Email right before it is sent.
+
+use std::time::Duration;
+
+use mail_send::Credentials;
+use mail_send::SmtpClient;
+use mail_send::smtp::tls::build_tls_connector;
+use mailtrail_domain::{EnhancedStatus, Reason, SmtpReply};
+use mailtrail_store::Claimed;
+use smtp_proto::{EXT_START_TLS, EhloResponse, Response};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+
+use crate::config::{OutboundConfig, RelayTls};
+use crate::message::build;
+use crate::outcome::Outcome;
+use crate::resolve::Target;
+
+/// What a session needs besides its emails.
+pub struct Context<'a> {
+    pub config: &'a OutboundConfig,
+    pub tokens: &'a mailtrail_domain::token::TokenKey,
+    pub store: &'a mailtrail_store::Store,
+}
+
+/// Receives each email's outcome as soon as it is known; returns once the session may go
+/// on (after a suppressing outcome is committed, so later emails to the same address are
+/// dropped).
+pub trait Report {
+    fn outcome(&mut self, email: &Claimed, outcome: Outcome) -> impl Future<Output = ()> + Send;
+}
+
+/// How the session ended for the emails it did not get to.
+#[derive(Debug)]
+pub enum Ending {
+    /// Every email has its outcome.
+    Done,
+    /// The connection broke or the server asked to slow down; these were not attempted.
+    Stopped {
+        untried: Vec<Claimed>,
+        throttled: bool,
+    },
+}
+
+fn to_reply(response: Response<String>) -> SmtpReply {
+    let [class, subject, detail] = response.esc;
+    let enhanced = (class != 0).then_some(EnhancedStatus {
+        class,
+        subject: subject.into(),
+        detail: detail.into(),
+    });
+    SmtpReply::new(
+        response.code,
+        enhanced,
+        response.message.replace(['\r', '\n'], " "),
+    )
+}
+
+fn broken(target: &Target, e: impl std::fmt::Display) -> Outcome {
+    Outcome::NoReply {
+        reason: Reason::NetworkError,
+        detail: format!(
+            "lost connection with {} [{}]: {e}",
+            target.host, target.addr
+        ),
+        permanent: false,
+    }
+}
+
+/// Delivers `emails` (all for one destination) over one connection to the first of
+/// `targets` that answers.
+pub async fn deliver(
+    ctx: &Context<'_>,
+    targets: &[Target],
+    emails: Vec<Claimed>,
+    report: &mut impl Report,
+) -> Ending {
+    let config = ctx.config;
+    let mut failures = Vec::new();
+    for target in targets {
+        let connected = match config.source_address {
+            Some(local) => {
+                SmtpClient::connect_using(local, target.addr, config.connect_timeout).await
+            }
+            None => SmtpClient::connect(target.addr, config.connect_timeout).await,
+        };
+        let mut client = match connected {
+            Ok(client) => client,
+            Err(e) => {
+                failures.push(format!("{} [{}]: {e}", target.host, target.addr));
+                continue;
+            }
+        };
+        client.timeout = config.command_timeout;
+        match client.read().await {
+            Ok(greeting) if (200..300).contains(&greeting.code) => {}
+            Ok(greeting) => {
+                failures.push(format!(
+                    "{} [{}] refused to talk: {}",
+                    target.host,
+                    target.addr,
+                    to_reply(greeting)
+                ));
+                continue;
+            }
+            Err(e) => {
+                failures.push(format!(
+                    "{} [{}]: no greeting: {e}",
+                    target.host, target.addr
+                ));
+                continue;
+            }
+        }
+        return start(ctx, target, client, emails, report).await;
+    }
+    let detail = format!("could not connect: {}", failures.join("; "));
+    let outcome = Outcome::NoReply {
+        reason: Reason::NetworkError,
+        detail,
+        permanent: false,
+    };
+    fail_all(&emails, report, outcome).await
+}
+
+async fn ehlo<S: AsyncRead + AsyncWrite + Unpin>(
+    client: &mut SmtpClient<S>,
+    helo: &str,
+) -> EhloResponse<String> {
+    match client.ehlo(helo).await {
+        Ok(response) => response,
+        // A server without ESMTP: plain HELO, no extensions.
+        Err(_) => {
+            let _ = client.cmd(format!("HELO {helo}\r\n")).await;
+            EhloResponse::new(helo.to_owned())
+        }
+    }
+}
+
+async fn start(
+    ctx: &Context<'_>,
+    target: &Target,
+    mut client: SmtpClient<TcpStream>,
+    emails: Vec<Claimed>,
+    report: &mut impl Report,
+) -> Ending {
+    let config = ctx.config;
+    let capabilities = ehlo(&mut client, &config.helo_name).await;
+    let relay_tls = config.relay.as_ref().map(|r| r.tls);
+    let want_tls = relay_tls != Some(RelayTls::None);
+    if want_tls && capabilities.has_capability(EXT_START_TLS) {
+        // Opportunistic STARTTLS between MTAs does not verify certificates (as Postfix's
+        // `may` and `encrypt` levels); it protects against passive eavesdropping.
+        let connector = build_tls_connector(true).expect("a TLS configuration");
+        match client.start_tls(&connector, &target.host).await {
+            Ok(mut tls) => {
+                tls.timeout = config.command_timeout;
+                let capabilities = ehlo(&mut tls, &config.helo_name).await;
+                return send_all(ctx, target, tls, &capabilities, emails, report).await;
+            }
+            Err(e) => {
+                return fail_all(
+                    &emails,
+                    report,
+                    Outcome::NoReply {
+                        reason: Reason::FailedStartTls,
+                        detail: format!(
+                            "STARTTLS with {} [{}] failed: {e}",
+                            target.host, target.addr
+                        ),
+                        permanent: false,
+                    },
+                )
+                .await;
+            }
+        }
+    }
+    if config.require_tls && want_tls {
+        let _ = client.quit().await;
+        return fail_all(
+            &emails,
+            report,
+            Outcome::NoReply {
+                reason: Reason::FailedStartTls,
+                detail: format!(
+                    "{} [{}] does not offer STARTTLS and require_tls is set",
+                    target.host, target.addr
+                ),
+                permanent: false,
+            },
+        )
+        .await;
+    }
+    send_all(ctx, target, client, &capabilities, emails, report).await
+}
+
+async fn fail_all(emails: &[Claimed], report: &mut impl Report, outcome: Outcome) -> Ending {
+    for email in emails {
+        report.outcome(email, outcome.clone()).await;
+    }
+    Ending::Done
+}
+
+/// Sends a command and returns the reply, or the outcome that ends the session.
+async fn command<S: AsyncRead + AsyncWrite + Unpin>(
+    client: &mut SmtpClient<S>,
+    target: &Target,
+    line: String,
+) -> Result<SmtpReply, Outcome> {
+    client
+        .cmd(line.as_bytes())
+        .await
+        .map(to_reply)
+        .map_err(|e| broken(target, e))
+}
+
+async fn send_all<S: AsyncRead + AsyncWrite + Unpin>(
+    ctx: &Context<'_>,
+    target: &Target,
+    mut client: SmtpClient<S>,
+    capabilities: &EhloResponse<String>,
+    emails: Vec<Claimed>,
+    report: &mut impl Report,
+) -> Ending {
+    let config = ctx.config;
+    if let Some(relay) = &config.relay
+        && let (Some(user), Some(password)) = (&relay.username, &relay.password)
+        && let Err(e) = client
+            .authenticate(
+                Credentials::new(user.as_str(), password.as_str()),
+                capabilities,
+            )
+            .await
+    {
+        return fail_all(
+            &emails,
+            report,
+            Outcome::NoReply {
+                reason: Reason::AuthFailure,
+                detail: format!("the relay {} refused our credentials: {e}", target.host),
+                permanent: false,
+            },
+        )
+        .await;
+    }
+    let mut queue = emails.into_iter();
+    while let Some(email) = queue.next() {
+        match ctx
+            .store
+            .block_reason(&email.account_id, &email.to, email.lead_id.as_deref())
+            .await
+        {
+            Ok(Some(reason)) => {
+                report.outcome(&email, Outcome::Dropped(reason)).await;
+                continue;
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot check suppression; leaving the rest for later");
+                return Ending::Stopped {
+                    untried: std::iter::once(email).chain(queue).collect(),
+                    throttled: false,
+                };
+            }
+        }
+        let built = build(
+            &email,
+            &config.helo_name,
+            config.bounce_domain(),
+            ctx.tokens,
+        );
+        let outcome = transaction(&mut client, target, config, &email, &built).await;
+        let (outcome, connection_lost) = match outcome {
+            Ok(reply) => (Outcome::Reply(reply), false),
+            Err(outcome) => (outcome, true),
+        };
+        let throttle = matches!(&outcome, Outcome::Reply(r) if mailtrail_domain::classify::classify(r).throttle);
+        report.outcome(&email, outcome).await;
+        if connection_lost || throttle {
+            if !connection_lost {
+                let _ = client.quit().await;
+            }
+            return Ending::Stopped {
+                untried: queue.collect(),
+                throttled: throttle,
+            };
+        }
+    }
+    let _ = client.quit().await;
+    Ending::Done
+}
+
+/// MAIL, RCPT and DATA for one email. `Ok` with the reply that decides it; `Err` when the
+/// connection is no longer usable.
+async fn transaction<S: AsyncRead + AsyncWrite + Unpin>(
+    client: &mut SmtpClient<S>,
+    target: &Target,
+    config: &OutboundConfig,
+    email: &Claimed,
+    built: &crate::message::Built,
+) -> Result<SmtpReply, Outcome> {
+    let mail = command(
+        client,
+        target,
+        format!("MAIL FROM:<{}>\r\n", built.envelope_from),
+    )
+    .await?;
+    if !mail.is_positive() {
+        reset(client, &mail).await;
+        return Ok(mail);
+    }
+    let rcpt = command(client, target, format!("RCPT TO:<{}>\r\n", email.to)).await?;
+    if !rcpt.is_positive() {
+        reset(client, &rcpt).await;
+        return Ok(rcpt);
+    }
+    let data = command(client, target, "DATA\r\n".into()).await?;
+    if data.code() != 354 {
+        reset(client, &data).await;
+        return Ok(data);
+    }
+    client.timeout = config.data_timeout;
+    let written = async {
+        client
+            .write_message(&built.bytes)
+            .await
+            .map_err(mail_send::Error::Io)?;
+        client.read().await
+    };
+    let result = tokio::time::timeout(config.data_timeout, written).await;
+    client.timeout = config.command_timeout;
+    match result {
+        Ok(Ok(reply)) => Ok(to_reply(reply)),
+        Ok(Err(e)) => Err(broken(target, e)),
+        Err(_) => Err(broken(
+            target,
+            format!("no answer to the message within {:?}", config.data_timeout),
+        )),
+    }
+}
+
+/// RSET after a refused command, so the next email starts clean; skipped after 421, when the
+/// server is closing the connection.
+async fn reset<S: AsyncRead + AsyncWrite + Unpin>(client: &mut SmtpClient<S>, reply: &SmtpReply) {
+    if reply.code() != 421 {
+        let _ = tokio::time::timeout(Duration::from_secs(30), client.cmd(b"RSET\r\n")).await;
+    }
+}

@@ -1,0 +1,215 @@
+//! Submission: an API or CLI request becomes queued emails. Each recipient is a lead (by id)
+//! or an address (which is that lead's when the account has one). A lead whose Permission to
+//! Email is No is refused; a suppressed address is accepted and recorded at once as failed
+//! `Dropped`, never tried (PRODUCT.md §2–§3).
+
+use std::collections::BTreeMap;
+
+use mailtrail_domain::{EmailAddress, Permission, Reason};
+use mailtrail_store::{Content, Idempotent, QueueEntry, Store, StoreError, Submission};
+
+/// Most recipients in one request (PRODUCT.md §8).
+pub const MAX_RECIPIENTS: usize = 100_000;
+
+#[derive(Debug, Clone, Default)]
+pub struct Recipient {
+    pub lead_id: Option<String>,
+    pub to: Option<String>,
+    /// Merge fields for this recipient, over the lead's own.
+    pub fields: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Request {
+    pub from: String,
+    pub subject: String,
+    pub text: Option<String>,
+    pub html: Option<String>,
+    pub batch: Option<String>,
+    pub send_at_ms: Option<i64>,
+    pub recipients: Vec<Recipient>,
+}
+
+/// A recipient that was not queued, by its position in the request (from 0).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub index: usize,
+    pub message: String,
+}
+
+/// A queued email, by its recipient's position in the request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Queued {
+    pub index: usize,
+    pub id: String,
+    /// Set when the email was recorded as failed `Dropped` instead of being queued.
+    pub dropped: Option<Reason>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Accepted {
+    pub queued: Vec<Queued>,
+    pub refused: Vec<Refusal>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SubmitError {
+    /// The request as a whole is unacceptable; `field` names what to fix.
+    #[error("{field}: {message}")]
+    Invalid { field: String, message: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+fn invalid(field: &str, message: impl Into<String>) -> SubmitError {
+    SubmitError::Invalid {
+        field: field.into(),
+        message: message.into(),
+    }
+}
+
+/// Checks what does not depend on the recipients.
+fn validate(request: &Request) -> Result<(), SubmitError> {
+    EmailAddress::parse(&request.from).map_err(|e| invalid("from", e.to_string()))?;
+    if request.subject.trim().is_empty() {
+        return Err(invalid("subject", "the subject is empty"));
+    }
+    if request.subject.contains(['\r', '\n']) {
+        return Err(invalid("subject", "the subject must be one line"));
+    }
+    if request.text.as_deref().is_none_or(str::is_empty)
+        && request.html.as_deref().is_none_or(str::is_empty)
+    {
+        return Err(invalid("text", "give a text or an html body (or both)"));
+    }
+    if request.recipients.is_empty() {
+        return Err(invalid("recipients", "there is no recipient"));
+    }
+    if request.recipients.len() > MAX_RECIPIENTS {
+        return Err(invalid(
+            "recipients",
+            format!("at most {MAX_RECIPIENTS} recipients per request"),
+        ));
+    }
+    Ok(())
+}
+
+/// A recipient resolved to an address (and lead), before the checks against the account.
+struct Resolved {
+    index: usize,
+    to: EmailAddress,
+    lead_id: Option<String>,
+    fields: BTreeMap<String, String>,
+}
+
+/// Queues the request's emails in one transaction and returns what happened to each
+/// recipient. `respond` makes the answer stored for an idempotency key from the result.
+pub async fn submit(
+    store: &Store,
+    account_id: &str,
+    request: Request,
+    idempotent: Option<&Idempotent>,
+    respond: impl FnOnce(&Accepted) -> String,
+) -> Result<Accepted, SubmitError> {
+    validate(&request)?;
+    let mut refused = Vec::new();
+    let lead_ids: Vec<String> = request
+        .recipients
+        .iter()
+        .filter_map(|r| r.lead_id.clone())
+        .collect();
+    let leads_by_id = store.leads_by_ids(account_id, &lead_ids).await?;
+
+    let mut resolved = Vec::with_capacity(request.recipients.len());
+    for (index, recipient) in request.recipients.into_iter().enumerate() {
+        let mut refuse = |message: String| refused.push(Refusal { index, message });
+        match (recipient.lead_id, recipient.to) {
+            (Some(_), Some(_)) => refuse("give lead_id or to, not both".into()),
+            (None, None) => refuse("give lead_id or to".into()),
+            (Some(lead_id), None) => match leads_by_id.get(&lead_id) {
+                Some(lead) => resolved.push(Resolved {
+                    index,
+                    to: EmailAddress::parse(&lead.address)
+                        .expect("stored lead addresses are valid"),
+                    lead_id: Some(lead_id),
+                    fields: recipient.fields,
+                }),
+                None => refuse(format!("no lead {lead_id} in this account")),
+            },
+            (None, Some(to)) => match EmailAddress::parse(&to) {
+                Ok(to) => resolved.push(Resolved {
+                    index,
+                    to,
+                    lead_id: None,
+                    fields: recipient.fields,
+                }),
+                Err(e) => refuse(format!("to '{to}': {e}")),
+            },
+        }
+    }
+
+    // Sending to an address that belongs to a lead is sending to that lead.
+    let keys: Vec<String> = resolved.iter().map(|r| r.to.normalized()).collect();
+    let leads_by_key = store.leads_by_address_keys(account_id, &keys).await?;
+    let suppressed = store.suppressed_among(account_id, &keys).await?;
+    let mut entries = Vec::with_capacity(resolved.len());
+    let mut indexes = Vec::with_capacity(resolved.len());
+    for (r, key) in resolved.into_iter().zip(keys) {
+        let lead = leads_by_key.get(&key);
+        if lead.is_some_and(|l| l.permission == Permission::No) {
+            refused.push(Refusal {
+                index: r.index,
+                message: format!("the lead {} has Permission to Email set to No", r.to),
+            });
+            continue;
+        }
+        let mut fields = lead.map(|l| l.fields.clone()).unwrap_or_default();
+        fields.extend(r.fields);
+        fields
+            .entry("email".into())
+            .or_insert_with(|| r.to.to_string());
+        indexes.push(r.index);
+        entries.push(QueueEntry {
+            dropped: suppressed.contains(&key).then_some(Reason::Suppressed),
+            lead_id: r.lead_id.or_else(|| lead.map(|l| l.id.clone())),
+            to: r.to,
+            fields,
+        });
+    }
+    refused.sort_by_key(|r| r.index);
+
+    let submission = Submission {
+        content: Content {
+            from: request.from,
+            subject: request.subject,
+            text: request.text,
+            html: request.html,
+        },
+        batch: request.batch,
+        send_at_ms: request.send_at_ms,
+        entries,
+    };
+    let drops: Vec<Option<Reason>> = submission.entries.iter().map(|e| e.dropped).collect();
+    let accepted = |ids: &[String]| Accepted {
+        queued: indexes
+            .iter()
+            .zip(ids)
+            .zip(&drops)
+            .map(|((index, id), dropped)| Queued {
+                index: *index,
+                id: id.clone(),
+                dropped: *dropped,
+            })
+            .collect(),
+        refused: refused.clone(),
+    };
+    if submission.entries.is_empty() {
+        return Ok(accepted(&[]));
+    }
+    let ids = store
+        .enqueue(account_id, &submission, idempotent, |ids| {
+            respond(&accepted(ids))
+        })
+        .await?;
+    Ok(accepted(&ids))
+}

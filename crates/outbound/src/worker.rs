@@ -1,0 +1,267 @@
+//! The delivery worker: claims due emails in batches, groups them by destination, runs SMTP
+//! sessions within the global and per-destination limits, and records every outcome. On
+//! shutdown it stops claiming, lets sessions in flight finish, and writes their outcomes.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use mailtrail_domain::RetryPolicy;
+use mailtrail_domain::token::TokenKey;
+use mailtrail_store::{Claimed, Record, Store, now_ms};
+use tokio::sync::{Notify, Semaphore};
+use tokio::task::JoinSet;
+
+use crate::OutboundConfig;
+use crate::outcome::{Outcome, decide};
+use crate::recorder::Recorder;
+use crate::resolve::{ResolveError, Resolver};
+use crate::session::{self, Context, Ending, Report};
+
+/// Most emails claimed in one round trip.
+const MAX_CLAIM: usize = 1000;
+
+/// Everything a session task shares.
+struct Shared {
+    store: Store,
+    config: OutboundConfig,
+    resolver: Resolver,
+    tokens: TokenKey,
+    policy: RetryPolicy,
+    recorder: Recorder,
+    /// Destinations that asked to slow down, until when (ms).
+    throttled: Mutex<HashMap<String, i64>>,
+    per_destination: Mutex<HashMap<String, Arc<Semaphore>>>,
+}
+
+pub struct Outbound {
+    store: Store,
+    config: OutboundConfig,
+    resolver: Resolver,
+    tokens: TokenKey,
+    wake: Arc<Notify>,
+}
+
+impl Outbound {
+    pub async fn new(
+        store: Store,
+        config: OutboundConfig,
+        dns_servers: &[SocketAddr],
+    ) -> Result<Self, String> {
+        let resolver = Resolver::new(&config, dns_servers)?;
+        let secret = store
+            .shared_secret("token")
+            .await
+            .map_err(|e| format!("cannot read the token secret: {e}"))?;
+        Ok(Self {
+            store,
+            config,
+            resolver,
+            tokens: TokenKey::new(&secret),
+            wake: Arc::new(Notify::new()),
+        })
+    }
+
+    /// Notified when new emails are queued, so they go out without waiting for the next poll.
+    pub fn waker(&self) -> Arc<Notify> {
+        self.wake.clone()
+    }
+
+    /// The key tokens are signed with, for the parts of Mailtrail that read them back.
+    pub fn tokens(&self) -> TokenKey {
+        self.tokens.clone()
+    }
+
+    /// Runs until `shutdown` resolves, then finishes the sessions in flight.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        match self.store.release_all_leases().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(emails = n, "released the claims of a previous run"),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot release old claims; they return after their lease")
+            }
+        }
+        let (recorder, writer) = Recorder::spawn(self.store.clone());
+        let shared = Arc::new(Shared {
+            policy: self.config.retry.policy(),
+            store: self.store,
+            resolver: self.resolver,
+            tokens: self.tokens,
+            recorder,
+            throttled: Mutex::new(HashMap::new()),
+            per_destination: Mutex::new(HashMap::new()),
+            config: self.config,
+        });
+        let sessions = Arc::new(Semaphore::new(shared.config.sessions.max(1)));
+        let mut tasks = JoinSet::new();
+        tokio::pin!(shutdown);
+        loop {
+            while tasks.try_join_next().is_some() {}
+            let free = sessions.available_permits();
+            if free == 0 {
+                tokio::select! {
+                    _ = tasks.join_next() => continue,
+                    () = &mut shutdown => break,
+                }
+            }
+            let limit = (free * shared.config.messages_per_connection).clamp(1, MAX_CLAIM);
+            let lease_ms = shared.config.lease.as_millis() as i64;
+            let claimed = match shared.store.claim_due(limit as i64, lease_ms).await {
+                Ok(claimed) => claimed,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot claim emails; retrying");
+                    Vec::new()
+                }
+            };
+            if claimed.is_empty() {
+                tokio::select! {
+                    () = tokio::time::sleep(shared.config.poll_interval) => {},
+                    () = self.wake.notified() => {},
+                    () = &mut shutdown => break,
+                }
+                continue;
+            }
+            for group in by_destination(claimed) {
+                for chunk in group.chunks(shared.config.messages_per_connection.max(1)) {
+                    let permit = sessions
+                        .clone()
+                        .acquire_owned()
+                        .await
+                        .expect("never closed");
+                    let shared = shared.clone();
+                    let chunk = chunk.to_vec();
+                    tasks.spawn(async move {
+                        shared.deliver(chunk).await;
+                        drop(permit);
+                    });
+                }
+            }
+        }
+        tracing::info!(
+            sessions = tasks.len(),
+            "stopping delivery: finishing sessions in flight"
+        );
+        while tasks.join_next().await.is_some() {}
+        drop(shared);
+        let _ = writer.await;
+    }
+}
+
+/// Splits claimed emails (sorted by domain) into one group per domain.
+fn by_destination(claimed: Vec<Claimed>) -> Vec<Vec<Claimed>> {
+    let mut groups: Vec<Vec<Claimed>> = Vec::new();
+    for email in claimed {
+        match groups.last_mut() {
+            Some(group) if group[0].to_domain == email.to_domain => group.push(email),
+            _ => groups.push(vec![email]),
+        }
+    }
+    groups
+}
+
+/// Records each outcome through the shared recorder.
+struct Recording<'a> {
+    shared: &'a Shared,
+    throttle: bool,
+}
+
+impl Report for Recording<'_> {
+    async fn outcome(&mut self, email: &Claimed, outcome: Outcome) {
+        let decision = decide(
+            email,
+            &outcome,
+            &self.shared.policy,
+            self.shared.resolver.is_relay(),
+            now_ms(),
+        );
+        self.throttle |= decision.throttle;
+        let wait = decision.effects.suppress;
+        let record = Record {
+            account_id: email.account_id.clone(),
+            email_id: email.id.clone(),
+            event: decision.event,
+            effects: decision.effects,
+        };
+        self.shared.recorder.record(record, wait).await;
+    }
+}
+
+impl Shared {
+    async fn deliver(&self, emails: Vec<Claimed>) {
+        let domain = emails[0].to_domain.clone();
+        let now = now_ms();
+        let paused_until = self
+            .throttled
+            .lock()
+            .expect("not poisoned")
+            .get(&domain)
+            .copied();
+        if let Some(until) = paused_until.filter(|until| *until > now) {
+            self.postpone(&emails, until).await;
+            return;
+        }
+        let limit = self
+            .per_destination
+            .lock()
+            .expect("not poisoned")
+            .entry(domain.clone())
+            .or_insert_with(|| {
+                Arc::new(Semaphore::new(self.config.sessions_per_destination.max(1)))
+            })
+            .clone();
+        let _slot = limit.acquire().await.expect("never closed");
+        let mut report = Recording {
+            shared: self,
+            throttle: false,
+        };
+        let targets = match self.resolver.targets(&domain).await {
+            Ok(targets) => targets,
+            Err(e) => {
+                let outcome = match e {
+                    ResolveError::Permanent { reason, detail } => Outcome::NoReply {
+                        reason,
+                        detail,
+                        permanent: true,
+                    },
+                    ResolveError::Temporary { detail } => Outcome::NoReply {
+                        reason: mailtrail_domain::Reason::NetworkError,
+                        detail,
+                        permanent: false,
+                    },
+                };
+                for email in &emails {
+                    report.outcome(email, outcome.clone()).await;
+                }
+                return;
+            }
+        };
+        let context = Context {
+            config: &self.config,
+            tokens: &self.tokens,
+            store: &self.store,
+        };
+        let ending = session::deliver(&context, &targets, emails, &mut report).await;
+        if let Ending::Stopped { untried, throttled } = ending {
+            let until = if throttled || report.throttle {
+                let until = now_ms() + self.config.throttle.as_millis() as i64;
+                self.throttled
+                    .lock()
+                    .expect("not poisoned")
+                    .insert(domain.clone(), until);
+                tracing::info!(%domain, "destination asked to slow down; pausing it");
+                until
+            } else {
+                now_ms() + 1000
+            };
+            self.postpone(&untried, until).await;
+        }
+    }
+
+    async fn postpone(&self, emails: &[Claimed], until_ms: i64) {
+        for email in emails {
+            if let Err(e) = self.store.postpone(&email.id, until_ms).await {
+                tracing::warn!(error = %e, email = %email.id, "cannot postpone; it returns after its lease");
+            }
+        }
+    }
+}

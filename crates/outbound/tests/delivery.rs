@@ -1,0 +1,419 @@
+//! Delivery against real peers: Postfix's smtp-sink as the recipient's server and NSD for MX
+//! records, through the real worker, real sockets and the embedded database. Retry timing is
+//! compressed so a soft bounce's whole life fits in seconds.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use mailtrail_domain::{EmailAddress, EventKind, Permission, Reason, Stage};
+use mailtrail_outbound::config::RetryConfig;
+use mailtrail_outbound::submit::{self, Recipient, Request};
+use mailtrail_outbound::{Outbound, OutboundConfig};
+use mailtrail_store::{EmailRecord, NewLead, Store};
+use mailtrail_testkit::dns::Dns;
+use mailtrail_testkit::smtp_sink::Sink;
+use tokio::sync::watch;
+
+struct Harness {
+    store: Store,
+    account: String,
+    stop: watch::Sender<bool>,
+    worker: tokio::task::JoinHandle<()>,
+    _dir: tempfile::TempDir,
+}
+
+fn config(routes: &[(&str, &str)]) -> OutboundConfig {
+    OutboundConfig {
+        helo_name: "mta.mailtrail.test".into(),
+        routes: routes
+            .iter()
+            .map(|(d, t)| (d.to_string(), t.to_string()))
+            .collect(),
+        retry: RetryConfig {
+            first_delay: Duration::from_millis(200),
+            max_delay: Duration::from_millis(400),
+            give_up_after: Duration::from_secs(3),
+            soft_5xx_attempts: 3,
+            soft_5xx_window: Duration::from_secs(2),
+        },
+        poll_interval: Duration::from_millis(50),
+        throttle: Duration::from_millis(500),
+        connect_timeout: Duration::from_secs(3),
+        command_timeout: Duration::from_secs(5),
+        data_timeout: Duration::from_secs(5),
+        ..OutboundConfig::default()
+    }
+}
+
+impl Harness {
+    async fn start(config: OutboundConfig, dns: &[SocketAddr]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_sqlite(dir.path()).await.unwrap();
+        let (account, _) = store.create_account("Acme").await.unwrap();
+        let outbound = Outbound::new(store.clone(), config, dns).await.unwrap();
+        let (stop, stopped) = watch::channel(false);
+        let worker = tokio::spawn(outbound.run(async move {
+            let mut stopped = stopped;
+            let _ = stopped.wait_for(|s| *s).await;
+        }));
+        Harness {
+            store,
+            account,
+            stop,
+            worker,
+            _dir: dir,
+        }
+    }
+
+    async fn send(&self, to: &[&str]) -> Vec<String> {
+        let request = Request {
+            from: "sales@shop.test".into(),
+            subject: "Hello {{first_name}}".into(),
+            text: Some("Hi there".into()),
+            html: None,
+            batch: Some("b1".into()),
+            send_at_ms: None,
+            recipients: to
+                .iter()
+                .map(|to| Recipient {
+                    to: Some(to.to_string()),
+                    ..Default::default()
+                })
+                .collect(),
+        };
+        let accepted = submit::submit(&self.store, &self.account, request, None, |_| String::new())
+            .await
+            .unwrap();
+        assert!(accepted.refused.is_empty(), "{:?}", accepted.refused);
+        accepted.queued.into_iter().map(|q| q.id).collect()
+    }
+
+    /// Waits until the email has left the queue (or `until` holds), at most 15 s.
+    async fn settled(&self, id: &str) -> EmailRecord {
+        self.wait(id, |e| e.next_attempt_at_ms.is_none()).await
+    }
+
+    async fn wait(&self, id: &str, until: impl Fn(&EmailRecord) -> bool) -> EmailRecord {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let email = self.store.email(&self.account, id).await.unwrap();
+            if until(&email) || Instant::now() > deadline {
+                return email;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn kinds(&self, id: &str) -> Vec<EventKind> {
+        self.store
+            .events(&self.account, id)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| e.event.kind)
+            .collect()
+    }
+
+    async fn stop(self) {
+        self.stop.send(true).unwrap();
+        self.worker.await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn an_accepted_email_is_delivered_with_its_token_and_the_servers_reply() {
+    let sink = Sink::start(&[]);
+    let h = Harness::start(config(&[("ok.test", &sink.address())]), &[]).await;
+    let ids = h.send(&["ana@ok.test"]).await;
+    let email = h.settled(&ids[0]).await;
+    assert_eq!(email.stage, Stage::Delivered);
+    assert!(
+        email.status.as_deref().unwrap().starts_with("250"),
+        "{:?}",
+        email.status
+    );
+    assert_eq!(
+        h.kinds(&ids[0]).await,
+        [EventKind::Queued, EventKind::Delivered]
+    );
+    let messages = sink.messages();
+    assert_eq!(messages.len(), 1);
+    assert!(
+        messages[0].contains("X-Mailtrail-Token: "),
+        "{}",
+        messages[0]
+    );
+    assert!(messages[0].contains(&format!("Message-ID: <{}@mta.mailtrail.test>", ids[0])));
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn a_hard_bounce_fails_suppresses_and_drops_the_next_email_unsent() {
+    let sink = Sink::start(&[
+        "-f",
+        "RCPT",
+        "-B",
+        "550 5.1.1 <bo@hard.test>: Recipient address rejected: User unknown",
+    ]);
+    let h = Harness::start(config(&[("hard.test", &sink.address())]), &[]).await;
+    let lead = NewLead {
+        address: EmailAddress::parse("bo@hard.test").unwrap(),
+        first_name: Some("Bo".into()),
+        last_name: None,
+        fields: BTreeMap::new(),
+        permission: Permission::Yes,
+    };
+    let lead = h.store.create_lead(&h.account, &lead).await.unwrap();
+    let ids = h.send(&["bo@hard.test", "BO@hard.test"]).await;
+
+    let bounced = h.settled(&ids[0]).await;
+    assert_eq!(bounced.stage, Stage::Failed);
+    assert_eq!(bounced.reason, Some(Reason::UserUnknown));
+    assert_eq!(
+        bounced.status.as_deref(),
+        Some("550 5.1.1 <bo@hard.test>: Recipient address rejected: User unknown")
+    );
+    let dropped = h.settled(&ids[1]).await;
+    assert_eq!(
+        (dropped.stage, dropped.status.as_deref()),
+        (Stage::Failed, Some("Dropped"))
+    );
+    assert_eq!(dropped.reason, Some(Reason::Suppressed));
+    assert_eq!(
+        dropped.attempts, 0,
+        "the queued-behind email was never sent"
+    );
+
+    let address = EmailAddress::parse("bo@hard.test").unwrap();
+    let block = h
+        .store
+        .suppression(&h.account, &address)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(block.block.reason, Reason::UserUnknown);
+    assert_eq!(
+        h.store.lead(&h.account, &lead.id).await.unwrap().permission,
+        Permission::No
+    );
+    assert!(sink.messages().is_empty());
+
+    // Permission back to Yes does not lift the block: the next email is dropped at once.
+    let yes = mailtrail_store::LeadPatch {
+        permission: Some(Permission::Yes),
+        ..Default::default()
+    };
+    h.store
+        .update_lead(&h.account, &lead.id, &yes)
+        .await
+        .unwrap();
+    let later = h.send(&["bo@hard.test"]).await;
+    let later = h.store.email(&h.account, &later[0]).await.unwrap();
+    assert_eq!(
+        (later.stage, later.status.as_deref()),
+        (Stage::Failed, Some("Dropped"))
+    );
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn a_soft_bounce_is_retried_and_then_delivered() {
+    let port = mailtrail_testkit::free_port();
+    let sink = Sink::start_on(port, &["-r", "RCPT", "-b", "452 4.2.2 Mailbox full"]);
+    let h = Harness::start(config(&[("soft.test", &sink.address())]), &[]).await;
+    let ids = h.send(&["cy@soft.test"]).await;
+    let deferred = h.wait(&ids[0], |e| e.attempts >= 2).await;
+    assert_eq!(
+        deferred.stage,
+        Stage::Sent,
+        "a soft bounce keeps the email in sent"
+    );
+    assert_eq!(deferred.reason, Some(Reason::MailboxFull));
+    assert_eq!(deferred.status.as_deref(), Some("452 4.2.2 Mailbox full"));
+
+    // The mailbox has room again.
+    sink.stop();
+    let sink = Sink::start_on(port, &[]);
+    let delivered = h.settled(&ids[0]).await;
+    assert_eq!(delivered.stage, Stage::Delivered);
+    let kinds = h.kinds(&ids[0]).await;
+    assert_eq!(kinds.first(), Some(&EventKind::Queued));
+    assert_eq!(kinds.last(), Some(&EventKind::Delivered));
+    assert!(
+        kinds.iter().filter(|k| **k == EventKind::Deferred).count() >= 2,
+        "{kinds:?}"
+    );
+    let attempts: Vec<u32> = h
+        .store
+        .events(&h.account, &ids[0])
+        .await
+        .unwrap()
+        .iter()
+        .filter_map(|e| e.event.detail.attempt)
+        .collect();
+    assert_eq!(
+        attempts,
+        (1..=attempts.len() as u32).collect::<Vec<_>>(),
+        "each attempt numbered once"
+    );
+    assert_eq!(sink.messages().len(), 1);
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn soft_bounces_that_never_end_expire() {
+    let sink = Sink::start(&["-r", "."]);
+    let h = Harness::start(config(&[("full.test", &sink.address())]), &[]).await;
+    let ids = h.send(&["di@full.test"]).await;
+    let email = h.settled(&ids[0]).await;
+    assert_eq!(email.stage, Stage::Failed);
+    assert_eq!(email.reason, Some(Reason::Expired));
+    assert!(
+        email.status.as_deref().unwrap().starts_with("450"),
+        "{:?}",
+        email.status
+    );
+    assert!(email.attempts >= 3, "{}", email.attempts);
+    assert!(
+        h.store
+            .suppression(&h.account, &EmailAddress::parse("di@full.test").unwrap())
+            .await
+            .unwrap()
+            .is_none()
+    );
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn a_421_and_hang_up_defers_and_slows_the_destination() {
+    let sink = Sink::start(&["-Q", "RCPT"]);
+    let h = Harness::start(config(&[("busy.test", &sink.address())]), &[]).await;
+    let ids = h
+        .send(&["e1@busy.test", "e2@busy.test", "e3@busy.test"])
+        .await;
+    let first = h.wait(&ids[0], |e| e.attempts >= 1).await;
+    assert_eq!(first.stage, Stage::Sent);
+    assert!(
+        first.status.as_deref().unwrap().starts_with("421"),
+        "{:?}",
+        first.status
+    );
+    // The others were not tried in the same breath: the destination was paused.
+    let others = [
+        h.store.email(&h.account, &ids[1]).await.unwrap(),
+        h.store.email(&h.account, &ids[2]).await.unwrap(),
+    ];
+    assert!(
+        others
+            .iter()
+            .all(|e| e.attempts == 0 && e.stage == Stage::Sent)
+    );
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn a_slow_server_is_waited_for_and_a_refused_connection_is_retried() {
+    let slow = Sink::start(&["-w", "2"]);
+    let h = Harness::start(
+        config(&[("slow.test", &slow.address()), ("down.test", "127.0.0.1:1")]),
+        &[],
+    )
+    .await;
+    let ids = h.send(&["fa@slow.test", "gu@down.test"]).await;
+    assert_eq!(h.settled(&ids[0]).await.stage, Stage::Delivered);
+    let down = h.settled(&ids[1]).await;
+    assert_eq!(
+        (down.stage, down.reason),
+        (Stage::Failed, Some(Reason::Expired))
+    );
+    assert!(
+        down.status
+            .as_deref()
+            .unwrap()
+            .contains("Connection refused"),
+        "{:?}",
+        down.status
+    );
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn mx_records_from_a_real_dns_server_decide_where_mail_goes() {
+    let sink = Sink::start(&[]);
+    let dns = Dns::start(&[(
+        "example.test",
+        // mx1 (preferred) has nothing listening; mx2 is the sink.
+        "@ IN MX 10 mx1\n@ IN MX 20 mx2\nmx1 IN A 127.0.0.2\nmx2 IN A 127.0.0.1\n\
+             nomail IN MX 0 .\nbare IN A 127.0.0.1\n",
+    )]);
+    let mut config = config(&[]);
+    config.mx_port = sink.port;
+    let h = Harness::start(config, &[dns.address]).await;
+    let ids = h
+        .send(&[
+            "ana@example.test",
+            "bo@nomail.example.test",
+            "cy@missing.example.test",
+            "di@bare.example.test",
+        ])
+        .await;
+
+    let preferred_down = h.settled(&ids[0]).await;
+    assert_eq!(
+        preferred_down.stage,
+        Stage::Delivered,
+        "{:?}",
+        preferred_down.status
+    );
+    let null_mx = h.settled(&ids[1]).await;
+    assert_eq!(
+        (null_mx.stage, null_mx.reason),
+        (Stage::Failed, Some(Reason::NotAccept))
+    );
+    let missing = h.settled(&ids[2]).await;
+    assert_eq!(
+        (missing.stage, missing.reason),
+        (Stage::Failed, Some(Reason::HostUnknown))
+    );
+    let a_record_only = h.settled(&ids[3]).await;
+    assert_eq!(
+        a_record_only.stage,
+        Stage::Delivered,
+        "no MX: the domain's own address"
+    );
+
+    for hard in ["bo@nomail.example.test", "cy@missing.example.test"] {
+        let blocked = h
+            .store
+            .suppression(&h.account, &EmailAddress::parse(hard).unwrap())
+            .await
+            .unwrap();
+        assert!(blocked.is_some(), "{hard} is suppressed");
+    }
+    assert_eq!(sink.messages().len(), 2);
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn a_dns_server_that_does_not_answer_defers() {
+    // A UDP port with nothing behind it: queries time out.
+    let silent: SocketAddr = format!("127.0.0.1:{}", mailtrail_testkit::free_port())
+        .parse()
+        .unwrap();
+    let mut config = config(&[]);
+    config.retry.give_up_after = Duration::from_secs(60);
+    let h = Harness::start(config, &[silent]).await;
+    let ids = h.send(&["ana@example.test"]).await;
+    let email = h.wait(&ids[0], |e| e.attempts >= 1).await;
+    assert_eq!(
+        (email.stage, email.reason),
+        (Stage::Sent, Some(Reason::NetworkError))
+    );
+    assert!(
+        email.status.as_deref().unwrap().contains("DNS"),
+        "{:?}",
+        email.status
+    );
+    h.stop().await;
+}

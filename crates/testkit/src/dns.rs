@@ -1,0 +1,79 @@
+//! NSD, a real authoritative DNS server, serving test zones on a free loopback port so MX
+//! lookups go through real DNS. Stopped when dropped.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+pub struct Dns {
+    child: Child,
+    pub address: SocketAddr,
+    _dir: tempfile::TempDir,
+}
+
+impl Dns {
+    /// Serves `zones`: (zone name, zone file body without `$ORIGIN`/SOA/NS, which are added).
+    pub fn start(zones: &[(&str, &str)]) -> Self {
+        let nsd = "/usr/sbin/nsd";
+        assert!(
+            Path::new(nsd).exists(),
+            "{nsd} not found: install it with scripts/install-test-deps (Debian package `nsd`)"
+        );
+        let dir = tempfile::Builder::new()
+            .prefix("nsd-")
+            .tempdir()
+            .expect("a temp dir");
+        let port = crate::free_port();
+        let d = dir.path().display();
+        let mut conf = format!(
+            "server:\n  ip-address: 127.0.0.1@{port}\n  port: {port}\n  username: \"\"\n  chroot: \"\"\n  \
+             zonesdir: \"{d}\"\n  database: \"\"\n  pidfile: \"{d}/nsd.pid\"\n  xfrdfile: \"{d}/xfrd.state\"\n  \
+             zonelistfile: \"{d}/zone.list\"\n  logfile: \"{d}/nsd.log\"\n  server-count: 1\n  verbosity: 1\n\
+             remote-control:\n  control-enable: no\n"
+        );
+        for (zone, body) in zones {
+            let file = format!("{zone}.zone");
+            let text = format!(
+                "$ORIGIN {zone}.\n$TTL 60\n@ IN SOA ns.{zone}. admin.{zone}. 1 3600 600 86400 60\n@ IN NS ns.{zone}.\nns IN A 127.0.0.1\n{body}\n"
+            );
+            std::fs::write(dir.path().join(&file), text).expect("write the zone");
+            conf.push_str(&format!("zone:\n  name: {zone}\n  zonefile: {file}\n"));
+        }
+        let conf_path = dir.path().join("nsd.conf");
+        std::fs::write(&conf_path, conf).expect("write nsd.conf");
+        let child = Command::new(nsd)
+            .args(["-d", "-c"])
+            .arg(&conf_path)
+            .spawn()
+            .expect("nsd starts");
+        let address: SocketAddr = format!("127.0.0.1:{port}").parse().expect("an address");
+        let dns = Dns {
+            child,
+            address,
+            _dir: dir,
+        };
+        dns.wait_until_answering();
+        dns
+    }
+
+    fn wait_until_answering(&self) {
+        // NSD answers TCP once its zones are loaded.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(self.address).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "nsd did not start on {}",
+                self.address
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Dns {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,64 +1,12 @@
 //! The leads API through the whole router (no socket): authentication, account isolation,
 //! validation and the problem+json error format.
 
-use axum::body::Body;
-use axum::http::{Request, StatusCode, header};
-use mailtrail_api::{AppState, router};
+mod common;
+
+use axum::http::StatusCode;
+use common::app;
 use mailtrail_domain::Role;
-use mailtrail_store::Store;
-use serde_json::{Value, json};
-use tower::ServiceExt;
-
-struct App {
-    store: Store,
-    _dir: tempfile::TempDir,
-}
-
-async fn app() -> App {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open_sqlite(dir.path()).await.unwrap();
-    App { store, _dir: dir }
-}
-
-impl App {
-    async fn call(
-        &self,
-        method: &str,
-        uri: &str,
-        key: Option<&str>,
-        body: Option<Value>,
-    ) -> (StatusCode, Value, String) {
-        let mut request = Request::builder().method(method).uri(uri);
-        if let Some(key) = key {
-            request = request.header(header::AUTHORIZATION, format!("Bearer {key}"));
-        }
-        let request = match body {
-            Some(body) => request
-                .header(header::CONTENT_TYPE, "application/json")
-                .body(Body::from(body.to_string())),
-            None => request.body(Body::empty()),
-        }
-        .unwrap();
-        let response = router(AppState {
-            store: self.store.clone(),
-            queued: Default::default(),
-        })
-        .oneshot(request)
-        .await
-        .unwrap();
-        let status = response.status();
-        let content_type = response
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .map(|v| v.to_str().unwrap().to_owned())
-            .unwrap_or_default();
-        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
-            .await
-            .unwrap();
-        let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        (status, json, content_type)
-    }
-}
+use serde_json::json;
 
 #[tokio::test]
 async fn a_lead_is_created_read_and_patched_within_its_account() {

@@ -1,0 +1,74 @@
+//! The API test harness: the whole router on a fresh embedded database, called without a
+//! socket.
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use mailtrail_api::{AppState, router};
+use mailtrail_store::Store;
+use serde_json::Value;
+use tower::ServiceExt;
+
+pub struct App {
+    pub store: Store,
+    _dir: tempfile::TempDir,
+}
+
+pub async fn app() -> App {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_sqlite(dir.path()).await.unwrap();
+    App { store, _dir: dir }
+}
+
+impl App {
+    /// A request with an optional key and JSON body: status, JSON answer, content type.
+    pub async fn call(
+        &self,
+        method: &str,
+        uri: &str,
+        key: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value, String) {
+        self.call_with(method, uri, key, body, &[]).await
+    }
+
+    /// [`App::call`] with extra headers.
+    pub async fn call_with(
+        &self,
+        method: &str,
+        uri: &str,
+        key: Option<&str>,
+        body: Option<Value>,
+        headers: &[(&str, &str)],
+    ) -> (StatusCode, Value, String) {
+        let mut request = Request::builder().method(method).uri(uri);
+        if let Some(key) = key {
+            request = request.header(header::AUTHORIZATION, format!("Bearer {key}"));
+        }
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let request = match body {
+            Some(body) => request
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from(body.to_string())),
+            None => request.body(Body::empty()),
+        }
+        .unwrap();
+        let state = AppState {
+            store: self.store.clone(),
+            queued: Default::default(),
+        };
+        let response = router(state).oneshot(request).await.unwrap();
+        let status = response.status();
+        let content_type = response
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default();
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        (status, json, content_type)
+    }
+}

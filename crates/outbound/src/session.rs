@@ -94,6 +94,9 @@ pub async fn deliver(
             }
         };
         client.timeout = config.command_timeout;
+        // The message and its final dot go out in separate writes: without NODELAY, Nagle's
+        // algorithm holds the dot until the server's delayed ACK (~40 ms per email).
+        let _ = client.stream.set_nodelay(true);
         match client.read().await {
             Ok(greeting) if (200..300).contains(&greeting.code) => {}
             Ok(greeting) => {

@@ -218,16 +218,6 @@ impl Store {
         let now = now_ms();
         let mut written = 0;
         for chunk in unique.chunks(IMPORT_CHUNK) {
-            let rows: Vec<String> = (0..chunk.len())
-                .map(|i| {
-                    // The ninth parameter (now) is both created_at_ms and updated_at_ms.
-                    let params: Vec<String> = (1..=9)
-                        .chain([9])
-                        .map(|k| format!("${}", i * 9 + k))
-                        .collect();
-                    format!("({})", params.join(", "))
-                })
-                .collect();
             let sql = format!(
                 "INSERT INTO leads (id, account_id, address, address_key, first_name, last_name,
                                     fields, permission, created_at_ms, updated_at_ms)
@@ -241,7 +231,7 @@ impl Store {
                     permission = CASE WHEN leads.permission = 'no' THEN 'no'
                                       ELSE excluded.permission END,
                     updated_at_ms = excluded.updated_at_ms",
-                rows.join(", ")
+                self.row_placeholders(chunk.len(), 10)
             );
             let mut query = sqlx::query(&sql);
             for (key, lead) in chunk {
@@ -254,6 +244,7 @@ impl Store {
                     .bind(lead.last_name.as_deref())
                     .bind(fields_json(&lead.fields))
                     .bind(lead.permission.as_str())
+                    .bind(now)
                     .bind(now);
             }
             query.execute(&mut *tx).await?;

@@ -164,6 +164,29 @@ pub fn now_ms() -> i64 {
 }
 
 impl Store {
+    /// `count` parameters numbered from `first`, comma-separated, for statements built with
+    /// many parameters (bulk inserts, `IN (…)` lists). Such a statement must take *all* its
+    /// parameters from here, in order: on SQLite they are plain `?`, because SQLite looks a
+    /// numbered parameter's name up by a linear scan, which makes binding thousands of `$N`
+    /// quadratic (80% of a 20,000-email submission's time before this).
+    fn placeholders(&self, first: usize, count: usize) -> String {
+        match self.backend {
+            Backend::Postgres => (first..first + count)
+                .map(|i| format!("${i}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            Backend::Sqlite => vec!["?"; count].join(", "),
+        }
+    }
+
+    /// `(…), (…)` for `rows` rows of `columns` parameters, as [`Store::placeholders`].
+    fn row_placeholders(&self, rows: usize, columns: usize) -> String {
+        (0..rows)
+            .map(|i| format!("({})", self.placeholders(i * columns + 1, columns)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
     /// What a read inside a write transaction appends to lock its row: PostgreSQL needs
     /// `FOR UPDATE`; SQLite's single writer connection already excludes other writers.
     fn lock_clause(&self) -> &'static str {

@@ -81,21 +81,6 @@ const CHUNK: usize = 1000;
 /// Keys per `IN (…)` lookup.
 const LOOKUP_CHUNK: usize = 500;
 
-fn placeholders(first: usize, count: usize) -> String {
-    (first..first + count)
-        .map(|i| format!("${i}"))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-/// `($1, …, $n), ($n+1, …)` for `rows` rows of `columns` parameters.
-fn row_placeholders(rows: usize, columns: usize) -> String {
-    (0..rows)
-        .map(|i| format!("({})", placeholders(i * columns + 1, columns)))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
 fn fields_from(text: &str) -> Result<Fields> {
     serde_json::from_str(text).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
@@ -159,8 +144,9 @@ impl Store {
         for chunk in values.chunks(LOOKUP_CHUNK) {
             let sql = format!(
                 "SELECT id, address, address_key, first_name, last_name, fields, permission
-                 FROM leads WHERE account_id = $1 AND {column} IN ({})",
-                placeholders(2, chunk.len())
+                 FROM leads WHERE account_id = {} AND {column} IN ({})",
+                self.placeholders(1, 1),
+                self.placeholders(2, chunk.len())
             );
             let mut query = sqlx::query(&sql).bind(account_id);
             for value in chunk {
@@ -182,8 +168,9 @@ impl Store {
         let mut found = HashSet::new();
         for chunk in keys.chunks(LOOKUP_CHUNK) {
             let sql = format!(
-                "SELECT address_key FROM suppressions WHERE account_id = $1 AND address_key IN ({})",
-                placeholders(2, chunk.len())
+                "SELECT address_key FROM suppressions WHERE account_id = {} AND address_key IN ({})",
+                self.placeholders(1, 1),
+                self.placeholders(2, chunk.len())
             );
             let mut query = sqlx::query(&sql).bind(account_id);
             for key in chunk {
@@ -254,7 +241,7 @@ impl Store {
                                      to_domain, fields, batch, stage, status, reason,
                                      next_attempt_at_ms, created_at_ms, updated_at_ms)
                  VALUES {}",
-                row_placeholders(chunk.len(), COLUMNS)
+                self.row_placeholders(chunk.len(), COLUMNS)
             );
             let mut query = sqlx::query(&sql);
             for (id, entry) in chunk {
@@ -294,7 +281,7 @@ impl Store {
             for events in events.chunks(CHUNK) {
                 let sql = format!(
                     "INSERT INTO events (email_id, seq, account_id, kind, at_ms, detail) VALUES {}",
-                    row_placeholders(events.len(), 6)
+                    self.row_placeholders(events.len(), 6)
                 );
                 let mut query = sqlx::query(&sql);
                 for (id, seq, kind, detail) in events {
@@ -363,7 +350,7 @@ impl Store {
                         c.from_address, c.subject, c.text_body, c.html_body
                  FROM emails e JOIN contents c ON c.id = e.content_id
                  WHERE e.id IN ({})",
-                placeholders(1, chunk.len())
+                self.placeholders(1, chunk.len())
             );
             let mut query = sqlx::query(&sql);
             for id in chunk {

@@ -41,8 +41,13 @@ fn serve(data: &str, route: &str) -> (Child, String) {
         .spawn()
         .unwrap();
     let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let base = line.trim().trim_start_matches("mailtrail listening on ").to_owned();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let base = line
+        .trim()
+        .trim_start_matches("mailtrail listening on ")
+        .to_owned();
     (child, base)
 }
 
@@ -68,12 +73,20 @@ async fn kill_9_during_delivery_loses_nothing() {
     let data = dir.path().to_str().unwrap().to_owned();
     let sink = Sink::start(&[]);
 
-    let output = mailtrail(&data, &sink.address()).args(["account", "create", "Crash", "--json"]).output().unwrap();
+    let output = mailtrail(&data, &sink.address())
+        .args(["account", "create", "Crash", "--json"])
+        .output()
+        .unwrap();
     let created: Value = serde_json::from_slice(&output.stdout).unwrap();
-    let (account, key) = (created["id"].as_str().unwrap().to_owned(), created["api_key"].as_str().unwrap().to_owned());
+    let (account, key) = (
+        created["id"].as_str().unwrap().to_owned(),
+        created["api_key"].as_str().unwrap().to_owned(),
+    );
 
     let (mut child, base) = serve(&data, &sink.address());
-    let recipients: Vec<Value> = (0..emails).map(|i| json!({"to": format!("r{i}@crash.test")})).collect();
+    let recipients: Vec<Value> = (0..emails)
+        .map(|i| json!({"to": format!("r{i}@crash.test")}))
+        .collect();
     let response = reqwest::Client::new()
         .post(format!("{base}/v1/emails/batch"))
         .bearer_auth(&key)
@@ -83,7 +96,12 @@ async fn kill_9_during_delivery_loses_nothing() {
         .unwrap();
     assert_eq!(response.status(), 202);
     let accepted: Value = response.json().await.unwrap();
-    let ids: Vec<String> = accepted["emails"].as_array().unwrap().iter().map(|e| e["id"].as_str().unwrap().to_owned()).collect();
+    let ids: Vec<String> = accepted["emails"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["id"].as_str().unwrap().to_owned())
+        .collect();
     assert_eq!(ids.len(), emails);
 
     // Kill at spread-out moments while the batch is being delivered, restarting each time.
@@ -108,7 +126,9 @@ async fn kill_9_during_delivery_loses_nothing() {
     }
     let mut stages: HashMap<Stage, usize> = HashMap::new();
     for id in &ids {
-        *stages.entry(store.email(&account, id).await.unwrap().stage).or_insert(0) += 1;
+        *stages
+            .entry(store.email(&account, id).await.unwrap().stage)
+            .or_insert(0) += 1;
     }
     child.kill().unwrap();
     child.wait().unwrap();
@@ -123,7 +143,11 @@ async fn kill_9_during_delivery_loses_nothing() {
         stages.get(&Stage::Delivered).copied().unwrap_or(0)
     );
     assert_eq!(lost, 0, "every accepted email reaches the sink");
-    assert_eq!(stages.get(&Stage::Delivered).copied().unwrap_or(0), emails, "{stages:?}");
+    assert_eq!(
+        stages.get(&Stage::Delivered).copied().unwrap_or(0),
+        emails,
+        "{stages:?}"
+    );
     // Only what was in flight at a kill can go twice: a claim of at most sessions ×
     // messages_per_connection per kill, and far fewer in practice.
     assert!(duplicates <= kills * 32 * 100, "{duplicates} duplicates");

@@ -21,6 +21,8 @@ pub struct OutboundConfig {
     pub routes: BTreeMap<String, String>,
     /// Send everything through this smarthost instead of MX hosts.
     pub relay: Option<RelayConfig>,
+    /// Sending domain → its DKIM key: mail whose From is in the domain is signed.
+    pub dkim: BTreeMap<String, crate::dkim::DkimKeyConfig>,
     /// Port of MX hosts (25; tests point it at a local sink).
     pub mx_port: u16,
     /// Refuse to send over a connection without STARTTLS (encryption without certificate
@@ -61,6 +63,7 @@ impl Default for OutboundConfig {
             bounce_domain: None,
             routes: BTreeMap::new(),
             relay: None,
+            dkim: BTreeMap::new(),
             mx_port: 25,
             require_tls: false,
             sessions: 32,

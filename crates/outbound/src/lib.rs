@@ -5,6 +5,7 @@
 //! - [`submit`]: turns an API or CLI request into queued emails, refusing leads whose
 //!   Permission to Email is No and dropping suppressed addresses;
 //! - [`message`]: the MIME message of one email, with its tokens;
+//! - [`dkim`]: DKIM signing per sending domain;
 //! - [`resolve`]: where an email for a domain goes: a route, the relay, or MX hosts;
 //! - [`session`]: one SMTP session delivering several emails to one destination;
 //! - [`outcome`]: what a reply (or a failure to get one) does to an email;
@@ -12,6 +13,7 @@
 //! - [`worker`]: claims due emails, runs sessions, records outcomes in batches.
 
 pub mod config;
+pub mod dkim;
 pub mod message;
 pub mod outcome;
 pub mod recorder;

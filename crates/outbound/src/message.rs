@@ -8,6 +8,8 @@ use mailtrail_domain::merge::render;
 use mailtrail_domain::token::{Purpose, TokenKey};
 use mailtrail_store::Claimed;
 
+use crate::dkim::Signers;
+
 /// The header that carries the token; bounces and complaints often quote it back.
 pub const TOKEN_HEADER: &str = "X-Mailtrail-Token";
 
@@ -19,7 +21,14 @@ pub struct Built {
     pub bytes: Vec<u8>,
 }
 
-pub fn build(email: &Claimed, helo_name: &str, bounce_domain: &str, tokens: &TokenKey) -> Built {
+/// Builds the message; `signers` adds a DKIM signature when the From domain has a key.
+pub fn build(
+    email: &Claimed,
+    helo_name: &str,
+    bounce_domain: &str,
+    tokens: &TokenKey,
+    signers: &Signers,
+) -> Built {
     let token = tokens
         .sign(Purpose::Message, &email.id, None)
         .expect("email ids are UUIDs");
@@ -39,11 +48,20 @@ pub fn build(email: &Claimed, helo_name: &str, bounce_domain: &str, tokens: &Tok
     if let Some(html) = &content.html {
         message = message.html_body(render(html, lookup, true));
     }
+    let mut bytes = message
+        .write_to_vec()
+        .expect("writing to a Vec cannot fail");
+    let from_domain = content
+        .from
+        .rsplit_once('@')
+        .map(|(_, d)| d)
+        .unwrap_or_default();
+    if let Some(signature) = signers.sign(from_domain, &bytes) {
+        bytes.splice(0..0, signature.into_bytes());
+    }
     Built {
         envelope_from: format!("bounces+{token}@{bounce_domain}"),
-        bytes: message
-            .write_to_vec()
-            .expect("writing to a Vec cannot fail"),
+        bytes,
     }
 }
 
@@ -76,7 +94,13 @@ mod tests {
     #[test]
     fn carries_the_token_everywhere_and_merges_fields() {
         let tokens = TokenKey::new(b"k");
-        let built = build(&email(), "mta.shop.example", "bounce.shop.example", &tokens);
+        let built = build(
+            &email(),
+            "mta.shop.example",
+            "bounce.shop.example",
+            &tokens,
+            &Signers::default(),
+        );
         let text = String::from_utf8(built.bytes).unwrap();
         let token = tokens.sign(Purpose::Message, &email().id, None).unwrap();
         assert_eq!(
@@ -100,8 +124,8 @@ mod tests {
     #[test]
     fn a_retry_builds_the_same_message() {
         let tokens = TokenKey::new(b"k");
-        let a = build(&email(), "h", "b", &tokens);
-        let b = build(&email(), "h", "b", &tokens);
+        let a = build(&email(), "h", "b", &tokens, &Signers::default());
+        let b = build(&email(), "h", "b", &tokens, &Signers::default());
         // Multipart boundaries are random; every header that identifies the message is stable.
         let headers = |bytes: &[u8]| {
             String::from_utf8_lossy(bytes)

@@ -22,6 +22,7 @@ use crate::resolve::Target;
 pub struct Context<'a> {
     pub config: &'a OutboundConfig,
     pub tokens: &'a mailtrail_domain::token::TokenKey,
+    pub signers: &'a crate::dkim::Signers,
     pub store: &'a mailtrail_store::Store,
 }
 
@@ -272,6 +273,7 @@ async fn send_all<S: AsyncRead + AsyncWrite + Unpin>(
             &config.helo_name,
             config.bounce_domain(),
             ctx.tokens,
+            ctx.signers,
         );
         let outcome = transaction(&mut client, target, config, &email, &built).await;
         let (outcome, connection_lost) = match outcome {

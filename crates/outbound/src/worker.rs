@@ -13,6 +13,7 @@ use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinSet;
 
 use crate::OutboundConfig;
+use crate::dkim::Signers;
 use crate::outcome::{Outcome, decide};
 use crate::recorder::Recorder;
 use crate::resolve::{ResolveError, Resolver};
@@ -27,6 +28,7 @@ struct Shared {
     config: OutboundConfig,
     resolver: Resolver,
     tokens: TokenKey,
+    signers: Signers,
     policy: RetryPolicy,
     recorder: Recorder,
     /// Destinations that asked to slow down, until when (ms).
@@ -39,6 +41,7 @@ pub struct Outbound {
     config: OutboundConfig,
     resolver: Resolver,
     tokens: TokenKey,
+    signers: Signers,
     wake: Arc<Notify>,
 }
 
@@ -49,6 +52,7 @@ impl Outbound {
         dns_servers: &[SocketAddr],
     ) -> Result<Self, String> {
         let resolver = Resolver::new(&config, dns_servers)?;
+        let signers = Signers::load(&config.dkim)?;
         let secret = store
             .shared_secret("token")
             .await
@@ -58,6 +62,7 @@ impl Outbound {
             config,
             resolver,
             tokens: TokenKey::new(&secret),
+            signers,
             wake: Arc::new(Notify::new()),
         })
     }
@@ -87,6 +92,7 @@ impl Outbound {
             store: self.store,
             resolver: self.resolver,
             tokens: self.tokens,
+            signers: self.signers,
             recorder,
             throttled: Mutex::new(HashMap::new()),
             per_destination: Mutex::new(HashMap::new()),
@@ -238,6 +244,7 @@ impl Shared {
         let context = Context {
             config: &self.config,
             tokens: &self.tokens,
+            signers: &self.signers,
             store: &self.store,
         };
         let ending = session::deliver(&context, &targets, emails, &mut report).await;

@@ -417,3 +417,88 @@ async fn a_dns_server_that_does_not_answer_defers() {
     );
     h.stop().await;
 }
+
+#[tokio::test]
+async fn through_a_relay_the_relays_250_is_recorded_as_relayed() {
+    let relay = Sink::start(&[]);
+    let mut config = config(&[]);
+    config.relay = Some(mailtrail_outbound::config::RelayConfig {
+        address: relay.address(),
+        username: None,
+        password: None,
+        tls: mailtrail_outbound::config::RelayTls::None,
+    });
+    let h = Harness::start(config, &[]).await;
+    let ids = h
+        .send(&["ana@anywhere.example", "bo@elsewhere.example"])
+        .await;
+    for id in &ids {
+        let email = h.settled(id).await;
+        assert_eq!(email.stage, Stage::Delivered, "relayed counts as delivered");
+        assert_eq!(h.kinds(id).await, [EventKind::Queued, EventKind::Relayed]);
+    }
+    assert_eq!(relay.messages().len(), 2);
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn mail_from_a_domain_with_a_key_carries_a_dkim_signature_that_verifies() {
+    use hickory_resolver::config::{NameServerConfig, ResolverConfig, ResolverOpts};
+    use mail_auth::common::crypto::Ed25519Key;
+    use mail_auth::{AuthenticatedMessage, DkimResult, MessageAuthenticator};
+
+    let der = Ed25519Key::generate_pkcs8().unwrap();
+    let public = Ed25519Key::from_pkcs8_der(&der).unwrap().public_key();
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = dir.path().join("shop.pem");
+    let b64 = data_encoding::BASE64.encode(&der);
+    std::fs::write(
+        &key_file,
+        format!("-----BEGIN PRIVATE KEY-----\n{b64}\n-----END PRIVATE KEY-----\n"),
+    )
+    .unwrap();
+    let record = format!(
+        "mt1._domainkey IN TXT \"v=DKIM1; k=ed25519; p={}\"",
+        data_encoding::BASE64.encode(&public)
+    );
+    let dns = Dns::start(&[("shop.test", &record)]);
+
+    let sink = Sink::start(&[]);
+    let mut config = config(&[("ok.test", &sink.address())]);
+    config.dkim.insert(
+        "shop.test".into(),
+        mailtrail_outbound::dkim::DkimKeyConfig {
+            selector: "mt1".into(),
+            private_key: key_file,
+        },
+    );
+    let h = Harness::start(config, &[]).await;
+    let ids = h.send(&["ana@ok.test"]).await;
+    assert_eq!(h.settled(&ids[0]).await.stage, Stage::Delivered);
+    let received = sink.messages().pop().unwrap();
+    assert!(
+        received.starts_with("DKIM-Signature: v=1; a=ed25519-sha256;")
+            || received.contains("\nDKIM-Signature: v=1; a=ed25519-sha256;"),
+        "{received}"
+    );
+
+    // A receiver verifies it against the key published in real DNS.
+    let mut server = NameServerConfig::udp_and_tcp(dns.address.ip());
+    for connection in &mut server.connections {
+        connection.port = dns.address.port();
+    }
+    let authenticator = MessageAuthenticator::new(
+        ResolverConfig::from_parts(None, vec![], vec![server]),
+        ResolverOpts::default(),
+    )
+    .unwrap();
+    let message = AuthenticatedMessage::parse(received.as_bytes()).unwrap();
+    let results = authenticator.verify_dkim(&message).await;
+    assert!(!results.is_empty());
+    assert!(
+        results.iter().all(|r| r.result() == &DkimResult::Pass),
+        "{:?}",
+        results.iter().map(|r| r.result()).collect::<Vec<_>>()
+    );
+    h.stop().await;
+}

@@ -4,9 +4,11 @@
 //! - [`postgres`]: a throwaway PostgreSQL server, one per test binary, a fresh database per
 //!   test;
 //! - [`smtp_sink`]: Postfix's `smtp-sink` as a recipient's server;
+//! - [`postfix`]: a private Postfix as a recipient's server, with mailboxes and its real replies;
 //! - [`dns`]: NSD serving MX records.
 
 pub mod dns;
+pub mod postfix;
 pub mod postgres;
 pub mod smtp_sink;
 

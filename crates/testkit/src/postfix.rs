@@ -1,0 +1,306 @@
+//! A private Postfix as the recipient's mail server: the real SMTP server with its real
+//! replies, on a free loopback port, accepting mail for one domain and a few users whose
+//! mailboxes (maildirs) tests can read back. Unknown users are refused at RCPT time and
+//! messages over 20 000 bytes at the end of DATA, with the codes and texts Postfix itself
+//! chooses. Stopped, with all its processes, when dropped.
+//!
+//! The instance lives entirely in a temp dir (`postfix -c DIR`): the system's `/etc/postfix`
+//! is never read or written, and nothing binds port 25. Postfix must be started as root.
+
+use std::ffi::CString;
+use std::fmt::Write as _;
+use std::net::TcpStream;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant, SystemTime};
+
+/// Postfix refuses (at the end of DATA) a message whose queue file would exceed this.
+pub const MESSAGE_SIZE_LIMIT: usize = 20_000;
+
+const POSTFIX: &str = "/usr/sbin/postfix";
+
+pub struct Postfix {
+    pub port: u16,
+    pub domain: String,
+    dir: tempfile::TempDir,
+}
+
+/// The uid and gid of a system account.
+fn account(name: &str) -> (u32, u32) {
+    let c_name = CString::new(name).expect("an account name without NUL");
+    // SAFETY: all-zero is a valid `passwd` (null pointers, zero ids); it is only read after
+    // getpwnam_r has filled it.
+    let mut entry: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut buffer = vec![0 as libc::c_char; 16 * 1024];
+    let mut found: *mut libc::passwd = std::ptr::null_mut();
+    // SAFETY: every pointer refers to live memory of the size given; the reentrant variant
+    // is used because tests start servers from several threads at once.
+    let rc = unsafe {
+        libc::getpwnam_r(
+            c_name.as_ptr(),
+            &mut entry,
+            buffer.as_mut_ptr(),
+            buffer.len(),
+            &mut found,
+        )
+    };
+    assert!(
+        rc == 0 && !found.is_null(),
+        "no `{name}` account: install Postfix with scripts/install-test-deps"
+    );
+    (entry.pw_uid, entry.pw_gid)
+}
+
+fn chown(path: &Path, (uid, gid): (u32, u32)) {
+    std::os::unix::fs::chown(path, Some(uid), Some(gid))
+        .unwrap_or_else(|e| panic!("chown {}: {e}", path.display()));
+}
+
+fn mkdir(path: &Path, mode: u32) {
+    std::fs::create_dir(path).unwrap_or_else(|e| panic!("mkdir {}: {e}", path.display()));
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .unwrap_or_else(|e| panic!("chmod {}: {e}", path.display()));
+}
+
+/// Writes a configuration file dated a minute ago: Postfix re-reads a file modified within
+/// the last second every 300 ms until it "settles down", which made each start take seconds.
+fn write(path: &Path, text: &str) {
+    let fail = |e: std::io::Error| panic!("write {}: {e}", path.display());
+    std::fs::write(path, text).unwrap_or_else(fail);
+    std::fs::File::options()
+        .write(true)
+        .open(path)
+        .and_then(|file| file.set_modified(SystemTime::now() - Duration::from_secs(60)))
+        .unwrap_or_else(fail);
+}
+
+impl Postfix {
+    /// Starts Postfix as the mail server of `domain`, with a mailbox for each of `users`
+    /// (local parts).
+    pub fn start(domain: &str, users: &[&str]) -> Self {
+        assert!(
+            Path::new(POSTFIX).exists(),
+            "{POSTFIX} not found: install it with scripts/install-test-deps (Debian package \
+             `postfix`, preseeded to 'No configuration')"
+        );
+        assert!(
+            crate::is_root(),
+            "a private Postfix can only be started as root (its master runs as root and hands \
+             the queue to the `postfix` account)"
+        );
+        let domain = domain.to_ascii_lowercase();
+        let dir = tempfile::Builder::new()
+            .prefix("postfix-")
+            .tempdir()
+            .expect("a temp dir");
+        // Postfix's daemons run as `postfix` and its delivery agent as `nobody`; both must
+        // be able to pass through the temp dir.
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
+            .expect("chmod the temp dir");
+        let port = crate::free_port();
+        let postfix = Postfix { port, domain, dir };
+        postfix.configure(users);
+        postfix.run(&["start"]);
+        postfix.wait_until_listening();
+        postfix
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn configure(&self, users: &[&str]) {
+        let config = self.path("config");
+        let queue = self.path("queue");
+        let data = self.path("data");
+        let log = self.path("log");
+        let mailboxes = self.path("mailboxes");
+        mkdir(&config, 0o755);
+        // Postfix wants the queue directory itself owned by root; `postfix start` creates
+        // the subdirectories inside it and gives them to `postfix` (`postdrop` for the
+        // public ones), as `postfix check` expects.
+        mkdir(&queue, 0o755);
+        mkdir(&data, 0o700);
+        chown(&data, account("postfix"));
+        mkdir(&log, 0o755);
+        mkdir(&mailboxes, 0o700);
+        let owner = account("nobody");
+        chown(&mailboxes, owner);
+
+        let domain = &self.domain;
+        let mut map = String::new();
+        for user in users {
+            assert!(
+                !user.is_empty() && !user.contains(|c: char| c.is_whitespace() || c == '@'),
+                "{user:?} is not a local part"
+            );
+            // The trailing slash asks for a maildir: one file per message.
+            writeln!(map, "{user}@{domain} {domain}/{user}/").expect("a String takes text");
+        }
+        // texthash: the map is read as plain text, so no postmap step at start.
+        write(&config.join("mailboxes"), &map);
+
+        let c = config.display();
+        let (uid, gid) = owner;
+        write(
+            &config.join("main.cf"),
+            &format!(
+                "compatibility_level = 3.6\n\
+                 queue_directory = {queue}\n\
+                 data_directory = {data}\n\
+                 maillog_file = {log}/maillog\n\
+                 maillog_file_prefixes = {log}\n\
+                 myhostname = mail.{domain}\n\
+                 inet_interfaces = 127.0.0.1\n\
+                 inet_protocols = ipv4\n\
+                 # No local domain, so no aliases or passwd lookups: they only log errors here.\n\
+                 mydestination =\n\
+                 alias_maps =\n\
+                 alias_database =\n\
+                 local_recipient_maps =\n\
+                 # A recipient's MX: mail for its own domain only, whoever connects.\n\
+                 smtpd_relay_restrictions = reject_unauth_destination\n\
+                 smtpd_reject_unlisted_recipient = yes\n\
+                 smtpd_peername_lookup = no\n\
+                 virtual_mailbox_domains = {domain}\n\
+                 virtual_mailbox_base = {mailboxes}\n\
+                 virtual_mailbox_maps = texthash:{c}/mailboxes\n\
+                 virtual_uid_maps = static:{uid}\n\
+                 virtual_gid_maps = static:{gid}\n\
+                 message_size_limit = {MESSAGE_SIZE_LIMIT}\n",
+                queue = queue.display(),
+                data = data.display(),
+                log = log.display(),
+                mailboxes = mailboxes.display(),
+            ),
+        );
+        // chroot is off everywhere (the fifth column): a chrooted daemon would need copies
+        // of /etc files inside the queue directory.
+        let port = self.port;
+        write(
+            &config.join("master.cf"),
+            &format!(
+                "127.0.0.1:{port} inet n - n - - smtpd\n\
+                 cleanup unix n - n - 0 cleanup\n\
+                 qmgr unix n - n 300 1 qmgr\n\
+                 rewrite unix - - n - - trivial-rewrite\n\
+                 bounce unix - - n - 0 bounce\n\
+                 defer unix - - n - 0 bounce\n\
+                 trace unix - - n - 0 bounce\n\
+                 proxymap unix - - n - - proxymap\n\
+                 anvil unix - - n - 1 anvil\n\
+                 error unix - - n - - error\n\
+                 retry unix - - n - - error\n\
+                 virtual unix - n n - - virtual\n\
+                 postlog unix-dgram n - n - 1 postlogd\n"
+            ),
+        );
+    }
+
+    /// Runs `postfix -c DIR COMMAND`, failing with Postfix's log when it fails.
+    fn run(&self, command: &[&str]) {
+        let output = Command::new(POSTFIX)
+            .arg("-c")
+            .arg(self.path("config"))
+            .args(command)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {POSTFIX}: {e}"));
+        assert!(
+            output.status.success(),
+            "postfix {command:?} failed: {}{}\n{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr),
+            self.log()
+        );
+    }
+
+    fn wait_until_listening(&self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "postfix did not listen on {}:\n{}",
+                self.port,
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn address(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// The messages delivered to `user`'s mailbox so far, oldest first.
+    pub fn delivered(&self, user: &str) -> Vec<String> {
+        let maildir = self.path("mailboxes").join(&self.domain).join(user);
+        let mut files: Vec<(SystemTime, PathBuf)> = ["new", "cur"]
+            .iter()
+            .flat_map(|sub| std::fs::read_dir(maildir.join(sub)).into_iter().flatten())
+            .flatten()
+            .filter_map(|entry| Some((entry.metadata().ok()?.modified().ok()?, entry.path())))
+            .collect();
+        files.sort();
+        files
+            .iter()
+            .filter_map(|(_, file)| std::fs::read(file).ok())
+            .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+            .collect()
+    }
+
+    /// Postfix's own log (`maillog_file`), to explain a failure.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.path("log/maillog")).unwrap_or_default()
+    }
+
+    fn master_pid(&self) -> Option<libc::pid_t> {
+        std::fs::read_to_string(self.path("queue/pid/master.pid"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+}
+
+/// Whether a live (not zombie) process is still in process group `group`. The master leads
+/// its own group and signals its children but does not wait for them, so this, not the
+/// master's exit, says when Postfix is gone.
+fn group_alive(group: libc::pid_t) -> bool {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return false;
+    };
+    entries.flatten().any(|entry| {
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            return false;
+        };
+        // After the command name, which may itself hold spaces and parentheses:
+        // "STATE PPID PGRP …".
+        let Some((_, rest)) = stat.rsplit_once(')') else {
+            return false;
+        };
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        fields.len() > 2 && fields[0] != "Z" && fields[2].parse() == Ok(group)
+    })
+}
+
+impl Drop for Postfix {
+    fn drop(&mut self) {
+        let Some(master) = self.master_pid() else {
+            return;
+        };
+        // SIGTERM to the master, as `postfix stop` does, without its one-second polling.
+        // SAFETY: kill has no memory-safety preconditions.
+        unsafe { libc::kill(master, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while group_alive(master) {
+            if Instant::now() > deadline {
+                // SAFETY: as above; the negative pid names the master's process group.
+                unsafe { libc::kill(-master, libc::SIGKILL) };
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}

@@ -2,108 +2,21 @@
 //! its own replies (not scripted ones, as with smtp-sink) drive the outcome — an unknown user
 //! at RCPT time, a message over its size limit at the end of DATA.
 
+mod common;
+
 use std::time::{Duration, Instant};
 
+use common::{Harness, config};
 use mailtrail_domain::{EmailAddress, EventKind, Reason, Stage};
-use mailtrail_outbound::config::RetryConfig;
-use mailtrail_outbound::submit::{self, Recipient, Request};
-use mailtrail_outbound::{Outbound, OutboundConfig};
-use mailtrail_store::{EmailRecord, Store};
 use mailtrail_testkit::postfix::{MESSAGE_SIZE_LIMIT, Postfix};
-use tokio::sync::watch;
 
 const DOMAIN: &str = "mx.test";
 
-struct Harness {
-    store: Store,
-    account: String,
-    stop: watch::Sender<bool>,
-    worker: tokio::task::JoinHandle<()>,
-    _dir: tempfile::TempDir,
-}
-
-impl Harness {
-    /// The worker, with `DOMAIN` routed to `postfix` and retries compressed into seconds.
-    async fn start(postfix: &Postfix) -> Self {
-        let config = OutboundConfig {
-            helo_name: "mta.mailtrail.test".into(),
-            routes: [(DOMAIN.to_string(), postfix.address())].into(),
-            retry: RetryConfig {
-                first_delay: Duration::from_millis(200),
-                max_delay: Duration::from_millis(400),
-                give_up_after: Duration::from_secs(5),
-                soft_5xx_attempts: 3,
-                soft_5xx_window: Duration::from_secs(2),
-            },
-            poll_interval: Duration::from_millis(50),
-            connect_timeout: Duration::from_secs(3),
-            command_timeout: Duration::from_secs(5),
-            data_timeout: Duration::from_secs(5),
-            ..OutboundConfig::default()
-        };
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open_sqlite(dir.path()).await.unwrap();
-        let (account, _) = store.create_account("Acme").await.unwrap();
-        let outbound = Outbound::new(store.clone(), config, &[]).await.unwrap();
-        let (stop, mut stopped) = watch::channel(false);
-        let worker = tokio::spawn(outbound.run(async move {
-            let _ = stopped.wait_for(|s| *s).await;
-        }));
-        Harness {
-            store,
-            account,
-            stop,
-            worker,
-            _dir: dir,
-        }
-    }
-
-    async fn send(&self, to: &str, text: String) -> String {
-        let request = Request {
-            from: "sales@shop.test".into(),
-            subject: "Hello".into(),
-            text: Some(text),
-            html: None,
-            batch: None,
-            send_at_ms: None,
-            recipients: vec![Recipient {
-                to: Some(to.into()),
-                ..Default::default()
-            }],
-        };
-        let accepted = submit::submit(&self.store, &self.account, request, None, |_| String::new())
-            .await
-            .unwrap();
-        assert!(accepted.refused.is_empty(), "{:?}", accepted.refused);
-        accepted.queued[0].id.clone()
-    }
-
-    /// Waits until the email has left the queue, at most 15 s.
-    async fn settled(&self, id: &str) -> EmailRecord {
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            let email = self.store.email(&self.account, id).await.unwrap();
-            if email.next_attempt_at_ms.is_none() || Instant::now() > deadline {
-                return email;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    async fn kinds(&self, id: &str) -> Vec<EventKind> {
-        self.store
-            .events(&self.account, id)
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|e| e.event.kind)
-            .collect()
-    }
-
-    async fn stop(self) {
-        self.stop.send(true).unwrap();
-        self.worker.await.unwrap();
-    }
+/// The worker with `DOMAIN` routed to `postfix`.
+async fn harness(postfix: &Postfix) -> Harness {
+    let mut config = config(&[(DOMAIN, &postfix.address())]);
+    config.retry.give_up_after = Duration::from_secs(5);
+    Harness::start(config, &[]).await
 }
 
 /// Waits for Postfix's queue manager to hand the message to the mailbox, at most 10 s.
@@ -121,8 +34,8 @@ async fn mailbox(postfix: &Postfix, user: &str, count: usize) -> Vec<String> {
 #[tokio::test]
 async fn an_email_to_an_existing_user_reaches_the_mailbox() {
     let postfix = Postfix::start(DOMAIN, &["ana"]);
-    let h = Harness::start(&postfix).await;
-    let id = h.send("ana@mx.test", "Hi Ana".into()).await;
+    let h = harness(&postfix).await;
+    let id = h.send_text(&["ana@mx.test"], "Hi Ana").await.remove(0);
     let email = h.settled(&id).await;
     assert_eq!(email.stage, Stage::Delivered, "{}", postfix.log());
     let status = email.status.as_deref().unwrap();
@@ -148,8 +61,8 @@ async fn an_email_to_an_existing_user_reaches_the_mailbox() {
 #[tokio::test]
 async fn an_unknown_user_is_refused_at_rcpt_and_suppressed() {
     let postfix = Postfix::start(DOMAIN, &["ana"]);
-    let h = Harness::start(&postfix).await;
-    let id = h.send("bob@mx.test", "Hi Bob".into()).await;
+    let h = harness(&postfix).await;
+    let id = h.send_text(&["bob@mx.test"], "Hi Bob").await.remove(0);
     let email = h.settled(&id).await;
     assert_eq!(email.stage, Stage::Failed);
     assert_eq!(email.reason, Some(Reason::UserUnknown));
@@ -176,10 +89,11 @@ async fn an_unknown_user_is_refused_at_rcpt_and_suppressed() {
 #[tokio::test]
 async fn a_message_over_the_size_limit_is_retried_a_few_times_then_fails() {
     let postfix = Postfix::start(DOMAIN, &["ana"]);
-    let h = Harness::start(&postfix).await;
+    let h = harness(&postfix).await;
     let id = h
-        .send("ana@mx.test", "x".repeat(MESSAGE_SIZE_LIMIT * 3 / 2))
-        .await;
+        .send_text(&["ana@mx.test"], &"x".repeat(MESSAGE_SIZE_LIMIT * 3 / 2))
+        .await
+        .remove(0);
     let email = h.settled(&id).await;
     assert_eq!(email.stage, Stage::Failed, "{:?}", email.status);
     assert_eq!(email.reason, Some(Reason::MesgTooBig));

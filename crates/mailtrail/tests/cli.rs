@@ -1,27 +1,18 @@
 //! The `mailtrail` binary as an operator uses it: real processes, a real socket, the embedded
 //! database on disk (and PostgreSQL where the backend matters).
 
-use std::io::{BufRead, BufReader, Write};
+mod common;
+
+use std::io::Write;
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
+
+use common::mailtrail;
 use std::time::{Duration, Instant};
 
 use mailtrail_domain::Permission;
 use mailtrail_store::Store;
 use serde_json::{Value, json};
-
-/// The binary with its database chosen by `env` (`MAILTRAIL_DATA_DIR` or
-/// `MAILTRAIL_DATABASE_URL`) and nothing inherited that could change its configuration.
-fn mailtrail(env: &[(&str, &str)]) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_mailtrail"));
-    for (key, _) in std::env::vars().filter(|(k, _)| k.starts_with("MAILTRAIL_")) {
-        command.env_remove(key);
-    }
-    command
-        .envs(env.iter().copied())
-        .env("MAILTRAIL_LOG", "warn");
-    command
-}
 
 fn run(command: &mut Command) -> Output {
     command
@@ -56,22 +47,7 @@ struct Server {
 
 impl Server {
     fn start(env: &[(&str, &str)]) -> Self {
-        let mut child = mailtrail(env)
-            .env("MAILTRAIL_HTTP_LISTEN", "127.0.0.1:0")
-            .arg("serve")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let base = line
-            .trim()
-            .strip_prefix("mailtrail listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .to_owned();
+        let (child, base) = common::serve(env);
         Server { child, base }
     }
 

@@ -6,8 +6,9 @@
 //! `MAILTRAIL_LONG_TESTS=1 cargo test --release -p mailtrail --test crash -- --nocapture`.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+mod common;
+
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use mailtrail_domain::Stage;
@@ -19,36 +20,17 @@ fn long() -> bool {
     std::env::var("MAILTRAIL_LONG_TESTS").is_ok_and(|v| v == "1")
 }
 
-fn mailtrail(data: &str, route: &str) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_mailtrail"));
-    for (key, _) in std::env::vars().filter(|(k, _)| k.starts_with("MAILTRAIL_")) {
-        command.env_remove(key);
-    }
-    command
-        .env("MAILTRAIL_DATA_DIR", data)
-        .env("MAILTRAIL_OUTBOUND_ROUTES", format!("crash.test={route}"))
-        .env("MAILTRAIL_HTTP_LISTEN", "127.0.0.1:0")
-        .env("MAILTRAIL_LOG", "warn");
-    command
+fn env(data: &str, route: &str) -> [(&'static str, String); 2] {
+    [
+        ("MAILTRAIL_DATA_DIR", data.to_owned()),
+        ("MAILTRAIL_OUTBOUND_ROUTES", format!("crash.test={route}")),
+    ]
 }
 
-/// Starts `serve` and returns it with its base URL.
 fn serve(data: &str, route: &str) -> (Child, String) {
-    let mut child = mailtrail(data, route)
-        .arg("serve")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let base = line
-        .trim()
-        .trim_start_matches("mailtrail listening on ")
-        .to_owned();
-    (child, base)
+    let env = env(data, route);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    common::serve(&env)
 }
 
 /// Message-ID → how many times the sink received it.
@@ -73,7 +55,9 @@ async fn kill_9_during_delivery_loses_nothing() {
     let data = dir.path().to_str().unwrap().to_owned();
     let sink = Sink::start(&[]);
 
-    let output = mailtrail(&data, &sink.address())
+    let env = env(&data, &sink.address());
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let output = common::mailtrail(&env)
         .args(["account", "create", "Crash", "--json"])
         .output()
         .unwrap();

@@ -1,0 +1,41 @@
+//! Running the `mailtrail` binary in tests: a clean environment, and `serve` on a free port.
+
+// Each test binary that includes this module uses only some of it.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+/// The binary with `env` (its database and other settings) and nothing inherited that could
+/// change its configuration.
+pub fn mailtrail(env: &[(&str, &str)]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_mailtrail"));
+    for (key, _) in std::env::vars().filter(|(k, _)| k.starts_with("MAILTRAIL_")) {
+        command.env_remove(key);
+    }
+    command
+        .envs(env.iter().copied())
+        .env("MAILTRAIL_LOG", "warn");
+    command
+}
+
+/// Starts `mailtrail serve` on a free port; returns the process and its base URL.
+pub fn serve(env: &[(&str, &str)]) -> (Child, String) {
+    let mut child = mailtrail(env)
+        .env("MAILTRAIL_HTTP_LISTEN", "127.0.0.1:0")
+        .arg("serve")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("mailtrail serve starts");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("piped"))
+        .read_line(&mut line)
+        .expect("a first line");
+    let base = line
+        .trim()
+        .strip_prefix("mailtrail listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .to_owned();
+    (child, base)
+}

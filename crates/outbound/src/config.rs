@@ -34,6 +34,8 @@ pub struct OutboundConfig {
     pub sessions_per_destination: usize,
     /// Emails sent over one connection before it is closed.
     pub messages_per_connection: usize,
+    /// Most emails per second to one destination (unlimited when unset).
+    pub messages_per_second_per_destination: Option<f64>,
     #[serde(with = "humantime_serde")]
     pub connect_timeout: Duration,
     /// Greeting, EHLO, MAIL, RCPT (RFC 5321 §4.5.3.2: 5 minutes).
@@ -69,6 +71,7 @@ impl Default for OutboundConfig {
             sessions: 32,
             sessions_per_destination: 8,
             messages_per_connection: 100,
+            messages_per_second_per_destination: None,
             connect_timeout: Duration::from_secs(30),
             command_timeout: Duration::from_secs(300),
             data_timeout: Duration::from_secs(600),

@@ -17,7 +17,7 @@ use crate::dkim::Signers;
 use crate::outcome::{Outcome, decide};
 use crate::recorder::Recorder;
 use crate::resolve::{ResolveError, Resolver};
-use crate::session::{self, Context, Ending, Report};
+use crate::session::{self, Context, Ending, Pace, Report};
 
 /// Most emails claimed in one round trip.
 const MAX_CLAIM: usize = 1000;
@@ -34,6 +34,8 @@ struct Shared {
     /// Destinations that asked to slow down, until when (ms).
     throttled: Mutex<HashMap<String, i64>>,
     per_destination: Mutex<HashMap<String, Arc<Semaphore>>>,
+    /// When each destination may take its next email, under its rate limit.
+    pacing: Arc<Mutex<HashMap<String, tokio::time::Instant>>>,
 }
 
 pub struct Outbound {
@@ -96,6 +98,7 @@ impl Outbound {
             recorder,
             throttled: Mutex::new(HashMap::new()),
             per_destination: Mutex::new(HashMap::new()),
+            pacing: Arc::default(),
             config: self.config,
         });
         let sessions = Arc::new(Semaphore::new(shared.config.sessions.max(1)));
@@ -241,7 +244,16 @@ impl Shared {
                 return;
             }
         };
+        let pace = self
+            .config
+            .messages_per_second_per_destination
+            .map(|rate| Pace {
+                destination: domain.clone(),
+                interval: std::time::Duration::from_secs_f64(1.0 / rate.max(0.001)),
+                slots: self.pacing.clone(),
+            });
         let context = Context {
+            pace: pace.as_ref(),
             config: &self.config,
             tokens: &self.tokens,
             signers: &self.signers,

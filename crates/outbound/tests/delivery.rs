@@ -6,7 +6,7 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::{Harness, config};
 
@@ -394,5 +394,51 @@ async fn mail_from_a_domain_with_a_key_carries_a_dkim_signature_that_verifies() 
         "{:?}",
         results.iter().map(|r| r.result()).collect::<Vec<_>>()
     );
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn a_destination_rate_limit_spaces_the_emails_out() {
+    let sink = Sink::start(&[]);
+    let mut config = config(&[("paced.test", &sink.address())]);
+    config.messages_per_second_per_destination = Some(20.0);
+    let h = Harness::start(config, &[]).await;
+    let started = Instant::now();
+    let ids = h
+        .send(&[
+            "a@paced.test",
+            "b@paced.test",
+            "c@paced.test",
+            "d@paced.test",
+            "e@paced.test",
+            "f@paced.test",
+        ])
+        .await;
+    for id in &ids {
+        assert_eq!(h.settled(id).await.stage, Stage::Delivered);
+    }
+    // Six emails at 20 per second: the last one goes no earlier than 250 ms after the first.
+    assert!(
+        started.elapsed() >= Duration::from_millis(250),
+        "{:?}",
+        started.elapsed()
+    );
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn require_tls_defers_mail_to_a_server_without_starttls() {
+    let sink = Sink::start(&[]);
+    let mut config = config(&[("plain.test", &sink.address())]);
+    config.require_tls = true;
+    config.retry.give_up_after = Duration::from_secs(60);
+    let h = Harness::start(config, &[]).await;
+    let ids = h.send(&["a@plain.test"]).await;
+    let email = h.wait(&ids[0], |e| e.attempts >= 1).await;
+    assert_eq!(
+        (email.stage, email.reason),
+        (Stage::Sent, Some(Reason::FailedStartTls))
+    );
+    assert!(sink.messages().is_empty(), "nothing goes out in the clear");
     h.stop().await;
 }

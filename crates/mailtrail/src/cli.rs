@@ -40,6 +40,11 @@ pub enum Command {
         #[arg(long)]
         batch: Option<String>,
     },
+    /// Read bounces, complaints and auto-replies.
+    Bounce {
+        #[command(subcommand)]
+        command: BounceCommand,
+    },
     /// The suppression list (operator).
     Suppression {
         #[command(subcommand)]
@@ -125,5 +130,14 @@ pub enum SuppressionCommand {
         account: String,
         #[arg(long)]
         reason: String,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum BounceCommand {
+    /// Classify raw messages (files or folders); one JSON object per line and recipient.
+    Classify {
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
     },
 }

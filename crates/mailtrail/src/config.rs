@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
+use mailtrail_inbound::InboundConfig;
 use mailtrail_outbound::OutboundConfig;
 use serde::{Deserialize, Serialize};
 
@@ -23,6 +24,8 @@ pub enum LogFormat {
 pub struct Config {
     /// Where the HTTP API listens.
     pub http_listen: SocketAddr,
+    /// Where the inbound SMTP server (bounces, complaints, replies) listens.
+    pub smtp_listen: SocketAddr,
     /// Where the embedded SQLite database lives (when `database_url` is not set).
     pub data_dir: PathBuf,
     /// `postgres://…` to share one PostgreSQL between several nodes.
@@ -34,18 +37,21 @@ pub struct Config {
     /// DNS servers (`ip:port`) for MX lookups instead of the system's resolver.
     pub dns_servers: Vec<SocketAddr>,
     pub outbound: OutboundConfig,
+    pub inbound: InboundConfig,
 }
 
 impl Default for Config {
     fn default() -> Self {
         Self {
             http_listen: SocketAddr::from(([127, 0, 0, 1], 8025)),
+            smtp_listen: SocketAddr::from(([127, 0, 0, 1], 2525)),
             data_dir: PathBuf::from("./mailtrail-data"),
             database_url: None,
             database_max_connections: 20,
             log_format: LogFormat::Text,
             dns_servers: Vec::new(),
             outbound: OutboundConfig::default(),
+            inbound: InboundConfig::default(),
         }
     }
 }
@@ -54,6 +60,7 @@ impl Default for Config {
 /// `MAILTRAIL_CONFIG` or `MAILTRAIL_LOG`) are not configuration keys.
 const ENV_KEYS: &[&str] = &[
     "http_listen",
+    "smtp_listen",
     "data_dir",
     "database_url",
     "database_max_connections",

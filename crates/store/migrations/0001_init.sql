@@ -130,3 +130,24 @@ CREATE TABLE secrets (
     value TEXT NOT NULL,
     created_at_ms BIGINT NOT NULL
 );
+
+-- Mail received by the inbound SMTP server, kept raw. Written (and on disk) before the server
+-- answers 250; processed afterwards, retried until done, so a crash between the two loses
+-- nothing. `state`: new → matched | unmatched | ignored; `email_id` once matched.
+CREATE TABLE inbound_messages (
+    id TEXT PRIMARY KEY,
+    received_at_ms BIGINT NOT NULL,
+    mail_from TEXT NOT NULL,
+    rcpt_to TEXT NOT NULL,
+    raw BYTEA NOT NULL,
+    state TEXT NOT NULL,
+    kind TEXT,
+    account_id TEXT,
+    email_id TEXT,
+    note TEXT,
+    attempts BIGINT NOT NULL DEFAULT 0,
+    lease_until_ms BIGINT,
+    processed_at_ms BIGINT
+);
+CREATE INDEX inbound_pending ON inbound_messages (received_at_ms) WHERE state = 'new';
+CREATE INDEX inbound_by_email ON inbound_messages (email_id);

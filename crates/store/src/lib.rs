@@ -5,6 +5,7 @@
 //! - [`accounts`]: accounts, API keys and UI users;
 //! - [`leads`]: leads and their bulk import;
 //! - [`emails`]: emails and their append-only events, with the derived stage kept in step;
+//! - [`inbound`]: raw received mail and its processing state;
 //! - [`queue`]: submissions, and the outbound queue workers claim from;
 //! - [`suppressions`]: blocked addresses and their audit trail;
 //! - [`secrets`]: installation-wide secrets such as the token signing key.
@@ -17,6 +18,7 @@
 
 pub mod accounts;
 pub mod emails;
+pub mod inbound;
 pub mod leads;
 pub mod queue;
 pub mod secrets;
@@ -30,6 +32,7 @@ use sqlx::{AnyPool, Executor};
 
 pub use accounts::{ApiCaller, NewKey};
 pub use emails::{Effects, EmailRecord, Mismatch, QueueChange, Record, StoredEvent};
+pub use inbound::{InboundRecord, Pending, Processed};
 pub use leads::{ImportSummary, Lead, LeadPatch, NewLead};
 pub use queue::{Claimed, Content, Idempotent, LeadBrief, QueueEntry, Submission};
 pub use suppressions::{Block, Suppression, SuppressionLogEntry};

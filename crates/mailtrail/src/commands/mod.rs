@@ -1,6 +1,7 @@
 //! One module per command of PRODUCT.md §8, each a thin layer over the library crates.
 
 mod accounts;
+mod bounce;
 mod check;
 mod import;
 mod send;
@@ -12,10 +13,19 @@ use std::process::ExitCode;
 use anyhow::Context;
 use mailtrail_store::Store;
 
-use crate::cli::{AccountCommand, Command, LeadCommand, SuppressionCommand, UserCommand};
+use crate::cli::{
+    AccountCommand, BounceCommand, Command, LeadCommand, SuppressionCommand, UserCommand,
+};
 use crate::config::Config;
 
 pub async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
+    // Classifying files needs no database.
+    if let Command::Bounce {
+        command: BounceCommand::Classify { paths },
+    } = &command
+    {
+        return bounce::classify(paths);
+    }
     let store = open_store(&config).await?;
     let outcome = match command {
         Command::Serve => serve::run(&config, store.clone()).await,
@@ -40,6 +50,7 @@ pub async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
                 },
         } => import::run(&store, &file, &account, skip_invalid).await,
         Command::Check => check::run(&store).await,
+        Command::Bounce { .. } => unreachable!("handled before the store is opened"),
         Command::Send {
             account,
             to,

@@ -1,10 +1,13 @@
-//! `mailtrail serve`: the HTTP API and the delivery workers in one process, until Ctrl-C or
-//! SIGTERM; then a clean shutdown that lets requests and SMTP sessions in flight finish.
+//! `mailtrail serve`: the HTTP API, the inbound SMTP server, inbound processing and the
+//! delivery workers in one process, until Ctrl-C or SIGTERM; then a clean shutdown that lets
+//! requests and SMTP sessions in flight finish.
 
 use std::process::ExitCode;
 
 use anyhow::Context;
 use mailtrail_api::{AppState, router};
+use mailtrail_inbound::process::Processor;
+use mailtrail_inbound::server::{self, StoreSink};
 use mailtrail_outbound::Outbound;
 use mailtrail_store::Store;
 use tokio::net::TcpListener;
@@ -20,20 +23,43 @@ pub async fn run(config: &Config, store: Store) -> anyhow::Result<ExitCode> {
         .await
         .with_context(|| format!("cannot listen on http_listen {}", config.http_listen))?;
     let address = listener.local_addr()?;
-    // Scripts and tests read this line to find the port when http_listen ends in :0.
+    let smtp = TcpListener::bind(config.smtp_listen)
+        .await
+        .with_context(|| format!("cannot listen on smtp_listen {}", config.smtp_listen))?;
+    let smtp_address = smtp.local_addr()?;
+    // Scripts and tests read these lines to find the ports when the addresses end in :0.
     println!("mailtrail listening on http://{address}");
-    tracing::info!(%address, "HTTP API listening");
+    println!("mailtrail smtp on {smtp_address}");
+    tracing::info!(%address, %smtp_address, "listening");
 
     let (stop, stopped) = watch::channel(false);
     let wait_for = |mut stopped: watch::Receiver<bool>| async move {
         let _ = stopped.wait_for(|stop| *stop).await;
     };
+    let store_for_inbound = store.clone();
     let state = AppState {
         store,
         queued: outbound.waker(),
     };
     let http =
         axum::serve(listener, router(state)).with_graceful_shutdown(wait_for(stopped.clone()));
+    let received = std::sync::Arc::new(tokio::sync::Notify::new());
+    let processor = Processor::new(
+        store_for_inbound.clone(),
+        outbound.tokens(),
+        received.clone(),
+    );
+    let inbound = tokio::spawn(server::serve(
+        smtp,
+        config.inbound.clone(),
+        config.outbound.bounce_domain().to_owned(),
+        StoreSink {
+            store: store_for_inbound,
+            received,
+        },
+        wait_for(stopped.clone()),
+    ));
+    let processing = tokio::spawn(processor.run(wait_for(stopped.clone())));
     let delivery = tokio::spawn(outbound.run(wait_for(stopped)));
     let signal = async {
         shutdown_signal().await;
@@ -42,6 +68,8 @@ pub async fn run(config: &Config, store: Store) -> anyhow::Result<ExitCode> {
     let (served, ()) = tokio::join!(http, signal);
     served.context("the HTTP server failed")?;
     delivery.await.context("the delivery worker failed")?;
+    inbound.await.context("the inbound SMTP server failed")?;
+    processing.await.context("inbound processing failed")?;
     tracing::info!("shut down cleanly");
     Ok(ExitCode::SUCCESS)
 }

@@ -19,23 +19,32 @@ pub fn mailtrail(env: &[(&str, &str)]) -> Command {
     command
 }
 
-/// Starts `mailtrail serve` on a free port; returns the process and its base URL.
+/// Starts `mailtrail serve` on free ports; returns the process and its base URL.
 pub fn serve(env: &[(&str, &str)]) -> (Child, String) {
+    let (child, base, _) = serve_with_smtp(env);
+    (child, base)
+}
+
+/// [`serve`], also returning the inbound SMTP server's address.
+pub fn serve_with_smtp(env: &[(&str, &str)]) -> (Child, String, String) {
     let mut child = mailtrail(env)
         .env("MAILTRAIL_HTTP_LISTEN", "127.0.0.1:0")
+        .env("MAILTRAIL_SMTP_LISTEN", "127.0.0.1:0")
         .arg("serve")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
         .expect("mailtrail serve starts");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("piped"))
-        .read_line(&mut line)
-        .expect("a first line");
-    let base = line
-        .trim()
-        .strip_prefix("mailtrail listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .to_owned();
-    (child, base)
+    let mut stdout = BufReader::new(child.stdout.take().expect("piped"));
+    let mut next_line = |prefix: &str| {
+        let mut line = String::new();
+        stdout.read_line(&mut line).expect("a line");
+        line.trim()
+            .strip_prefix(prefix)
+            .unwrap_or_else(|| panic!("expected {prefix:?}, got {line:?}"))
+            .to_owned()
+    };
+    let base = next_line("mailtrail listening on ");
+    let smtp = next_line("mailtrail smtp on ");
+    (child, base, smtp)
 }

@@ -1,0 +1,149 @@
+//! RFC 3464 delivery status notifications: the per-recipient fields of a
+//! `message/delivery-status` part, or the same fields quoted in a plain-text bounce (some
+//! servers paste them into the body instead of attaching them).
+
+use mailtrail_domain::Reason;
+
+use crate::sections::{Sections, fields};
+use crate::{RecipientResult, reason, smtp, text};
+
+/// The fields of one recipient's block.
+#[derive(Debug, Default)]
+struct Fields {
+    final_recipient: Option<String>,
+    original_recipient: Option<String>,
+    action: Option<String>,
+    status: Option<String>,
+    diagnostic: Option<String>,
+}
+
+/// One result per recipient block, or `None` when the message carries no DSN fields.
+pub(crate) fn read(sections: &Sections) -> Option<Vec<RecipientResult>> {
+    // Fields pasted into the text count only when no report part holds them, so a server
+    // that does both is not read twice.
+    let mut blocks: Vec<Fields> = sections.delivery_status.iter().flat_map(|b| split_blocks(b)).collect();
+    if blocks.is_empty() {
+        blocks = sections.human.iter().flat_map(|b| split_blocks(b)).collect();
+    }
+    if blocks.is_empty() {
+        return None;
+    }
+    let human = sections.human.join("\n");
+    Some(blocks.into_iter().map(|f| result(f, &human)).collect())
+}
+
+/// Splits a body into recipient blocks. RFC 3464 puts each recipient in its own paragraph;
+/// within a paragraph, a recipient field (`Final-Recipient`, `Original-Recipient`) that the
+/// block already has starts the next one, for servers that leave the blank lines out.
+/// Paragraphs without a recipient field hold per-message fields and are skipped.
+fn split_blocks(body: &str) -> Vec<Fields> {
+    let mut blocks = Vec::new();
+    for paragraph in paragraphs(body) {
+        let fields = fields(&paragraph);
+        let is_recipient = |name: &str| name == "final-recipient" || name == "original-recipient";
+        if !fields.iter().any(|(name, _)| is_recipient(name)) {
+            continue;
+        }
+        let mut current = Fields::default();
+        for (name, value) in fields {
+            let taken = match name.as_str() {
+                "final-recipient" => current.final_recipient.is_some(),
+                "original-recipient" => current.original_recipient.is_some(),
+                _ => false,
+            };
+            if taken {
+                blocks.push(std::mem::take(&mut current));
+            }
+            let slot = match name.as_str() {
+                "final-recipient" => &mut current.final_recipient,
+                "original-recipient" => &mut current.original_recipient,
+                "action" => &mut current.action,
+                "status" => &mut current.status,
+                "diagnostic-code" => &mut current.diagnostic,
+                _ => continue,
+            };
+            slot.get_or_insert(value);
+        }
+        blocks.push(current);
+    }
+    blocks
+}
+
+/// The body cut at blank lines.
+fn paragraphs(body: &str) -> Vec<String> {
+    let mut paragraphs = vec![String::new()];
+    for line in body.lines() {
+        if line.trim().is_empty() {
+            paragraphs.push(String::new());
+        } else if let Some(last) = paragraphs.last_mut() {
+            last.push_str(line);
+            last.push('\n');
+        }
+    }
+    paragraphs
+}
+
+/// The address after the `rfc822;` address-type of a recipient field.
+fn address(value: &str) -> String {
+    let value = value.split_once(';').map_or(value, |(_, a)| a);
+    value
+        .trim()
+        .trim_matches(['<', '>'])
+        .trim()
+        .to_ascii_lowercase()
+}
+
+fn result(fields: Fields, human: &str) -> RecipientResult {
+    let recipient = fields
+        .final_recipient
+        .as_deref()
+        .or(fields.original_recipient.as_deref())
+        .map(address);
+    let action = fields
+        .action
+        .as_deref()
+        .map(|a| a.split_whitespace().next().unwrap_or_default().to_ascii_lowercase());
+    // The diagnostic drops its `smtp;` diagnostic-type; the human text about this recipient
+    // backs it up, as many servers leave the field out or put only a code in it.
+    let diagnostic = fields
+        .diagnostic
+        .as_deref()
+        .map(|d| d.split_once(';').map_or(d, |(_, rest)| rest).trim().to_string());
+    let context = recipient
+        .as_deref()
+        .and_then(|r| text::about(human, r))
+        .unwrap_or_default();
+    // The remote server's own code in the diagnostic is more specific than the reporting
+    // MTA's summary in `Status` (often `4.4.7` "expired" or `5.0.0`), unless it says less.
+    let mut codes = smtp::find(diagnostic.as_deref().unwrap_or_default());
+    let summary = fields.status.as_deref().and_then(|s| smtp::find(s).status);
+    if codes.status.is_none_or(|s| s.subject == 0 && s.detail == 0) {
+        codes.status = summary.or(codes.status);
+    }
+    let delivered = match action.as_deref() {
+        Some(action) => matches!(action, "delivered" | "deliverable" | "relayed" | "expanded"),
+        None => codes.status.is_some_and(|s| s.class == 2),
+    };
+    let reason = if delivered {
+        Reason::Delivered
+    } else {
+        // The status may carry a comment (`4.0.0 (host name lookup failure)`) worth reading.
+        let text = format!(
+            "{} {} {context}",
+            fields.status.as_deref().unwrap_or_default(),
+            diagnostic.as_deref().unwrap_or_default()
+        );
+        reason::decide(codes, &text)
+    };
+    RecipientResult {
+        hard_bounce: !delivered && reason::is_hard(reason, codes),
+        original_recipient: fields.original_recipient.as_deref().map(address),
+        recipient,
+        action,
+        status: codes.status.map(|s| s.to_string()),
+        reply_code: codes.reply_code,
+        reason,
+        feedback_type: None,
+        diagnostic: diagnostic.filter(|d| !d.is_empty()),
+    }
+}

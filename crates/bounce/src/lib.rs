@@ -1,0 +1,112 @@
+//! Reads one returned message — a bounce, a feedback-loop complaint or an auto-reply — and
+//! says, per recipient it reports, what happened and why (PRODUCT.md §5, §8). Pure: bytes in,
+//! a [`Report`] out; it never panics on malformed input.
+//!
+//! - [`sections`]: splits the MIME message into what the readers below need.
+//! - [`dsn`]: RFC 3464 delivery-status fields, in a report part or quoted in plain text.
+//! - [`arf`]: RFC 5965 feedback-loop complaints.
+//! - [`autoreply`]: RFC 3834 auto-replies, vacation and out-of-office notices.
+//! - [`text`]: the non-standard, human-readable bounces real servers send.
+//! - [`smtp`]: reply codes and enhanced status codes found in free text.
+//! - [`reason`]: the reason and hard/soft decision, from the codes and the text.
+//! - [`origin`]: what identifies the email that caused the report (Message-ID, token).
+
+mod arf;
+mod autoreply;
+mod dsn;
+mod origin;
+mod reason;
+mod sections;
+mod smtp;
+mod text;
+
+use mailtrail_domain::Reason;
+use serde::Serialize;
+
+pub use origin::Origin;
+
+/// What kind of message this is, which decides what the inbound side does with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    /// A failure or delay report (a DSN or a non-standard bounce).
+    Bounce,
+    /// A feedback-loop complaint (ARF).
+    Complaint,
+    /// An automatic answer such as out-of-office: recorded, never counted as a reply.
+    AutoReply,
+    /// A success notice (`Action: delivered`, `relayed` or `expanded` for every recipient).
+    Delivered,
+    /// None of the above, for example a person's reply.
+    Unknown,
+}
+
+/// One report about a whole message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Report {
+    pub kind: Kind,
+    /// One entry per recipient the message reports on, in the order it names them; empty
+    /// only for [`Kind::Unknown`].
+    pub recipients: Vec<RecipientResult>,
+    /// What ties the report to the email Mailtrail sent, when the returned headers show it.
+    pub origin: Origin,
+}
+
+/// What happened to one recipient.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RecipientResult {
+    /// The address the report names (DSN `Final-Recipient`, else the address found in the
+    /// text); it can be an alias of the address Mailtrail sent to.
+    pub recipient: Option<String>,
+    /// The envelope recipient Mailtrail used (DSN `Original-Recipient`, ARF
+    /// `Original-Rcpt-To`), when the report keeps it: the address to suppress.
+    pub original_recipient: Option<String>,
+    /// DSN `Action`: failed, delayed, delivered, relayed or expanded.
+    pub action: Option<String>,
+    /// The enhanced status code (RFC 3463), for example `5.1.1`.
+    pub status: Option<String>,
+    /// The SMTP reply code of the remote server, when the report quotes one.
+    pub reply_code: Option<u16>,
+    pub reason: Reason,
+    /// The address itself is bad: suppress it (PRODUCT.md §3).
+    pub hard_bounce: bool,
+    /// ARF `Feedback-Type` (abuse, opt-out, …) for complaints.
+    pub feedback_type: Option<String>,
+    /// The remote server's words (DSN `Diagnostic-Code` or the matching text), for the
+    /// email's Status field.
+    pub diagnostic: Option<String>,
+}
+
+/// Reads one raw message. Anything that cannot be read as a report is [`Kind::Unknown`].
+pub fn classify(raw: &[u8]) -> Report {
+    let Some(sections) = sections::Sections::parse(raw) else {
+        return Report {
+            kind: Kind::Unknown,
+            recipients: Vec::new(),
+            origin: Origin::default(),
+        };
+    };
+    let origin = origin::find(&sections);
+    let (kind, recipients) = if let Some(recipients) = arf::read(&sections) {
+        (Kind::Complaint, recipients)
+    } else if let Some(recipients) = dsn::read(&sections) {
+        let all_delivered = recipients.iter().all(|r| r.reason == Reason::Delivered);
+        let kind = if all_delivered {
+            Kind::Delivered
+        } else {
+            Kind::Bounce
+        };
+        (kind, recipients)
+    } else if let Some(recipient) = autoreply::read(&sections) {
+        (Kind::AutoReply, vec![recipient])
+    } else if let Some(recipients) = text::read(&sections) {
+        (Kind::Bounce, recipients)
+    } else {
+        (Kind::Unknown, Vec::new())
+    };
+    Report {
+        kind,
+        recipients,
+        origin,
+    }
+}

@@ -1,0 +1,369 @@
+//! The reason for a recipient's failure and whether it is hard (PRODUCT.md §3): from the
+//! enhanced status code first, then the text, then the reply code — except that codes known to
+//! be vague or misused (`X.0.0`, `5.7.1`, `5.2.1`, …) give way to the text. Bounces word
+//! things differently from live SMTP replies (transcripts, sender-side rejections, queue
+//! expiry), so the phrases and code meanings particular to them live here and are tried before
+//! the domain's reply phrases.
+
+use mailtrail_domain::classify::{reason_from_status, reason_from_text};
+use mailtrail_domain::{EnhancedStatus, Reason};
+
+use crate::smtp::Codes;
+
+/// Phrases of bounce texts, most specific first, matched on lower-cased text with runs of
+/// white space collapsed.
+const PHRASES: &[(Reason, &[&str])] = &[
+    (
+        Reason::Expired,
+        &[
+            "delivery time expired",
+            "retry time not reached",
+            "message expired",
+            "retry timeout exceeded",
+            "too long in queue",
+            "in the queue too long",
+            "was not delivered within",
+            "could not be delivered within",
+            "has not been delivered for",
+            "delivery expired",
+            "message timed out",
+            "queue lifetime exceeded",
+            "will be retried for",
+            "did not accept our requests to connect",
+            "delivery attempts will continue",
+            "maximum time limit",
+        ],
+    ),
+    (
+        Reason::MailboxFull,
+        &[
+            "mailbox full",
+            "mailbox is full",
+            "over quota",
+            "quota exceeded",
+            "exceeded storage",
+            "recipient's mailbox exceeded",
+            "mailbox exceeds allowed size",
+            "user mailbox exceeds",
+            "mailbox has exceeded",
+            "disk quota",
+        ],
+    ),
+    (
+        Reason::MailerError,
+        &[
+            "command died with status",
+            "mailer error",
+            "x-unix;",
+            "exit status",
+            "procmail",
+            "pipe to |",
+            "command output:",
+        ],
+    ),
+    (
+        Reason::NotAccept,
+        &[
+            "does not accept mail",
+            "accepts no mail",
+            "null mx",
+            "not accepting mail",
+            "indicated no smtp service",
+        ],
+    ),
+    (
+        Reason::HostUnknown,
+        &[
+            "host unknown",
+            "unknown host",
+            "host or domain name not found",
+            "domain not found",
+            "no such domain",
+            "domain does not exist",
+            "domain is not reachable",
+            "unrouteable mail domain",
+            "recipient domain must exist",
+        ],
+    ),
+    (
+        Reason::NetworkError,
+        &[
+            "network error",
+            "host name lookup failure",
+            "malformed or unexpected name server reply",
+            "could not connect",
+            "couldn't connect",
+            "unable to connect",
+            "connection refused",
+            "lost connection",
+            "host not reachable",
+            "dns error",
+            "mx lookup",
+        ],
+    ),
+    (
+        Reason::NoRelaying,
+        &[
+            "relay access denied",
+            "relaying denied",
+            "not permitted to relay",
+            "relay not permitted",
+            "unable to relay",
+            "not configured to relay",
+            "no relaying",
+            "relay denied",
+        ],
+    ),
+    (
+        Reason::Suspend,
+        &[
+            "account disabled",
+            "account has been disabled",
+            "account is disabled",
+            "account is locked",
+            "account is blocked",
+            "temporary locked",
+            "temporarily locked",
+            "mailbox disabled",
+            "disabled recipient",
+            "suspended",
+            "inactive",
+            "deactivated",
+            "mailbox is frozen",
+        ],
+    ),
+    (
+        Reason::NotCompliantRfc,
+        &[
+            "rfc 5322",
+            "rfc5322",
+            "rfc 2822",
+            "rfc2822",
+            "duplicate header",
+            "multiple addresses in from",
+        ],
+    ),
+    (
+        Reason::Speeding,
+        &[
+            "receiving mail at a rate",
+            "too many recipients this hour",
+            "per hour",
+        ],
+    ),
+    (
+        Reason::TooManyConn,
+        &[
+            "too many connections",
+            "too many recipients",
+            "frequency limited",
+        ],
+    ),
+    (Reason::VirusDetected, &["virus"]),
+    (
+        Reason::Blocked,
+        &[
+            "client host rejected",
+            "client host blocked",
+            "blocked using",
+            "blacklisted by",
+            "ip address blacklisted",
+            "spamhaus",
+            "service refused",
+            "weren't sent",
+        ],
+    ),
+    (
+        Reason::AuthFailure,
+        &[
+            "dmarc",
+            "spf",
+            "dkim",
+            "unauthenticated",
+            "authentication information",
+            "not pass authentication",
+        ],
+    ),
+    (
+        Reason::RequirePtr,
+        &[
+            "reverse dns",
+            "reverse lookup",
+            "ptr record",
+            "no ptr",
+            "rdns",
+            "mismatches client ip",
+        ],
+    ),
+    (
+        Reason::Rejected,
+        &[
+            "sender address rejected",
+            "sender rejected",
+            "sender was rejected",
+            "domain of sender address",
+            "sender verify failed",
+            "sender not allowed",
+            "sender is not allowed",
+            "invalid sender",
+            "sender denied",
+            "send mail as",
+        ],
+    ),
+    (
+        Reason::SpamDetected,
+        &[
+            "spam",
+            "unsolicited",
+            "content rejected",
+            ", ube,",
+            "blacklisted url",
+        ],
+    ),
+    (
+        Reason::PolicyViolation,
+        &["potential security issue", "violates our policy", "policy violation"],
+    ),
+    (
+        Reason::Filtered,
+        &[
+            "user reject",
+            "rejected by recipient",
+            "has restricted",
+            "message filtered",
+            "content filter",
+        ],
+    ),
+    (
+        Reason::UserUnknown,
+        &[
+            "invalid final delivery userid",
+            "mailbox does not exist",
+            "recipient not found",
+            "no mailbox here",
+            "address is correct",
+            "please check the recipient address",
+        ],
+    ),
+    (
+        Reason::SecurityError,
+        &[
+            "authentication required",
+            "must issue a starttls",
+            "tls required",
+            "encryption required",
+            "delivery not authorized",
+        ],
+    ),
+    (
+        Reason::SystemError,
+        &[
+            "too many hops",
+            "mail loop",
+            "loops back to myself",
+            "local error",
+            "system error",
+            "internal error",
+            "server configuration",
+            "service currently unavailable",
+            "service unavailable",
+            "multiple retries",
+        ],
+    ),
+];
+
+/// Signs that the remote server refused the message after reading it (in reply to DATA):
+/// a "user unknown" then is a filter's verdict on the content, not a fact about the address.
+const AFTER_DATA: &[&str] = &[
+    ">>> data",
+    "end of data",
+    "after data",
+    "in reply to data",
+];
+
+/// The reason for one recipient's report, from its codes and its text.
+pub(crate) fn decide(codes: Codes, text: &str) -> Reason {
+    // Codes are read apart; dropping them joins phrases that multi-line replies split
+    // (`552-5.7.0 … a potential 552-5.7.0 security issue`).
+    let text = text
+        .split_whitespace()
+        .filter(|word| !is_code(word))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let lower = text.to_lowercase();
+    let reason = codes
+        .status
+        .and_then(from_status)
+        .or_else(|| from_phrases(&lower))
+        .or_else(|| reason_from_text(&text))
+        .or_else(|| codes.status.and_then(reason_from_status))
+        .or_else(|| codes.reply_code.and_then(from_reply_code))
+        .unwrap_or(Reason::Undefined);
+    if reason == Reason::UserUnknown && AFTER_DATA.iter().any(|p| lower.contains(p)) {
+        Reason::Filtered
+    } else {
+        reason
+    }
+}
+
+/// A reply code or enhanced status code, alone or joined (`550`, `5.1.1`, `550-5.1.1`).
+fn is_code(word: &str) -> bool {
+    word.split('-').all(|part| {
+        let part = part.trim_matches(|c: char| matches!(c, '#' | '(' | ')' | ':' | ';' | ','));
+        part.len() == 3 && part.bytes().all(|b| b.is_ascii_digit()) || part.parse::<EnhancedStatus>().is_ok()
+    })
+}
+
+fn from_phrases(lower: &str) -> Option<Reason> {
+    PHRASES
+        .iter()
+        .find(|(_, phrases)| phrases.iter().any(|p| lower.contains(p)))
+        .map(|(reason, _)| *reason)
+}
+
+/// A hard bounce condemns the address; `notaccept` only when the refusal is permanent.
+pub(crate) fn is_hard(reason: Reason, codes: Codes) -> bool {
+    let transient = codes.status.map_or_else(
+        || codes.reply_code.is_some_and(|c| c < 500),
+        |s| s.class == 4,
+    );
+    reason.is_hard() && !(reason == Reason::NotAccept && transient)
+}
+
+/// What a status code means in a bounce, when it is specific enough to trust over the text.
+/// Differs from a live reply: a transient network failure (`4.4.1`, `4.4.2`) that ends in a
+/// bounce means the queue gave up, and `5.2.3` in a bounce is the recipient's size limit.
+fn from_status(status: EnhancedStatus) -> Option<Reason> {
+    use Reason::*;
+    Some(match (status.class, status.subject, status.detail) {
+        (_, 1, 1) => UserUnknown,
+        (_, 1, 2) => HostUnknown,
+        (_, 1, 6) => HasMoved,
+        (_, 1, 7) | (_, 1, 8) => Rejected,
+        (_, 2, 2) => MailboxFull,
+        (_, 2, 3) => ExceedLimit,
+        (_, 3, 1) => SystemFull,
+        (_, 3, 4) => MesgTooBig,
+        (4, 4, 1) | (4, 4, 2) | (_, 4, 7) => Expired,
+        (_, 4, 4) => HostUnknown,
+        (_, 4, 5) => SystemFull,
+        (_, 7, 13) => Suspend,
+        (_, 7, 25) => RequirePtr,
+        (_, 7, 26) => AuthFailure,
+        (_, 7, 27) => NotAccept,
+        (_, 7, 9) => PolicyViolation,
+        _ => return None,
+    })
+}
+
+fn from_reply_code(code: u16) -> Option<Reason> {
+    match code {
+        421 => Some(Reason::SystemError),
+        500..=504 => Some(Reason::SyntaxError),
+        551 => Some(Reason::HasMoved),
+        552 => Some(Reason::MailboxFull),
+        553 => Some(Reason::UserUnknown),
+        554 => Some(Reason::Rejected),
+        _ => None,
+    }
+}

@@ -1,0 +1,396 @@
+//! Non-standard bounces: the human-readable notices that qmail, Exim, Sendmail, Exchange,
+//! Gmail, Yahoo, Amazon SES and many others send instead of (or beside) a DSN. No two agree on
+//! a layout, so this reads them the way a person would: find the addresses the notice is
+//! about, take the lines around each one, and read the codes and words there.
+
+use mailtrail_domain::Reason;
+
+use crate::sections::Sections;
+use crate::{RecipientResult, reason, smtp};
+
+/// Local parts of the addresses that send bounces, never the subject of one.
+const DAEMONS: &[&str] = &[
+    "mailer-daemon",
+    "mailer_daemon",
+    "mailerdaemon",
+    "mail-daemon",
+    "maildaemon",
+    "postmaster",
+    "double-bounce",
+    "mmdf",
+    "nobody",
+    "root",
+];
+
+/// Subjects of bounces, lower-cased.
+const BOUNCE_SUBJECTS: &[&str] = &[
+    "undeliver",
+    "undelivered",
+    "delivery",
+    "returned mail",
+    "return mail",
+    "failure",
+    "failed",
+    "not delivered",
+    "could not be delivered",
+    "non remis",
+    "nondeliver",
+    "non-deliver",
+    "rejected",
+    "bounce",
+    "mail error",
+    "error",
+    "warning",
+    "delayed",
+    "unzustellbar",
+    "returned",
+];
+
+/// Lines that start the copy of the returned message, lower-cased: addresses after them
+/// belong to the original, not to the report.
+const RETURNED_MARKERS: &[&str] = &[
+    "below this line is a copy of the message",
+    "original message follows",
+    "unsent message follows",
+    "original message header",
+    "message headers follow",
+    "copy of the message",
+    "original message --",
+    "headers of the original",
+    "-- original message",
+    "the header of the original message",
+    "rfc822",
+];
+
+/// Header names that open a returned message's header block when a line starts with them.
+const RETURNED_HEADERS: &[&str] = &[
+    "return-path:",
+    "received:",
+    "dkim-signature:",
+    "message-id:",
+    "mime-version:",
+    "x-mailer:",
+    "content-type:",
+];
+
+/// One result per recipient the notice names, or `None` when it is not a bounce.
+pub(crate) fn read(sections: &Sections) -> Option<Vec<RecipientResult>> {
+    if !looks_like_bounce(sections) {
+        return None;
+    }
+    let notice = readable(sections);
+    let mut recipients = recipients(&notice, &excluded(sections));
+    if recipients.is_empty() {
+        recipients = returned_recipient(sections).into_iter().collect();
+    }
+    let whole = format!("{}\n{notice}", sections.subject);
+    if recipients.is_empty() {
+        return Some(vec![result(None, "", &whole)]);
+    }
+    Some(
+        recipients
+            .iter()
+            .map(|r| {
+                let segment = about(&notice, r).unwrap_or_default();
+                result(Some(r.clone()), &segment, &whole)
+            })
+            .collect(),
+    )
+}
+
+/// The lines of `notice` about `recipient`: each place it is named, up to the end of that
+/// paragraph or the next address. `None` when the notice does not name it.
+pub(crate) fn about(notice: &str, recipient: &str) -> Option<String> {
+    let notice = cut_returned(notice);
+    let lines: Vec<&str> = notice.lines().collect();
+    let mut segments = Vec::new();
+    let mut i = 0;
+    while i < lines.len() {
+        if !contains_address(lines[i], recipient) {
+            i += 1;
+            continue;
+        }
+        let mut segment = vec![lines[i]];
+        let mut j = i + 1;
+        while j < lines.len() && j < i + 15 {
+            let line = lines[j];
+            let names_other = addresses(line)
+                .iter()
+                .any(|(a, _)| !a.eq_ignore_ascii_case(recipient));
+            if contains_address(line, recipient) || (names_other && !is_quoted_reply(line)) {
+                break;
+            }
+            if line.trim().is_empty() && substance(&segment, recipient) >= 20 {
+                break;
+            }
+            segment.push(line);
+            j += 1;
+        }
+        segments.push(segment.join("\n"));
+        i = j;
+    }
+    (!segments.is_empty()).then(|| segments.join("\n"))
+}
+
+fn result(recipient: Option<String>, segment: &str, whole: &str) -> RecipientResult {
+    let mut codes = smtp::find(segment);
+    let mut reason = reason::decide(codes, segment);
+    if reason == Reason::Undefined || segment.trim().is_empty() {
+        let whole_codes = smtp::find(whole);
+        codes.status = codes.status.or(whole_codes.status);
+        codes.reply_code = codes.reply_code.or(whole_codes.reply_code);
+        reason = reason::decide(codes, &format!("{segment}\n{whole}"));
+    }
+    let diagnostic = diagnostic(segment).or_else(|| diagnostic(whole));
+    RecipientResult {
+        recipient,
+        original_recipient: None,
+        action: Some(if codes.status.is_some_and(|s| s.class == 4) {
+            "delayed".into()
+        } else {
+            "failed".into()
+        }),
+        status: codes.status.map(|s| s.to_string()),
+        reply_code: codes.reply_code,
+        hard_bounce: reason::is_hard(reason, codes),
+        reason,
+        feedback_type: None,
+        diagnostic,
+    }
+}
+
+/// The line that carries the server's answer, else the whole segment, on one line.
+fn diagnostic(segment: &str) -> Option<String> {
+    let line = segment
+        .lines()
+        .find(|l| smtp::find(l).reply_code.is_some())
+        .unwrap_or(segment);
+    let text = line.split_whitespace().collect::<Vec<_>>().join(" ");
+    let text: String = text.chars().take(500).collect();
+    (!text.is_empty()).then_some(text)
+}
+
+/// A report from a mail system rather than from a person.
+fn looks_like_bounce(sections: &Sections) -> bool {
+    let local = sections.from.split('@').next().unwrap_or_default();
+    let subject = sections.subject.to_lowercase();
+    DAEMONS.contains(&local)
+        || BOUNCE_SUBJECTS.iter().any(|s| subject.contains(s))
+        || sections.human.iter().any(|h| {
+            let h = h.to_lowercase();
+            [
+                "could not be delivered",
+                "undeliverable",
+                "delivery has failed",
+                "permanent error",
+                "transcript of session",
+                "this is the mail system",
+                "wasn't able to deliver",
+                "delivery to the following recipient",
+                "mail delivery failed",
+            ]
+            .iter()
+            .any(|p| h.contains(p))
+        })
+}
+
+/// The people's text of the notice, without the copy of the returned message.
+fn readable(sections: &Sections) -> String {
+    sections
+        .human
+        .iter()
+        .map(|h| cut_returned(h))
+        .filter(|h| !h.trim().is_empty())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// `text` up to where the returned message starts.
+fn cut_returned(text: &str) -> &str {
+    let mut offset = 0;
+    for line in text.split_inclusive('\n') {
+        let lower = line.trim().to_lowercase();
+        let header_line = RETURNED_HEADERS.iter().any(|h| line.to_lowercase().starts_with(h));
+        let marker = lower.starts_with('-') && RETURNED_MARKERS.iter().any(|m| lower.contains(m));
+        if offset > 0 && (header_line || marker) {
+            return &text[..offset];
+        }
+        offset += line.len();
+    }
+    text
+}
+
+/// Addresses that send or receive the notice, never the failed recipient.
+fn excluded(sections: &Sections) -> Vec<String> {
+    sections
+        .to
+        .iter()
+        .chain(std::iter::once(&sections.from))
+        .filter(|a| !a.is_empty())
+        .cloned()
+        .collect()
+}
+
+/// The failed recipients the notice names, in order. Addresses that open a line or follow a
+/// label (`<a@b>:`, `RCPT TO:<a@b>`, `Failed recipient: a@b`) are preferred over those
+/// mentioned in passing.
+fn recipients(notice: &str, excluded: &[String]) -> Vec<String> {
+    let mut prominent = Vec::new();
+    let mut mentioned = Vec::new();
+    for line in notice.lines() {
+        for (address, prefix) in addresses(line) {
+            let address = address.to_ascii_lowercase();
+            if is_excluded(&address, excluded) || is_sender_label(prefix) {
+                continue;
+            }
+            let list = if is_prominent(prefix) {
+                &mut prominent
+            } else {
+                &mut mentioned
+            };
+            if !list.contains(&address) {
+                list.push(address);
+            }
+        }
+    }
+    if prominent.is_empty() {
+        mentioned
+    } else {
+        prominent
+    }
+}
+
+fn is_excluded(address: &str, excluded: &[String]) -> bool {
+    let local = address.split('@').next().unwrap_or_default();
+    excluded.iter().any(|e| e == address) || DAEMONS.contains(&local)
+}
+
+/// The text before an address on its line shows it is the subject of the line.
+fn is_prominent(prefix: &str) -> bool {
+    let prefix = prefix
+        .trim()
+        .trim_end_matches(['<', '"', '\'', '(', '[', ' '])
+        .to_lowercase();
+    let only_codes = prefix
+        .bytes()
+        .all(|b| b.is_ascii_digit() || b" .-#".contains(&b));
+    only_codes || prefix.ends_with(':') || prefix.ends_with("recipient") || prefix.ends_with("to")
+}
+
+/// Labels after which an address is the sender of the original, not its recipient.
+fn is_sender_label(prefix: &str) -> bool {
+    let prefix = prefix
+        .trim()
+        .trim_end_matches(['<', '"', '\'', '(', '[', ' ', ':', '='])
+        .to_lowercase();
+    ["from", "sender", "mail from", "reply-to", "return-path", "envelope-from"]
+        .iter()
+        .any(|label| prefix.ends_with(label))
+}
+
+/// A transcript line quoting the remote server (`<<< 550 <a@b>... Sender rejected`) can name
+/// other addresses without starting a new recipient.
+fn is_quoted_reply(line: &str) -> bool {
+    let line = line.trim_start();
+    line.starts_with("<<<") || line.starts_with(">>>")
+}
+
+/// How much the segment says besides the address itself.
+fn substance(segment: &[&str], recipient: &str) -> usize {
+    segment
+        .iter()
+        .map(|l| l.to_lowercase().replace(&recipient.to_lowercase(), ""))
+        .map(|l| l.chars().filter(|c| c.is_alphanumeric()).count())
+        .sum()
+}
+
+fn contains_address(line: &str, address: &str) -> bool {
+    addresses(line)
+        .iter()
+        .any(|(a, _)| a.eq_ignore_ascii_case(address))
+}
+
+/// Every `local@domain` in a line, with the text before it on the line.
+fn addresses(line: &str) -> Vec<(&str, &str)> {
+    let bytes = line.as_bytes();
+    let mut found = Vec::new();
+    for (at, _) in line.match_indices('@') {
+        let start = bytes[..at]
+            .iter()
+            .rposition(|&b| !is_local_byte(b))
+            .map_or(0, |p| p + 1);
+        let end = bytes[at + 1..]
+            .iter()
+            .position(|&b| !(b.is_ascii_alphanumeric() || b == b'.' || b == b'-'))
+            .map_or(bytes.len(), |p| at + 1 + p);
+        let local = line[start..at].trim_start_matches('.');
+        let domain = line[at + 1..end].trim_end_matches(['.', '-']);
+        if local.is_empty() || !is_domain(domain) {
+            continue;
+        }
+        let start = at - local.len();
+        found.push((&line[start..at + 1 + domain.len()], &line[..start]));
+    }
+    found
+}
+
+fn is_local_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"._%+-=!#$&*/?^`{|}~".contains(&b)
+}
+
+fn is_domain(domain: &str) -> bool {
+    let mut labels = domain.split('.');
+    let tld = labels.next_back().unwrap_or_default();
+    domain.contains('.')
+        && domain.split('.').all(|l| !l.is_empty())
+        && tld.len() >= 2
+        && tld.bytes().all(|b| b.is_ascii_alphabetic())
+}
+
+/// The `To` of the returned message: who the original was sent to, when the notice itself
+/// names nobody.
+fn returned_recipient(sections: &Sections) -> Option<String> {
+    sections.returned_headers.iter().find_map(|headers| {
+        headers.lines().find_map(|line| {
+            let (name, value) = line.split_once(':')?;
+            if !name.trim().eq_ignore_ascii_case("to") {
+                return None;
+            }
+            addresses(value)
+                .first()
+                .map(|(a, _)| a.to_ascii_lowercase())
+        })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_are_found_with_what_precedes_them() {
+        let found = addresses("RCPT TO:<kijitora@example.jp>: 550 no (from root@host.example)");
+        assert_eq!(
+            found,
+            [
+                ("kijitora@example.jp", "RCPT TO:<"),
+                ("root@host.example", "RCPT TO:<kijitora@example.jp>: 550 no (from ")
+            ]
+        );
+        assert!(addresses("version 1.2@3 and a@b and user@host").is_empty());
+    }
+
+    #[test]
+    fn the_lines_about_a_recipient_end_at_the_next_one() {
+        let notice = "<a@x.example>:\nRemote host said: 550 5.1.1 no such user\n\n\
+                      <b@y.example>:\nRemote host said: 552 mailbox full\n";
+        assert_eq!(
+            about(notice, "a@x.example").as_deref(),
+            Some("<a@x.example>:\nRemote host said: 550 5.1.1 no such user")
+        );
+        assert_eq!(
+            recipients(notice, &[]),
+            ["a@x.example".to_string(), "b@y.example".to_string()]
+        );
+    }
+}

@@ -1,0 +1,93 @@
+//! The `[inbound]` section, and the rule for which recipients Mailtrail accepts mail for.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct InboundConfig {
+    /// The name in the greeting and EHLO reply.
+    pub hostname: String,
+    /// Largest message accepted (announced as SIZE); larger ones get `552 5.3.4`.
+    pub max_message_size: usize,
+    /// Recipients per message; more get `452 4.5.3`.
+    pub max_recipients: usize,
+    /// Connections served at once; more are told `421` and closed.
+    pub max_connections: usize,
+    /// Waiting for a command (RFC 5321 §4.5.3.2: at least 5 minutes).
+    #[serde(with = "humantime_serde")]
+    pub command_timeout: Duration,
+    /// Waiting for the next piece of a message.
+    #[serde(with = "humantime_serde")]
+    pub data_timeout: Duration,
+    /// Protocol errors tolerated in one session before it is closed.
+    pub max_errors: usize,
+    /// How long raw messages are kept after processing.
+    #[serde(with = "humantime_serde")]
+    pub retention: Duration,
+}
+
+impl Default for InboundConfig {
+    fn default() -> Self {
+        Self {
+            hostname: "localhost".into(),
+            max_message_size: 10 * 1024 * 1024,
+            max_recipients: 100,
+            max_connections: 256,
+            command_timeout: Duration::from_secs(300),
+            data_timeout: Duration::from_secs(180),
+            max_errors: 10,
+            retention: Duration::from_secs(30 * 24 * 3600),
+        }
+    }
+}
+
+/// The local parts Mailtrail answers to at its bounce domain: VERP bounces, replies, the
+/// feedback-loop address, and mailto unsubscribes.
+const LOCAL_PARTS: [&str; 4] = ["bounces+", "reply+", "unsubscribe+", "fbl"];
+
+/// Whether mail for `recipient` is Mailtrail's to take (anything else would be relaying).
+pub fn accepts(recipient: &str, bounce_domain: &str) -> bool {
+    let Some((local, domain)) = recipient.rsplit_once('@') else {
+        return false;
+    };
+    let local = local.to_ascii_lowercase();
+    domain.eq_ignore_ascii_case(bounce_domain)
+        && LOCAL_PARTS.iter().any(|p| {
+            if p.ends_with('+') {
+                local.starts_with(p) && local.len() > p.len()
+            } else {
+                local == *p
+            }
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_mailtrails_own_addresses_are_accepted() {
+        let domain = "bounce.shop.test";
+        for yes in [
+            "bounces+abc@bounce.shop.test",
+            "REPLY+x@Bounce.Shop.Test",
+            "fbl@bounce.shop.test",
+            "unsubscribe+t@bounce.shop.test",
+        ] {
+            assert!(accepts(yes, domain), "{yes}");
+        }
+        for no in [
+            "bounces+@bounce.shop.test",
+            "ana@bounce.shop.test",
+            "bounces+abc@other.test",
+            "victim@gmail.com",
+            "fbl@bounce.shop.test.evil",
+            "",
+            "no-at-sign",
+        ] {
+            assert!(!accepts(no, domain), "{no}");
+        }
+    }
+}

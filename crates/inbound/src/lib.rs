@@ -1,0 +1,17 @@
+//! Inbound mail (PRODUCT.md §5): Mailtrail receives mail over SMTP for its own bounce, reply
+//! and feedback-loop addresses, and nothing else — it is never an open relay.
+//!
+//! - [`config`]: the `[inbound]` settings and which recipients are Mailtrail's;
+//! - [`session`]: one SMTP conversation, generic over its stream so tests feed it bytes;
+//! - [`server`]: the listener: connection limits, shutdown;
+//! - [`process`]: classifies stored messages, matches them to emails, applies their effects.
+//!
+//! A message is stored raw (and on disk) before the 250 that ends its DATA; processing it is
+//! a separate, retried step, so a crash between the two loses nothing.
+
+pub mod config;
+pub mod process;
+pub mod server;
+pub mod session;
+
+pub use config::InboundConfig;

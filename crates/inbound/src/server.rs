@@ -1,0 +1,90 @@
+//! The inbound SMTP listener: one task per connection, at most `max_connections` at once
+//! (the rest are told `421` and closed), stopped by a shutdown future after the sessions in
+//! flight end.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use mailtrail_store::Store;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpListener;
+use tokio::sync::{Notify, Semaphore};
+use tokio::task::JoinSet;
+
+use crate::InboundConfig;
+use crate::session::{self, Settings, Sink};
+
+/// Stores messages in the database and wakes the processor.
+pub struct StoreSink {
+    pub store: Store,
+    pub received: Arc<Notify>,
+}
+
+impl Sink for StoreSink {
+    async fn store(&self, mail_from: &str, rcpt_to: &[String], raw: &[u8]) -> Result<(), String> {
+        self.store
+            .save_inbound(mail_from, rcpt_to, raw)
+            .await
+            .map_err(|e| e.to_string())?;
+        self.received.notify_one();
+        Ok(())
+    }
+}
+
+/// How long sessions in flight may take to end after shutdown, before they are cut.
+const DRAIN: Duration = Duration::from_secs(30);
+
+/// Serves `listener` until `shutdown` resolves.
+pub async fn serve(
+    listener: TcpListener,
+    config: InboundConfig,
+    bounce_domain: String,
+    sink: StoreSink,
+    shutdown: impl Future<Output = ()>,
+) {
+    let shared = Arc::new((config, bounce_domain, sink));
+    let slots = Arc::new(Semaphore::new(shared.0.max_connections.max(1)));
+    let mut sessions = JoinSet::new();
+    tokio::pin!(shutdown);
+    loop {
+        let (mut stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        while sessions.try_join_next().is_some() {}
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            tokio::spawn(async move {
+                let _ = stream
+                    .write_all(b"421 4.7.0 Too many connections, try again later\r\n")
+                    .await;
+            });
+            continue;
+        };
+        let shared = shared.clone();
+        sessions.spawn(async move {
+            let (config, bounce_domain, sink) = &*shared;
+            let settings = Settings {
+                config,
+                bounce_domain,
+            };
+            tracing::debug!(%peer, "SMTP session");
+            session::run(&mut stream, &settings, sink).await;
+            drop(slot);
+        });
+    }
+    tracing::info!(
+        sessions = sessions.len(),
+        "inbound SMTP: no new connections; finishing sessions"
+    );
+    let _ = tokio::time::timeout(DRAIN, async {
+        while sessions.join_next().await.is_some() {}
+    })
+    .await;
+}

@@ -1,0 +1,365 @@
+//! One SMTP conversation with a client (RFC 5321): EHLO/HELO, MAIL, RCPT, DATA with
+//! PIPELINING, 8BITMIME and SIZE. Every way a client can misbehave — unknown commands, bad
+//! order, relaying, oversized or endless messages, silence — gets a clear reply and leaves
+//! nothing behind; only a complete message is stored, and only then is it acknowledged.
+
+use smtp_proto::request::receiver::{DataReceiver, RequestReceiver};
+use smtp_proto::{Error as ProtoError, Request};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use crate::config::{InboundConfig, accepts};
+
+/// Where a complete message goes: stored durably, or refused.
+pub trait Sink {
+    /// Stores a message; `Err` with a reason when it cannot be kept right now.
+    fn store(
+        &self,
+        mail_from: &str,
+        rcpt_to: &[String],
+        raw: &[u8],
+    ) -> impl Future<Output = Result<(), String>> + Send;
+}
+
+/// What the session needs to know.
+pub struct Settings<'a> {
+    pub config: &'a InboundConfig,
+    /// The domain of Mailtrail's own addresses.
+    pub bounce_domain: &'a str,
+}
+
+#[derive(Default)]
+struct Transaction {
+    mail_from: Option<String>,
+    rcpt_to: Vec<String>,
+}
+
+/// Reads from `stream` until the client quits, hangs up, times out or errs too often.
+pub async fn run<S, K>(stream: &mut S, settings: &Settings<'_>, sink: &K)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+    K: Sink,
+{
+    let config = settings.config;
+    let greeting = format!("220 {} ESMTP Mailtrail\r\n", config.hostname);
+    if stream.write_all(greeting.as_bytes()).await.is_err() {
+        return;
+    }
+    let mut commands = RequestReceiver::default();
+    let mut greeted = false;
+    let mut transaction = Transaction::default();
+    // Some while a message is being received: the receiver and what has come so far.
+    let mut data: Option<(DataReceiver, Vec<u8>, bool)> = None;
+    let mut errors = 0;
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let wait = if data.is_some() {
+            config.data_timeout
+        } else {
+            config.command_timeout
+        };
+        let read = match tokio::time::timeout(wait, stream.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return, // hung up: an unfinished message is dropped
+            Ok(Ok(n)) => n,
+            Err(_) => {
+                let _ = stream
+                    .write_all(b"421 4.4.2 Timeout: closing the connection\r\n")
+                    .await;
+                return;
+            }
+        };
+        let mut bytes = buf[..read].iter();
+        let mut replies = String::new();
+        while bytes.len() > 0 {
+            if let Some((receiver, message, too_big)) = &mut data {
+                let done = receiver.ingest(&mut bytes, message);
+                if message.len() > config.max_message_size {
+                    // Keep reading to the end of the message, but stop keeping it.
+                    *too_big = true;
+                    message.clear();
+                }
+                if !done {
+                    continue;
+                }
+                let (_, message, too_big) = data.take().expect("receiving");
+                replies.push_str(&finish(&transaction, message, too_big, config, sink).await);
+                transaction = Transaction::default();
+                continue;
+            }
+            let request = match commands.ingest(&mut bytes) {
+                Ok(request) => request,
+                Err(ProtoError::NeedsMoreData { .. }) => break,
+                Err(e) => {
+                    errors += 1;
+                    replies.push_str(protocol_error(&e));
+                    if errors >= config.max_errors {
+                        replies.push_str("421 4.7.0 Too many errors, closing the connection\r\n");
+                        let _ = stream.write_all(replies.as_bytes()).await;
+                        return;
+                    }
+                    continue;
+                }
+            };
+            let reply = match request {
+                Request::Ehlo { host } => {
+                    greeted = true;
+                    transaction = Transaction::default();
+                    format!(
+                        "250-{} greets {host}\r\n250-PIPELINING\r\n250-8BITMIME\r\n250-SIZE {}\r\n250-ENHANCEDSTATUSCODES\r\n250 SMTPUTF8\r\n",
+                        config.hostname, config.max_message_size
+                    )
+                }
+                Request::Helo { host } | Request::Lhlo { host } => {
+                    greeted = true;
+                    transaction = Transaction::default();
+                    format!("250 {} greets {host}\r\n", config.hostname)
+                }
+                Request::Mail { from } => {
+                    if !greeted {
+                        "503 5.5.1 Say EHLO first\r\n".into()
+                    } else if transaction.mail_from.is_some() {
+                        "503 5.5.1 Nested MAIL command\r\n".into()
+                    } else if from.size > config.max_message_size {
+                        "552 5.3.4 Message size exceeds fixed limit\r\n".into()
+                    } else {
+                        transaction.mail_from = Some(from.address.into_owned());
+                        "250 2.1.0 Ok\r\n".into()
+                    }
+                }
+                Request::Rcpt { to } => {
+                    if transaction.mail_from.is_none() {
+                        "503 5.5.1 Need MAIL before RCPT\r\n".into()
+                    } else if transaction.rcpt_to.len() >= config.max_recipients {
+                        "452 4.5.3 Too many recipients\r\n".into()
+                    } else if accepts(&to.address, settings.bounce_domain) {
+                        transaction.rcpt_to.push(to.address.into_owned());
+                        "250 2.1.5 Ok\r\n".into()
+                    } else {
+                        errors += 1;
+                        format!("550 5.7.1 <{}>: Relay access denied\r\n", to.address)
+                    }
+                }
+                Request::Data => {
+                    if transaction.rcpt_to.is_empty() {
+                        "503 5.5.1 No valid recipients\r\n".into()
+                    } else {
+                        data = Some((DataReceiver::new(), Vec::new(), false));
+                        "354 End data with <CR><LF>.<CR><LF>\r\n".into()
+                    }
+                }
+                Request::Bdat { .. } => "502 5.5.1 CHUNKING is not offered\r\n".into(),
+                Request::Rset => {
+                    transaction = Transaction::default();
+                    "250 2.0.0 Ok\r\n".into()
+                }
+                Request::Noop { .. } => "250 2.0.0 Ok\r\n".into(),
+                Request::Vrfy { .. } => "252 2.5.0 Cannot verify, but will accept the message\r\n".into(),
+                Request::Quit => {
+                    replies.push_str("221 2.0.0 Bye\r\n");
+                    let _ = stream.write_all(replies.as_bytes()).await;
+                    return;
+                }
+                Request::StartTls => "502 5.5.1 STARTTLS is not offered\r\n".into(),
+                Request::Auth { .. } => "502 5.5.1 AUTH is not offered: this server only receives mail for its own addresses\r\n".into(),
+                _ => "502 5.5.1 Command not implemented\r\n".into(),
+            };
+            replies.push_str(&reply);
+        }
+        if !replies.is_empty() && stream.write_all(replies.as_bytes()).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Ends a DATA: stores the message, or says why not.
+async fn finish(
+    transaction: &Transaction,
+    message: Vec<u8>,
+    too_big: bool,
+    config: &InboundConfig,
+    sink: &impl Sink,
+) -> String {
+    if too_big {
+        return format!(
+            "552 5.3.4 Message size exceeds fixed limit of {} bytes\r\n",
+            config.max_message_size
+        );
+    }
+    let from = transaction.mail_from.as_deref().unwrap_or_default();
+    match sink.store(from, &transaction.rcpt_to, &message).await {
+        Ok(()) => "250 2.0.0 Ok: stored\r\n".into(),
+        Err(why) => {
+            tracing::error!(%why, "cannot store an inbound message; the client is told to retry");
+            "451 4.3.0 Cannot store the message now, try again later\r\n".into()
+        }
+    }
+}
+
+fn protocol_error(error: &ProtoError) -> &'static str {
+    match error {
+        ProtoError::UnknownCommand => "500 5.5.1 Unknown command\r\n",
+        ProtoError::InvalidSenderAddress => "501 5.1.7 Bad sender address syntax\r\n",
+        ProtoError::InvalidRecipientAddress => "501 5.1.3 Bad recipient address syntax\r\n",
+        ProtoError::ResponseTooLong => "500 5.5.2 Line too long\r\n",
+        ProtoError::InvalidParameter { .. } | ProtoError::UnsupportedParameter { .. } => {
+            "555 5.5.4 Unsupported parameter\r\n"
+        }
+        _ => "501 5.5.4 Syntax error\r\n",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+    use std::time::Duration;
+
+    use super::*;
+
+    /// How long a session fed by hand may take.
+    const TEST_TIMEOUT: Duration = Duration::from_secs(5);
+
+    /// A stored message: sender, recipients, bytes.
+    type Stored = (String, Vec<String>, Vec<u8>);
+
+    /// Keeps what it is given.
+    #[derive(Default)]
+    struct Memory(Mutex<Vec<Stored>>);
+
+    impl Sink for Memory {
+        async fn store(&self, from: &str, to: &[String], raw: &[u8]) -> Result<(), String> {
+            self.0
+                .lock()
+                .unwrap()
+                .push((from.into(), to.to_vec(), raw.to_vec()));
+            Ok(())
+        }
+    }
+
+    /// Plays `input` to a session and returns everything it answered.
+    async fn converse(input: &[u8], config: &InboundConfig) -> (String, Vec<Stored>) {
+        let (mut client, mut server) = tokio::io::duplex(1 << 20);
+        let sink = Memory::default();
+        let settings = Settings {
+            config,
+            bounce_domain: "bounce.test",
+        };
+        client.write_all(input).await.unwrap();
+        client.shutdown().await.unwrap();
+        tokio::time::timeout(TEST_TIMEOUT, run(&mut server, &settings, &sink))
+            .await
+            .unwrap();
+        drop(server);
+        let mut out = String::new();
+        client.read_to_string(&mut out).await.unwrap();
+        (out, sink.0.into_inner().unwrap())
+    }
+
+    fn codes(replies: &str) -> Vec<&str> {
+        replies
+            .lines()
+            .filter(|l| l.as_bytes().get(3) == Some(&b' '))
+            .map(|l| &l[..3])
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_pipelined_bounce_is_stored_and_acknowledged() {
+        let input =
+            b"EHLO mx.example\r\nMAIL FROM:<>\r\nRCPT TO:<bounces+tok@bounce.test>\r\nDATA\r\n\
+                      Subject: failed\r\n\r\n..leading dot\r\nbody\r\n.\r\nQUIT\r\n";
+        let (replies, stored) = converse(input, &InboundConfig::default()).await;
+        assert_eq!(
+            codes(&replies),
+            ["220", "250", "250", "250", "354", "250", "221"],
+            "{replies}"
+        );
+        assert_eq!(stored.len(), 1);
+        assert_eq!(stored[0].0, "");
+        assert_eq!(stored[0].1, ["bounces+tok@bounce.test"]);
+        assert_eq!(
+            stored[0].2,
+            b"Subject: failed\r\n\r\n.leading dot\r\nbody\r\n"
+        );
+    }
+
+    #[tokio::test]
+    async fn relaying_is_refused_and_nothing_is_stored() {
+        let input = b"EHLO x\r\nMAIL FROM:<spam@evil.test>\r\nRCPT TO:<victim@gmail.com>\r\nDATA\r\nQUIT\r\n";
+        let (replies, stored) = converse(input, &InboundConfig::default()).await;
+        assert_eq!(
+            codes(&replies),
+            ["220", "250", "250", "550", "503", "221"],
+            "{replies}"
+        );
+        assert!(replies.contains("550 5.7.1 <victim@gmail.com>: Relay access denied"));
+        assert!(stored.is_empty());
+    }
+
+    #[tokio::test]
+    async fn out_of_order_and_unknown_commands_get_clear_errors() {
+        let input = b"MAIL FROM:<a@b.test>\r\nHELO x\r\nRCPT TO:<fbl@bounce.test>\r\nFOO bar\r\nMAIL FROM:<a@b.test>\r\nMAIL FROM:<a@b.test>\r\nAUTH PLAIN AAAA\r\nQUIT\r\n";
+        let (replies, _) = converse(input, &InboundConfig::default()).await;
+        assert_eq!(
+            codes(&replies),
+            [
+                "220", "503", "250", "503", "500", "250", "503", "502", "221"
+            ],
+            "{replies}"
+        );
+    }
+
+    #[tokio::test]
+    async fn oversize_messages_and_too_many_recipients_are_refused() {
+        let config = InboundConfig {
+            max_message_size: 100,
+            max_recipients: 2,
+            ..InboundConfig::default()
+        };
+        let mut input = b"EHLO x\r\nMAIL FROM:<> SIZE=5000\r\nMAIL FROM:<>\r\nRCPT TO:<fbl@bounce.test>\r\nRCPT TO:<reply+a@bounce.test>\r\nRCPT TO:<reply+b@bounce.test>\r\nDATA\r\n".to_vec();
+        input.extend(std::iter::repeat_n(b'x', 500));
+        input.extend(b"\r\n.\r\nQUIT\r\n");
+        let (replies, stored) = converse(&input, &config).await;
+        assert_eq!(
+            codes(&replies),
+            [
+                "220", "250", "552", "250", "250", "250", "452", "354", "552", "221"
+            ],
+            "{replies}"
+        );
+        assert!(stored.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_client_that_hangs_up_mid_data_leaves_nothing() {
+        let input =
+            b"EHLO x\r\nMAIL FROM:<>\r\nRCPT TO:<fbl@bounce.test>\r\nDATA\r\nSubject: half\r\n";
+        let (_, stored) = converse(input, &InboundConfig::default()).await;
+        assert!(stored.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_bare_lf_dot_does_not_end_the_message() {
+        let input = b"EHLO x\r\nMAIL FROM:<>\r\nRCPT TO:<fbl@bounce.test>\r\nDATA\r\nA\n.\nMAIL FROM:<smuggled@x>\r\n.\r\nQUIT\r\n";
+        let (replies, stored) = converse(input, &InboundConfig::default()).await;
+        assert_eq!(stored.len(), 1);
+        assert!(
+            String::from_utf8_lossy(&stored[0].2).contains("smuggled"),
+            "the smuggled command stays data"
+        );
+        assert_eq!(
+            codes(&replies),
+            ["220", "250", "250", "250", "354", "250", "221"],
+            "{replies}"
+        );
+    }
+
+    #[tokio::test]
+    async fn garbage_closes_the_session_after_too_many_errors() {
+        let mut input = Vec::new();
+        for _ in 0..20 {
+            input.extend(b"\x00\xff\xfe garbage\r\n");
+        }
+        let (replies, _) = converse(&input, &InboundConfig::default()).await;
+        assert!(replies.contains("421 4.7.0 Too many errors"), "{replies}");
+        assert!(codes(&replies).len() <= 12);
+    }
+}

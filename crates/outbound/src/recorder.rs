@@ -26,7 +26,9 @@ impl Recorder {
     /// Starts the writer. It ends, after writing everything sent to it, when every
     /// `Recorder` clone is dropped; await the handle to know it has.
     pub fn spawn(store: Store) -> (Self, tokio::task::JoinHandle<()>) {
-        let (jobs, receiver) = mpsc::channel(BATCH * 8);
+        // A short queue: what waits here is lost on a crash and sent again after it, so it
+        // bounds the duplicates (a longer one measured ~4,600 unwritten outcomes at a kill).
+        let (jobs, receiver) = mpsc::channel(BATCH * 2);
         let writer = tokio::spawn(write_batches(store, receiver));
         (Self { jobs }, writer)
     }

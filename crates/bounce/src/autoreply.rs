@@ -47,24 +47,42 @@ const VACATION_WORDS: &[&str] = &[
     "returning on",
 ];
 
-/// The sender of the auto-reply as the recipient, or `None` when it is not one.
-pub(crate) fn read(sections: &Sections) -> Option<RecipientResult> {
+/// An auto-reply, and how sure that is.
+#[derive(Clone)]
+pub(crate) struct AutoReply {
+    /// The sender of the auto-reply, as the recipient it reports on.
+    pub result: RecipientResult,
+    /// Its words or a dedicated header say so. Otherwise only `Auto-Submitted` or
+    /// `Precedence` does, which bounces carry too: it counts only if no bounce is found.
+    pub certain: bool,
+}
+
+/// Reads the headers and words of an automatic answer, or `None` when there are none.
+pub(crate) fn read(sections: &Sections) -> Option<AutoReply> {
     let auto_submitted = sections
         .header("auto-submitted")
         .is_some_and(|v| v.to_ascii_lowercase().starts_with("auto-replied"));
     let auto_header = AUTO_HEADERS.iter().any(|h| sections.header(h).is_some());
     let bulk = sections.header("precedence").is_some_and(|v| {
-        matches!(v.trim().to_ascii_lowercase().as_str(), "bulk" | "junk" | "list")
+        matches!(
+            v.trim().to_ascii_lowercase().as_str(),
+            "bulk" | "junk" | "list"
+        )
     });
     let subject = sections.subject.to_lowercase();
-    let body = sections.human.first().map(|b| b.to_lowercase()).unwrap_or_default();
+    let body = sections
+        .human
+        .first()
+        .map(|b| b.to_lowercase())
+        .unwrap_or_default();
     let says_vacation = |text: &str| VACATION_WORDS.iter().any(|w| text.contains(w));
-    let vacation = says_vacation(&subject)
-        || ((auto_submitted || auto_header || bulk) && says_vacation(&body));
-    if !(vacation || auto_header) {
+    let certain = auto_header
+        || says_vacation(&subject)
+        || ((auto_submitted || bulk) && says_vacation(&body));
+    if !(certain || auto_submitted) {
         return None;
     }
-    Some(RecipientResult {
+    let result = RecipientResult {
         recipient: (!sections.from.is_empty()).then(|| sections.from.clone()),
         original_recipient: None,
         action: None,
@@ -74,5 +92,6 @@ pub(crate) fn read(sections: &Sections) -> Option<RecipientResult> {
         hard_bounce: false,
         feedback_type: None,
         diagnostic: (!sections.subject.is_empty()).then(|| sections.subject.clone()),
-    })
+    };
+    Some(AutoReply { result, certain })
 }

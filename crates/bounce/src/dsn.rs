@@ -21,15 +21,34 @@ struct Fields {
 pub(crate) fn read(sections: &Sections) -> Option<Vec<RecipientResult>> {
     // Fields pasted into the text count only when no report part holds them, so a server
     // that does both is not read twice.
-    let mut blocks: Vec<Fields> = sections.delivery_status.iter().flat_map(|b| split_blocks(b)).collect();
+    let mut blocks: Vec<Fields> = sections
+        .delivery_status
+        .iter()
+        .flat_map(|b| split_blocks(b))
+        .collect();
     if blocks.is_empty() {
-        blocks = sections.human.iter().flat_map(|b| split_blocks(b)).collect();
+        blocks = sections
+            .human
+            .iter()
+            .flat_map(|b| split_blocks(b))
+            .collect();
     }
     if blocks.is_empty() {
         return None;
     }
     let human = sections.human.join("\n");
-    Some(blocks.into_iter().map(|f| result(f, &human)).collect())
+    // With one recipient the whole notice is about it, transcript included.
+    let transcript = if blocks.len() == 1 {
+        human.as_str()
+    } else {
+        ""
+    };
+    Some(
+        blocks
+            .into_iter()
+            .map(|f| result(f, &human, transcript))
+            .collect(),
+    )
 }
 
 /// Splits a body into recipient blocks. RFC 3464 puts each recipient in its own paragraph;
@@ -93,26 +112,30 @@ fn address(value: &str) -> String {
         .to_ascii_lowercase()
 }
 
-fn result(fields: Fields, human: &str) -> RecipientResult {
+fn result(fields: Fields, human: &str, transcript: &str) -> RecipientResult {
     let recipient = fields
         .final_recipient
         .as_deref()
         .or(fields.original_recipient.as_deref())
         .map(address);
-    let action = fields
-        .action
-        .as_deref()
-        .map(|a| a.split_whitespace().next().unwrap_or_default().to_ascii_lowercase());
+    let action = fields.action.as_deref().map(|a| {
+        a.split_whitespace()
+            .next()
+            .unwrap_or_default()
+            .to_ascii_lowercase()
+    });
     // The diagnostic drops its `smtp;` diagnostic-type; the human text about this recipient
     // backs it up, as many servers leave the field out or put only a code in it.
-    let diagnostic = fields
-        .diagnostic
-        .as_deref()
-        .map(|d| d.split_once(';').map_or(d, |(_, rest)| rest).trim().to_string());
+    let diagnostic = fields.diagnostic.as_deref().map(|d| {
+        d.split_once(';')
+            .map_or(d, |(_, rest)| rest)
+            .trim()
+            .to_string()
+    });
     let context = recipient
         .as_deref()
         .and_then(|r| text::about(human, r))
-        .unwrap_or_default();
+        .unwrap_or_else(|| text::cut_returned(transcript).to_string());
     // The remote server's own code in the diagnostic is more specific than the reporting
     // MTA's summary in `Status` (often `4.4.7` "expired" or `5.0.0`), unless it says less.
     let mut codes = smtp::find(diagnostic.as_deref().unwrap_or_default());
@@ -124,16 +147,35 @@ fn result(fields: Fields, human: &str) -> RecipientResult {
         Some(action) => matches!(action, "delivered" | "deliverable" | "relayed" | "expanded"),
         None => codes.status.is_some_and(|s| s.class == 2),
     };
+    // `X-Unix` diagnostics come from a local delivery program (procmail, a pipe), not from a
+    // server: unless they say the mailbox is out of room, the mailer failed.
+    let local_program = fields
+        .diagnostic
+        .as_deref()
+        .is_some_and(|d| d.trim_start().to_ascii_lowercase().starts_with("x-unix"));
     let reason = if delivered {
         Reason::Delivered
     } else {
         // The status may carry a comment (`4.0.0 (host name lookup failure)`) worth reading.
-        let text = format!(
-            "{} {} {context}",
-            fields.status.as_deref().unwrap_or_default(),
-            diagnostic.as_deref().unwrap_or_default()
+        let reply = format!(
+            "{} {}",
+            diagnostic.as_deref().unwrap_or_default(),
+            fields.status.as_deref().unwrap_or_default()
         );
-        reason::decide(codes, &text)
+        let reason = reason::decide(
+            codes,
+            &[&reply, &context],
+            &format!("{reply}\n{context}\n{transcript}"),
+        );
+        let about_storage = matches!(
+            reason,
+            Reason::MailboxFull | Reason::SystemFull | Reason::MesgTooBig | Reason::ExceedLimit
+        );
+        if local_program && !about_storage {
+            Reason::MailerError
+        } else {
+            reason
+        }
     };
     RecipientResult {
         hard_bounce: !delivered && reason::is_hard(reason, codes),

@@ -2,14 +2,15 @@
 //! says, per recipient it reports, what happened and why (PRODUCT.md §5, §8). Pure: bytes in,
 //! a [`Report`] out; it never panics on malformed input.
 //!
-//! - [`sections`]: splits the MIME message into what the readers below need.
-//! - [`dsn`]: RFC 3464 delivery-status fields, in a report part or quoted in plain text.
-//! - [`arf`]: RFC 5965 feedback-loop complaints.
-//! - [`autoreply`]: RFC 3834 auto-replies, vacation and out-of-office notices.
-//! - [`text`]: the non-standard, human-readable bounces real servers send.
-//! - [`smtp`]: reply codes and enhanced status codes found in free text.
-//! - [`reason`]: the reason and hard/soft decision, from the codes and the text.
-//! - [`origin`]: what identifies the email that caused the report (Message-ID, token).
+//! - `sections`: splits the MIME message into what the readers below need.
+//! - `dsn`: RFC 3464 delivery-status fields, in a report part or quoted in plain text.
+//! - `arf`: RFC 5965 feedback-loop complaints.
+//! - `autoreply`: RFC 3834 auto-replies, vacation and out-of-office notices.
+//! - `ses`: Amazon SES notifications mailed as JSON.
+//! - `text`: the non-standard, human-readable bounces real servers send.
+//! - `smtp`: reply codes and enhanced status codes found in free text.
+//! - `reason`: the reason and hard/soft decision, from the codes and the text.
+//! - `origin`: what identifies the email that caused the report (Message-ID, token).
 
 mod arf;
 mod autoreply;
@@ -17,6 +18,7 @@ mod dsn;
 mod origin;
 mod reason;
 mod sections;
+mod ses;
 mod smtp;
 mod text;
 
@@ -87,6 +89,17 @@ pub fn classify(raw: &[u8]) -> Report {
         };
     };
     let origin = origin::find(&sections);
+    if let Some((kind, recipients, ses_origin)) = sections.human.iter().find_map(|b| ses::read(b)) {
+        return Report {
+            kind,
+            recipients,
+            origin: Origin {
+                message_id: ses_origin.message_id.or(origin.message_id),
+                token: ses_origin.token.or(origin.token),
+            },
+        };
+    }
+    let autoreply = autoreply::read(&sections);
     let (kind, recipients) = if let Some(recipients) = arf::read(&sections) {
         (Kind::Complaint, recipients)
     } else if let Some(recipients) = dsn::read(&sections) {
@@ -97,10 +110,12 @@ pub fn classify(raw: &[u8]) -> Report {
             Kind::Bounce
         };
         (kind, recipients)
-    } else if let Some(recipient) = autoreply::read(&sections) {
-        (Kind::AutoReply, vec![recipient])
+    } else if let Some(reply) = autoreply.clone().filter(|a| a.certain) {
+        (Kind::AutoReply, vec![reply.result])
     } else if let Some(recipients) = text::read(&sections) {
         (Kind::Bounce, recipients)
+    } else if let Some(reply) = autoreply {
+        (Kind::AutoReply, vec![reply.result])
     } else {
         (Kind::Unknown, Vec::new())
     };

@@ -6,7 +6,7 @@ use serde::Serialize;
 use crate::sections::{Sections, fields};
 
 /// The header every outgoing email carries with its signed token.
-const TOKEN_HEADER: &str = "x-mailtrail-token";
+pub(crate) const TOKEN_HEADER: &str = "x-mailtrail-token";
 
 /// Identifiers of the original email found in the report.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]

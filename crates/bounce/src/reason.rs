@@ -8,11 +8,26 @@
 use mailtrail_domain::classify::{reason_from_status, reason_from_text};
 use mailtrail_domain::{EnhancedStatus, Reason};
 
-use crate::smtp::Codes;
+use crate::smtp::{self, Codes};
 
 /// Phrases of bounce texts, most specific first, matched on lower-cased text with runs of
 /// white space collapsed.
 const PHRASES: &[(Reason, &[&str])] = &[
+    (
+        Reason::MailboxFull,
+        &[
+            "mailbox full",
+            "mailbox is full",
+            "over quota",
+            "quota exceeded",
+            "exceeded storage",
+            "recipient's mailbox exceeded",
+            "mailbox exceeds allowed size",
+            "user mailbox exceeds",
+            "mailbox has exceeded",
+            "disk quota",
+        ],
+    ),
     (
         Reason::Expired,
         &[
@@ -30,23 +45,10 @@ const PHRASES: &[(Reason, &[&str])] = &[
             "queue lifetime exceeded",
             "will be retried for",
             "did not accept our requests to connect",
+            "have been failing for a long time",
+            "could not deliver for the last",
             "delivery attempts will continue",
             "maximum time limit",
-        ],
-    ),
-    (
-        Reason::MailboxFull,
-        &[
-            "mailbox full",
-            "mailbox is full",
-            "over quota",
-            "quota exceeded",
-            "exceeded storage",
-            "recipient's mailbox exceeded",
-            "mailbox exceeds allowed size",
-            "user mailbox exceeds",
-            "mailbox has exceeded",
-            "disk quota",
         ],
     ),
     (
@@ -69,6 +71,7 @@ const PHRASES: &[(Reason, &[&str])] = &[
             "null mx",
             "not accepting mail",
             "indicated no smtp service",
+            "no mx found",
         ],
     ),
     (
@@ -83,6 +86,7 @@ const PHRASES: &[(Reason, &[&str])] = &[
             "domain is not reachable",
             "unrouteable mail domain",
             "recipient domain must exist",
+            "dns lookup failure",
         ],
     ),
     (
@@ -161,6 +165,14 @@ const PHRASES: &[(Reason, &[&str])] = &[
     ),
     (Reason::VirusDetected, &["virus"]),
     (
+        Reason::MesgTooBig,
+        &[
+            "line limit exceeded",
+            "message too large",
+            "message size exceeds",
+        ],
+    ),
+    (
         Reason::Blocked,
         &[
             "client host rejected",
@@ -208,6 +220,9 @@ const PHRASES: &[(Reason, &[&str])] = &[
             "invalid sender",
             "sender denied",
             "send mail as",
+            "permission to post",
+            "google groups",
+            "unexpected volume or user complaints",
         ],
     ),
     (
@@ -222,7 +237,11 @@ const PHRASES: &[(Reason, &[&str])] = &[
     ),
     (
         Reason::PolicyViolation,
-        &["potential security issue", "violates our policy", "policy violation"],
+        &[
+            "potential security issue",
+            "violates our policy",
+            "policy violation",
+        ],
     ),
     (
         Reason::Filtered,
@@ -238,6 +257,8 @@ const PHRASES: &[(Reason, &[&str])] = &[
         Reason::UserUnknown,
         &[
             "invalid final delivery userid",
+            "address not found",
+            "address couldn't be found",
             "mailbox does not exist",
             "recipient not found",
             "no mailbox here",
@@ -272,34 +293,92 @@ const PHRASES: &[(Reason, &[&str])] = &[
     ),
 ];
 
-/// Signs that the remote server refused the message after reading it (in reply to DATA):
-/// a "user unknown" then is a filter's verdict on the content, not a fact about the address.
-const AFTER_DATA: &[&str] = &[
-    ">>> data",
-    "end of data",
-    "after data",
-    "in reply to data",
+/// Reasons a text can show that outweigh a `5.1.1`: servers answer "user unknown" codes for
+/// relaying, blocks, full mailboxes and moved or refused addresses too.
+const OVER_USER_UNKNOWN: &[Reason] = &[
+    Reason::NoRelaying,
+    Reason::Blocked,
+    Reason::MailboxFull,
+    Reason::HasMoved,
+    Reason::Rejected,
+    Reason::NotAccept,
+    Reason::Speeding,
 ];
 
-/// The reason for one recipient's report, from its codes and its text.
-pub(crate) fn decide(codes: Codes, text: &str) -> Reason {
+/// Reasons that say no more than "refused", which the stage of the refusal can sharpen.
+const VAGUE_REFUSALS: &[Reason] = &[
+    Reason::Undefined,
+    Reason::Rejected,
+    Reason::UserUnknown,
+    Reason::Filtered,
+    Reason::SystemError,
+    Reason::SecurityError,
+];
+
+/// Statements about the address itself that no content filter makes.
+const DEFINITELY_NO_SUCH_ADDRESS: &[&str] = &[
+    "recipient name is not recognized",
+    "invalid final delivery userid",
+    "check if address is correct",
+    "recipient not found",
+    "account that you tried to reach does not exist",
+    "address not found",
+    "address couldn't be found",
+];
+
+/// The reason for one recipient's report, from its codes, its texts (most specific first: the
+/// server's reply, then the notice around it), and the transcript of the session that tells
+/// which command failed.
+///
+/// A "user unknown" is believed only when the code says so (`X.1.1`) or the server said it
+/// in reply to `RCPT TO`; said after the message was sent (or where the report does not tell
+/// when), it is usually a content filter's excuse, so it counts as `filtered` and does not
+/// condemn the address.
+pub(crate) fn decide(codes: Codes, texts: &[&str], transcript: &str) -> Reason {
     // Codes are read apart; dropping them joins phrases that multi-line replies split
     // (`552-5.7.0 … a potential 552-5.7.0 security issue`).
-    let text = text
-        .split_whitespace()
-        .filter(|word| !is_code(word))
-        .collect::<Vec<_>>()
-        .join(" ");
-    let lower = text.to_lowercase();
-    let reason = codes
+    let plain: Vec<String> = texts
+        .iter()
+        .map(|text| {
+            text.split_whitespace()
+                .filter(|word| !is_code(word))
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .collect();
+    let lower: Vec<String> = plain.iter().map(|p| p.to_lowercase()).collect();
+    // The server's own words come first; the notice around them only when they say nothing.
+    let from_text = plain
+        .iter()
+        .zip(&lower)
+        .find_map(|(plain, lower)| from_phrases(lower).or_else(|| reason_from_text(plain)));
+    let reason = match (codes.status.and_then(from_status), from_text) {
+        (Some(Reason::UserUnknown), Some(text)) if OVER_USER_UNKNOWN.contains(&text) => text,
+        (Some(status), _) => status,
+        (None, Some(text)) => text,
+        (None, None) => codes
+            .status
+            .and_then(reason_from_status)
+            .or_else(|| codes.reply_code.and_then(from_reply_code))
+            .unwrap_or(Reason::Undefined),
+    };
+    // Refused before the sender was even named: the server refuses this client, not this
+    // message or address.
+    let before_mail = matches!(smtp::command(transcript), Some("CONN" | "HELO" | "EHLO"));
+    if before_mail && VAGUE_REFUSALS.contains(&reason) {
+        return Reason::Blocked;
+    }
+    let address_status = codes
         .status
-        .and_then(from_status)
-        .or_else(|| from_phrases(&lower))
-        .or_else(|| reason_from_text(&text))
-        .or_else(|| codes.status.and_then(reason_from_status))
-        .or_else(|| codes.reply_code.and_then(from_reply_code))
-        .unwrap_or(Reason::Undefined);
-    if reason == Reason::UserUnknown && AFTER_DATA.iter().any(|p| lower.contains(p)) {
+        .is_some_and(|s| s.subject == 1 && matches!(s.detail, 0 | 1 | 3 | 10));
+    let definite = DEFINITELY_NO_SUCH_ADDRESS
+        .iter()
+        .any(|p| lower.iter().any(|l| l.contains(p)));
+    if reason == Reason::UserUnknown
+        && !address_status
+        && !definite
+        && smtp::command(transcript) != Some("RCPT")
+    {
         Reason::Filtered
     } else {
         reason
@@ -310,7 +389,8 @@ pub(crate) fn decide(codes: Codes, text: &str) -> Reason {
 fn is_code(word: &str) -> bool {
     word.split('-').all(|part| {
         let part = part.trim_matches(|c: char| matches!(c, '#' | '(' | ')' | ':' | ';' | ','));
-        part.len() == 3 && part.bytes().all(|b| b.is_ascii_digit()) || part.parse::<EnhancedStatus>().is_ok()
+        part.len() == 3 && part.bytes().all(|b| b.is_ascii_digit())
+            || part.parse::<EnhancedStatus>().is_ok()
     })
 }
 

@@ -53,6 +53,8 @@ impl Sections {
     }
 
     fn collect(&mut self, message: &Message<'_>) {
+        // HTML is read only when there is no plain text: it is usually the same notice again.
+        let mut html_parts = Vec::new();
         for part in &message.parts {
             let (ctype, subtype) = part
                 .content_type()
@@ -76,10 +78,22 @@ impl Sections {
                 (_, "rfc822-headers" | "global-headers" | "rfc822", _) => {
                     self.returned_headers.push(text());
                 }
-                (_, _, PartType::Html(html)) => self.human.push(html_to_text(html)),
+                (_, _, PartType::Html(html)) => html_parts.push(html_to_text(html)),
                 ("text", _, PartType::Text(body)) => self.human.push(body.to_string()),
+                // A nested multipart whose headers were too broken to parse arrives as bytes;
+                // its text is still the notice.
+                (
+                    "text" | "multipart",
+                    _,
+                    PartType::Binary(bytes) | PartType::InlineBinary(bytes),
+                ) => {
+                    self.human.push(String::from_utf8_lossy(bytes).into_owned());
+                }
                 _ => {}
             }
+        }
+        if self.human.is_empty() {
+            self.human = html_parts;
         }
     }
 }

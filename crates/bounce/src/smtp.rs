@@ -52,6 +52,56 @@ fn is_reply_code(token: &str) -> bool {
         && matches!(token.as_bytes()[1], b'0'..=b'5')
 }
 
+/// The SMTP commands a report can blame, lower-cased as they are searched for; `CONN` is the
+/// connection itself, before any command.
+const COMMANDS: &[(&str, &str)] = &[
+    ("rcpt", "RCPT"),
+    ("data", "DATA"),
+    ("mail", "MAIL"),
+    ("helo", "HELO"),
+    ("ehlo", "EHLO"),
+    ("initial connection", "CONN"),
+    ("greeting", "CONN"),
+];
+
+/// The SMTP command the remote server was answering when it refused, as the report tells it:
+/// `in reply to RCPT TO command`, `after end of data`, a `>>> DATA` transcript line, `RCPT
+/// TO:<…>`. The last one mentioned wins, as transcripts end with the failing command.
+pub(crate) fn command(text: &str) -> Option<&'static str> {
+    let lower = text.to_lowercase();
+    let mut found: Option<(usize, &'static str)> = None;
+    for cue in [
+        "in reply to end of ",
+        "in reply to ",
+        "after end of ",
+        "after ",
+        ">>> ",
+        "during ",
+        "while performing the ",
+    ] {
+        for (at, _) in lower.match_indices(cue) {
+            let rest = &lower[at + cue.len()..];
+            let Some((_, name)) = COMMANDS.iter().find(|(word, _)| rest.starts_with(word)) else {
+                continue;
+            };
+            if found.is_none_or(|(last, _)| at > last) {
+                found = Some((at, name));
+            }
+        }
+    }
+    // Postfix's words for a refusal at RCPT time, quoted by many relays without the command.
+    let rcpt_cue = ["recipient address rejected", "rcpt to"]
+        .iter()
+        .filter_map(|cue| lower.rfind(cue))
+        .max();
+    if let Some(at) = rcpt_cue
+        && found.is_none_or(|(last, _)| at > last)
+    {
+        found = Some((at, "RCPT"));
+    }
+    found.map(|(_, name)| name)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -62,14 +112,60 @@ mod tests {
     }
 
     #[test]
+    fn the_failing_command_is_the_last_one_named() {
+        let cases = [
+            (
+                "said: 550 5.1.1 unknown (in reply to RCPT TO command)",
+                Some("RCPT"),
+            ),
+            (
+                ">>> RCPT To:<a@b.example>\n<<< 250 ok\n>>> DATA\n<<< 550 no",
+                Some("DATA"),
+            ),
+            (
+                "SMTP error from remote mail server after end of data:",
+                Some("DATA"),
+            ),
+            ("550 5.1.1 User unknown", None),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(command(text), expected, "{text}");
+        }
+    }
+
+    #[test]
     fn codes_are_found_wherever_servers_put_them() {
         let cases = [
-            ("smtp; 550 5.1.1 <a@b.example>... User unknown", Some(550), Some("5.1.1")),
-            ("550-5.1.1 The email account that you tried", Some(550), Some("5.1.1")),
-            ("Remote host said: 552 mailbox full (#5.2.2)", Some(552), Some("5.2.2")),
-            ("#550 5.1.10 RESOLVER.ADR.RecipientNotFound", Some(550), Some("5.1.10")),
-            ("Sorry, no mailbox here by that name. (#5.1.1)", None, Some("5.1.1")),
-            ("<<< 250 2.0.0 ok then 550 Host unknown", Some(550), Some("2.0.0")),
+            (
+                "smtp; 550 5.1.1 <a@b.example>... User unknown",
+                Some(550),
+                Some("5.1.1"),
+            ),
+            (
+                "550-5.1.1 The email account that you tried",
+                Some(550),
+                Some("5.1.1"),
+            ),
+            (
+                "Remote host said: 552 mailbox full (#5.2.2)",
+                Some(552),
+                Some("5.2.2"),
+            ),
+            (
+                "#550 5.1.10 RESOLVER.ADR.RecipientNotFound",
+                Some(550),
+                Some("5.1.10"),
+            ),
+            (
+                "Sorry, no mailbox here by that name. (#5.1.1)",
+                None,
+                Some("5.1.1"),
+            ),
+            (
+                "<<< 250 2.0.0 ok then 550 Host unknown",
+                Some(550),
+                Some("2.0.0"),
+            ),
             ("version 1.2.3 released in 2024", None, None),
         ];
         for (text, code, status) in cases {

@@ -3,20 +3,15 @@
 //! a layout, so this reads them the way a person would: find the addresses the notice is
 //! about, take the lines around each one, and read the codes and words there.
 
-use mailtrail_domain::Reason;
-
 use crate::sections::Sections;
 use crate::{RecipientResult, reason, smtp};
 
 /// Local parts of the addresses that send bounces, never the subject of one.
 const DAEMONS: &[&str] = &[
-    "mailer-daemon",
-    "mailer_daemon",
     "mailerdaemon",
-    "mail-daemon",
     "maildaemon",
     "postmaster",
-    "double-bounce",
+    "doublebounce",
     "mmdf",
     "nobody",
     "root",
@@ -59,6 +54,8 @@ const RETURNED_MARKERS: &[&str] = &[
     "headers of the original",
     "-- original message",
     "the header of the original message",
+    "below is a copy of the original message",
+    "this is a copy of the message",
     "rfc822",
 ];
 
@@ -70,7 +67,6 @@ const RETURNED_HEADERS: &[&str] = &[
     "message-id:",
     "mime-version:",
     "x-mailer:",
-    "content-type:",
 ];
 
 /// One result per recipient the notice names, or `None` when it is not a bounce.
@@ -79,20 +75,39 @@ pub(crate) fn read(sections: &Sections) -> Option<Vec<RecipientResult>> {
         return None;
     }
     let notice = readable(sections);
-    let mut recipients = recipients(&notice, &excluded(sections));
+    // Exim and Gmail list the failed recipients in a header: the surest source there is.
+    let mut recipients: Vec<String> = sections
+        .header("x-failed-recipients")
+        .map(|v| {
+            v.split(',')
+                .map(|a| a.trim().trim_matches(['<', '>']).to_ascii_lowercase())
+                .filter(|a| a.contains('@'))
+                .collect()
+        })
+        .unwrap_or_default();
+    if recipients.is_empty() {
+        recipients = self::recipients(&notice, &excluded(sections));
+    }
     if recipients.is_empty() {
         recipients = returned_recipient(sections).into_iter().collect();
     }
     let whole = format!("{}\n{notice}", sections.subject);
     if recipients.is_empty() {
-        return Some(vec![result(None, "", &whole)]);
+        return Some(vec![result(None, "", &whole, &whole)]);
     }
+    // With one recipient the whole notice is about it, transcript included.
+    let single = recipients.len() == 1;
     Some(
         recipients
             .iter()
             .map(|r| {
                 let segment = about(&notice, r).unwrap_or_default();
-                result(Some(r.clone()), &segment, &whole)
+                let transcript = if single {
+                    whole.as_str()
+                } else {
+                    segment.as_str()
+                };
+                result(Some(r.clone()), &segment, &whole, transcript)
             })
             .collect(),
     )
@@ -123,6 +138,12 @@ pub(crate) fn about(notice: &str, recipient: &str) -> Option<String> {
             if line.trim().is_empty() && substance(&segment, recipient) >= 20 {
                 break;
             }
+            // Sendmail lists one `550 host... reason` line per failure: a second line that
+            // opens with a reply code is the next failure, not more of this one.
+            if opens_with_reply(line) && segment.iter().any(|l| smtp::find(l).reply_code.is_some())
+            {
+                break;
+            }
             segment.push(line);
             j += 1;
         }
@@ -132,15 +153,17 @@ pub(crate) fn about(notice: &str, recipient: &str) -> Option<String> {
     (!segments.is_empty()).then(|| segments.join("\n"))
 }
 
-fn result(recipient: Option<String>, segment: &str, whole: &str) -> RecipientResult {
+fn result(
+    recipient: Option<String>,
+    segment: &str,
+    whole: &str,
+    transcript: &str,
+) -> RecipientResult {
     let mut codes = smtp::find(segment);
-    let mut reason = reason::decide(codes, segment);
-    if reason == Reason::Undefined || segment.trim().is_empty() {
-        let whole_codes = smtp::find(whole);
-        codes.status = codes.status.or(whole_codes.status);
-        codes.reply_code = codes.reply_code.or(whole_codes.reply_code);
-        reason = reason::decide(codes, &format!("{segment}\n{whole}"));
+    if codes.status.is_none() && codes.reply_code.is_none() {
+        codes = smtp::find(whole);
     }
+    let reason = reason::decide(codes, &[segment, whole], transcript);
     let diagnostic = diagnostic(segment).or_else(|| diagnostic(whole));
     RecipientResult {
         recipient,
@@ -172,9 +195,8 @@ fn diagnostic(segment: &str) -> Option<String> {
 
 /// A report from a mail system rather than from a person.
 fn looks_like_bounce(sections: &Sections) -> bool {
-    let local = sections.from.split('@').next().unwrap_or_default();
     let subject = sections.subject.to_lowercase();
-    DAEMONS.contains(&local)
+    is_daemon(&sections.from)
         || BOUNCE_SUBJECTS.iter().any(|s| subject.contains(s))
         || sections.human.iter().any(|h| {
             let h = h.to_lowercase();
@@ -206,12 +228,15 @@ fn readable(sections: &Sections) -> String {
 }
 
 /// `text` up to where the returned message starts.
-fn cut_returned(text: &str) -> &str {
+pub(crate) fn cut_returned(text: &str) -> &str {
     let mut offset = 0;
     for line in text.split_inclusive('\n') {
         let lower = line.trim().to_lowercase();
-        let header_line = RETURNED_HEADERS.iter().any(|h| line.to_lowercase().starts_with(h));
-        let marker = lower.starts_with('-') && RETURNED_MARKERS.iter().any(|m| lower.contains(m));
+        let header_line = RETURNED_HEADERS
+            .iter()
+            .any(|h| line.to_lowercase().starts_with(h));
+        let marker = RETURNED_MARKERS.iter().any(|m| lower.contains(m))
+            && (lower.starts_with('-') || lower.len() < 80 && !lower.contains("rfc822"));
         if offset > 0 && (header_line || marker) {
             return &text[..offset];
         }
@@ -237,10 +262,19 @@ fn excluded(sections: &Sections) -> Vec<String> {
 fn recipients(notice: &str, excluded: &[String]) -> Vec<String> {
     let mut prominent = Vec::new();
     let mut mentioned = Vec::new();
+    let mut previous = "";
     for line in notice.lines() {
+        // Exim names the sender on a line of its own after "A message sent by".
+        let after_sender_label =
+            is_sender_label(previous) || previous.trim_end().ends_with("sent by");
+        if !line.trim().is_empty() {
+            previous = line;
+        }
         for (address, prefix) in addresses(line) {
             let address = address.to_ascii_lowercase();
-            if is_excluded(&address, excluded) || is_sender_label(prefix) {
+            let labelled_sender = is_sender_label(prefix)
+                || (after_sender_label && prefix.trim().trim_end_matches('<').is_empty());
+            if is_excluded(&address, excluded) || labelled_sender {
                 continue;
             }
             let list = if is_prominent(prefix) {
@@ -261,8 +295,20 @@ fn recipients(notice: &str, excluded: &[String]) -> Vec<String> {
 }
 
 fn is_excluded(address: &str, excluded: &[String]) -> bool {
-    let local = address.split('@').next().unwrap_or_default();
-    excluded.iter().any(|e| e == address) || DAEMONS.contains(&local)
+    excluded.iter().any(|e| e == address) || is_daemon(address)
+}
+
+/// A mail system's own address, however it spells it (`MAILER-DAEMON`, `post_master`).
+fn is_daemon(address: &str) -> bool {
+    let local: String = address
+        .split('@')
+        .next()
+        .unwrap_or_default()
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .collect::<String>()
+        .to_ascii_lowercase();
+    DAEMONS.contains(&local.as_str())
 }
 
 /// The text before an address on its line shows it is the subject of the line.
@@ -283,9 +329,16 @@ fn is_sender_label(prefix: &str) -> bool {
         .trim()
         .trim_end_matches(['<', '"', '\'', '(', '[', ' ', ':', '='])
         .to_lowercase();
-    ["from", "sender", "mail from", "reply-to", "return-path", "envelope-from"]
-        .iter()
-        .any(|label| prefix.ends_with(label))
+    [
+        "from",
+        "sender",
+        "mail from",
+        "reply-to",
+        "return-path",
+        "envelope-from",
+    ]
+    .iter()
+    .any(|label| prefix.ends_with(label))
 }
 
 /// A transcript line quoting the remote server (`<<< 550 <a@b>... Sender rejected`) can name
@@ -293,6 +346,16 @@ fn is_sender_label(prefix: &str) -> bool {
 fn is_quoted_reply(line: &str) -> bool {
     let line = line.trim_start();
     line.starts_with("<<<") || line.starts_with(">>>")
+}
+
+/// A line that starts with a failure reply code, as a transcript's summary lines do.
+fn opens_with_reply(line: &str) -> bool {
+    let word = line.split_whitespace().next().unwrap_or_default();
+    word.len() >= 3
+        && word.is_char_boundary(3)
+        && matches!(word.as_bytes()[0], b'4' | b'5')
+        && word[..3].bytes().all(|b| b.is_ascii_digit())
+        && word[3..].chars().all(|c| c == '-' || c == ':')
 }
 
 /// How much the segment says besides the address itself.
@@ -374,7 +437,10 @@ mod tests {
             found,
             [
                 ("kijitora@example.jp", "RCPT TO:<"),
-                ("root@host.example", "RCPT TO:<kijitora@example.jp>: 550 no (from ")
+                (
+                    "root@host.example",
+                    "RCPT TO:<kijitora@example.jp>: 550 no (from "
+                )
             ]
         );
         assert!(addresses("version 1.2@3 and a@b and user@host").is_empty());

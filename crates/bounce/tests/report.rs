@@ -1,0 +1,201 @@
+//! What the inbound side relies on, on small hand-written messages: the kind of message, the
+//! per-recipient fields, and the identifiers that tie a report to the email Mailtrail sent.
+
+use mailtrail_bounce::{Kind, classify};
+use mailtrail_domain::Reason;
+
+const DSN: &str = "From: MAILER-DAEMON@mx.example.net\r
+To: bounces+t@mailtrail.example\r
+Subject: Undelivered Mail Returned to Sender\r
+Auto-Submitted: auto-replied\r
+MIME-Version: 1.0\r
+Content-Type: multipart/report; report-type=delivery-status; boundary=\"b1\"\r
+\r
+--b1\r
+Content-Type: text/plain\r
+\r
+I'm sorry to have to inform you that your message could not be delivered.\r
+\r
+--b1\r
+Content-Type: message/delivery-status\r
+\r
+Reporting-MTA: dns; mx.example.net\r
+\r
+Original-Recipient: rfc822;Lead@Example.org\r
+Final-Recipient: rfc822; lead@example.org\r
+Action: failed\r
+Status: 5.1.1\r
+Diagnostic-Code: smtp; 550 5.1.1 <lead@example.org>: Recipient address rejected:\r
+ User unknown in local recipient table\r
+\r
+Final-Recipient: rfc822; other@example.org\r
+Action: delayed\r
+Status: 4.2.2\r
+Diagnostic-Code: smtp; 452 4.2.2 Mailbox full\r
+\r
+--b1\r
+Content-Type: text/rfc822-headers\r
+\r
+From: sales@mailtrail.example\r
+To: lead@example.org\r
+Message-ID: <0190-abc@mailtrail.example>\r
+X-Mailtrail-Token: tok_123.sig\r
+Subject: Hello\r
+\r
+--b1--\r
+";
+
+#[test]
+fn a_dsn_reports_each_recipient_and_the_email_it_returns() {
+    let report = classify(DSN.as_bytes());
+    assert_eq!(report.kind, Kind::Bounce);
+    assert_eq!(
+        report.origin.message_id.as_deref(),
+        Some("0190-abc@mailtrail.example")
+    );
+    assert_eq!(report.origin.token.as_deref(), Some("tok_123.sig"));
+
+    let [first, second] = report.recipients.as_slice() else {
+        panic!("two recipients expected: {:?}", report.recipients);
+    };
+    assert_eq!(first.recipient.as_deref(), Some("lead@example.org"));
+    assert_eq!(
+        first.original_recipient.as_deref(),
+        Some("lead@example.org")
+    );
+    assert_eq!(first.action.as_deref(), Some("failed"));
+    assert_eq!(first.status.as_deref(), Some("5.1.1"));
+    assert_eq!(first.reply_code, Some(550));
+    assert_eq!(first.reason, Reason::UserUnknown);
+    assert!(first.hard_bounce);
+    assert!(
+        first
+            .diagnostic
+            .as_deref()
+            .unwrap()
+            .contains("User unknown in local")
+    );
+
+    assert_eq!(second.action.as_deref(), Some("delayed"));
+    assert_eq!(second.reason, Reason::MailboxFull);
+    assert!(!second.hard_bounce);
+}
+
+#[test]
+fn a_plain_text_bounce_quoting_the_original_still_gives_its_token() {
+    let raw = "From: MAILER-DAEMON@mx.example.net\r
+To: bounces@mailtrail.example\r
+Subject: failure notice\r
+\r
+Hi. This is the qmail-send program at mx.example.net.\r
+I'm afraid I wasn't able to deliver your message to the following addresses.\r
+\r
+<lead@example.org>:\r
+Remote host said: 552 sorry, mailbox full (#5.2.2)\r
+\r
+--- Below this line is a copy of the message.\r
+\r
+Message-ID: <0190-def@mailtrail.example>\r
+X-Mailtrail-Token: tok_456.sig\r
+To: lead@example.org\r
+\r
+Hello\r
+";
+    let report = classify(raw.as_bytes());
+    assert_eq!(report.kind, Kind::Bounce);
+    assert_eq!(report.origin.token.as_deref(), Some("tok_456.sig"));
+    assert_eq!(
+        report.origin.message_id.as_deref(),
+        Some("0190-def@mailtrail.example")
+    );
+    let [only] = report.recipients.as_slice() else {
+        panic!("one recipient expected: {:?}", report.recipients);
+    };
+    assert_eq!(only.recipient.as_deref(), Some("lead@example.org"));
+    assert_eq!(only.reason, Reason::MailboxFull);
+    assert_eq!(only.status.as_deref(), Some("5.2.2"));
+}
+
+#[test]
+fn a_complaint_keeps_its_feedback_type_even_when_mail_auth_does_not_know_it() {
+    let raw = "From: fbl@isp.example\r
+To: fbl@mailtrail.example\r
+Subject: complaint\r
+MIME-Version: 1.0\r
+Content-Type: multipart/report; report-type=feedback-report; boundary=\"b2\"\r
+\r
+--b2\r
+Content-Type: text/plain\r
+\r
+A complaint.\r
+\r
+--b2\r
+Content-Type: message/feedback-report\r
+\r
+Feedback-Type: opt-out\r
+User-Agent: FBL/1.0\r
+Version: 1\r
+\r
+--b2\r
+Content-Type: text/rfc822-headers\r
+\r
+From: sales@mailtrail.example\r
+To: redacted\r
+X-Mailtrail-Token: tok_789.sig\r
+\r
+--b2--\r
+";
+    let report = classify(raw.as_bytes());
+    assert_eq!(report.kind, Kind::Complaint);
+    assert_eq!(report.origin.token.as_deref(), Some("tok_789.sig"));
+    let [only] = report.recipients.as_slice() else {
+        panic!("one result expected: {:?}", report.recipients);
+    };
+    assert_eq!(only.reason, Reason::Feedback);
+    assert_eq!(only.feedback_type.as_deref(), Some("opt-out"));
+    assert_eq!(only.recipient, None);
+}
+
+#[test]
+fn an_out_of_office_is_an_auto_reply_and_a_person_s_reply_is_nothing() {
+    let auto = "From: Lead <lead@example.org>\r
+To: sales@mailtrail.example\r
+Subject: Out of Office: Hello\r
+Auto-Submitted: auto-replied\r
+\r
+I am out of the office until Monday.\r
+";
+    let report = classify(auto.as_bytes());
+    assert_eq!(report.kind, Kind::AutoReply);
+    assert_eq!(report.recipients[0].reason, Reason::Vacation);
+    assert_eq!(
+        report.recipients[0].recipient.as_deref(),
+        Some("lead@example.org")
+    );
+
+    let human = "From: Lead <lead@example.org>\r
+To: sales@mailtrail.example\r
+Subject: Re: Hello\r
+In-Reply-To: <0190-abc@mailtrail.example>\r
+\r
+Sounds good, call me tomorrow.\r
+";
+    let report = classify(human.as_bytes());
+    assert_eq!(report.kind, Kind::Unknown);
+    assert!(report.recipients.is_empty());
+}
+
+#[test]
+fn a_delivery_notice_is_delivered() {
+    let raw = DSN
+        .replace("Action: failed", "Action: delivered")
+        .replace("Action: delayed", "Action: relayed");
+    let report = classify(raw.as_bytes());
+    assert_eq!(report.kind, Kind::Delivered);
+    assert!(
+        report
+            .recipients
+            .iter()
+            .all(|r| r.reason == Reason::Delivered && !r.hard_bounce)
+    );
+}

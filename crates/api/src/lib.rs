@@ -6,6 +6,8 @@
 //! - [`leads`]: `POST/GET/PATCH /v1/leads`;
 //! - [`emails`]: sending (`POST /v1/emails`, `/v1/emails/batch`) and `GET /v1/emails/{id}`;
 //! - [`suppressions`]: the operator's view of blocked addresses;
+//! - [`settings`]: the account's tracking settings;
+//! - [`track`]: the public open, click and unsubscribe endpoints;
 //! - [`health`]: the `/healthz` endpoint.
 //!
 //! [`router`] builds the whole app without a socket, so tests drive it with `oneshot`.
@@ -16,12 +18,15 @@ pub mod error;
 pub mod extract;
 pub mod health;
 pub mod leads;
+pub mod settings;
 pub mod suppressions;
+pub mod track;
 
 use std::sync::Arc;
 
 use axum::Router;
 use axum::routing::{delete, get, post};
+use mailtrail_domain::token::TokenKey;
 use mailtrail_store::Store;
 use tokio::sync::Notify;
 use tower_http::limit::RequestBodyLimitLayer;
@@ -32,6 +37,8 @@ pub struct AppState {
     pub store: Store,
     /// Wakes the delivery worker when emails are queued.
     pub queued: Arc<Notify>,
+    /// Verifies the tokens of tracking and unsubscribe links.
+    pub tokens: TokenKey,
 }
 
 /// Bodies larger than this are refused with 413 before they are read. Sized for the
@@ -48,6 +55,13 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/emails/{id}", get(emails::show))
         .route("/v1/suppressions", get(suppressions::list))
         .route("/v1/suppressions/{address}", delete(suppressions::remove))
+        .route("/v1/settings", get(settings::show).patch(settings::update))
+        .route("/o/{file}", get(track::open))
+        .route("/c/{token}", get(track::click))
+        .route(
+            "/u/{token}",
+            get(track::unsubscribe_page).post(track::unsubscribe),
+        )
         .fallback(error::not_found)
         .layer(RequestBodyLimitLayer::new(BODY_LIMIT))
         .with_state(state)

@@ -77,6 +77,8 @@ reasons! {
     NoPermission => "nopermission",
     /// A feedback-loop complaint (abuse, fraud, opt-out) ended the email's life.
     Complaint => "complaint",
+    /// The recipient unsubscribed (link, one-click, or mailto).
+    Unsubscribed => "unsubscribed",
 }
 
 impl Reason {

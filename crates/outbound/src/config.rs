@@ -19,6 +19,9 @@ pub struct OutboundConfig {
     pub bounce_domain: Option<String>,
     /// Recipient domain → `host:port`, skipping MX lookup.
     pub routes: BTreeMap<String, String>,
+    /// Where tracking and unsubscribe links point unless an account sets its own: the public
+    /// URL of Mailtrail's HTTP server.
+    pub tracking_base_url: String,
     /// Send everything through this smarthost instead of MX hosts.
     pub relay: Option<RelayConfig>,
     /// Sending domain → its DKIM key: mail whose From is in the domain is signed.
@@ -65,6 +68,7 @@ impl Default for OutboundConfig {
             bounce_domain: None,
             routes: BTreeMap::new(),
             relay: None,
+            tracking_base_url: "http://127.0.0.1:8025".into(),
             dkim: BTreeMap::new(),
             mx_port: 25,
             require_tls: false,

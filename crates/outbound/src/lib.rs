@@ -6,6 +6,7 @@
 //!   Permission to Email is No and dropping suppressed addresses;
 //! - [`message`]: the MIME message of one email, with its tokens;
 //! - [`dkim`]: DKIM signing per sending domain;
+//! - [`tracking`]: the unsubscribe link, open pixel and click redirects added at send time;
 //! - [`resolve`]: where an email for a domain goes: a route, the relay, or MX hosts;
 //! - [`session`]: one SMTP session delivering several emails to one destination;
 //! - [`outcome`]: what a reply (or a failure to get one) does to an email;
@@ -20,6 +21,7 @@ pub mod recorder;
 pub mod resolve;
 pub mod session;
 pub mod submit;
+pub mod tracking;
 pub mod worker;
 
 pub use config::OutboundConfig;

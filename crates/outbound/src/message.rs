@@ -9,6 +9,7 @@ use mailtrail_domain::token::{Purpose, TokenKey};
 use mailtrail_store::Claimed;
 
 use crate::dkim::Signers;
+use crate::tracking::{self, Tracking};
 
 /// The header that carries the token; bounces and complaints often quote it back.
 pub const TOKEN_HEADER: &str = "X-Mailtrail-Token";
@@ -19,15 +20,20 @@ pub struct Built {
     /// `bounces+TOKEN@bounce_domain`.
     pub envelope_from: String,
     pub bytes: Vec<u8>,
+    /// The original URLs of the links rewritten for click tracking, by index: stored before
+    /// the message goes out, so every redirect has its target.
+    pub links: Vec<String>,
 }
 
-/// Builds the message; `signers` adds a DKIM signature when the From domain has a key.
+/// Builds the message; `signers` adds a DKIM signature when the From domain has a key, and
+/// `tracking` the unsubscribe link and headers, the pixel and the click redirects.
 pub fn build(
     email: &Claimed,
     helo_name: &str,
     bounce_domain: &str,
     tokens: &TokenKey,
     signers: &Signers,
+    tracking: &Tracking,
 ) -> Built {
     let token = tokens
         .sign(Purpose::Message, &email.id, None)
@@ -41,12 +47,33 @@ pub fn build(
         .subject(render(&content.subject, lookup, false))
         .message_id(format!("{}@{helo_name}", email.id))
         .date(email.created_at_ms / 1000)
-        .header(TOKEN_HEADER, Raw::new(token.clone()));
+        .header(TOKEN_HEADER, Raw::new(token.clone()))
+        // RFC 8058 one-click, and the mailto form the inbound server handles.
+        .header(
+            "List-Unsubscribe",
+            Raw::new(format!(
+                "<{}>, <mailto:unsubscribe+{token}@{bounce_domain}>",
+                tracking::unsubscribe_url(tracking, tokens, &email.id)
+            )),
+        )
+        .header(
+            "List-Unsubscribe-Post",
+            Raw::new("List-Unsubscribe=One-Click"),
+        );
     if let Some(text) = &content.text {
-        message = message.text_body(render(text, lookup, false));
+        message = message.text_body(tracking::text(
+            &render(text, lookup, false),
+            tracking,
+            tokens,
+            &email.id,
+        ));
     }
+    let mut links = Vec::new();
     if let Some(html) = &content.html {
-        message = message.html_body(render(html, lookup, true));
+        let (html, rewritten) =
+            tracking::html(&render(html, lookup, true), tracking, tokens, &email.id);
+        links = rewritten;
+        message = message.html_body(html);
     }
     let mut bytes = message
         .write_to_vec()
@@ -62,6 +89,7 @@ pub fn build(
     Built {
         envelope_from: format!("bounces+{token}@{bounce_domain}"),
         bytes,
+        links,
     }
 }
 
@@ -91,6 +119,14 @@ mod tests {
         }
     }
 
+    fn tracking() -> Tracking {
+        Tracking {
+            base_url: "https://t.example".into(),
+            opens: false,
+            clicks: false,
+        }
+    }
+
     #[test]
     fn carries_the_token_everywhere_and_merges_fields() {
         let tokens = TokenKey::new(b"k");
@@ -100,6 +136,7 @@ mod tests {
             "bounce.shop.example",
             &tokens,
             &Signers::default(),
+            &tracking(),
         );
         let text = String::from_utf8(built.bytes).unwrap();
         let token = tokens.sign(Purpose::Message, &email().id, None).unwrap();
@@ -119,13 +156,33 @@ mod tests {
         assert!(text.contains("multipart/alternative"));
         assert!(text.contains("Hi Ana <3"));
         assert!(text.contains("<p>Hi Ana &lt;3</p>"));
+        assert!(
+            text.contains("List-Unsubscribe: <https://t.example/u/"),
+            "{text}"
+        );
+        assert!(text.contains(&format!("<mailto:unsubscribe+{token}@bounce.shop.example>")));
+        assert!(text.contains("List-Unsubscribe-Post: List-Unsubscribe=One-Click"));
     }
 
     #[test]
     fn a_retry_builds_the_same_message() {
         let tokens = TokenKey::new(b"k");
-        let a = build(&email(), "h", "b", &tokens, &Signers::default());
-        let b = build(&email(), "h", "b", &tokens, &Signers::default());
+        let a = build(
+            &email(),
+            "h",
+            "b",
+            &tokens,
+            &Signers::default(),
+            &tracking(),
+        );
+        let b = build(
+            &email(),
+            "h",
+            "b",
+            &tokens,
+            &Signers::default(),
+            &tracking(),
+        );
         // Multipart boundaries are random; every header that identifies the message is stable.
         let headers = |bytes: &[u8]| {
             String::from_utf8_lossy(bytes)

@@ -48,6 +48,8 @@ pub struct Context<'a> {
     pub config: &'a OutboundConfig,
     pub tokens: &'a mailtrail_domain::token::TokenKey,
     pub signers: &'a crate::dkim::Signers,
+    /// Tracking switches and base URL, by account.
+    pub tracking: &'a std::collections::HashMap<String, crate::tracking::Tracking>,
     pub store: &'a mailtrail_store::Store,
 }
 
@@ -302,7 +304,15 @@ async fn send_all<S: AsyncRead + AsyncWrite + Unpin>(
             config.bounce_domain(),
             ctx.tokens,
             ctx.signers,
+            &ctx.tracking[&email.account_id],
         );
+        if let Err(e) = ctx.store.save_links(&email.id, &built.links).await {
+            tracing::warn!(error = %e, "cannot store the email's links; leaving the rest for later");
+            return Ending::Stopped {
+                untried: std::iter::once(email).chain(queue).collect(),
+                throttled: false,
+            };
+        }
         let outcome = transaction(&mut client, target, config, &email, &built).await;
         let (outcome, connection_lost) = match outcome {
             Ok(reply) => (Outcome::Reply(reply), false),

@@ -18,6 +18,7 @@ use crate::outcome::{Outcome, decide};
 use crate::recorder::Recorder;
 use crate::resolve::{ResolveError, Resolver};
 use crate::session::{self, Context, Ending, Pace, Report};
+use crate::tracking::Tracking;
 
 /// Most emails claimed in one round trip.
 const MAX_CLAIM: usize = 1000;
@@ -252,7 +253,16 @@ impl Shared {
                 interval: std::time::Duration::from_secs_f64(1.0 / rate.max(0.001)),
                 slots: self.pacing.clone(),
             });
+        let tracking = match self.tracking_for(&emails).await {
+            Ok(tracking) => tracking,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read account settings; retrying shortly");
+                self.postpone(&emails, now_ms() + 1000).await;
+                return;
+            }
+        };
         let context = Context {
+            tracking: &tracking,
             pace: pace.as_ref(),
             config: &self.config,
             tokens: &self.tokens,
@@ -274,6 +284,34 @@ impl Shared {
             };
             self.postpone(&untried, until).await;
         }
+    }
+
+    /// The tracking settings of each account among `emails`.
+    async fn tracking_for(
+        &self,
+        emails: &[Claimed],
+    ) -> Result<HashMap<String, Tracking>, mailtrail_store::StoreError> {
+        let mut tracking = HashMap::new();
+        for email in emails {
+            if tracking.contains_key(&email.account_id) {
+                continue;
+            }
+            let settings = self.store.settings(&email.account_id).await?;
+            let base_url = settings
+                .tracking_base_url
+                .unwrap_or_else(|| self.config.tracking_base_url.clone())
+                .trim_end_matches('/')
+                .to_owned();
+            tracking.insert(
+                email.account_id.clone(),
+                Tracking {
+                    base_url,
+                    opens: settings.open_tracking,
+                    clicks: settings.click_tracking,
+                },
+            );
+        }
+        Ok(tracking)
     }
 
     async fn postpone(&self, emails: &[Claimed], until_ms: i64) {

@@ -151,3 +151,22 @@ CREATE TABLE inbound_messages (
 );
 CREATE INDEX inbound_pending ON inbound_messages (received_at_ms) WHERE state = 'new';
 CREATE INDEX inbound_by_email ON inbound_messages (email_id);
+
+-- Per-account settings (PRODUCT.md §4, §6); an account without a row has the defaults.
+CREATE TABLE account_settings (
+    account_id TEXT PRIMARY KEY REFERENCES accounts (id),
+    open_tracking BIGINT NOT NULL DEFAULT 0,
+    click_tracking BIGINT NOT NULL DEFAULT 0,
+    tracking_base_url TEXT,
+    machine_threshold_secs BIGINT NOT NULL DEFAULT 2,
+    updated_at_ms BIGINT NOT NULL
+);
+
+-- The links of each sent email, in order: a click token carries the index, and the redirect
+-- goes only to the URL stored here (never an open redirect).
+CREATE TABLE links (
+    email_id TEXT NOT NULL REFERENCES emails (id),
+    idx BIGINT NOT NULL,
+    url TEXT NOT NULL,
+    PRIMARY KEY (email_id, idx)
+);

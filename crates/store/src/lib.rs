@@ -8,7 +8,8 @@
 //! - [`inbound`]: raw received mail and its processing state;
 //! - [`queue`]: submissions, and the outbound queue workers claim from;
 //! - [`suppressions`]: blocked addresses and their audit trail;
-//! - [`secrets`]: installation-wide secrets such as the token signing key.
+//! - [`secrets`]: installation-wide secrets such as the token signing key;
+//! - [`settings`]: account settings, and the links tracked clicks redirect to.
 //!
 //! Both backends run the same SQL through sqlx's `any` driver (numbered `$N` parameters,
 //! portable types); the few statements that differ are chosen by [`Backend`] here, never
@@ -22,6 +23,7 @@ pub mod inbound;
 pub mod leads;
 pub mod queue;
 pub mod secrets;
+pub mod settings;
 pub mod suppressions;
 
 use std::path::Path;
@@ -35,6 +37,7 @@ pub use emails::{Effects, EmailRecord, Mismatch, QueueChange, Record, StoredEven
 pub use inbound::{InboundRecord, Pending, Processed};
 pub use leads::{ImportSummary, Lead, LeadPatch, NewLead};
 pub use queue::{Claimed, Content, Idempotent, LeadBrief, QueueEntry, Submission};
+pub use settings::Settings;
 pub use suppressions::{Block, Suppression, SuppressionLogEntry};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");

@@ -4,6 +4,11 @@
 //! messages over 20 000 bytes at the end of DATA, with the codes and texts Postfix itself
 //! chooses. Stopped, with all its processes, when dropped.
 //!
+//! In relay mode ([`Postfix::start_relay`]) it is instead a server that accepts mail with 250
+//! and only then passes it on to the next hop: when that hop refuses, Postfix writes its own
+//! delivery status notification and mails it to the envelope sender, which is how a real
+//! asynchronous bounce comes back to Mailtrail.
+//!
 //! The instance lives entirely in a temp dir (`postfix -c DIR`): the system's `/etc/postfix`
 //! is never read or written, and nothing binds port 25. Postfix must be started as root.
 
@@ -24,6 +29,26 @@ pub struct Postfix {
     pub port: u16,
     pub domain: String,
     dir: tempfile::TempDir,
+}
+
+/// What the instance does with the mail it accepts for its domain.
+enum Mode<'a> {
+    /// Delivers it into these users' maildirs; other recipients are refused at RCPT.
+    Mailboxes(&'a [&'a str]),
+    /// Relays it to `onward`, and sends mail for `bounce_domain` (its own DSNs) to `bounces_to`.
+    Relay {
+        onward: &'a str,
+        bounce_domain: &'a str,
+        bounces_to: &'a str,
+    },
+}
+
+/// The transport(5) next hop for `host:port` on IPv4: brackets turn off the MX lookup.
+fn next_hop(address: &str) -> String {
+    let parsed: std::net::SocketAddrV4 = address
+        .parse()
+        .unwrap_or_else(|e| panic!("{address:?} is not an IPv4 host:port: {e}"));
+    format!("smtp:[{}]:{}", parsed.ip(), parsed.port())
 }
 
 /// The uid and gid of a system account.
@@ -79,6 +104,35 @@ impl Postfix {
     /// Starts Postfix as the mail server of `domain`, with a mailbox for each of `users`
     /// (local parts).
     pub fn start(domain: &str, users: &[&str]) -> Self {
+        Self::launch(crate::free_port(), domain, Mode::Mailboxes(users))
+    }
+
+    /// Starts Postfix as a relay for `domain`: it accepts any recipient there with 250, then
+    /// delivers to `onward` (an IPv4 `host:port`, such as an smtp-sink that refuses). The
+    /// DSN it writes when that fails goes to the envelope sender; mail for `bounces_to.0`
+    /// (the sender's bounce domain) is delivered to `bounces_to.1` (`host:port`, Mailtrail's
+    /// inbound listener). Its queue is retried every second, so a DSN, even after a soft
+    /// failure, leaves within seconds.
+    pub fn start_relay(domain: &str, onward: &str, bounces_to: (&str, &str)) -> Self {
+        Self::start_relay_on(crate::free_port(), domain, onward, bounces_to)
+    }
+
+    /// [`Postfix::start_relay`] on `port`, for a sender that must be told where the relay
+    /// listens before the relay can be told where the sender's bounces go.
+    pub fn start_relay_on(port: u16, domain: &str, onward: &str, bounces_to: (&str, &str)) -> Self {
+        let (bounce_domain, bounces_to) = bounces_to;
+        Self::launch(
+            port,
+            domain,
+            Mode::Relay {
+                onward,
+                bounce_domain,
+                bounces_to,
+            },
+        )
+    }
+
+    fn launch(port: u16, domain: &str, mode: Mode) -> Self {
         assert!(
             Path::new(POSTFIX).exists(),
             "{POSTFIX} not found: install it with scripts/install-test-deps (Debian package \
@@ -98,9 +152,8 @@ impl Postfix {
         // be able to pass through the temp dir.
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
             .expect("chmod the temp dir");
-        let port = crate::free_port();
         let postfix = Postfix { port, domain, dir };
-        postfix.configure(users);
+        postfix.configure(&mode);
         postfix.run(&["start"]);
         postfix.wait_until_listening();
         postfix
@@ -110,12 +163,11 @@ impl Postfix {
         self.dir.path().join(name)
     }
 
-    fn configure(&self, users: &[&str]) {
+    fn configure(&self, mode: &Mode) {
         let config = self.path("config");
         let queue = self.path("queue");
         let data = self.path("data");
         let log = self.path("log");
-        let mailboxes = self.path("mailboxes");
         mkdir(&config, 0o755);
         // Postfix wants the queue directory itself owned by root; `postfix start` creates
         // the subdirectories inside it and gives them to `postfix` (`postdrop` for the
@@ -124,25 +176,16 @@ impl Postfix {
         mkdir(&data, 0o700);
         chown(&data, account("postfix"));
         mkdir(&log, 0o755);
-        mkdir(&mailboxes, 0o700);
-        let owner = account("nobody");
-        chown(&mailboxes, owner);
 
         let domain = &self.domain;
-        let mut map = String::new();
-        for user in users {
-            assert!(
-                !user.is_empty() && !user.contains(|c: char| c.is_whitespace() || c == '@'),
-                "{user:?} is not a local part"
-            );
-            // The trailing slash asks for a maildir: one file per message.
-            writeln!(map, "{user}@{domain} {domain}/{user}/").expect("a String takes text");
-        }
-        // texthash: the map is read as plain text, so no postmap step at start.
-        write(&config.join("mailboxes"), &map);
-
-        let c = config.display();
-        let (uid, gid) = owner;
+        let (mode_settings, mode_services) = match mode {
+            Mode::Mailboxes(users) => self.mailboxes(users),
+            Mode::Relay {
+                onward,
+                bounce_domain,
+                bounces_to,
+            } => self.relay(onward, bounce_domain, bounces_to),
+        };
         write(
             &config.join("main.cf"),
             &format!(
@@ -163,16 +206,11 @@ impl Postfix {
                  smtpd_relay_restrictions = reject_unauth_destination\n\
                  smtpd_reject_unlisted_recipient = yes\n\
                  smtpd_peername_lookup = no\n\
-                 virtual_mailbox_domains = {domain}\n\
-                 virtual_mailbox_base = {mailboxes}\n\
-                 virtual_mailbox_maps = texthash:{c}/mailboxes\n\
-                 virtual_uid_maps = static:{uid}\n\
-                 virtual_gid_maps = static:{gid}\n\
-                 message_size_limit = {MESSAGE_SIZE_LIMIT}\n",
+                 message_size_limit = {MESSAGE_SIZE_LIMIT}\n\
+                 {mode_settings}",
                 queue = queue.display(),
                 data = data.display(),
                 log = log.display(),
-                mailboxes = mailboxes.display(),
             ),
         );
         // chroot is off everywhere (the fifth column): a chrooted daemon would need copies
@@ -192,10 +230,86 @@ impl Postfix {
                  anvil unix - - n - 1 anvil\n\
                  error unix - - n - - error\n\
                  retry unix - - n - - error\n\
-                 virtual unix - n n - - virtual\n\
-                 postlog unix-dgram n - n - 1 postlogd\n"
+                 postlog unix-dgram n - n - 1 postlogd\n\
+                 {mode_services}"
             ),
         );
+    }
+
+    /// main.cf lines and master.cf services for maildirs of `users`.
+    fn mailboxes(&self, users: &[&str]) -> (String, String) {
+        let config = self.path("config");
+        let mailboxes = self.path("mailboxes");
+        mkdir(&mailboxes, 0o700);
+        let owner = account("nobody");
+        chown(&mailboxes, owner);
+
+        let domain = &self.domain;
+        let mut map = String::new();
+        for user in users {
+            assert!(
+                !user.is_empty() && !user.contains(|c: char| c.is_whitespace() || c == '@'),
+                "{user:?} is not a local part"
+            );
+            // The trailing slash asks for a maildir: one file per message.
+            writeln!(map, "{user}@{domain} {domain}/{user}/").expect("a String takes text");
+        }
+        // texthash: the map is read as plain text, so no postmap step at start.
+        write(&config.join("mailboxes"), &map);
+
+        let (uid, gid) = owner;
+        let settings = format!(
+            "virtual_mailbox_domains = {domain}\n\
+             virtual_mailbox_base = {mailboxes}\n\
+             virtual_mailbox_maps = texthash:{c}/mailboxes\n\
+             virtual_uid_maps = static:{uid}\n\
+             virtual_gid_maps = static:{gid}\n",
+            mailboxes = mailboxes.display(),
+            c = config.display(),
+        );
+        (settings, "virtual unix - n n - - virtual\n".into())
+    }
+
+    /// main.cf lines and master.cf services for relaying to `onward` and sending mail for
+    /// `bounce_domain` to `bounces_to`.
+    fn relay(&self, onward: &str, bounce_domain: &str, bounces_to: &str) -> (String, String) {
+        let config = self.path("config");
+        let domain = &self.domain;
+        let bounce_domain = bounce_domain.to_ascii_lowercase();
+        assert_ne!(
+            *domain, bounce_domain,
+            "the relayed domain and the bounce domain need different next hops"
+        );
+        // Explicit next hops, so no DNS is ever asked; the bounce domain needs no relay
+        // permission because only Postfix's own DSNs (written locally) are sent there.
+        write(
+            &config.join("transport"),
+            &format!(
+                "{domain} {}\n{bounce_domain} {}\n",
+                next_hop(onward),
+                next_hop(bounces_to)
+            ),
+        );
+        let settings = format!(
+            "# Any recipient at the relayed domain is accepted; the next hop decides.\n\
+             relay_domains = {domain}\n\
+             relay_recipient_maps =\n\
+             transport_maps = texthash:{c}/transport\n\
+             # Retry every second instead of minutes, so deferred mail and its DSN move on\n\
+             # while a test waits; and give up soon, so nothing lingers.\n\
+             queue_run_delay = 1s\n\
+             minimal_backoff_time = 1s\n\
+             maximal_backoff_time = 2s\n\
+             maximal_queue_lifetime = 30s\n\
+             bounce_queue_lifetime = 30s\n\
+             smtp_connect_timeout = 5s\n\
+             # Services a stock master.cf has and this one leaves out: the per-domain flush\n\
+             # log (kept for relay domains by default) and the SMTP connection cache.\n\
+             fast_flush_domains =\n\
+             smtp_connection_cache_on_demand = no\n",
+            c = config.display(),
+        );
+        (settings, "smtp unix - - n - - smtp\n".into())
     }
 
     /// Runs `postfix -c DIR COMMAND`, failing with Postfix's log when it fails.

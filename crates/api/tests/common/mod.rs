@@ -1,12 +1,21 @@
 //! The API test harness: the whole router on a fresh embedded database, called without a
 //! socket.
 
+// Each test binary that includes this module uses only some of it.
+#![allow(dead_code)]
+
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use mailtrail_api::{AppState, router};
+use mailtrail_domain::token::TokenKey;
 use mailtrail_store::Store;
 use serde_json::Value;
 use tower::ServiceExt;
+
+/// The key the test router verifies tracking tokens with.
+pub fn tokens() -> TokenKey {
+    TokenKey::new(b"api tests")
+}
 
 pub struct App {
     pub store: Store,
@@ -29,6 +38,34 @@ impl App {
         body: Option<Value>,
     ) -> (StatusCode, Value, String) {
         self.call_with(method, uri, key, body, &[]).await
+    }
+
+    /// A request without a key, as a browser or mail client makes it: status, headers, body.
+    pub async fn fetch(
+        &self,
+        method: &str,
+        uri: &str,
+        headers: &[(&str, &str)],
+    ) -> (StatusCode, axum::http::HeaderMap, Vec<u8>) {
+        let mut request = Request::builder().method(method).uri(uri);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let response = router(self.state())
+            .oneshot(request.body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let (parts, body) = response.into_parts();
+        let bytes = axum::body::to_bytes(body, usize::MAX).await.unwrap();
+        (parts.status, parts.headers, bytes.to_vec())
+    }
+
+    fn state(&self) -> AppState {
+        AppState {
+            store: self.store.clone(),
+            queued: Default::default(),
+            tokens: tokens(),
+        }
     }
 
     /// [`App::call`] with extra headers.
@@ -54,11 +91,7 @@ impl App {
             None => request.body(Body::empty()),
         }
         .unwrap();
-        let state = AppState {
-            store: self.store.clone(),
-            queued: Default::default(),
-        };
-        let response = router(state).oneshot(request).await.unwrap();
+        let response = router(self.state()).oneshot(request).await.unwrap();
         let status = response.status();
         let content_type = response
             .headers()

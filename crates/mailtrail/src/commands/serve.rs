@@ -40,6 +40,7 @@ pub async fn run(config: &Config, store: Store) -> anyhow::Result<ExitCode> {
     let state = AppState {
         store,
         queued: outbound.waker(),
+        tokens: outbound.tokens(),
     };
     let http =
         axum::serve(listener, router(state)).with_graceful_shutdown(wait_for(stopped.clone()));

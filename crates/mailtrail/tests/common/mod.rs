@@ -48,3 +48,25 @@ pub fn serve_with_smtp(env: &[(&str, &str)]) -> (Child, String, String) {
     let smtp = next_line("mailtrail smtp on ");
     (child, base, smtp)
 }
+
+/// Creates an account with `mailtrail account create NAME --json`; returns its id and API key.
+pub fn create_account(env: &[(&str, &str)], name: &str) -> (String, String) {
+    let output = mailtrail(env)
+        .args(["account", "create", name, "--json"])
+        .output()
+        .expect("mailtrail account create runs");
+    assert!(
+        output.status.success(),
+        "account create failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let created: serde_json::Value =
+        serde_json::from_slice(&output.stdout).expect("account create prints JSON");
+    let field = |key: &str| {
+        created[key]
+            .as_str()
+            .unwrap_or_else(|| panic!("no {key} in {created}"))
+            .to_owned()
+    };
+    (field("id"), field("api_key"))
+}

@@ -1,0 +1,279 @@
+//! The public tracking endpoints (PRODUCT.md §4), reachable by anyone: `GET /o/{token}.gif`
+//! (open pixel), `GET|HEAD /c/{token}` (click redirect), `GET /u/{token}` (unsubscribe
+//! page) and `POST /u/{token}` (the unsubscribe itself, also RFC 8058 one-click). A forged,
+//! truncated or altered token is a 404 that writes nothing; a click redirects only to the URL
+//! stored for that link of that email.
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use mailtrail_domain::token::Purpose;
+use mailtrail_domain::{Event, EventKind, Reason};
+use mailtrail_store::{Effects, now_ms};
+
+use crate::AppState;
+use crate::error::ApiError;
+
+/// A transparent 1×1 GIF (43 bytes).
+const PIXEL: [u8; 43] = [
+    0x47, 0x49, 0x46, 0x38, 0x39, 0x61, 0x01, 0x00, 0x01, 0x00, 0x80, 0x00, 0x00, 0x00, 0x00, 0x00,
+    0xff, 0xff, 0xff, 0x21, 0xf9, 0x04, 0x01, 0x00, 0x00, 0x00, 0x00, 0x2c, 0x00, 0x00, 0x00, 0x00,
+    0x01, 0x00, 0x01, 0x00, 0x00, 0x02, 0x02, 0x44, 0x01, 0x00, 0x3b,
+];
+
+/// User agents of privacy proxies and link scanners, which fetch images and follow links
+/// without a person (lower-case fragments, and the reason recorded).
+const MACHINES: &[(&str, &str)] = &[
+    ("googleimageproxy", "google-image-proxy"),
+    ("yahoomailproxy", "yahoo-proxy"),
+    ("safelinks", "microsoft-safe-links"),
+    ("safe links", "microsoft-safe-links"),
+    ("bingpreview", "microsoft-safe-links"),
+    ("mimecast", "mimecast"),
+    ("proofpoint", "proofpoint"),
+    ("urldefense", "proofpoint"),
+    ("barracuda", "barracuda"),
+    ("bot", "bot"),
+    ("crawler", "bot"),
+];
+
+/// Why a hit looks like a machine's, if it does.
+fn machine(
+    method: &Method,
+    headers: &HeaderMap,
+    since_delivery: Option<i64>,
+    threshold_secs: i64,
+) -> Option<&'static str> {
+    if method == Method::HEAD {
+        return Some("head-request");
+    }
+    let agent = headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    // Apple Mail Privacy Protection fetches with a bare, detail-free agent.
+    if agent == "mozilla/5.0" {
+        return Some("apple-mail-privacy-protection");
+    }
+    if let Some((_, why)) = MACHINES
+        .iter()
+        .find(|(fragment, _)| agent.contains(fragment))
+    {
+        return Some(why);
+    }
+    match since_delivery {
+        Some(ms) if ms < threshold_secs.saturating_mul(1000) => Some("too-soon-after-delivery"),
+        _ => None,
+    }
+}
+
+/// Records an open or a click, flagged when a machine made it.
+async fn record_hit(
+    state: &AppState,
+    email_id: &str,
+    kind: EventKind,
+    method: &Method,
+    headers: &HeaderMap,
+    note: Option<String>,
+) -> Result<(), ApiError> {
+    let account_id = state
+        .store
+        .email_account(email_id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    let settings = state.store.settings(&account_id).await?;
+    let now = now_ms();
+    let since_delivery = state.store.delivered_at(email_id).await?.map(|at| now - at);
+    let mut event = Event::new(kind, now);
+    event.detail.note = note;
+    if let Some(why) = machine(
+        method,
+        headers,
+        since_delivery,
+        settings.machine_threshold_secs,
+    ) {
+        event = event.by_machine(why);
+    }
+    state
+        .store
+        .append_event(&account_id, email_id, &event)
+        .await?;
+    Ok(())
+}
+
+pub async fn open(
+    State(state): State<AppState>,
+    method: Method,
+    headers: HeaderMap,
+    Path(file): Path<String>,
+) -> Result<Response, ApiError> {
+    let token = file.strip_suffix(".gif").ok_or(ApiError::NotFound)?;
+    let token = state
+        .tokens
+        .verify(token, Purpose::Open)
+        .map_err(|_| ApiError::NotFound)?;
+    record_hit(
+        &state,
+        &token.email_id,
+        EventKind::Opened,
+        &method,
+        &headers,
+        None,
+    )
+    .await?;
+    let mut response = PIXEL.into_response();
+    let h = response.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("image/gif"));
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("no-store, no-cache, must-revalidate, max-age=0"),
+    );
+    h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    h.insert(header::EXPIRES, HeaderValue::from_static("0"));
+    Ok(response)
+}
+
+pub async fn click(
+    State(state): State<AppState>,
+    method: Method,
+    headers: HeaderMap,
+    Path(token): Path<String>,
+) -> Result<Response, ApiError> {
+    let token = state
+        .tokens
+        .verify(&token, Purpose::Click)
+        .map_err(|_| ApiError::NotFound)?;
+    let index = token.link.ok_or(ApiError::NotFound)?;
+    let url = state
+        .store
+        .link(&token.email_id, index)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    let location = HeaderValue::from_str(&url).map_err(|_| ApiError::NotFound)?;
+    record_hit(
+        &state,
+        &token.email_id,
+        EventKind::Clicked,
+        &method,
+        &headers,
+        Some(url),
+    )
+    .await?;
+    let mut response = StatusCode::FOUND.into_response();
+    response.headers_mut().insert(header::LOCATION, location);
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(response)
+}
+
+const PAGE_STYLE: &str = "body{font-family:system-ui,sans-serif;max-width:32rem;margin:4rem auto;padding:0 1rem;color:#1f2933}\
+                          button{font-size:1rem;padding:.6rem 1.2rem;background:#1f4e8c;color:#fff;border:0;border-radius:4px;cursor:pointer}";
+
+fn page(title: &str, body: &str) -> Html<String> {
+    Html(format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\">\
+         <meta name=\"robots\" content=\"noindex\"><title>{title}</title><style>{PAGE_STYLE}</style></head><body>{body}</body></html>"
+    ))
+}
+
+/// The confirmation page: link scanners follow GETs, so the unsubscribe itself is a POST.
+pub async fn unsubscribe_page(
+    State(state): State<AppState>,
+    Path(token): Path<String>,
+) -> Result<Html<String>, ApiError> {
+    state
+        .tokens
+        .verify(&token, Purpose::Unsubscribe)
+        .map_err(|_| ApiError::NotFound)?;
+    Ok(page(
+        "Unsubscribe",
+        &format!(
+            "<h1>Unsubscribe</h1><p>Stop receiving these emails?</p>\
+             <form method=\"post\" action=\"/u/{token}\"><button type=\"submit\">Unsubscribe</button></form>"
+        ),
+    ))
+}
+
+/// Unsubscribes, committed before the answer: stage `unsubscribed`, Permission to Email No,
+/// the address suppressed.
+pub async fn unsubscribe(
+    State(state): State<AppState>,
+    Path(token): Path<String>,
+) -> Result<Html<String>, ApiError> {
+    let token = state
+        .tokens
+        .verify(&token, Purpose::Unsubscribe)
+        .map_err(|_| ApiError::NotFound)?;
+    let account_id = state
+        .store
+        .email_account(&token.email_id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    let event = Event::new(EventKind::Unsubscribed, now_ms()).with_reason(Reason::Unsubscribed);
+    let effects = Effects {
+        suppress: true,
+        ..Effects::default()
+    };
+    state
+        .store
+        .record(&account_id, &token.email_id, &event, effects)
+        .await?;
+    Ok(page(
+        "Unsubscribed",
+        "<h1>You are unsubscribed</h1><p>You will not receive these emails any more.</p>",
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn agent(ua: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::USER_AGENT, HeaderValue::from_str(ua).unwrap());
+        headers
+    }
+
+    #[test]
+    fn machines_are_recognised() {
+        let person = agent(
+            "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 Version/17.0 Safari/605.1.15",
+        );
+        assert_eq!(machine(&Method::GET, &person, Some(60_000), 2), None);
+        assert_eq!(
+            machine(&Method::HEAD, &person, Some(60_000), 2),
+            Some("head-request")
+        );
+        assert_eq!(
+            machine(&Method::GET, &person, Some(500), 2),
+            Some("too-soon-after-delivery")
+        );
+        assert_eq!(
+            machine(&Method::GET, &agent("Mozilla/5.0"), None, 2),
+            Some("apple-mail-privacy-protection")
+        );
+        assert_eq!(
+            machine(
+                &Method::GET,
+                &agent(
+                    "Mozilla/5.0 (Windows NT 5.1; rv:11.0) Gecko Firefox/11.0 (via ggpht.com GoogleImageProxy)"
+                ),
+                None,
+                2
+            ),
+            Some("google-image-proxy")
+        );
+        assert_eq!(
+            machine(&Method::GET, &agent("Mimecast-Link-Scanner/1.0"), None, 2),
+            Some("mimecast")
+        );
+    }
+
+    #[test]
+    fn the_pixel_is_a_43_byte_gif() {
+        assert_eq!(PIXEL.len(), 43);
+        assert_eq!(&PIXEL[..6], b"GIF89a");
+    }
+}

@@ -1,0 +1,156 @@
+//! Tracking over real HTTP: the service sends an HTML email through smtp-sink with tracking
+//! on; the test reads the pixel, a tracked link and the unsubscribe link out of the message as
+//! received, and fetches them as a mail client and a person would.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{mailtrail, serve};
+use mailtrail_testkit::smtp_sink::Sink;
+use serde_json::{Value, json};
+
+/// The first URL in `html` that starts with `prefix`.
+fn url_after(html: &str, prefix: &str) -> String {
+    let start = html
+        .find(prefix)
+        .unwrap_or_else(|| panic!("no {prefix} in {html}"));
+    let end = html[start..].find('"').unwrap();
+    html[start..start + end].to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn opens_clicks_and_unsubscribes_change_the_stage() {
+    let sink = Sink::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let routes = format!("ok.test={}", sink.address());
+    let env = [
+        ("MAILTRAIL_DATA_DIR", data.to_str().unwrap()),
+        ("MAILTRAIL_OUTBOUND_ROUTES", routes.as_str()),
+    ];
+    let created: Value = serde_json::from_slice(
+        &mailtrail(&env)
+            .args(["account", "create", "Shop", "--json"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    let key = created["api_key"].as_str().unwrap();
+    let (mut child, base) = serve(&env);
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+
+    let settings =
+        json!({"open_tracking": true, "click_tracking": true, "tracking_base_url": base});
+    let response = client
+        .patch(format!("{base}/v1/settings"))
+        .bearer_auth(key)
+        .json(&settings)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+
+    let target = "https://shop.example/offer?a=1&b=2";
+    let email = json!({"to": "ana@ok.test", "from": "sales@shop.test", "subject": "Offer",
+                       "html": "<html><body><p>See <a href=\"https://shop.example/offer?a=1&amp;b=2\">the offer</a></p></body></html>",
+                       "text": "See https://shop.example/offer"});
+    let sent: Value = client
+        .post(format!("{base}/v1/emails"))
+        .bearer_auth(key)
+        .json(&email)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = sent["id"].as_str().unwrap().to_owned();
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let raw = loop {
+        if let Some(m) = sink.messages().into_iter().find(|m| m.contains(&id)) {
+            break m;
+        }
+        assert!(Instant::now() < deadline, "never delivered");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let message = mail_parser::MessageParser::default()
+        .parse(raw.as_bytes())
+        .unwrap();
+    let html = message.body_html(0).unwrap().into_owned();
+    assert!(!html.contains(target), "the link is rewritten: {html}");
+    let list_unsubscribe = message.header_raw("List-Unsubscribe").unwrap();
+    assert!(
+        list_unsubscribe.contains(&format!("{base}/u/")),
+        "{list_unsubscribe}"
+    );
+
+    let stage = |client: reqwest::Client, base: String, key: String, id: String| async move {
+        let email: Value = client
+            .get(format!("{base}/v1/emails/{id}"))
+            .bearer_auth(key)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        email["stage"].as_str().unwrap().to_owned()
+    };
+    let person = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/120.0 Safari/537.36";
+    // Wait past the machine threshold after delivery, as a person opening mail later would.
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+
+    let pixel = client
+        .get(url_after(&html, &format!("{base}/o/")))
+        .header("user-agent", person)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(pixel.status(), 200);
+    assert_eq!(pixel.bytes().await.unwrap().len(), 43);
+    assert_eq!(
+        stage(client.clone(), base.clone(), key.into(), id.clone()).await,
+        "opened"
+    );
+
+    let click = client
+        .get(url_after(&html, &format!("{base}/c/")))
+        .header("user-agent", person)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(click.status(), 302);
+    assert_eq!(click.headers()["location"], target);
+    assert_eq!(
+        stage(client.clone(), base.clone(), key.into(), id.clone()).await,
+        "clicked"
+    );
+
+    let unsubscribe = url_after(&html, &format!("{base}/u/"));
+    let page = client.get(&unsubscribe).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert_eq!(
+        stage(client.clone(), base.clone(), key.into(), id.clone()).await,
+        "clicked"
+    );
+    let done = client
+        .post(&unsubscribe)
+        .body("List-Unsubscribe=One-Click")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(done.status(), 200);
+    assert_eq!(
+        stage(client.clone(), base.clone(), key.into(), id.clone()).await,
+        "unsubscribed"
+    );
+
+    child.kill().unwrap();
+    child.wait().unwrap();
+}

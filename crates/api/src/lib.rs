@@ -25,6 +25,7 @@ pub mod track;
 use std::sync::Arc;
 
 use axum::Router;
+use axum::extract::DefaultBodyLimit;
 use axum::routing::{delete, get, post};
 use mailtrail_domain::token::TokenKey;
 use mailtrail_store::Store;
@@ -63,6 +64,8 @@ pub fn router(state: AppState) -> Router {
             get(track::unsubscribe_page).post(track::unsubscribe),
         )
         .fallback(error::not_found)
+        // axum's own 2 MB default would refuse a 100,000-recipient batch; this limit replaces it.
+        .layer(DefaultBodyLimit::disable())
         .layer(RequestBodyLimitLayer::new(BODY_LIMIT))
         .with_state(state)
 }

@@ -332,3 +332,33 @@ async fn only_operators_see_and_lift_suppressions() {
     let (status, _, _) = app.call("DELETE", &uri, Some(&operator.key), None).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn a_hundred_thousand_recipient_batch_fits() {
+    let app = app().await;
+    let (_, key) = app.store.create_account("Acme").await.unwrap();
+    let recipients: Vec<serde_json::Value> = (0..100_000)
+        .map(|i| json!({"to": format!("r{i}@example.com")}))
+        .collect();
+    let batch = json!({"from": "s@shop.test", "subject": "Big", "text": "x".repeat(2000), "recipients": recipients});
+    let (status, body, _) = app
+        .call("POST", "/v1/emails/batch", Some(&key.key), Some(batch))
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    assert_eq!(body["emails"].as_array().unwrap().len(), 100_000);
+    assert_eq!(app.store.queue_depth().await.unwrap(), 100_000);
+
+    let too_many: Vec<serde_json::Value> = (0..100_001)
+        .map(|i| json!({"to": format!("r{i}@example.com")}))
+        .collect();
+    let batch =
+        json!({"from": "s@shop.test", "subject": "Big", "text": "x", "recipients": too_many});
+    let (status, problem, _) = app
+        .call("POST", "/v1/emails/batch", Some(&key.key), Some(batch))
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        problem["detail"].as_str().unwrap().contains("100000"),
+        "{problem}"
+    );
+}

@@ -2,7 +2,7 @@
 //! `message/delivery-status` part, or the same fields quoted in a plain-text bounce (some
 //! servers paste them into the body instead of attaching them).
 
-use mailtrail_domain::Reason;
+use mailtrail_domain::{EnhancedStatus, Reason};
 
 use crate::sections::{Sections, fields};
 use crate::{RecipientResult, reason, smtp, text};
@@ -132,6 +132,7 @@ fn result(fields: Fields, human: &str, transcript: &str) -> RecipientResult {
             .trim()
             .to_string()
     });
+    let diagnostic = diagnostic.map(|d| complete_reply(d, human));
     let context = recipient
         .as_deref()
         .and_then(|r| text::about(human, r))
@@ -140,8 +141,22 @@ fn result(fields: Fields, human: &str, transcript: &str) -> RecipientResult {
     // MTA's summary in `Status` (often `4.4.7` "expired" or `5.0.0`), unless it says less.
     let mut codes = smtp::find(diagnostic.as_deref().unwrap_or_default());
     let summary = fields.status.as_deref().and_then(|s| smtp::find(s).status);
-    if codes.status.is_none_or(|s| s.subject == 0 && s.detail == 0) {
+    let vague = |s: Option<EnhancedStatus>| s.is_none_or(|s| s.subject == 0 && s.detail == 0);
+    if vague(codes.status) {
         codes.status = summary.or(codes.status);
+    }
+    // Without a diagnostic, the notice's own line about the recipient may quote the server
+    // (`a@b: 550 5.7.26 … authentication checks failed`) where `Status` says only `5.0.0`.
+    if diagnostic.as_deref().is_none_or(|d| d.trim().is_empty()) && vague(codes.status) {
+        let quoted = recipient
+            .as_deref()
+            .and_then(|r| text::about(human, r))
+            .map(|about| smtp::find(&about))
+            .unwrap_or_default();
+        if !vague(quoted.status) && quoted.status.is_some_and(|s| s.class != 2) {
+            codes.status = quoted.status;
+            codes.reply_code = codes.reply_code.or(quoted.reply_code);
+        }
     }
     let delivered = match action.as_deref() {
         Some(action) => matches!(action, "delivered" | "deliverable" | "relayed" | "expanded"),
@@ -188,4 +203,35 @@ fn result(fields: Fields, human: &str, transcript: &str) -> RecipientResult {
         feedback_type: None,
         diagnostic: diagnostic.filter(|d| !d.is_empty()),
     }
+}
+
+/// A multi-line reply (`552-5.7.0 …`) that the Diagnostic-Code cut after its first line, with
+/// the rest of its lines from the transcript in the notice (`<<< 552-5.7.0 security issue.`).
+fn complete_reply(diagnostic: String, human: &str) -> String {
+    let Some(code) = diagnostic.split_once('-').map(|(c, _)| c.to_string()) else {
+        return diagnostic;
+    };
+    if code.len() != 3 || !code.bytes().all(|b| b.is_ascii_digit()) {
+        return diagnostic;
+    }
+    let unquote = |line: &str| line.trim().trim_start_matches("<<<").trim().to_string();
+    let lines: Vec<String> = human.lines().map(unquote).collect();
+    let Some(first) = lines.iter().position(|l| *l == diagnostic.trim()) else {
+        return diagnostic;
+    };
+    let mut complete = diagnostic;
+    for line in &lines[first + 1..] {
+        let Some(rest) = line.strip_prefix(code.as_str()) else {
+            break;
+        };
+        if !rest.starts_with(['-', ' ']) {
+            break;
+        }
+        complete.push(' ');
+        complete.push_str(line);
+        if rest.starts_with(' ') {
+            break;
+        }
+    }
+    complete
 }

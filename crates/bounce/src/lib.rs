@@ -80,17 +80,93 @@ pub struct RecipientResult {
 }
 
 /// Reads one raw message. Anything that cannot be read as a report is [`Kind::Unknown`].
+///
+/// A mailbox file (`From ` lines between messages) can hold several reports, for example a
+/// success notice per recipient: their recipients are reported together, in order.
 pub fn classify(raw: &[u8]) -> Report {
+    let mut reports: Vec<(Report, bool)> =
+        mbox_messages(raw).into_iter().map(classify_one).collect();
+    // A forwarded mailbox file wraps the reports in a note of its own: the reports in a
+    // standard format are the ones to read when there are any. Without one, a `From ` line
+    // may as well be part of a quoted message: only the first message is read.
+    if reports.iter().any(|(_, standard)| *standard) {
+        reports.retain(|(_, standard)| *standard);
+    } else {
+        reports.truncate(1);
+    }
+    let mut reports = reports.into_iter().map(|(report, _)| report);
+    let Some(mut report) = reports.next() else {
+        return classify_one(raw).0;
+    };
+    for next in reports {
+        let same_kind = next.kind == report.kind
+            || matches!(
+                (report.kind, next.kind),
+                (Kind::Bounce, Kind::Delivered) | (Kind::Delivered, Kind::Bounce)
+            );
+        if !same_kind {
+            continue;
+        }
+        if next.kind == Kind::Bounce {
+            report.kind = Kind::Bounce;
+        }
+        report.recipients.extend(next.recipients);
+    }
+    report
+}
+
+/// The messages of a mailbox file, split at its `From ` separator lines; the whole input when
+/// there is no separator past its start.
+fn mbox_messages(raw: &[u8]) -> Vec<&[u8]> {
+    let mut starts = vec![0];
+    let mut at = 0;
+    while let Some(found) = raw[at..].windows(6).position(|w| w == b"\nFrom ") {
+        let start = at + found + 1;
+        // A separator carries the time it was written (`From a@b Thu Apr 29 23:34:45 2015`)
+        // and is followed by a header block, not by a line of text.
+        let rest = &raw[start..];
+        let mut lines = rest.split(|&b| b == b'\n');
+        let separator = lines.next().unwrap_or_default();
+        let timed = separator.windows(8).any(|w| {
+            w.iter().enumerate().all(|(i, b)| match i {
+                2 | 5 => *b == b':',
+                _ => b.is_ascii_digit(),
+            })
+        });
+        let next_line = lines.next().unwrap_or_default();
+        let header = next_line
+            .iter()
+            .position(|&b| b == b':')
+            .is_some_and(|colon| {
+                colon > 0 && next_line[..colon].iter().all(|b| b.is_ascii_graphic())
+            });
+        if timed && header {
+            starts.push(start);
+        }
+        at = start;
+    }
+    starts.push(raw.len());
+    starts
+        .windows(2)
+        .map(|w| &raw[w[0]..w[1]])
+        .filter(|m| m.iter().any(|b| !b.is_ascii_whitespace()))
+        .collect()
+}
+
+/// One message's report, and whether it came in a standard format (a DSN, an ARF report or
+/// an SES notification) rather than from reading a notice's text.
+fn classify_one(raw: &[u8]) -> (Report, bool) {
     let Some(sections) = sections::Sections::parse(raw) else {
-        return Report {
+        let report = Report {
             kind: Kind::Unknown,
             recipients: Vec::new(),
             origin: Origin::default(),
         };
+        return (report, false);
     };
     let origin = origin::find(&sections);
     if let Some((kind, recipients, ses_origin)) = sections.human.iter().find_map(|b| ses::read(b)) {
-        return Report {
+        let report = Report {
             kind,
             recipients,
             origin: Origin {
@@ -98,8 +174,10 @@ pub fn classify(raw: &[u8]) -> Report {
                 token: ses_origin.token.or(origin.token),
             },
         };
+        return (report, true);
     }
     let autoreply = autoreply::read(&sections);
+    let mut standard = true;
     let (kind, recipients) = if let Some(recipients) = arf::read(&sections) {
         (Kind::Complaint, recipients)
     } else if let Some(recipients) = dsn::read(&sections) {
@@ -110,18 +188,22 @@ pub fn classify(raw: &[u8]) -> Report {
             Kind::Bounce
         };
         (kind, recipients)
-    } else if let Some(reply) = autoreply.clone().filter(|a| a.certain) {
-        (Kind::AutoReply, vec![reply.result])
-    } else if let Some(recipients) = text::read(&sections) {
-        (Kind::Bounce, recipients)
-    } else if let Some(reply) = autoreply {
-        (Kind::AutoReply, vec![reply.result])
     } else {
-        (Kind::Unknown, Vec::new())
+        standard = false;
+        if let Some(reply) = autoreply.clone().filter(|a| a.certain) {
+            (Kind::AutoReply, vec![reply.result])
+        } else if let Some(recipients) = text::read(&sections) {
+            (Kind::Bounce, recipients)
+        } else if let Some(reply) = autoreply {
+            (Kind::AutoReply, vec![reply.result])
+        } else {
+            (Kind::Unknown, Vec::new())
+        }
     };
-    Report {
+    let report = Report {
         kind,
         recipients,
         origin,
-    }
+    };
+    (report, standard)
 }

@@ -28,6 +28,22 @@ const PHRASES: &[(Reason, &[&str])] = &[
             "disk quota",
         ],
     ),
+    // qmail-remote's own words for what went wrong, which it follows with "this message has
+    // been in the queue too long" once it gives up: the cause is what matters.
+    (
+        Reason::NetworkError,
+        &["wasn't able to establish an smtp connection"],
+    ),
+    (Reason::SystemError, &["unable to contact ldap server"]),
+    (
+        Reason::BadReputation,
+        &[
+            "low reputation",
+            "poor reputation",
+            "bad reputation",
+            "reputation of the sending",
+        ],
+    ),
     (
         Reason::Expired,
         &[
@@ -179,6 +195,7 @@ const PHRASES: &[(Reason, &[&str])] = &[
             "client host blocked",
             "blocked using",
             "blacklisted by",
+            "open relay",
             "ip address blacklisted",
             "spamhaus",
             "service refused",
@@ -264,6 +281,7 @@ const PHRASES: &[(Reason, &[&str])] = &[
             "no mailbox here",
             "address is correct",
             "please check the recipient address",
+            "no valid recipients",
         ],
     ),
     (
@@ -286,10 +304,26 @@ const PHRASES: &[(Reason, &[&str])] = &[
             "system error",
             "internal error",
             "server configuration",
-            "service currently unavailable",
-            "service unavailable",
             "multiple retries",
         ],
+    ),
+];
+
+/// Phrases that tell only the state of a delivery, not its cause: tried when no other phrase
+/// matches.
+const STATE_PHRASES: &[(Reason, &[&str])] = &[
+    (
+        Reason::Expired,
+        &[
+            "still undelivered after",
+            "will keep trying until",
+            "still could not be delivered",
+        ],
+    ),
+    // The words of reply codes 421 and 554 themselves, which any failure can carry.
+    (
+        Reason::SystemError,
+        &["service currently unavailable", "service unavailable"],
     ),
 ];
 
@@ -324,6 +358,7 @@ const DEFINITELY_NO_SUCH_ADDRESS: &[&str] = &[
     "account that you tried to reach does not exist",
     "address not found",
     "address couldn't be found",
+    "no valid recipients",
 ];
 
 /// The reason for one recipient's report, from its codes, its texts (most specific first: the
@@ -351,9 +386,22 @@ pub(crate) fn decide(codes: Codes, texts: &[&str], transcript: &str) -> Reason {
     let from_text = plain
         .iter()
         .zip(&lower)
-        .find_map(|(plain, lower)| from_phrases(lower).or_else(|| reason_from_text(plain)));
+        .find_map(|(plain, lower)| text_reason(plain, lower));
+    // A "recipient rejected" about the message's content (`5.6.0`) is not about the address.
+    let from_text = match (from_text, codes.status) {
+        (Some(Reason::UserUnknown), Some(status)) if status.subject == 6 => {
+            reason_from_status(status).or(from_text)
+        }
+        _ => from_text,
+    };
     let reason = match (codes.status.and_then(from_status), from_text) {
         (Some(Reason::UserUnknown), Some(text)) if OVER_USER_UNKNOWN.contains(&text) => text,
+        // A queue that gave up (`4.4.1`, `4.4.7`) says nothing of why it kept failing; the
+        // text that does is the reason.
+        (Some(Reason::Expired), Some(text)) => text,
+        // `X.4.4` ("unable to route") is given for a domain that does not exist and for a
+        // name server that did not answer alike: the text tells which.
+        (Some(Reason::HostUnknown), Some(text)) if routing_status(codes) => text,
         (Some(status), _) => status,
         (None, Some(text)) => text,
         (None, None) => codes
@@ -364,8 +412,9 @@ pub(crate) fn decide(codes: Codes, texts: &[&str], transcript: &str) -> Reason {
     };
     // Refused before the sender was even named: the server refuses this client, not this
     // message or address.
+    // A queue that gave up on such a server was refused all along.
     let before_mail = matches!(smtp::command(transcript), Some("CONN" | "HELO" | "EHLO"));
-    if before_mail && VAGUE_REFUSALS.contains(&reason) {
+    if before_mail && (VAGUE_REFUSALS.contains(&reason) || reason == Reason::Expired) {
         return Reason::Blocked;
     }
     let address_status = codes
@@ -385,6 +434,12 @@ pub(crate) fn decide(codes: Codes, texts: &[&str], transcript: &str) -> Reason {
     }
 }
 
+fn routing_status(codes: Codes) -> bool {
+    codes
+        .status
+        .is_some_and(|s| s.subject == 4 && s.detail == 4)
+}
+
 /// A reply code or enhanced status code, alone or joined (`550`, `5.1.1`, `550-5.1.1`).
 fn is_code(word: &str) -> bool {
     word.split('-').all(|part| {
@@ -394,8 +449,19 @@ fn is_code(word: &str) -> bool {
     })
 }
 
+/// The reason a text shows: this crate's bounce phrases, then the domain's reply phrases.
+fn text_reason(plain: &str, lower: &str) -> Option<Reason> {
+    from_phrases(lower)
+        .or_else(|| reason_from_text(plain))
+        .or_else(|| find_phrase(STATE_PHRASES, lower))
+}
+
 fn from_phrases(lower: &str) -> Option<Reason> {
-    PHRASES
+    find_phrase(PHRASES, lower)
+}
+
+fn find_phrase(table: &[(Reason, &[&str])], lower: &str) -> Option<Reason> {
+    table
         .iter()
         .find(|(_, phrases)| phrases.iter().any(|p| lower.contains(p)))
         .map(|(reason, _)| *reason)

@@ -41,6 +41,18 @@ impl Sections {
             returned_headers: Vec::new(),
         };
         sections.collect(&message);
+        // A multipart whose boundary never appears leaves no parts: its body is the notice.
+        if sections.human.is_empty() && sections.delivery_status.is_empty() {
+            let raw = message.raw_message();
+            let start = message
+                .parts
+                .first()
+                .map_or(raw.len(), |p| (p.offset_body as usize).min(raw.len()));
+            let body = String::from_utf8_lossy(&raw[start..]);
+            if !body.trim().is_empty() {
+                sections.human.push(body.into_owned());
+            }
+        }
         Some(sections)
     }
 
@@ -68,6 +80,11 @@ impl Sections {
             let text = || String::from_utf8_lossy(part.contents()).into_owned();
             match (ctype.as_str(), subtype.as_str(), &part.body) {
                 (_, _, PartType::Multipart(_)) => {}
+                // A relay that forwards a report it received wraps it whole: that report is
+                // the one to read, not a returned message.
+                (_, _, PartType::Message(inner)) if is_delivery_report(inner) => {
+                    self.collect(inner);
+                }
                 (_, _, PartType::Message(inner)) => {
                     self.returned_headers.push(raw_headers(inner));
                 }
@@ -96,6 +113,17 @@ impl Sections {
             self.human = html_parts;
         }
     }
+}
+
+/// A message that is itself a delivery report (`multipart/report; report-type=delivery-status`).
+fn is_delivery_report(message: &Message<'_>) -> bool {
+    message.content_type().is_some_and(|ct| {
+        ct.subtype()
+            .is_some_and(|s| s.eq_ignore_ascii_case("report"))
+            && ct
+                .attribute("report-type")
+                .is_some_and(|t| t.to_ascii_lowercase().contains("delivery-status"))
+    })
 }
 
 /// The header block of a nested message, as text, so every returned message reads the same

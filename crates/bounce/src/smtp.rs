@@ -16,17 +16,31 @@ pub(crate) struct Codes {
 pub(crate) fn find(text: &str) -> Codes {
     let mut codes = Codes::default();
     let mut positive_status = None;
+    // The status that follows a failure reply code (`550 5.7.1`, `550-'5.7.1`) is the remote
+    // server's own, which outweighs a relay's summary written before it.
+    let mut paired = None;
+    let mut previous_reply = false;
     for token in tokens(text) {
         if let Ok(status) = token.parse::<EnhancedStatus>() {
+            if previous_reply && status.class != 2 {
+                paired.get_or_insert(status);
+            }
+            previous_reply = false;
             if status.class == 2 {
                 positive_status.get_or_insert(status);
             } else {
                 codes.status.get_or_insert(status);
             }
-        } else if codes.reply_code.is_none() && is_reply_code(token) {
-            codes.reply_code = token.parse().ok();
+        } else if is_reply_code(token) {
+            previous_reply = true;
+            if codes.reply_code.is_none() {
+                codes.reply_code = token.parse().ok();
+            }
+        } else {
+            previous_reply = false;
         }
     }
+    codes.status = paired.or(codes.status);
     if codes.status.is_none() {
         codes.status = positive_status;
     }
@@ -68,7 +82,12 @@ const COMMANDS: &[(&str, &str)] = &[
 /// `in reply to RCPT TO command`, `after end of data`, a `>>> DATA` transcript line, `RCPT
 /// TO:<…>`. The last one mentioned wins, as transcripts end with the failing command.
 pub(crate) fn command(text: &str) -> Option<&'static str> {
-    let lower = text.to_lowercase();
+    // Reports wrap long lines anywhere: "(in reply to\n    RCPT TO command)".
+    let lower = text
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .to_lowercase();
     let mut found: Option<(usize, &'static str)> = None;
     for cue in [
         "in reply to end of ",
@@ -87,6 +106,21 @@ pub(crate) fn command(text: &str) -> Option<&'static str> {
             if found.is_none_or(|(last, _)| at > last) {
                 found = Some((at, name));
             }
+        }
+    }
+    // qmail-remote's words: "Connected to 192.0.2.1 but my name was rejected."
+    for (cue, name) in [
+        ("but greeting failed", "CONN"),
+        ("but my name was rejected", "HELO"),
+        ("but sender was rejected", "MAIL"),
+        // Yahoo's bounces end the reply with the command in brackets.
+        ("[rcpt_to]", "RCPT"),
+        ("[mail_from]", "MAIL"),
+    ] {
+        if let Some(at) = lower.rfind(cue)
+            && found.is_none_or(|(last, _)| at > last)
+        {
+            found = Some((at, name));
         }
     }
     // Postfix's words for a refusal at RCPT time, quoted by many relays without the command.
@@ -127,6 +161,14 @@ mod tests {
                 Some("DATA"),
             ),
             ("550 5.1.1 User unknown", None),
+            (
+                "said: 550 5.1.1 unknown (in reply to\n    RCPT TO command)",
+                Some("RCPT"),
+            ),
+            (
+                "Connected to 192.0.2.1 but my name was rejected.",
+                Some("HELO"),
+            ),
         ];
         for (text, expected) in cases {
             assert_eq!(command(text), expected, "{text}");
@@ -165,6 +207,11 @@ mod tests {
                 "<<< 250 2.0.0 ok then 550 Host unknown",
                 Some(550),
                 Some("2.0.0"),
+            ),
+            (
+                "5.1.0 - Unknown address error 550-'5.7.1 <a@b.example>... Access denied'",
+                Some(550),
+                Some("5.7.1"),
             ),
             ("version 1.2.3 released in 2024", None, None),
         ];

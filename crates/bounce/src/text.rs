@@ -125,7 +125,23 @@ pub(crate) fn about(notice: &str, recipient: &str) -> Option<String> {
             i += 1;
             continue;
         }
-        let mut segment = vec![lines[i]];
+        // Sendmail sums a failure up on one line (`554 <a@b>... Remote protocol error`)
+        // after the transcript of the exchange that caused it: the quoted replies just
+        // above it are about it too.
+        let mut segment = Vec::new();
+        if opens_with_reply(lines[i]) {
+            let mut k = i;
+            while k > 0 && is_quoted_reply(lines[k - 1]) {
+                k -= 1;
+            }
+            let names_other = lines[k..i].iter().any(|l| {
+                l.to_ascii_lowercase().contains("rcpt to") && !contains_address(l, recipient)
+            });
+            if !names_other {
+                segment.extend_from_slice(&lines[k..i]);
+            }
+        }
+        segment.push(lines[i]);
         let mut j = i + 1;
         while j < lines.len() && j < i + 15 {
             let line = lines[j];

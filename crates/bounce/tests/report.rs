@@ -199,3 +199,137 @@ fn a_delivery_notice_is_delivered() {
             .all(|r| r.reason == Reason::Delivered && !r.hard_bounce)
     );
 }
+
+/// A mailbox file holding two success notices reports both recipients, in order.
+#[test]
+fn every_report_of_a_mailbox_file_is_read() {
+    let first = DSN
+        .replace("Action: failed", "Action: delivered")
+        .replace("Action: delayed", "Action: delivered");
+    let second = first
+        .replace("lead@example.org", "third@example.org")
+        .replace("other@example.org", "fourth@example.org");
+    let raw = format!(
+        "{first}\nFrom MAILER-DAEMON  Thu Apr 29 23:34:45 2015\n{}",
+        second.replace("\r\n", "\n")
+    );
+    let report = classify(raw.as_bytes());
+    assert_eq!(report.kind, Kind::Delivered);
+    let recipients: Vec<_> = report
+        .recipients
+        .iter()
+        .map(|r| r.recipient.as_deref().unwrap_or_default())
+        .collect();
+    assert_eq!(
+        recipients,
+        [
+            "lead@example.org",
+            "other@example.org",
+            "third@example.org",
+            "fourth@example.org"
+        ]
+    );
+}
+
+/// A relay that returns the report it received inside its own notice: the inner report's
+/// fields are the ones read.
+#[test]
+fn a_forwarded_report_is_read_inside_its_wrapper() {
+    let raw = format!(
+        "From: postmaster@relay.example\r
+To: sales@mailtrail.example\r
+Subject: Returned mail: User unknown\r
+MIME-Version: 1.0\r
+Content-Type: multipart/mixed; boundary=\"outer\"\r
+\r
+--outer\r
+Content-Type: text/plain\r
+\r
+The following addresses had permanent delivery errors.\r
+\r
+--outer\r
+Content-Type: message/rfc822\r
+\r
+{DSN}\r
+--outer--\r
+"
+    );
+    let report = classify(raw.as_bytes());
+    assert_eq!(report.kind, Kind::Bounce);
+    assert_eq!(report.recipients.len(), 2);
+    assert_eq!(report.recipients[0].reason, Reason::UserUnknown);
+    assert!(report.recipients[0].hard_bounce);
+    assert_eq!(report.recipients[1].reason, Reason::MailboxFull);
+}
+
+/// Sendmail cuts a multi-line reply to its first line in `Diagnostic-Code`; the rest of it is in
+/// the transcript, and it is what says why.
+#[test]
+fn a_reply_cut_in_the_diagnostic_is_completed_from_the_transcript() {
+    let raw = "From: MAILER-DAEMON@mx.example.net\r
+To: sales@mailtrail.example\r
+Subject: Returned mail: see transcript for details\r
+MIME-Version: 1.0\r
+Content-Type: multipart/report; report-type=delivery-status; boundary=\"b1\"\r
+\r
+--b1\r
+Content-Type: text/plain\r
+\r
+   ----- Transcript of session follows -----\r
+... while talking to mx.example.org.:\r
+>>> DATA\r
+<<< 552-5.7.0 This message was blocked because its content presents a potential\r
+<<< 552-5.7.0 security issue. Please visit\r
+<<< 552 5.7.0 the guidelines.\r
+\r
+--b1\r
+Content-Type: message/delivery-status\r
+\r
+Reporting-MTA: dns; mx.example.net\r
+\r
+Final-Recipient: RFC822; lead@example.org\r
+Action: failed\r
+Status: 5.7.0\r
+Diagnostic-Code: SMTP; 552-5.7.0 This message was blocked because its content presents a potential\r
+\r
+Final-Recipient: RFC822; other@example.org\r
+Action: failed\r
+Status: 5.7.0\r
+Diagnostic-Code: SMTP; 552-5.7.0 This message was blocked because its content presents a potential\r
+\r
+--b1--\r
+";
+    let report = classify(raw.as_bytes());
+    assert_eq!(report.recipients.len(), 2);
+    for recipient in &report.recipients {
+        assert_eq!(recipient.reason, Reason::PolicyViolation);
+        assert!(
+            recipient
+                .diagnostic
+                .as_deref()
+                .is_some_and(|d| d.contains("security issue"))
+        );
+    }
+}
+
+/// A qmail notice names the cause before saying it gave up: the cause is the reason.
+#[test]
+fn the_cause_outweighs_the_queue_giving_up() {
+    let raw = "From: MAILER-DAEMON@mx.example.net\r
+To: sales@mailtrail.example\r
+Subject: failure notice\r
+\r
+Hi. This is the qmail-send program at mx.example.net.\r
+I'm afraid I wasn't able to deliver your message to the following addresses.\r
+This is a permanent error; I've given up. Sorry it didn't work out.\r
+\r
+<lead@example.org>:\r
+Connected to 192.0.2.1 but my name was rejected.\r
+Remote host said: 501 5.0.0 Invalid domain name\r
+I'm not going to try again; this message has been in the queue too long.\r
+";
+    let report = classify(raw.as_bytes());
+    assert_eq!(report.recipients.len(), 1);
+    assert_eq!(report.recipients[0].reason, Reason::Blocked);
+    assert!(!report.recipients[0].hard_bounce);
+}

@@ -8,11 +8,11 @@ use std::collections::BTreeMap;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use mailtrail_outbound::submit::{self, Accepted, Recipient, Request, SubmitError};
 use mailtrail_store::{EmailRecord, Idempotent, StoreError, StoredEvent};
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::auth::Scoped;
@@ -75,34 +75,70 @@ enum Shape {
 }
 
 impl Shape {
-    fn respond(self, accepted: &Accepted) -> Value {
-        match self {
-            Shape::Single => single_response(accepted),
-            Shape::Batch => batch_response(accepted),
+    /// The answer as JSON text, serialised straight from the result: a 100,000-email answer
+    /// built as a `serde_json::Value` first would cost tens of megabytes.
+    fn respond(self, accepted: &Accepted) -> String {
+        fn queued(q: &submit::Queued) -> QueuedView<'_> {
+            QueuedView {
+                index: q.index,
+                id: &q.id,
+                dropped: q.dropped.map(|r| r.as_str()),
+            }
         }
+        let text = match self {
+            Shape::Single => serde_json::to_string(&SingleAnswer {
+                id: &accepted.queued[0].id,
+                dropped: accepted.queued[0].dropped.map(|r| r.as_str()),
+            }),
+            Shape::Batch => serde_json::to_string(&BatchAnswer {
+                emails: accepted.queued.iter().map(queued).collect(),
+                refused: accepted
+                    .refused
+                    .iter()
+                    .map(|r| RefusedView {
+                        index: r.index,
+                        message: &r.message,
+                    })
+                    .collect(),
+            }),
+        };
+        text.expect("answers always serialise")
     }
 }
 
-fn batch_response(accepted: &Accepted) -> Value {
-    json!({
-        "emails": accepted.queued.iter().map(|q| json!({
-            "index": q.index,
-            "id": q.id,
-            "dropped": q.dropped.map(|r| r.as_str()),
-        })).collect::<Vec<_>>(),
-        "refused": accepted.refused.iter().map(|r| json!({
-            "index": r.index,
-            "message": r.message,
-        })).collect::<Vec<_>>(),
-    })
+#[derive(Serialize)]
+struct SingleAnswer<'a> {
+    id: &'a str,
+    dropped: Option<&'static str>,
 }
 
-fn single_response(accepted: &Accepted) -> Value {
-    let queued = &accepted.queued[0];
-    json!({
-        "id": queued.id,
-        "dropped": queued.dropped.map(|r| r.as_str()),
-    })
+#[derive(Serialize)]
+struct QueuedView<'a> {
+    index: usize,
+    id: &'a str,
+    dropped: Option<&'static str>,
+}
+
+#[derive(Serialize)]
+struct RefusedView<'a> {
+    index: usize,
+    message: &'a str,
+}
+
+#[derive(Serialize)]
+struct BatchAnswer<'a> {
+    emails: Vec<QueuedView<'a>>,
+    refused: Vec<RefusedView<'a>>,
+}
+
+/// A 202 with a JSON body already serialised.
+fn accepted_json(body: String) -> Response {
+    (
+        StatusCode::ACCEPTED,
+        [(header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response()
 }
 
 /// Runs a submission with its idempotency key, if the request has one.
@@ -113,7 +149,7 @@ async fn submit_once(
     body: &[u8],
     request: Request,
     shape: Shape,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<Response, ApiError> {
     let idempotent = match headers.get("idempotency-key") {
         None => None,
         Some(key) => {
@@ -135,12 +171,18 @@ async fn submit_once(
     {
         return Ok(stored);
     }
+    // The answer stored for the idempotency key is also the one sent: serialised once.
+    let mut answer = None;
     let result = submit::submit(
         &state.store,
         account_id,
         request,
         idempotent.as_ref(),
-        |accepted| shape.respond(accepted).to_string(),
+        |accepted| {
+            let text = shape.respond(accepted);
+            answer = Some(text.clone());
+            text
+        },
     )
     .await;
     let accepted = match result {
@@ -165,7 +207,9 @@ async fn submit_once(
         return Err(ApiError::invalid("recipient", refusal.message.clone()));
     }
     state.queued.notify_one();
-    Ok((StatusCode::ACCEPTED, Json(shape.respond(&accepted))))
+    Ok(accepted_json(
+        answer.unwrap_or_else(|| shape.respond(&accepted)),
+    ))
 }
 
 /// The stored answer to an earlier request with the same key, if there was one.
@@ -173,7 +217,7 @@ async fn replay(
     state: &AppState,
     account_id: &str,
     idempotent: &Idempotent,
-) -> Result<Option<(StatusCode, Json<Value>)>, ApiError> {
+) -> Result<Option<Response>, ApiError> {
     let Some((hash, response)) = state
         .store
         .idempotent_response(account_id, &idempotent.key)
@@ -187,9 +231,7 @@ async fn replay(
             "this key was already used with a different request",
         ));
     }
-    let stored: Value =
-        serde_json::from_str(&response).map_err(|e| ApiError::Internal(e.to_string()))?;
-    Ok(Some((StatusCode::ACCEPTED, Json(stored))))
+    Ok(Some(accepted_json(response)))
 }
 
 pub async fn send(
@@ -197,7 +239,7 @@ pub async fn send(
     scope: Scoped,
     headers: HeaderMap,
     body: Bytes,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<Response, ApiError> {
     let email: SendEmail = parse_json(&body)?;
     let request = Request {
         send_at_ms: send_at_ms(email.send_at.as_deref())?,
@@ -228,7 +270,7 @@ pub async fn send_batch(
     scope: Scoped,
     headers: HeaderMap,
     body: Bytes,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<Response, ApiError> {
     let batch: SendBatch = parse_json(&body)?;
     let request = Request {
         send_at_ms: send_at_ms(batch.send_at.as_deref())?,

@@ -38,7 +38,13 @@ pub fn build(
     let token = tokens
         .sign(Purpose::Message, &email.id, None)
         .expect("email ids are UUIDs");
-    let lookup = |name: &str| email.fields.get(name).cloned();
+    let lookup = |name: &str| {
+        email
+            .fields
+            .get(name)
+            .cloned()
+            .or_else(|| (name == "email").then(|| email.to.clone()))
+    };
     let content = &email.content;
     let mut message = MessageBuilder::new()
         .from(content.from.as_str())

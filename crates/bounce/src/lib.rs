@@ -84,6 +84,16 @@ pub struct RecipientResult {
 /// A mailbox file (`From ` lines between messages) can hold several reports, for example a
 /// success notice per recipient: their recipients are reported together, in order.
 pub fn classify(raw: &[u8]) -> Report {
+    // mail-parser asserts on some malformed multipart nesting in debug builds (found by the
+    // fuzzer); whatever a dependency does, a hostile message must not take the caller down.
+    std::panic::catch_unwind(|| read_all(raw)).unwrap_or_else(|_| Report {
+        kind: Kind::Unknown,
+        recipients: Vec::new(),
+        origin: Origin::default(),
+    })
+}
+
+fn read_all(raw: &[u8]) -> Report {
     let mut reports: Vec<(Report, bool)> =
         mbox_messages(raw).into_iter().map(classify_one).collect();
     // A forwarded mailbox file wraps the reports in a note of its own: the reports in a

@@ -84,3 +84,14 @@ fn garbage_is_read_as_unknown_or_whatever_it_resembles_without_panicking() {
     let report = mailtrail_bounce::classify(b"");
     assert_eq!(report.kind, mailtrail_bounce::Kind::Unknown);
 }
+
+/// Inputs the fuzzer (`fuzz/`, target `bounce_classify`) once crashed on: replayed forever.
+#[test]
+fn inputs_that_once_crashed_the_fuzzer_are_read_without_panicking() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fuzz-crashes");
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let report = mailtrail_bounce::classify(&std::fs::read(&path).unwrap());
+        assert!(report.recipients.len() < 1000, "{}", path.display());
+    }
+}

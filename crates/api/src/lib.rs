@@ -28,7 +28,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{delete, get, post};
 use mailtrail_domain::token::TokenKey;
-use mailtrail_store::Store;
+use mailtrail_store::{Recorder, Store};
 use tokio::sync::Notify;
 use tower_http::limit::RequestBodyLimitLayer;
 
@@ -40,6 +40,8 @@ pub struct AppState {
     pub queued: Arc<Notify>,
     /// Verifies the tokens of tracking and unsubscribe links.
     pub tokens: TokenKey,
+    /// Writes opens and clicks in batches (group commit).
+    pub hits: Recorder,
 }
 
 /// Bodies larger than this are refused with 413 before they are read. Sized for the

@@ -9,7 +9,7 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use mailtrail_domain::token::Purpose;
 use mailtrail_domain::{Event, EventKind, Reason};
-use mailtrail_store::{Effects, now_ms};
+use mailtrail_store::{Effects, Record, now_ms};
 
 use crate::AppState;
 use crate::error::ApiError;
@@ -77,28 +77,31 @@ async fn record_hit(
     headers: &HeaderMap,
     note: Option<String>,
 ) -> Result<(), ApiError> {
-    let account_id = state
+    let context = state
         .store
-        .email_account(email_id)
+        .hit_context(email_id)
         .await?
         .ok_or(ApiError::NotFound)?;
-    let settings = state.store.settings(&account_id).await?;
     let now = now_ms();
-    let since_delivery = state.store.delivered_at(email_id).await?.map(|at| now - at);
+    let since_delivery = context.delivered_at_ms.map(|at| now - at);
     let mut event = Event::new(kind, now);
     event.detail.note = note;
     if let Some(why) = machine(
         method,
         headers,
         since_delivery,
-        settings.machine_threshold_secs,
+        context.machine_threshold_secs,
     ) {
         event = event.by_machine(why);
     }
-    state
-        .store
-        .append_event(&account_id, email_id, &event)
-        .await?;
+    // Batched with other hits: a burst of opens is one transaction, not one per hit.
+    let record = Record {
+        account_id: context.account_id,
+        email_id: email_id.to_owned(),
+        event,
+        effects: Effects::default(),
+    };
+    state.hits.record(record, false).await;
     Ok(())
 }
 

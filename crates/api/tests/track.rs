@@ -58,6 +58,7 @@ async fn delivered_email(app: &App, to: &str) -> (String, String) {
 }
 
 async fn stage(app: &App, account: &str, id: &str) -> (Stage, usize) {
+    app.flush().await;
     let email = app.store.email(account, id).await.unwrap();
     (
         email.stage,

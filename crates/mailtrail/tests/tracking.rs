@@ -38,7 +38,8 @@ async fn opens_clicks_and_unsubscribes_change_the_stage() {
     )
     .unwrap();
     let key = created["api_key"].as_str().unwrap();
-    let (mut child, base) = serve(&env);
+    let (child, base) = serve(&env);
+    let _service = KillOnDrop(child);
     let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
@@ -90,17 +91,30 @@ async fn opens_clicks_and_unsubscribes_change_the_stage() {
         "{list_unsubscribe}"
     );
 
-    let stage = |client: reqwest::Client, base: String, key: String, id: String| async move {
-        let email: Value = client
-            .get(format!("{base}/v1/emails/{id}"))
-            .bearer_auth(key)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        email["stage"].as_str().unwrap().to_owned()
+    // Opens and clicks are written in batches: poll (briefly) until the stage shows them.
+    let stage = |client: reqwest::Client,
+                 base: String,
+                 key: String,
+                 id: String,
+                 expected: &'static str| async move {
+        let mut last = String::new();
+        for _ in 0..50 {
+            let email: Value = client
+                .get(format!("{base}/v1/emails/{id}"))
+                .bearer_auth(&key)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            last = email["stage"].as_str().unwrap().to_owned();
+            if last == expected {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        last
     };
     let person = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/120.0 Safari/537.36";
     // Wait past the machine threshold after delivery, as a person opening mail later would.
@@ -115,7 +129,14 @@ async fn opens_clicks_and_unsubscribes_change_the_stage() {
     assert_eq!(pixel.status(), 200);
     assert_eq!(pixel.bytes().await.unwrap().len(), 43);
     assert_eq!(
-        stage(client.clone(), base.clone(), key.into(), id.clone()).await,
+        stage(
+            client.clone(),
+            base.clone(),
+            key.into(),
+            id.clone(),
+            "opened"
+        )
+        .await,
         "opened"
     );
 
@@ -128,7 +149,14 @@ async fn opens_clicks_and_unsubscribes_change_the_stage() {
     assert_eq!(click.status(), 302);
     assert_eq!(click.headers()["location"], target);
     assert_eq!(
-        stage(client.clone(), base.clone(), key.into(), id.clone()).await,
+        stage(
+            client.clone(),
+            base.clone(),
+            key.into(),
+            id.clone(),
+            "clicked"
+        )
+        .await,
         "clicked"
     );
 
@@ -136,7 +164,14 @@ async fn opens_clicks_and_unsubscribes_change_the_stage() {
     let page = client.get(&unsubscribe).send().await.unwrap();
     assert_eq!(page.status(), 200);
     assert_eq!(
-        stage(client.clone(), base.clone(), key.into(), id.clone()).await,
+        stage(
+            client.clone(),
+            base.clone(),
+            key.into(),
+            id.clone(),
+            "clicked"
+        )
+        .await,
         "clicked"
     );
     let done = client
@@ -147,10 +182,24 @@ async fn opens_clicks_and_unsubscribes_change_the_stage() {
         .unwrap();
     assert_eq!(done.status(), 200);
     assert_eq!(
-        stage(client.clone(), base.clone(), key.into(), id.clone()).await,
+        stage(
+            client.clone(),
+            base.clone(),
+            key.into(),
+            id.clone(),
+            "unsubscribed"
+        )
+        .await,
         "unsubscribed"
     );
+}
 
-    child.kill().unwrap();
-    child.wait().unwrap();
+/// Stops the service however the test ends, so a failing assertion leaves no process behind.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }

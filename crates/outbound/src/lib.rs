@@ -10,14 +10,12 @@
 //! - [`resolve`]: where an email for a domain goes: a route, the relay, or MX hosts;
 //! - [`session`]: one SMTP session delivering several emails to one destination;
 //! - [`outcome`]: what a reply (or a failure to get one) does to an email;
-//! - [`recorder`]: group commit of outcomes;
 //! - [`worker`]: claims due emails, runs sessions, records outcomes in batches.
 
 pub mod config;
 pub mod dkim;
 pub mod message;
 pub mod outcome;
-pub mod recorder;
 pub mod resolve;
 pub mod session;
 pub mod submit;

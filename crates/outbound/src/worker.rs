@@ -8,14 +8,13 @@ use std::sync::{Arc, Mutex};
 
 use mailtrail_domain::RetryPolicy;
 use mailtrail_domain::token::TokenKey;
-use mailtrail_store::{Claimed, Record, Store, now_ms};
+use mailtrail_store::{Claimed, Record, Recorder, Store, now_ms};
 use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinSet;
 
 use crate::OutboundConfig;
 use crate::dkim::Signers;
 use crate::outcome::{Outcome, decide};
-use crate::recorder::Recorder;
 use crate::resolve::{ResolveError, Resolver};
 use crate::session::{self, Context, Ending, Pace, Report};
 use crate::tracking::Tracking;

@@ -73,6 +73,8 @@ CREATE TABLE emails (
     lease_until_ms BIGINT,
     soft_5xx_attempts BIGINT NOT NULL DEFAULT 0,
     first_soft_5xx_at_ms BIGINT,
+    -- The first delivery evidence: tracking hits this soon after it count as a machine's.
+    delivered_at_ms BIGINT,
     created_at_ms BIGINT NOT NULL,
     updated_at_ms BIGINT NOT NULL
 );

@@ -3,7 +3,7 @@
 //! every event insert, with the email's row locked, so they can never disagree.
 
 use mailtrail_domain::stage::{Derived, derive};
-use mailtrail_domain::{Event, Reason, Stage};
+use mailtrail_domain::{Event, EventKind, Reason, Stage};
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
@@ -237,7 +237,9 @@ impl Store {
                     first_soft_5xx_at_ms = CASE WHEN $8 = 1 AND first_soft_5xx_at_ms IS NULL
                                                 THEN $4 ELSE first_soft_5xx_at_ms END,
                     next_attempt_at_ms = CASE WHEN $9 = 1 THEN $6 ELSE next_attempt_at_ms END,
-                    lease_until_ms = CASE WHEN $9 = 1 THEN NULL ELSE lease_until_ms END
+                    lease_until_ms = CASE WHEN $9 = 1 THEN NULL ELSE lease_until_ms END,
+                    delivered_at_ms = CASE WHEN delivered_at_ms IS NULL AND $10 = 1 THEN $11
+                                           ELSE delivered_at_ms END
              WHERE id = $5",
         )
         .bind(derived.stage.as_str())
@@ -249,6 +251,11 @@ impl Store {
         .bind(i64::from(effects.attempted))
         .bind(i64::from(soft_5xx))
         .bind(i64::from(changes_queue))
+        .bind(i64::from(matches!(
+            event.kind,
+            EventKind::Delivered | EventKind::Relayed
+        )))
+        .bind(event.at_ms)
         .execute(&mut **tx)
         .await?;
         if effects.suppress {

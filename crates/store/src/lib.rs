@@ -7,6 +7,7 @@
 //! - [`emails`]: emails and their append-only events, with the derived stage kept in step;
 //! - [`inbound`]: raw received mail and its processing state;
 //! - [`queue`]: submissions, and the outbound queue workers claim from;
+//! - [`recorder`]: group commit of events (delivery outcomes, opens, clicks);
 //! - [`suppressions`]: blocked addresses and their audit trail;
 //! - [`secrets`]: installation-wide secrets such as the token signing key;
 //! - [`settings`]: account settings, and the links tracked clicks redirect to.
@@ -22,6 +23,7 @@ pub mod emails;
 pub mod inbound;
 pub mod leads;
 pub mod queue;
+pub mod recorder;
 pub mod secrets;
 pub mod settings;
 pub mod suppressions;
@@ -37,7 +39,8 @@ pub use emails::{Effects, EmailRecord, Mismatch, QueueChange, Record, StoredEven
 pub use inbound::{InboundRecord, Pending, Processed};
 pub use leads::{ImportSummary, Lead, LeadPatch, NewLead};
 pub use queue::{Claimed, Content, Idempotent, LeadBrief, QueueEntry, Submission};
-pub use settings::Settings;
+pub use recorder::Recorder;
+pub use settings::{HitContext, Settings};
 pub use suppressions::{Block, Suppression, SuppressionLogEntry};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");

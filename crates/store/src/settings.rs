@@ -102,14 +102,34 @@ impl Store {
             .transpose()
     }
 
-    /// When the email was first delivered, if it was.
-    pub async fn delivered_at(&self, email_id: &str) -> Result<Option<i64>> {
-        let at: Option<i64> = sqlx::query_scalar(
-            "SELECT MIN(at_ms) FROM events WHERE email_id = $1 AND kind IN ('delivered', 'relayed')",
+    /// What a tracking hit needs to know about its email, in one round trip: its account,
+    /// when it was first delivered, and the account's machine-hit threshold.
+    pub async fn hit_context(&self, email_id: &str) -> Result<Option<HitContext>> {
+        let row = sqlx::query(
+            "SELECT e.account_id, e.delivered_at_ms, s.machine_threshold_secs
+             FROM emails e LEFT JOIN account_settings s ON s.account_id = e.account_id
+             WHERE e.id = $1",
         )
         .bind(email_id)
-        .fetch_one(&self.reader)
+        .fetch_optional(&self.reader)
         .await?;
-        Ok(at)
+        row.map(|row| {
+            Ok(HitContext {
+                account_id: row.try_get("account_id")?,
+                delivered_at_ms: row.try_get("delivered_at_ms")?,
+                machine_threshold_secs: row
+                    .try_get::<Option<i64>, _>("machine_threshold_secs")?
+                    .unwrap_or(Settings::default().machine_threshold_secs),
+            })
+        })
+        .transpose()
     }
+}
+
+/// See [`Store::hit_context`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HitContext {
+    pub account_id: String,
+    pub delivered_at_ms: Option<i64>,
+    pub machine_threshold_secs: i64,
 }

@@ -8,7 +8,7 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use mailtrail_api::{AppState, router};
 use mailtrail_domain::token::TokenKey;
-use mailtrail_store::Store;
+use mailtrail_store::{Recorder, Store};
 use serde_json::Value;
 use tower::ServiceExt;
 
@@ -19,16 +19,27 @@ pub fn tokens() -> TokenKey {
 
 pub struct App {
     pub store: Store,
+    hits: Recorder,
     _dir: tempfile::TempDir,
 }
 
 pub async fn app() -> App {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open_sqlite(dir.path()).await.unwrap();
-    App { store, _dir: dir }
+    let (hits, _writer) = Recorder::spawn(store.clone());
+    App {
+        store,
+        hits,
+        _dir: dir,
+    }
 }
 
 impl App {
+    /// Waits until the opens and clicks recorded so far are committed.
+    pub async fn flush(&self) {
+        self.hits.flush().await;
+    }
+
     /// A request with an optional key and JSON body: status, JSON answer, content type.
     pub async fn call(
         &self,
@@ -65,6 +76,7 @@ impl App {
             store: self.store.clone(),
             queued: Default::default(),
             tokens: tokens(),
+            hits: self.hits.clone(),
         }
     }
 

@@ -37,7 +37,9 @@ pub async fn run(config: &Config, store: Store) -> anyhow::Result<ExitCode> {
         let _ = stopped.wait_for(|stop| *stop).await;
     };
     let store_for_inbound = store.clone();
+    let (hits, hits_writer) = mailtrail_store::Recorder::spawn(store.clone());
     let state = AppState {
+        hits,
         store,
         queued: outbound.waker(),
         tokens: outbound.tokens(),
@@ -68,6 +70,9 @@ pub async fn run(config: &Config, store: Store) -> anyhow::Result<ExitCode> {
     };
     let (served, ()) = tokio::join!(http, signal);
     served.context("the HTTP server failed")?;
+    // The router and its recorder are gone: the writer ends once buffered opens and clicks
+    // are written, so a clean shutdown loses none.
+    hits_writer.await.context("the open/click writer failed")?;
     delivery.await.context("the delivery worker failed")?;
     inbound.await.context("the inbound SMTP server failed")?;
     processing.await.context("inbound processing failed")?;

@@ -168,6 +168,20 @@ pub fn derive(events: &[Event]) -> Derived {
     }
 }
 
+/// Whether appending `event` to an email whose derivation has stage `stored` leaves the
+/// derivation (stage, Status and reason) exactly as it is: an open or click that cannot raise
+/// the stage. Lets the store skip re-deriving from every event on the hot tracking path.
+pub fn unchanged_by(stored: Stage, event: &Event) -> bool {
+    use Stage::*;
+    match (event.kind, event.is_machine()) {
+        // A machine's hit implies delivery only.
+        (EventKind::Opened | EventKind::Clicked, true) => stored != Sent,
+        (EventKind::Opened, false) => matches!(stored, Opened | Clicked | Replied | Unsubscribed),
+        (EventKind::Clicked, false) => matches!(stored, Clicked | Replied | Unsubscribed),
+        _ => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -366,6 +380,53 @@ mod tests {
 
         let complaint = at(Complained, 2).with_feedback_type("abuse");
         assert_eq!(derive(&[complaint]).reason, Some(Reason::Complaint));
+    }
+
+    #[test]
+    fn the_shortcut_never_disagrees_with_a_full_derivation() {
+        // Every history of up to three events from a varied pool, then every hit appended.
+        let pool = [
+            at(Queued, 1),
+            at(Deferred, 2)
+                .with_status("451 later")
+                .with_reason(Reason::MailboxFull),
+            at(Delivered, 3).with_status("250 ok"),
+            at(Failed, 4)
+                .with_status("550 no")
+                .with_reason(Reason::UserUnknown),
+            at(Opened, 5),
+            at(Clicked, 6),
+            at(Opened, 7).by_machine("proxy"),
+            at(Replied, 8),
+            at(Unsubscribed, 9),
+            at(Complained, 10).with_feedback_type("abuse"),
+        ];
+        let hits = [
+            at(Opened, 20),
+            at(Clicked, 21),
+            at(Opened, 22).by_machine("proxy"),
+            at(Clicked, 23).by_machine("scanner"),
+        ];
+        let mut histories: Vec<Vec<Event>> = vec![vec![]];
+        for _ in 0..3 {
+            let longer: Vec<Vec<Event>> = histories
+                .iter()
+                .flat_map(|h| {
+                    pool.iter()
+                        .map(move |e| [h.clone(), vec![e.clone()]].concat())
+                })
+                .collect();
+            histories.extend(longer);
+        }
+        for history in &histories {
+            let before = derive(history);
+            for hit in &hits {
+                if unchanged_by(before.stage, hit) {
+                    let after = derive(&[history.clone(), vec![hit.clone()]].concat());
+                    assert_eq!(after, before, "{history:?} + {hit:?}");
+                }
+            }
+        }
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! [`mailtrail_domain::stage::derive`] over the events, rewritten in the same transaction as
 //! every event insert, with the email's row locked, so they can never disagree.
 
-use mailtrail_domain::stage::{Derived, derive};
+use mailtrail_domain::stage::{Derived, derive, unchanged_by};
 use mailtrail_domain::{Event, EventKind, Reason, Stage};
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
@@ -212,7 +212,7 @@ impl Store {
         effects: Effects,
     ) -> Result<Option<Derived>> {
         let Some(row) = sqlx::query(&format!(
-            "SELECT to_key FROM emails WHERE account_id = $1 AND id = $2{}",
+            "SELECT to_key, stage, status, reason FROM emails WHERE account_id = $1 AND id = $2{}",
             self.lock_clause()
         ))
         .bind(account_id)
@@ -223,6 +223,20 @@ impl Store {
             return Ok(None);
         };
         insert_event(tx, account_id, email_id, event).await?;
+        let stored: String = row.try_get("stage")?;
+        let stored: Stage = stored.parse().map_err(StoreError::Corrupt)?;
+        if effects == Effects::default() && unchanged_by(stored, event) {
+            // An open or click that cannot move the stage: the stored derivation stands, and
+            // re-reading every event (hundreds, for a much-opened email) is skipped.
+            let reason: Option<String> = row.try_get("reason")?;
+            return Ok(Some(Derived {
+                stage: stored,
+                status: row.try_get("status")?,
+                reason: reason
+                    .map(|r| r.parse().map_err(StoreError::Corrupt))
+                    .transpose()?,
+            }));
+        }
         let derived = derive(&events_in(tx, email_id).await?);
         let now = now_ms();
         let (changes_queue, next_attempt, soft_5xx) = match effects.queue {

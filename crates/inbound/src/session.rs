@@ -128,14 +128,14 @@ where
                 Request::Rcpt { to } => {
                     if transaction.mail_from.is_none() {
                         "503 5.5.1 Need MAIL before RCPT\r\n".into()
-                    } else if transaction.rcpt_to.len() >= config.max_recipients {
-                        "452 4.5.3 Too many recipients\r\n".into()
-                    } else if accepts(&to.address, settings.bounce_domain) {
-                        transaction.rcpt_to.push(to.address.into_owned());
-                        "250 2.1.5 Ok\r\n".into()
-                    } else {
+                    } else if !accepts(&to.address, settings.bounce_domain) {
                         errors += 1;
                         format!("550 5.7.1 <{}>: Relay access denied\r\n", to.address)
+                    } else if transaction.rcpt_to.len() >= config.max_recipients {
+                        "452 4.5.3 Too many recipients\r\n".into()
+                    } else {
+                        transaction.rcpt_to.push(to.address.into_owned());
+                        "250 2.1.5 Ok\r\n".into()
                     }
                 }
                 Request::Data => {

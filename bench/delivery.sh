@@ -37,8 +37,8 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 [[ ${CEILING_RUNS:-3} =~ ^[1-9]$ ]] || { echo "CEILING_RUNS must be 1 to 9" >&2; exit 2; }
 [[ $(id -u) -eq 0 ]] || { echo "run as root (smtp-sink -u, a private Postfix)" >&2; exit 2; }
 
-log() { printf '[bench] %s\n' "$*" >&2; }
-die() { printf '[bench] FAILED: %s\n' "$*" >&2; exit 1; }
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
 
 # ---------------------------------------------------------------------------------------------
 # Dependencies (Debian packages, installed only when missing; no service is started).
@@ -51,39 +51,13 @@ ensure_packages() {
   command -v curl >/dev/null || missing+=(curl)
   command -v sqlite3 >/dev/null || missing+=(sqlite3)
   command -v ss >/dev/null || missing+=(iproute2)
-  ((${#missing[@]} == 0)) && return 0
-  log "installing ${missing[*]}"
-  apt-get update -qq
-  # Postfix must not configure itself as a mail server, start, or bind port 25.
-  echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
-  local policy=""
-  if [[ ! -e /usr/sbin/policy-rc.d ]]; then
-    policy=/usr/sbin/policy-rc.d
-    printf '#!/bin/sh\nexit 101\n' >"$policy"
-    chmod +x "$policy"
-  fi
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-    "${missing[@]}" >/dev/null || { [[ -n $policy ]] && rm -f "$policy"; die "apt-get install"; }
-  [[ -n $policy ]] && rm -f "$policy"
-  return 0
+  install_packages "${missing[@]}"
 }
 
 # ---------------------------------------------------------------------------------------------
 # Process bookkeeping: every PID we start is recorded and stopped on exit.
 
-PIDS=()          # processes we started and have not reaped yet
 POSTFIX_CONFIG="" # config_directory of the private Postfix while it runs
-WORK=""
-
-track() { PIDS+=("$1"); }
-forget() {
-  local keep=() p
-  for p in "${PIDS[@]}"; do [[ $p == "$1" ]] || keep+=("$p"); done
-  PIDS=("${keep[@]}")
-}
-alive() { # running and not a zombie
-  [[ -r /proc/$1/status ]] && ! grep -q '^State:[[:space:]]*Z' "/proc/$1/status" 2>/dev/null
-}
 
 postfix_master_pid() {
   local file=$WORK/postfix/queue/pid/master.pid
@@ -102,33 +76,11 @@ stop_postfix() {
   POSTFIX_CONFIG=""
 }
 
-tracked() { local p; for p in "${PIDS[@]}"; do [[ $p == "$1" ]] && return 0; done; return 1; }
-
-stop_pid() { # pid: TERM, up to 10 s, then KILL; reaps it
-  local pid=$1 i
-  tracked "$pid" || return 0 # already reaped: the PID may belong to someone else by now
-  kill -TERM "$pid" 2>/dev/null || true
-  for ((i = 0; i < 100; i++)); do alive "$pid" || break; sleep 0.1; done
-  alive "$pid" && kill -KILL "$pid" 2>/dev/null || true
-  wait "$pid" 2>/dev/null || true
-  forget "$pid"
-}
-
 cleanup() {
-  local rc=$? p i
+  local rc=$?
   trap - EXIT INT TERM
   stop_postfix
-  for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-  for ((i = 0; i < 50; i++)); do
-    local any=0
-    for p in "${PIDS[@]}"; do alive "$p" && any=1; done
-    ((any)) || break
-    sleep 0.1
-  done
-  for p in "${PIDS[@]}"; do alive "$p" && kill -KILL "$p" 2>/dev/null || true; done
-  if [[ -n $WORK && -d $WORK ]]; then
-    if [[ ${KEEP:-0} == 1 ]]; then log "kept $WORK"; else rm -rf "$WORK"; fi
-  fi
+  stop_all
   exit "$rc"
 }
 trap cleanup EXIT
@@ -140,30 +92,6 @@ trap 'exit 143' TERM
 
 now() { echo "$EPOCHREALTIME"; }
 elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
-rate() { awk -v n="$1" -v s="$2" 'BEGIN { printf "%.0f", (s > 0 ? n / s : 0) }'; }
-
-# A port nothing uses, below the ephemeral range (so no outgoing connection takes it later).
-free_port() {
-  local port i
-  for ((i = 0; i < 200; i++)); do
-    port=$((10000 + SRANDOM % 20000))
-    if [[ -z $(ss -Htan "( sport = :$port or dport = :$port )") ]]; then
-      echo "$port"
-      return 0
-    fi
-  done
-  die "no free port found"
-}
-
-wait_listening() { # port pid what
-  local i
-  for ((i = 0; i < 200; i++)); do
-    [[ -n $(ss -Hltn "sport = :$1") ]] && return 0
-    alive "$2" || die "$3 exited before listening on 127.0.0.1:$1"
-    sleep 0.05
-  done
-  die "$3 did not listen on 127.0.0.1:$1 within 10 s"
-}
 
 # smtp-sink on a fresh port; exits after N messages (or is ended by `timeout` at DEADLINE).
 SINK_PID="" SINK_PORT="" SINK_OUT=""
@@ -322,7 +250,7 @@ ${MT_HWM_KB:-?} kB; the sink saw ${sessions:-0} SMTP sessions end"
   ((delivered == N - 1 || delivered == N)) ||
     log "mailtrail: WARNING: $delivered delivered in its database, $((N - 1)) expected"
 
-  stop_pid "$pid"
+  stop_pid "$pid" || true
   report mailtrail "$(sink_count)" "$(elapsed "$start" "$end")" "$ok"
 }
 
@@ -349,7 +277,7 @@ bench_ceiling() {
     if ! wait_sink "$SOURCE_PID" smtp-source "$SOURCE_ERR"; then ok=0; got=$(sink_count); fi
     end=$(now)
     # The sink quits at the N-th message, so smtp-source reports a lost connection: ignored.
-    stop_pid "$SOURCE_PID"
+    stop_pid "$SOURCE_PID" || true
     times+=("$(elapsed "$start" "$end")")
   done
   local median
@@ -439,7 +367,7 @@ bench_postfix() {
   smtp_source postfix "$port"
   wait_sink "$SOURCE_PID" smtp-source "$SOURCE_ERR" || ok=0
   end=$(now)
-  stop_pid "$SOURCE_PID"
+  stop_pid "$SOURCE_PID" || true
   if ((!ok)); then
     log "postfix: last maillog lines:"
     tail -n 5 "$WORK/postfix/log/maillog" >&2 || true

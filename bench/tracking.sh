@@ -49,8 +49,8 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 [[ $DEADLINE =~ ^[1-9][0-9]*$ ]] || { echo "DEADLINE must be a positive integer" >&2; exit 2; }
 [[ $(id -u) -eq 0 ]] || { echo "run as root (smtp-sink -u, apt-get)" >&2; exit 2; }
 
-log() { printf '[bench] %s\n' "$*" >&2; }
-die() { printf '[bench] FAILED: %s\n' "$*" >&2; exit 1; }
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
 
 # ---------------------------------------------------------------------------------------------
 # Dependencies (Debian packages, installed only when missing; no service is started).
@@ -65,69 +65,16 @@ ensure_packages() {
   command -v sqlite3 >/dev/null || missing+=(sqlite3)
   command -v python3 >/dev/null || missing+=(python3)
   command -v ss >/dev/null || missing+=(iproute2)
-  ((${#missing[@]} == 0)) && return 0
-  log "installing ${missing[*]}"
-  apt-get update -qq
-  # Postfix must not configure itself as a mail server; neither it nor nginx may start (the
-  # policy below refuses every service start while the install runs).
-  echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
-  local policy=""
-  if [[ ! -e /usr/sbin/policy-rc.d ]]; then
-    policy=/usr/sbin/policy-rc.d
-    printf '#!/bin/sh\nexit 101\n' >"$policy"
-    chmod +x "$policy"
-  fi
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-    "${missing[@]}" >/dev/null || { [[ -n $policy ]] && rm -f "$policy"; die "apt-get install"; }
-  [[ -n $policy ]] && rm -f "$policy"
-  return 0
+  install_packages "${missing[@]}"
 }
 
 # ---------------------------------------------------------------------------------------------
 # Process bookkeeping: every PID we start is recorded and stopped on exit.
 
-PIDS=()
-WORK=""
-
-track() { PIDS+=("$1"); }
-forget() {
-  local keep=() p
-  for p in "${PIDS[@]}"; do [[ $p == "$1" ]] || keep+=("$p"); done
-  PIDS=("${keep[@]}")
-}
-tracked() { local p; for p in "${PIDS[@]}"; do [[ $p == "$1" ]] && return 0; done; return 1; }
-alive() { # running and not a zombie
-  [[ -r /proc/$1/status ]] && ! grep -q '^State:[[:space:]]*Z' "/proc/$1/status" 2>/dev/null
-}
-
-stop_pid() { # pid [seconds before KILL, default 10]: TERM, then KILL; reaps it; returns its status
-  local pid=$1 wait_s=${2:-10} i rc=0
-  tracked "$pid" || return 0 # already reaped: the PID may belong to someone else by now
-  kill -TERM "$pid" 2>/dev/null || true
-  for ((i = 0; i < wait_s * 10; i++)); do alive "$pid" || break; sleep 0.1; done
-  if alive "$pid"; then
-    log "PID $pid did not exit within ${wait_s}s of SIGTERM: killing it"
-    kill -KILL "$pid" 2>/dev/null || true
-  fi
-  wait "$pid" 2>/dev/null || rc=$?
-  forget "$pid"
-  return "$rc"
-}
-
 cleanup() {
-  local rc=$? p i
+  local rc=$?
   trap - EXIT INT TERM
-  for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-  for ((i = 0; i < 50; i++)); do
-    local any=0
-    for p in "${PIDS[@]}"; do alive "$p" && any=1; done
-    ((any)) || break
-    sleep 0.1
-  done
-  for p in "${PIDS[@]}"; do alive "$p" && kill -KILL "$p" 2>/dev/null || true; done
-  if [[ -n $WORK && -d $WORK ]]; then
-    if [[ ${KEEP:-0} == 1 ]]; then log "kept $WORK"; else rm -rf "$WORK"; fi
-  fi
+  stop_all
   exit "$rc"
 }
 trap cleanup EXIT
@@ -136,29 +83,6 @@ trap 'exit 143' TERM
 
 # ---------------------------------------------------------------------------------------------
 # Helpers.
-
-# A port nothing uses, below the ephemeral range (so no outgoing connection takes it later).
-free_port() {
-  local port i
-  for ((i = 0; i < 200; i++)); do
-    port=$((10000 + SRANDOM % 20000))
-    if [[ -z $(ss -Htan "( sport = :$port or dport = :$port )") ]]; then
-      echo "$port"
-      return 0
-    fi
-  done
-  die "no free port found"
-}
-
-wait_listening() { # port pid what
-  local i
-  for ((i = 0; i < 200; i++)); do
-    [[ -n $(ss -Hltn "sport = :$1") ]] && return 0
-    alive "$2" || die "$3 exited before listening on 127.0.0.1:$1: $(tail -n 3 "${4:-/dev/null}")"
-    sleep 0.05
-  done
-  die "$3 did not listen on 127.0.0.1:$1 within 10 s"
-}
 
 # The wrk script: rotates over the paths in $WORK/NAME.paths (one per line), each thread
 # starting at a different place, and prints a machine-readable summary line at the end.

@@ -85,6 +85,9 @@ impl fmt::Display for EventKind {
     }
 }
 
+/// The Status of an email that failed without being sent (PRODUCT.md §1).
+pub const DROPPED: &str = "Dropped";
+
 /// Feedback types (RFC 5965) that mean "stop emailing me" (PRODUCT.md §5).
 pub const UNSUBSCRIBING_FEEDBACK: &[&str] = &["abuse", "fraud", "opt-out"];
 
@@ -154,6 +157,12 @@ impl Event {
 
     pub fn is_machine(&self) -> bool {
         self.detail.machine.is_some()
+    }
+
+    /// A failure recorded without sending: the address was suppressed or its lead's
+    /// Permission to Email was No (Status `Dropped`).
+    pub fn is_drop(&self) -> bool {
+        self.kind == EventKind::Failed && self.detail.status.as_deref() == Some(DROPPED)
     }
 
     /// A complaint whose feedback type unsubscribes the recipient.

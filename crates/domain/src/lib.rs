@@ -4,6 +4,7 @@
 //! - [`lead`]: Permission to Email and the roles of API keys and users.
 //! - [`event`]: the append-only facts recorded about an email.
 //! - [`stage`]: the stage, Status and reason derived from those facts (PRODUCT.md §1).
+//! - [`milestone`]: every stage an email ever reached, for the batch report (PRODUCT.md §6).
 //! - [`reason`]: the failure reasons vocabulary shared with the bounce classifier.
 //! - [`classify`]: what a reply means: reason, retry, suppression (PRODUCT.md §2–§3).
 //! - [`reply`]: SMTP replies with their enhanced status codes (RFC 3463).
@@ -16,6 +17,7 @@ pub mod classify;
 pub mod event;
 pub mod lead;
 pub mod merge;
+pub mod milestone;
 pub mod reason;
 pub mod reply;
 pub mod retry;
@@ -25,6 +27,7 @@ pub mod token;
 pub use address::{AddressError, EmailAddress};
 pub use event::{Event, EventKind};
 pub use lead::{Permission, Role};
+pub use milestone::{Milestone, Milestones};
 pub use reason::Reason;
 pub use reply::{EnhancedStatus, ReplyError, SmtpReply};
 pub use retry::{Retry, RetryPolicy};

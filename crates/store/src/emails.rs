@@ -3,7 +3,7 @@
 //! every event insert, with the email's row locked, so they can never disagree.
 
 use mailtrail_domain::stage::{Derived, derive, unchanged_by};
-use mailtrail_domain::{Event, EventKind, Reason, Stage};
+use mailtrail_domain::{Event, EventKind, Milestones, Reason, Stage};
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
@@ -212,7 +212,8 @@ impl Store {
         effects: Effects,
     ) -> Result<Option<Derived>> {
         let Some(row) = sqlx::query(&format!(
-            "SELECT to_key, stage, status, reason FROM emails WHERE account_id = $1 AND id = $2{}",
+            "SELECT to_key, stage, status, reason, milestones, batch FROM emails
+             WHERE account_id = $1 AND id = $2{}",
             self.lock_clause()
         ))
         .bind(account_id)
@@ -225,7 +226,19 @@ impl Store {
         insert_event(tx, account_id, email_id, event).await?;
         let stored: String = row.try_get("stage")?;
         let stored: Stage = stored.parse().map_err(StoreError::Corrupt)?;
+        let reached = Milestones::from_bits(row.try_get("milestones")?);
+        let milestones = reached.union(Milestones::of(event));
+        let added = milestones.added_to(reached);
+        let batch: Option<String> = row.try_get("batch")?;
+        crate::reports::count_milestones(tx, account_id, batch.as_deref(), added).await?;
         if effects == Effects::default() && unchanged_by(stored, event) {
+            if !added.is_empty() {
+                sqlx::query("UPDATE emails SET milestones = $1 WHERE id = $2")
+                    .bind(milestones.bits())
+                    .bind(email_id)
+                    .execute(&mut **tx)
+                    .await?;
+            }
             // An open or click that cannot move the stage: the stored derivation stands, and
             // re-reading every event (hundreds, for a much-opened email) is skipped.
             let reason: Option<String> = row.try_get("reason")?;
@@ -253,7 +266,8 @@ impl Store {
                     next_attempt_at_ms = CASE WHEN $9 = 1 THEN $6 ELSE next_attempt_at_ms END,
                     lease_until_ms = CASE WHEN $9 = 1 THEN NULL ELSE lease_until_ms END,
                     delivered_at_ms = CASE WHEN delivered_at_ms IS NULL AND $10 = 1 THEN $11
-                                           ELSE delivered_at_ms END
+                                           ELSE delivered_at_ms END,
+                    milestones = $12
              WHERE id = $5",
         )
         .bind(derived.stage.as_str())
@@ -270,6 +284,7 @@ impl Store {
             EventKind::Delivered | EventKind::Relayed
         )))
         .bind(event.at_ms)
+        .bind(milestones.bits())
         .execute(&mut **tx)
         .await?;
         if effects.suppress {

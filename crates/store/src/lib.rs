@@ -7,6 +7,7 @@
 //! - [`emails`]: emails and their append-only events, with the derived stage kept in step;
 //! - [`inbound`]: raw received mail and its processing state;
 //! - [`queue`]: submissions, and the outbound queue workers claim from;
+//! - [`reports`]: the email report, the batch report and a lead's activity;
 //! - [`recorder`]: group commit of events (delivery outcomes, opens, clicks);
 //! - [`suppressions`]: blocked addresses and their audit trail;
 //! - [`secrets`]: installation-wide secrets such as the token signing key;
@@ -24,6 +25,7 @@ pub mod inbound;
 pub mod leads;
 pub mod queue;
 pub mod recorder;
+pub mod reports;
 pub mod secrets;
 pub mod settings;
 pub mod suppressions;
@@ -40,6 +42,7 @@ pub use inbound::{InboundRecord, Pending, Processed};
 pub use leads::{ImportSummary, Lead, LeadPatch, NewLead};
 pub use queue::{Claimed, Content, Idempotent, LeadBrief, QueueEntry, Submission};
 pub use recorder::Recorder;
+pub use reports::{BatchStats, Cursor, EmailFilter, EmailRow, ReplyRow};
 pub use settings::{HitContext, Settings};
 pub use suppressions::{Block, Suppression, SuppressionLogEntry};
 

@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use mailtrail_domain::{EmailAddress, Event, EventKind, Permission, Reason};
+use mailtrail_domain::{EmailAddress, Event, EventKind, Milestone, Milestones, Permission, Reason};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
@@ -215,6 +215,7 @@ impl Store {
         let due = submission.send_at_ms.unwrap_or(now);
         let content_id = new_id();
         let ids: Vec<String> = submission.entries.iter().map(|_| new_id()).collect();
+        let settings = self.settings(account_id).await?;
         let mut tx = self.writer.begin().await?;
         let c = &submission.content;
         sqlx::query(
@@ -235,11 +236,12 @@ impl Store {
         let queued = serde_json::to_string(&Event::new(EventKind::Queued, now).detail)
             .expect("event details serialise");
         for chunk in rows.chunks(CHUNK) {
-            const COLUMNS: usize = 15;
+            const COLUMNS: usize = 16;
             let sql = format!(
                 "INSERT INTO emails (id, account_id, lead_id, content_id, to_address, to_key,
                                      to_domain, fields, batch, stage, status, reason,
-                                     next_attempt_at_ms, created_at_ms, updated_at_ms)
+                                     next_attempt_at_ms, created_at_ms, updated_at_ms,
+                                     milestones)
                  VALUES {}",
                 self.row_placeholders(chunk.len(), COLUMNS)
             );
@@ -261,7 +263,12 @@ impl Store {
                     .bind(dropped)
                     .bind(dropped.is_none().then_some(due))
                     .bind(now)
-                    .bind(now);
+                    .bind(now)
+                    .bind(if dropped.is_some() {
+                        Milestones::NONE.with(Milestone::Dropped).bits()
+                    } else {
+                        0
+                    });
             }
             query.execute(&mut *tx).await?;
 
@@ -296,6 +303,21 @@ impl Store {
                 query.execute(&mut *tx).await?;
             }
         }
+        let dropped = submission
+            .entries
+            .iter()
+            .filter(|e| e.dropped.is_some())
+            .count();
+        crate::reports::count_queued(
+            &mut tx,
+            account_id,
+            submission.batch.as_deref(),
+            submission.entries.len() as i64,
+            dropped as i64,
+            &settings,
+            now,
+        )
+        .await?;
         if let Some(idempotent) = idempotent {
             let inserted = sqlx::query(
                 "INSERT INTO idempotency_keys (account_id, key, request_hash, response, created_at_ms)

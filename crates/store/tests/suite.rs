@@ -7,8 +7,8 @@ use std::sync::Arc;
 use mailtrail_domain::stage::derive;
 use mailtrail_domain::{EmailAddress, Event, EventKind, Permission, Reason, Role, Stage};
 use mailtrail_store::{
-    Block, Content, Effects, Idempotent, LeadPatch, NewLead, QueueChange, QueueEntry, Store,
-    StoreError, Submission,
+    Block, Content, Cursor, Effects, EmailFilter, Idempotent, LeadPatch, NewLead, QueueChange,
+    QueueEntry, Store, StoreError, Submission,
 };
 use sqlx::Executor;
 
@@ -65,6 +65,9 @@ on_both_backends!(
     concurrent_claimers_never_share_an_email,
     a_hard_bounce_suppresses_and_only_an_audited_removal_lifts_it,
     drops_and_idempotency_are_recorded_with_the_submission,
+    batch_report_counts_emails_that_ever_reached_each_stage,
+    email_report_filters_and_pages_newest_first,
+    lead_activity_is_scoped_to_the_account,
 );
 
 fn address(s: &str) -> EmailAddress {
@@ -664,4 +667,180 @@ async fn drops_and_idempotency_are_recorded_with_the_submission(f: Fixture) {
         1,
         "the conflicting request queued nothing"
     );
+}
+
+async fn batch_report_counts_emails_that_ever_reached_each_stage(f: Fixture) {
+    let (acme, _) = f.store.create_account("Acme").await.unwrap();
+    let (other, _) = f.store.create_account("Other").await.unwrap();
+    let mut spring = submission(&[
+        "a@example.com",
+        "b@example.com",
+        "c@example.com",
+        "d@example.com",
+        "blocked@example.com",
+    ]);
+    spring.entries[4].dropped = Some(Reason::Suppressed);
+    let ids = f
+        .store
+        .enqueue(&acme, &spring, None, |_| String::new())
+        .await
+        .unwrap();
+    let mut summer = submission(&["a@example.com"]);
+    summer.batch = Some("summer".into());
+    f.store
+        .enqueue(&acme, &summer, None, |_| String::new())
+        .await
+        .unwrap();
+    let record = |id: &str, event: Event| {
+        let (store, acme, id) = (f.store.clone(), acme.clone(), id.to_owned());
+        async move { store.append_event(&acme, &id, &event).await.unwrap() }
+    };
+    // a: delivered, opened by a person, clicked, then a late bounce report fails it.
+    record(&ids[0], Event::new(EventKind::Delivered, 1)).await;
+    record(&ids[0], Event::new(EventKind::Clicked, 3)).await;
+    record(&ids[0], Event::new(EventKind::Opened, 2)).await;
+    record(&ids[0], Event::new(EventKind::Opened, 4)).await;
+    // b: only a proxy's open; c: deferred, then failed; d: still waiting.
+    record(
+        &ids[1],
+        Event::new(EventKind::Opened, 2).by_machine("apple-mpp"),
+    )
+    .await;
+    record(&ids[2], Event::new(EventKind::Deferred, 1)).await;
+    let failed = Event::new(EventKind::Failed, 2).with_reason(Reason::UserUnknown);
+    record(&ids[2], failed.clone()).await;
+    record(&ids[2], failed).await;
+
+    let report = f.store.batch_report(&acme, None).await.unwrap();
+    let names: Vec<_> = report.iter().map(|b| b.batch.as_deref()).collect();
+    assert_eq!(
+        names,
+        [Some("summer"), Some("spring")],
+        "newest batch first"
+    );
+    let s = &report[1];
+    assert_eq!((s.emails, s.dropped, s.sent()), (5, 1, 4));
+    assert_eq!(
+        (
+            s.delivered,
+            s.failed,
+            s.deferred,
+            s.opened,
+            s.clicked,
+            s.machine_opened
+        ),
+        (2, 1, 1, 1, 1, 1),
+        "{s:?}"
+    );
+    assert!(!s.open_tracking && !s.click_tracking);
+    let only = f
+        .store
+        .batch_report(&acme, Some(&["spring".into(), "nope".into()]))
+        .await
+        .unwrap();
+    assert_eq!(only.len(), 1);
+    assert!(f.store.batch_report(&other, None).await.unwrap().is_empty());
+}
+
+async fn email_report_filters_and_pages_newest_first(f: Fixture) {
+    let (acme, _) = f.store.create_account("Acme").await.unwrap();
+    let (other, _) = f.store.create_account("Other").await.unwrap();
+    let mut all = Vec::new();
+    for i in 0..7 {
+        let mut one = submission(&[&format!("lead{i}@example.com")]);
+        one.batch = Some(if i % 2 == 0 { "even" } else { "odd" }.into());
+        all.extend(
+            f.store
+                .enqueue(&acme, &one, None, |_| String::new())
+                .await
+                .unwrap(),
+        );
+    }
+    f.store
+        .append_event(&acme, &all[2], &Event::new(EventKind::Delivered, 1))
+        .await
+        .unwrap();
+
+    let mut seen = Vec::new();
+    let mut after: Option<Cursor> = None;
+    loop {
+        let page = f
+            .store
+            .email_report(&acme, &EmailFilter::default(), after.as_ref(), 3)
+            .await
+            .unwrap();
+        let Some(last) = page.last() else { break };
+        after = Some(last.cursor());
+        seen.extend(page.iter().map(|r| r.id.clone()));
+    }
+    let mut newest_first = all.clone();
+    newest_first.reverse();
+    assert_eq!(seen, newest_first, "every email once, newest first");
+
+    let even = EmailFilter {
+        batch: Some("even".into()),
+        ..EmailFilter::default()
+    };
+    let rows = f.store.email_report(&acme, &even, None, 100).await.unwrap();
+    assert_eq!(rows.len(), 4);
+    let delivered_even = EmailFilter {
+        stage: Some(Stage::Delivered),
+        ..even.clone()
+    };
+    let rows = f
+        .store
+        .email_report(&acme, &delivered_even, None, 100)
+        .await
+        .unwrap();
+    assert_eq!(rows.iter().map(|r| &r.id).collect::<Vec<_>>(), [&all[2]]);
+    assert_eq!(rows[0].subject, "Hello");
+    let future = EmailFilter {
+        from_ms: Some(i64::MAX - 1),
+        ..EmailFilter::default()
+    };
+    assert!(
+        f.store
+            .email_report(&acme, &future, None, 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        f.store
+            .email_report(&other, &EmailFilter::default(), None, 100)
+            .await
+            .unwrap()
+            .is_empty(),
+        "another account sees none of them"
+    );
+}
+
+async fn lead_activity_is_scoped_to_the_account(f: Fixture) {
+    let (acme, _) = f.store.create_account("Acme").await.unwrap();
+    let (other, _) = f.store.create_account("Other").await.unwrap();
+    let lead = f
+        .store
+        .create_lead(&acme, &new_lead("ana@example.com", Permission::Yes))
+        .await
+        .unwrap();
+    let mut one = submission(&["ana@example.com"]);
+    one.entries[0].lead_id = Some(lead.id.clone());
+    let first = f
+        .store
+        .enqueue(&acme, &one, None, |_| String::new())
+        .await
+        .unwrap();
+    let second = f
+        .store
+        .enqueue(&acme, &one, None, |_| String::new())
+        .await
+        .unwrap();
+    let (emails, replies) = f.store.lead_activity(&acme, &lead.id, 50).await.unwrap();
+    let ids: Vec<_> = emails.iter().map(|e| e.id.clone()).collect();
+    assert_eq!(ids, [second[0].clone(), first[0].clone()]);
+    assert!(replies.is_empty());
+    assert!(matches!(
+        f.store.lead_activity(&other, &lead.id, 50).await,
+        Err(StoreError::NotFound)
+    ));
 }

@@ -1,0 +1,389 @@
+//! The views of PRODUCT.md §6: the email report (one row per email, newest first, filtered
+//! and paged by keyset), the batch report (counts of emails that ever reached each stage) and
+//! a lead's activity.
+//!
+//! The batch report reads `batch_stats`, one row per batch kept up to date in the same
+//! transaction as the events that change it ([`count_queued`], [`count_milestones`]), so
+//! it costs the same with a million emails as with ten. On PostgreSQL the row of a batch is
+//! a point of contention between nodes recording outcomes of the same batch at once; the
+//! update is a single-row increment, held for the rest of the event's transaction.
+
+use mailtrail_domain::{Milestones, Reason, Stage};
+use sqlx::any::AnyRow;
+use sqlx::{Any, Row, Transaction};
+
+use crate::{Result, Settings, Store, StoreError};
+
+/// Which emails the email report lists. Times are the email's queued time, in ms.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EmailFilter {
+    pub batch: Option<String>,
+    pub stage: Option<Stage>,
+    pub from_ms: Option<i64>,
+    /// Exclusive.
+    pub to_ms: Option<i64>,
+}
+
+/// Where a page of the email report starts: just after this email, in newest-first order.
+/// Opaque to clients as `"{created_at_ms}.{id}"`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cursor {
+    pub created_at_ms: i64,
+    pub id: String,
+}
+
+impl Cursor {
+    pub fn encode(&self) -> String {
+        format!("{}.{}", self.created_at_ms, self.id)
+    }
+
+    pub fn decode(s: &str) -> Option<Cursor> {
+        let (at, id) = s.split_once('.')?;
+        let valid_id = !id.is_empty()
+            && id.len() <= 64
+            && id.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-');
+        Some(Cursor {
+            created_at_ms: at.parse().ok()?,
+            id: valid_id.then(|| id.to_owned())?,
+        })
+    }
+}
+
+/// One row of the email report, and one email of a lead's activity.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EmailRow {
+    pub id: String,
+    pub lead_id: Option<String>,
+    pub to: String,
+    pub subject: String,
+    pub batch: Option<String>,
+    pub created_at_ms: i64,
+    pub stage: Stage,
+    pub status: Option<String>,
+    pub reason: Option<Reason>,
+}
+
+impl EmailRow {
+    pub fn cursor(&self) -> Cursor {
+        Cursor {
+            created_at_ms: self.created_at_ms,
+            id: self.id.clone(),
+        }
+    }
+}
+
+/// One batch of the batch report: how many of its emails ever reached each stage.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchStats {
+    /// `None` for emails sent without a batch.
+    pub batch: Option<String>,
+    pub emails: i64,
+    pub delivered: i64,
+    pub failed: i64,
+    pub dropped: i64,
+    pub deferred: i64,
+    pub opened: i64,
+    pub clicked: i64,
+    pub replied: i64,
+    pub auto_replied: i64,
+    pub unsubscribed: i64,
+    pub complained: i64,
+    pub machine_opened: i64,
+    pub machine_clicked: i64,
+    pub open_tracking: bool,
+    pub click_tracking: bool,
+    pub first_queued_at_ms: i64,
+    pub last_queued_at_ms: i64,
+}
+
+impl BatchStats {
+    /// Emails Mailtrail tried to send: all but the dropped (PRODUCT.md §6).
+    pub fn sent(&self) -> i64 {
+        self.emails - self.dropped
+    }
+}
+
+/// A reply in a lead's activity: its own item, next to the email it answers.
+#[derive(Debug, Clone)]
+pub struct ReplyRow {
+    pub inbound_id: String,
+    pub email_id: String,
+    pub received_at_ms: i64,
+    pub mail_from: String,
+    pub raw: Vec<u8>,
+}
+
+/// The columns an [`EmailRow`] is read from.
+const EMAIL_ROW: &str = "e.id, e.lead_id, e.to_address, c.subject, e.batch, e.created_at_ms,
+                         e.stage, e.status, e.reason";
+
+fn email_row(row: &AnyRow) -> Result<EmailRow> {
+    let stage: String = row.try_get("stage")?;
+    let reason: Option<String> = row.try_get("reason")?;
+    Ok(EmailRow {
+        id: row.try_get("id")?,
+        lead_id: row.try_get("lead_id")?,
+        to: row.try_get("to_address")?,
+        subject: row.try_get("subject")?,
+        batch: row.try_get("batch")?,
+        created_at_ms: row.try_get("created_at_ms")?,
+        stage: stage.parse().map_err(StoreError::Corrupt)?,
+        status: row.try_get("status")?,
+        reason: reason
+            .map(|r| r.parse().map_err(StoreError::Corrupt))
+            .transpose()?,
+    })
+}
+
+fn batch_stats(row: &AnyRow) -> Result<BatchStats> {
+    let batch: String = row.try_get("batch")?;
+    let count = |name: &str| row.try_get::<i64, _>(name);
+    Ok(BatchStats {
+        batch: (!batch.is_empty()).then_some(batch),
+        emails: count("emails")?,
+        delivered: count("delivered")?,
+        failed: count("failed")?,
+        dropped: count("dropped")?,
+        deferred: count("deferred")?,
+        opened: count("opened")?,
+        clicked: count("clicked")?,
+        replied: count("replied")?,
+        auto_replied: count("auto_replied")?,
+        unsubscribed: count("unsubscribed")?,
+        complained: count("complained")?,
+        machine_opened: count("machine_opened")?,
+        machine_clicked: count("machine_clicked")?,
+        open_tracking: count("open_tracking")? != 0,
+        click_tracking: count("click_tracking")? != 0,
+        first_queued_at_ms: count("first_queued_at_ms")?,
+        last_queued_at_ms: count("last_queued_at_ms")?,
+    })
+}
+
+/// Counts a submission's emails into its batch's row, with the tracking settings they were
+/// queued under.
+pub(crate) async fn count_queued(
+    tx: &mut Transaction<'static, Any>,
+    account_id: &str,
+    batch: Option<&str>,
+    emails: i64,
+    dropped: i64,
+    settings: &Settings,
+    now: i64,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO batch_stats (account_id, batch, emails, dropped, open_tracking,
+                                  click_tracking, first_queued_at_ms, last_queued_at_ms)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $7)
+         ON CONFLICT (account_id, batch) DO UPDATE SET
+            emails = batch_stats.emails + excluded.emails,
+            dropped = batch_stats.dropped + excluded.dropped,
+            open_tracking = CASE WHEN excluded.open_tracking = 1 THEN 1
+                                 ELSE batch_stats.open_tracking END,
+            click_tracking = CASE WHEN excluded.click_tracking = 1 THEN 1
+                                  ELSE batch_stats.click_tracking END,
+            last_queued_at_ms = excluded.last_queued_at_ms",
+    )
+    .bind(account_id)
+    .bind(batch.unwrap_or(""))
+    .bind(emails)
+    .bind(dropped)
+    .bind(i64::from(settings.open_tracking))
+    .bind(i64::from(settings.click_tracking))
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Adds one to each count of the batch an email newly reached.
+pub(crate) async fn count_milestones(
+    tx: &mut Transaction<'static, Any>,
+    account_id: &str,
+    batch: Option<&str>,
+    added: Milestones,
+) -> Result<()> {
+    if added.is_empty() {
+        return Ok(());
+    }
+    // Column names come from the fixed milestone names, never from input.
+    let sets: Vec<String> = added
+        .iter()
+        .map(|m| format!("{0} = {0} + 1", m.as_str()))
+        .collect();
+    sqlx::query(&format!(
+        "UPDATE batch_stats SET {} WHERE account_id = $1 AND batch = $2",
+        sets.join(", ")
+    ))
+    .bind(account_id)
+    .bind(batch.unwrap_or(""))
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+impl Store {
+    /// A page of the email report, newest first; `after` continues from a previous page's
+    /// last row. Each filter combination has an index that serves it in order, so the first
+    /// page costs the same however many emails the account has.
+    pub async fn email_report(
+        &self,
+        account_id: &str,
+        filter: &EmailFilter,
+        after: Option<&Cursor>,
+        limit: u32,
+    ) -> Result<Vec<EmailRow>> {
+        let mut sql = format!(
+            "SELECT {EMAIL_ROW} FROM emails e JOIN contents c ON c.id = e.content_id
+             WHERE e.account_id = $1"
+        );
+        // Only the filters given appear in the statement, so each combination is a plain
+        // range over its index; parameters are numbered in the order they are bound below.
+        let mut n = 1;
+        let mut param = || {
+            n += 1;
+            format!("${n}")
+        };
+        if filter.batch.is_some() {
+            sql.push_str(&format!(" AND e.batch = {}", param()));
+        }
+        if filter.stage.is_some() {
+            sql.push_str(&format!(" AND e.stage = {}", param()));
+        }
+        if filter.from_ms.is_some() {
+            sql.push_str(&format!(" AND e.created_at_ms >= {}", param()));
+        }
+        if filter.to_ms.is_some() {
+            sql.push_str(&format!(" AND e.created_at_ms < {}", param()));
+        }
+        if after.is_some() {
+            let (at, id) = (param(), param());
+            sql.push_str(&format!(
+                " AND (e.created_at_ms < {at} OR (e.created_at_ms = {at} AND e.id < {id}))"
+            ));
+        }
+        sql.push_str(&format!(
+            " ORDER BY e.created_at_ms DESC, e.id DESC LIMIT {}",
+            param()
+        ));
+
+        let mut query = sqlx::query(&sql).bind(account_id);
+        if let Some(batch) = &filter.batch {
+            query = query.bind(batch.as_str());
+        }
+        if let Some(stage) = filter.stage {
+            query = query.bind(stage.as_str());
+        }
+        if let Some(from) = filter.from_ms {
+            query = query.bind(from);
+        }
+        if let Some(to) = filter.to_ms {
+            query = query.bind(to);
+        }
+        if let Some(after) = after {
+            query = query.bind(after.created_at_ms).bind(after.id.as_str());
+        }
+        let rows = query.bind(i64::from(limit)).fetch_all(&self.reader).await?;
+        rows.iter().map(email_row).collect()
+    }
+
+    /// The batch report: every batch of the account, most recently queued first, or only
+    /// the named ones (in the order given; unknown names are left out).
+    pub async fn batch_report(
+        &self,
+        account_id: &str,
+        only: Option<&[String]>,
+    ) -> Result<Vec<BatchStats>> {
+        let rows = sqlx::query(
+            "SELECT * FROM batch_stats WHERE account_id = $1 ORDER BY last_queued_at_ms DESC",
+        )
+        .bind(account_id)
+        .fetch_all(&self.reader)
+        .await?;
+        let all: Vec<BatchStats> = rows.iter().map(batch_stats).collect::<Result<_>>()?;
+        Ok(match only {
+            None => all,
+            Some(names) => names
+                .iter()
+                .filter_map(|name| {
+                    all.iter()
+                        .find(|b| b.batch.as_deref().unwrap_or("") == name)
+                        .cloned()
+                })
+                .collect(),
+        })
+    }
+
+    /// A lead's emails, newest first (up to `limit`), and the replies to them. Another
+    /// account's lead is `NotFound`.
+    pub async fn lead_activity(
+        &self,
+        account_id: &str,
+        lead_id: &str,
+        limit: u32,
+    ) -> Result<(Vec<EmailRow>, Vec<ReplyRow>)> {
+        self.lead(account_id, lead_id).await?;
+        let rows = sqlx::query(&format!(
+            "SELECT {EMAIL_ROW} FROM emails e JOIN contents c ON c.id = e.content_id
+             WHERE e.lead_id = $1 AND e.account_id = $2
+             ORDER BY e.created_at_ms DESC, e.id DESC LIMIT $3"
+        ))
+        .bind(lead_id)
+        .bind(account_id)
+        .bind(i64::from(limit))
+        .fetch_all(&self.reader)
+        .await?;
+        let emails: Vec<EmailRow> = rows.iter().map(email_row).collect::<Result<_>>()?;
+        if emails.is_empty() {
+            return Ok((emails, Vec::new()));
+        }
+        let sql = format!(
+            "SELECT id, email_id, received_at_ms, mail_from, raw FROM inbound_messages
+             WHERE kind = 'reply' AND state = 'matched' AND email_id IN ({})
+             ORDER BY received_at_ms DESC",
+            self.placeholders(1, emails.len())
+        );
+        let rows = emails
+            .iter()
+            .fold(sqlx::query(&sql), |q, e| q.bind(e.id.as_str()))
+            .fetch_all(&self.reader)
+            .await?;
+        let replies = rows
+            .iter()
+            .map(|row| {
+                Ok(ReplyRow {
+                    inbound_id: row.try_get("id")?,
+                    email_id: row.try_get("email_id")?,
+                    received_at_ms: row.try_get("received_at_ms")?,
+                    mail_from: row.try_get("mail_from")?,
+                    raw: row.try_get("raw")?,
+                })
+            })
+            .collect::<Result<_>>()?;
+        Ok((emails, replies))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip_and_reject_junk() {
+        let c = Cursor {
+            created_at_ms: 1_700_000_000_000,
+            id: "0199a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b".into(),
+        };
+        assert_eq!(Cursor::decode(&c.encode()), Some(c));
+        for junk in [
+            "",
+            "12",
+            "x.abc",
+            "12.",
+            "12.'; DROP TABLE emails",
+            "12.a b",
+        ] {
+            assert_eq!(Cursor::decode(junk), None, "{junk}");
+        }
+    }
+}

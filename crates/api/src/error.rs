@@ -14,7 +14,7 @@ pub struct FieldError {
     pub message: String,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum ApiError {
     /// No key, or a key Mailtrail does not know.
     Unauthorized,
@@ -49,9 +49,10 @@ struct Problem<'a> {
     errors: Vec<FieldError>,
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let (status, detail, errors) = match self {
+impl ApiError {
+    /// The HTTP status, the message for a person, and the invalid fields.
+    fn parts(self) -> (StatusCode, String, Vec<FieldError>) {
+        match self {
             ApiError::Unauthorized => (
                 StatusCode::UNAUTHORIZED,
                 "send a valid API key as 'Authorization: Bearer KEY'".to_owned(),
@@ -82,7 +83,24 @@ impl IntoResponse for ApiError {
                     vec![],
                 )
             }
+        }
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    /// The problem document's `detail`, for callers that are not HTTP (the command line).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (_, detail, _) = match self {
+            ApiError::Internal(cause) => return f.write_str(cause),
+            other => other.clone().parts(),
         };
+        f.write_str(&detail)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, detail, errors) = self.parts();
         let problem = Problem {
             kind: "about:blank",
             title: status.canonical_reason().unwrap_or("Error"),

@@ -1,8 +1,10 @@
-//! A JSON body extractor whose rejections are problem documents: a malformed or mistyped
-//! body says which field is wrong instead of axum's plain-text default.
+//! JSON body and query string extractors whose rejections are problem documents: a
+//! malformed or mistyped request says which field is wrong instead of axum's plain-text
+//! default.
 
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{FromRequest, Request};
+use axum::extract::{FromRequest, FromRequestParts, Query, Request};
+use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 
 use crate::error::ApiError;
@@ -54,4 +56,27 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             ApiError::BadRequest(format!("the body is not valid JSON: {inner}"))
         }
     })
+}
+
+/// The query string as `T`; a parameter of the wrong type is a 422 naming it.
+pub struct ApiQuery<T>(pub T);
+
+impl<S, T> FromRequestParts<S> for ApiQuery<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Query::<T>::try_from_uri(&parts.uri)
+            .map(|Query(value)| ApiQuery(value))
+            .map_err(|e| {
+                let text = e.body_text();
+                ApiError::invalid(
+                    "query",
+                    text.trim_start_matches("Failed to deserialize query string: "),
+                )
+            })
+    }
 }

@@ -5,6 +5,8 @@
 //! - [`extract`]: a JSON body extractor whose rejections are problem documents too;
 //! - [`leads`]: `POST/GET/PATCH /v1/leads`;
 //! - [`emails`]: sending (`POST /v1/emails`, `/v1/emails/batch`) and `GET /v1/emails/{id}`;
+//! - [`reports`]: the email report (JSON or CSV) and the batch report;
+//! - [`activity`]: a lead's timeline;
 //! - [`suppressions`]: the operator's view of blocked addresses;
 //! - [`settings`]: the account's tracking settings;
 //! - [`track`]: the public open, click and unsubscribe endpoints;
@@ -12,12 +14,14 @@
 //!
 //! [`router`] builds the whole app without a socket, so tests drive it with `oneshot`.
 
+pub mod activity;
 pub mod auth;
 pub mod emails;
 pub mod error;
 pub mod extract;
 pub mod health;
 pub mod leads;
+pub mod reports;
 pub mod settings;
 pub mod suppressions;
 pub mod track;
@@ -53,6 +57,9 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/v1/leads", post(leads::create))
         .route("/v1/leads/{id}", get(leads::show).patch(leads::update))
+        .route("/v1/leads/{id}/activity", get(activity::show))
+        .route("/v1/reports/emails", get(reports::emails))
+        .route("/v1/reports/batches", get(reports::batches))
         .route("/v1/emails", post(emails::send))
         .route("/v1/emails/batch", post(emails::send_batch))
         .route("/v1/emails/{id}", get(emails::show))

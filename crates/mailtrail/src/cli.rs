@@ -72,6 +72,40 @@ pub enum Command {
     },
     /// Recompute every email's stage from its events and report mismatches.
     Check,
+    /// The email report (Last Action per email) or the batch report, as a table or CSV.
+    Report {
+        #[command(subcommand)]
+        command: ReportCommand,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum ReportCommand {
+    /// One row per email, newest first: recipient, subject, batch, sent, Last Action, reason.
+    Emails {
+        #[arg(long)]
+        account: String,
+        #[arg(long)]
+        batch: Option<String>,
+        /// sent, failed, delivered, opened, clicked, replied or unsubscribed.
+        #[arg(long)]
+        stage: Option<String>,
+        /// Rows in the table (CSV prints every matching row).
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        #[arg(long)]
+        csv: bool,
+    },
+    /// Per batch: emails that ever reached each stage, and rates (n/a without tracking).
+    Batches {
+        #[arg(long)]
+        account: String,
+        /// Comma-separated batch names to compare; every batch when absent.
+        #[arg(long)]
+        batches: Option<String>,
+        #[arg(long)]
+        csv: bool,
+    },
 }
 
 #[derive(Subcommand)]

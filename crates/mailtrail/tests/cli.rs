@@ -407,3 +407,68 @@ fn a_bad_configuration_names_the_key() {
         stderr(&output)
     );
 }
+
+#[test]
+fn report_prints_the_last_action_table_and_the_batch_comparison() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = [("MAILTRAIL_DATA_DIR", dir.path().to_str().unwrap())];
+    let (account, _) = create_account(&env);
+    for (to, batch) in [("ana@example.com", "spring"), ("bo@example.com", "summer")] {
+        let sent = run(mailtrail(&env).args([
+            "send",
+            "--account",
+            &account,
+            "--to",
+            to,
+            "--from",
+            "s@shop.test",
+            "--subject",
+            "Hi {{email}}",
+            "--text",
+            "Hello",
+            "--batch",
+            batch,
+        ]));
+        assert!(sent.status.success(), "{}", stderr(&sent));
+    }
+
+    let table = run(mailtrail(&env).args(["report", "emails", "--account", &account]));
+    assert!(table.status.success(), "{}", stderr(&table));
+    let text = stdout(&table);
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(
+        lines[0].starts_with("recipient") && lines[0].contains("Last Action"),
+        "{text}"
+    );
+    assert!(lines[2].starts_with("bo@example.com") && lines[2].contains("Hi bo@example.com"));
+    assert!(
+        lines[2].contains("summer") && lines[2].contains("Sent"),
+        "{text}"
+    );
+
+    let csv = run(mailtrail(&env).args(["report", "emails", "--account", &account, "--csv"]));
+    let csv = stdout(&csv);
+    assert_eq!(csv.lines().count(), 3, "{csv}");
+    assert!(csv.starts_with("id,recipient,subject,batch,sent_at,last_action,reason,status"));
+
+    let batches = run(mailtrail(&env).args([
+        "report",
+        "batches",
+        "--account",
+        &account,
+        "--batches",
+        "spring,summer",
+    ]));
+    let text = stdout(&batches);
+    let first = text.lines().next().unwrap();
+    assert!(first.starts_with("batch") && first.contains("spring") && first.contains("summer"));
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("opened_rate") && l.contains("n/a")),
+        "{text}"
+    );
+
+    let missing = run(mailtrail(&env).args(["report", "batches", "--account", "nope"]));
+    assert!(!missing.status.success());
+    assert!(stderr(&missing).contains("there is no account nope"));
+}

@@ -2,6 +2,9 @@
 //! [`mailtrail_domain::stage::derive`] over the events, rewritten in the same transaction as
 //! every event insert, with the email's row locked, so they can never disagree.
 
+use std::collections::BTreeMap;
+
+use mailtrail_domain::merge::render;
 use mailtrail_domain::stage::{Derived, derive, unchanged_by};
 use mailtrail_domain::{Event, EventKind, Milestones, Reason, Stage};
 use sqlx::any::AnyRow;
@@ -85,7 +88,7 @@ fn email_from_row(row: &AnyRow) -> Result<EmailRecord> {
         lead_id: row.try_get("lead_id")?,
         to: row.try_get("to_address")?,
         from: row.try_get("from_address")?,
-        subject: row.try_get("subject")?,
+        subject: subject_from_row(row)?,
         batch: row.try_get("batch")?,
         attempts: row.try_get::<i64, _>("attempts")? as u32,
         next_attempt_at_ms: row.try_get("next_attempt_at_ms")?,
@@ -97,6 +100,19 @@ fn email_from_row(row: &AnyRow) -> Result<EmailRecord> {
         created_at_ms: row.try_get("created_at_ms")?,
         updated_at_ms: row.try_get("updated_at_ms")?,
     })
+}
+
+/// The subject as the recipient saw it: the submission's template with this email's merge
+/// fields (`subject` and `fields` columns).
+pub(crate) fn subject_from_row(row: &AnyRow) -> Result<String> {
+    let template: String = row.try_get("subject")?;
+    if !template.contains("{{") {
+        return Ok(template);
+    }
+    let fields: String = row.try_get("fields")?;
+    let fields: BTreeMap<String, String> =
+        serde_json::from_str(&fields).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    Ok(render(&template, |name| fields.get(name).cloned(), false))
 }
 
 fn event_from_row(row: &AnyRow) -> Result<StoredEvent> {

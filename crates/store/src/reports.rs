@@ -101,6 +101,29 @@ impl BatchStats {
     pub fn sent(&self) -> i64 {
         self.emails - self.dropped
     }
+
+    /// The batch report's rates, in display order: delivered and failed per email sent,
+    /// the rest per email delivered. `None` is `n/a`: nothing to divide by, or the tracking
+    /// that would have counted it was off for the batch.
+    pub fn rates(&self) -> [(&'static str, Option<f64>); 8] {
+        let per = |count: i64, of: i64, tracked: bool| {
+            (tracked && of > 0).then(|| count as f64 / of as f64)
+        };
+        let (sent, delivered) = (self.sent(), self.delivered);
+        [
+            ("delivered", per(delivered, sent, true)),
+            ("failed", per(self.failed, sent, true)),
+            ("opened", per(self.opened, delivered, self.open_tracking)),
+            ("clicked", per(self.clicked, delivered, self.click_tracking)),
+            ("replied", per(self.replied, delivered, true)),
+            ("unsubscribed", per(self.unsubscribed, delivered, true)),
+            ("complained", per(self.complained, delivered, true)),
+            (
+                "machine_opened",
+                per(self.machine_opened, delivered, self.open_tracking),
+            ),
+        ]
+    }
 }
 
 /// A reply in a lead's activity: its own item, next to the email it answers.
@@ -114,8 +137,8 @@ pub struct ReplyRow {
 }
 
 /// The columns an [`EmailRow`] is read from.
-const EMAIL_ROW: &str = "e.id, e.lead_id, e.to_address, c.subject, e.batch, e.created_at_ms,
-                         e.stage, e.status, e.reason";
+const EMAIL_ROW: &str = "e.id, e.lead_id, e.to_address, c.subject, e.fields, e.batch,
+                         e.created_at_ms, e.stage, e.status, e.reason";
 
 fn email_row(row: &AnyRow) -> Result<EmailRow> {
     let stage: String = row.try_get("stage")?;
@@ -124,7 +147,7 @@ fn email_row(row: &AnyRow) -> Result<EmailRow> {
         id: row.try_get("id")?,
         lead_id: row.try_get("lead_id")?,
         to: row.try_get("to_address")?,
-        subject: row.try_get("subject")?,
+        subject: crate::emails::subject_from_row(row)?,
         batch: row.try_get("batch")?,
         created_at_ms: row.try_get("created_at_ms")?,
         stage: stage.parse().map_err(StoreError::Corrupt)?,
@@ -367,6 +390,41 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rates_are_na_without_tracking_or_a_denominator() {
+        let stats = BatchStats {
+            batch: Some("spring".into()),
+            emails: 10,
+            dropped: 2,
+            delivered: 4,
+            failed: 2,
+            opened: 2,
+            clicked: 1,
+            open_tracking: true,
+            click_tracking: false,
+            deferred: 0,
+            replied: 1,
+            auto_replied: 0,
+            unsubscribed: 0,
+            complained: 0,
+            machine_opened: 1,
+            machine_clicked: 0,
+            first_queued_at_ms: 0,
+            last_queued_at_ms: 0,
+        };
+        let rates: std::collections::BTreeMap<_, _> = stats.rates().into_iter().collect();
+        assert_eq!(rates["delivered"], Some(0.5));
+        assert_eq!(rates["failed"], Some(0.25));
+        assert_eq!(rates["opened"], Some(0.5));
+        assert_eq!(rates["clicked"], None, "click tracking was off");
+        assert_eq!(rates["replied"], Some(0.25));
+        let empty = BatchStats {
+            delivered: 0,
+            ..stats
+        };
+        assert_eq!(empty.rates()[2], ("opened", None), "nothing delivered");
+    }
 
     #[test]
     fn cursors_round_trip_and_reject_junk() {

@@ -4,6 +4,7 @@ mod accounts;
 mod bounce;
 mod check;
 mod import;
+mod report;
 mod send;
 mod serve;
 mod suppression;
@@ -14,7 +15,8 @@ use anyhow::Context;
 use mailtrail_store::Store;
 
 use crate::cli::{
-    AccountCommand, BounceCommand, Command, LeadCommand, SuppressionCommand, UserCommand,
+    AccountCommand, BounceCommand, Command, LeadCommand, ReportCommand, SuppressionCommand,
+    UserCommand,
 };
 use crate::config::Config;
 
@@ -50,6 +52,32 @@ pub async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
                 },
         } => import::run(&store, &file, &account, skip_invalid).await,
         Command::Check => check::run(&store).await,
+        Command::Report {
+            command:
+                ReportCommand::Emails {
+                    account,
+                    batch,
+                    stage,
+                    limit,
+                    csv,
+                },
+        } => {
+            let args = report::EmailsArgs {
+                batch,
+                stage,
+                limit,
+                csv,
+            };
+            report::emails(&store, &account, args).await
+        }
+        Command::Report {
+            command:
+                ReportCommand::Batches {
+                    account,
+                    batches,
+                    csv,
+                },
+        } => report::batches(&store, &account, batches.as_deref(), csv).await,
         Command::Bounce { .. } => unreachable!("handled before the store is opened"),
         Command::Send {
             account,

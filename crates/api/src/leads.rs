@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::auth::Scoped;
 use crate::error::{ApiError, FieldError};
-use crate::extract::ApiJson;
+use crate::extract::{ApiJson, ApiQuery};
 use crate::{AppState, rfc3339};
 
 #[derive(Debug, Deserialize)]
@@ -150,4 +150,57 @@ pub async fn update(
         .update_lead(&scope.account_id, &id, &patch)
         .await?;
     Ok(Json(lead.into()))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SearchQuery {
+    /// Part of an address or name, case-insensitive.
+    pub q: Option<String>,
+    pub limit: Option<u32>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+    pub account: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct LeadPage {
+    pub leads: Vec<LeadView>,
+    pub next_cursor: Option<String>,
+}
+
+/// `GET /v1/leads`: the account's leads in address order, optionally matching `q`.
+pub async fn search(
+    State(state): State<AppState>,
+    scope: Scoped,
+    ApiQuery(query): ApiQuery<SearchQuery>,
+) -> Result<Json<LeadPage>, ApiError> {
+    let limit = query.limit.unwrap_or(50);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::invalid("limit", "must be between 1 and 1000"));
+    }
+    let after = match query.cursor.as_deref().filter(|c| !c.is_empty()) {
+        Some(c) => Some(
+            EmailAddress::parse(c)
+                .map_err(|_| ApiError::invalid("cursor", "not a cursor this API gave out"))?
+                .normalized(),
+        ),
+        None => None,
+    };
+    let leads = state
+        .store
+        .search_leads(
+            &scope.account_id,
+            query.q.as_deref(),
+            after.as_deref(),
+            limit,
+        )
+        .await?;
+    let next_cursor = (leads.len() == limit as usize)
+        .then(|| leads.last().map(|l| l.email.clone()))
+        .flatten();
+    Ok(Json(LeadPage {
+        leads: leads.into_iter().map(LeadView::from).collect(),
+        next_cursor,
+    }))
 }

@@ -3,7 +3,7 @@
 //! - [`error`]: one error type, rendered as `application/problem+json` (RFC 9457);
 //! - [`auth`]: `Authorization: Bearer KEY` resolved to a [`auth::Caller`] and its account;
 //! - [`extract`]: a JSON body extractor whose rejections are problem documents too;
-//! - [`leads`]: `POST/GET/PATCH /v1/leads`;
+//! - [`leads`]: `POST/GET/PATCH /v1/leads`, and searching them;
 //! - [`emails`]: sending (`POST /v1/emails`, `/v1/emails/batch`) and `GET /v1/emails/{id}`;
 //! - [`reports`]: the email report (JSON or CSV) and the batch report;
 //! - [`activity`]: a lead's timeline;
@@ -55,7 +55,7 @@ const BODY_LIMIT: usize = 64 * 1024 * 1024;
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(health::healthz))
-        .route("/v1/leads", post(leads::create))
+        .route("/v1/leads", get(leads::search).post(leads::create))
         .route("/v1/leads/{id}", get(leads::show).patch(leads::update))
         .route("/v1/leads/{id}/activity", get(activity::show))
         .route("/v1/reports/emails", get(reports::emails))

@@ -233,3 +233,56 @@ async fn health_reports_the_database() {
     let (status, _, _) = app.call("GET", "/healthz", None, None).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
 }
+
+#[tokio::test]
+async fn leads_are_searched_and_paged_within_the_account() {
+    let app = app().await;
+    let (_, key) = app.store.create_account("Acme").await.unwrap();
+    let (_, other) = app.store.create_account("Other").await.unwrap();
+    for (email, name) in [
+        ("ana@x.test", "Ana"),
+        ("bo@x.test", "Bo"),
+        ("cy@x.test", "Cy"),
+    ] {
+        let body = serde_json::json!({"email": email, "first_name": name});
+        let (status, _, _) = app
+            .call("POST", "/v1/leads", Some(&key.key), Some(body))
+            .await;
+        assert_eq!(status, axum::http::StatusCode::CREATED);
+    }
+    let (_, page, _) = app
+        .call("GET", "/v1/leads?limit=2", Some(&key.key), None)
+        .await;
+    let emails = |page: &serde_json::Value| -> Vec<String> {
+        page["leads"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l["email"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(emails(&page), ["ana@x.test", "bo@x.test"]);
+    let cursor = page["next_cursor"].as_str().unwrap();
+    let (_, next, _) = app
+        .call(
+            "GET",
+            &format!("/v1/leads?limit=2&cursor={cursor}"),
+            Some(&key.key),
+            None,
+        )
+        .await;
+    assert_eq!(emails(&next), ["cy@x.test"]);
+    let (_, found, _) = app
+        .call("GET", "/v1/leads?q=BO", Some(&key.key), None)
+        .await;
+    assert_eq!(emails(&found), ["bo@x.test"]);
+    let (_, none, _) = app.call("GET", "/v1/leads", Some(&other.key), None).await;
+    assert!(
+        emails(&none).is_empty(),
+        "another account sees none of them"
+    );
+    let (status, _, _) = app
+        .call("GET", "/v1/leads?limit=abc", Some(&key.key), None)
+        .await;
+    assert_eq!(status, axum::http::StatusCode::UNPROCESSABLE_ENTITY);
+}

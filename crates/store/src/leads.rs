@@ -109,6 +109,46 @@ impl Store {
         }
     }
 
+    /// A page of an account's leads in address order, those whose address or name contains
+    /// `query` (case-insensitive) when one is given; `after` is the last address key of the
+    /// previous page.
+    pub async fn search_leads(
+        &self,
+        account_id: &str,
+        query: Option<&str>,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<Lead>> {
+        let pattern = query.map(str::trim).filter(|q| !q.is_empty()).map(|q| {
+            let escaped = q
+                .to_lowercase()
+                .replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_");
+            format!("%{escaped}%")
+        });
+        let matching = if pattern.is_some() {
+            " AND (address_key LIKE $4 ESCAPE '\\'
+                   OR LOWER(COALESCE(first_name, '') || ' ' || COALESCE(last_name, ''))
+                      LIKE $4 ESCAPE '\\')"
+        } else {
+            ""
+        };
+        let sql = format!(
+            "SELECT {LEAD_COLUMNS} FROM leads WHERE account_id = $1 AND address_key > $2{matching}
+             ORDER BY address_key LIMIT $3"
+        );
+        let mut select = sqlx::query(&sql)
+            .bind(account_id)
+            .bind(after.unwrap_or(""))
+            .bind(i64::from(limit));
+        if let Some(pattern) = pattern {
+            select = select.bind(pattern);
+        }
+        let rows = select.fetch_all(&self.reader).await?;
+        rows.iter().map(lead_from_row).collect()
+    }
+
     /// One lead of one account; another account's lead is `NotFound`, like a missing one.
     pub async fn lead(&self, account_id: &str, lead_id: &str) -> Result<Lead> {
         let row = sqlx::query(&format!(

@@ -68,6 +68,7 @@ on_both_backends!(
     batch_report_counts_emails_that_ever_reached_each_stage,
     email_report_filters_and_pages_newest_first,
     lead_activity_is_scoped_to_the_account,
+    lead_search_matches_address_or_name_and_pages,
 );
 
 fn address(s: &str) -> EmailAddress {
@@ -843,4 +844,65 @@ async fn lead_activity_is_scoped_to_the_account(f: Fixture) {
         f.store.lead_activity(&other, &lead.id, 50).await,
         Err(StoreError::NotFound)
     ));
+}
+
+async fn lead_search_matches_address_or_name_and_pages(f: Fixture) {
+    let (acme, _) = f.store.create_account("Acme").await.unwrap();
+    let (other, _) = f.store.create_account("Other").await.unwrap();
+    for email in [
+        "zed@example.com",
+        "Ana.Silva@Example.com",
+        "bo_x@shop.test",
+        "cy@shop.test",
+    ] {
+        f.store
+            .create_lead(&acme, &new_lead(email, Permission::Yes))
+            .await
+            .unwrap();
+    }
+    f.store
+        .create_lead(&other, &new_lead("ana@other.test", Permission::Yes))
+        .await
+        .unwrap();
+    let emails = |leads: Vec<mailtrail_store::Lead>| -> Vec<String> {
+        leads.into_iter().map(|l| l.email).collect()
+    };
+    let all = f.store.search_leads(&acme, None, None, 3).await.unwrap();
+    assert_eq!(
+        emails(all),
+        ["Ana.Silva@example.com", "bo_x@shop.test", "cy@shop.test"]
+    );
+    let rest = f
+        .store
+        .search_leads(&acme, None, Some("cy@shop.test"), 3)
+        .await
+        .unwrap();
+    assert_eq!(emails(rest), ["zed@example.com"]);
+    let silva = f
+        .store
+        .search_leads(&acme, Some("SILVA"), None, 10)
+        .await
+        .unwrap();
+    assert_eq!(emails(silva), ["Ana.Silva@example.com"]);
+    let by_first_name = f
+        .store
+        .search_leads(&acme, Some("ana"), None, 10)
+        .await
+        .unwrap();
+    assert_eq!(by_first_name.len(), 4, "other accounts' leads never match");
+    let by_name = f.store.search_leads(&acme, Some("ana s"), None, 10).await;
+    assert!(
+        by_name.unwrap().is_empty(),
+        "first names here are all Ana, no last name"
+    );
+    let underscore = f
+        .store
+        .search_leads(&acme, Some("_"), None, 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        emails(underscore),
+        ["bo_x@shop.test"],
+        "LIKE wildcards are literal"
+    );
 }

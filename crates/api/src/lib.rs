@@ -9,6 +9,7 @@
 //! - [`activity`]: a lead's timeline;
 //! - [`suppressions`]: the operator's view of blocked addresses;
 //! - [`settings`]: the account's tracking settings;
+//! - [`webhooks`]: the account's webhook URLs and their delivery history;
 //! - [`track`]: the public open, click and unsubscribe endpoints;
 //! - [`health`]: the `/healthz` endpoint.
 //!
@@ -25,6 +26,7 @@ pub mod reports;
 pub mod settings;
 pub mod suppressions;
 pub mod track;
+pub mod webhooks;
 
 use std::sync::Arc;
 
@@ -66,6 +68,9 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/suppressions", get(suppressions::list))
         .route("/v1/suppressions/{address}", delete(suppressions::remove))
         .route("/v1/settings", get(settings::show).patch(settings::update))
+        .route("/v1/webhooks", get(webhooks::list).post(webhooks::create))
+        .route("/v1/webhooks/{id}", delete(webhooks::delete))
+        .route("/v1/webhooks/{id}/deliveries", get(webhooks::deliveries))
         .route("/o/{file}", get(track::open))
         .route("/c/{token}", get(track::click))
         .route(

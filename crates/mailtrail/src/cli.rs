@@ -22,7 +22,12 @@ pub struct Cli {
 #[derive(Subcommand)]
 pub enum Command {
     /// Run the service: the HTTP API on `http_listen` and the delivery workers.
-    Serve,
+    Serve {
+        /// Send every email to built-in test mail servers on this machine that bounce,
+        /// defer, complain, reply, open and click by recipient domain (see the README).
+        #[arg(long)]
+        sandbox: bool,
+    },
     /// Queue one email (the running service delivers it).
     Send {
         #[arg(long)]
@@ -72,6 +77,13 @@ pub enum Command {
     },
     /// Recompute every email's stage from its events and report mismatches.
     Check,
+    /// Mailtrail end to end in a minute: the sandbox service on a fresh database, two
+    /// batches to sample leads, and the reports once every email has settled.
+    Demo {
+        /// Exit after printing the reports instead of leaving the service running.
+        #[arg(long)]
+        no_wait: bool,
+    },
     /// The email report (Last Action per email) or the batch report, as a table or CSV.
     Report {
         #[command(subcommand)]

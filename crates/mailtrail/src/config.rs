@@ -10,6 +10,7 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use mailtrail_inbound::InboundConfig;
 use mailtrail_outbound::OutboundConfig;
+use mailtrail_webhooks::WebhookConfig;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -38,6 +39,7 @@ pub struct Config {
     pub dns_servers: Vec<SocketAddr>,
     pub outbound: OutboundConfig,
     pub inbound: InboundConfig,
+    pub webhooks: WebhookConfig,
 }
 
 impl Default for Config {
@@ -52,6 +54,7 @@ impl Default for Config {
             dns_servers: Vec::new(),
             outbound: OutboundConfig::default(),
             inbound: InboundConfig::default(),
+            webhooks: WebhookConfig::default(),
         }
     }
 }

@@ -17,7 +17,8 @@ pub struct OutboundConfig {
     /// The domain of the VERP envelope sender `bounces+TOKEN@…` and the reply address, where
     /// bounces and replies come back to Mailtrail's SMTP listener. `helo_name` when unset.
     pub bounce_domain: Option<String>,
-    /// Recipient domain → `host:port`, skipping MX lookup.
+    /// Recipient domain → `host:port`, skipping MX lookup; `"*"` catches every other domain
+    /// (the sandbox uses it so that no mail leaves the machine).
     pub routes: BTreeMap<String, String>,
     /// Where tracking and unsubscribe links point unless an account sets its own: the public
     /// URL of Mailtrail's HTTP server.

@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use mailtrail_domain::classify::{Verdict, classify};
+use mailtrail_domain::event::DROPPED;
 use mailtrail_domain::retry::Retry;
 use mailtrail_domain::{Event, EventKind, Reason, RetryPolicy, SmtpReply};
 use mailtrail_store::{Claimed, Effects, QueueChange};
@@ -82,7 +83,7 @@ pub fn decide(
     match outcome {
         Outcome::Dropped(reason) => Decision {
             event: Event::new(EventKind::Failed, now_ms)
-                .with_status("Dropped")
+                .with_status(DROPPED)
                 .with_reason(*reason),
             effects: Effects {
                 queue: QueueChange::Leave,

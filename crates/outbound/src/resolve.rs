@@ -31,6 +31,9 @@ pub enum ResolveError {
     Temporary { detail: String },
 }
 
+/// The route key for every domain without a route of its own (after the relay, if any).
+pub const CATCH_ALL: &str = "*";
+
 pub struct Resolver {
     dns: Hickory<TokioRuntimeProvider>,
     routes: std::collections::BTreeMap<String, String>,
@@ -82,7 +85,12 @@ impl Resolver {
 
     /// The addresses to try, best first.
     pub async fn targets(&self, domain: &str) -> Result<Vec<Target>, ResolveError> {
-        if let Some(route) = self.routes.get(domain).or(self.relay.as_ref()) {
+        let route = self
+            .routes
+            .get(domain)
+            .or(self.relay.as_ref())
+            .or_else(|| self.routes.get(CATCH_ALL));
+        if let Some(route) = route {
             return self.host_port(route).await;
         }
         let exchanges = match self.dns.mx_lookup(domain).await {

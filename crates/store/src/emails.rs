@@ -228,8 +228,8 @@ impl Store {
         effects: Effects,
     ) -> Result<Option<Derived>> {
         let Some(row) = sqlx::query(&format!(
-            "SELECT to_key, stage, status, reason, milestones, batch FROM emails
-             WHERE account_id = $1 AND id = $2{}",
+            "SELECT to_key, to_address, lead_id, stage, status, reason, milestones, batch
+             FROM emails WHERE account_id = $1 AND id = $2{}",
             self.lock_clause()
         ))
         .bind(account_id)
@@ -240,12 +240,25 @@ impl Store {
             return Ok(None);
         };
         insert_event(tx, account_id, email_id, event).await?;
+        let batch: Option<String> = row.try_get("batch")?;
+        let hooks = crate::webhooks::live_hooks(tx, account_id).await?;
+        if !hooks.is_empty() {
+            let to: String = row.try_get("to_address")?;
+            let lead_id: Option<String> = row.try_get("lead_id")?;
+            let facts = crate::webhooks::EmailFacts {
+                id: email_id,
+                account_id,
+                to: &to,
+                lead_id: lead_id.as_deref(),
+                batch: batch.as_deref(),
+            };
+            crate::webhooks::outbox(tx, &hooks, &facts, event).await?;
+        }
         let stored: String = row.try_get("stage")?;
         let stored: Stage = stored.parse().map_err(StoreError::Corrupt)?;
         let reached = Milestones::from_bits(row.try_get("milestones")?);
         let milestones = reached.union(Milestones::of(event));
         let added = milestones.added_to(reached);
-        let batch: Option<String> = row.try_get("batch")?;
         crate::reports::count_milestones(tx, account_id, batch.as_deref(), added).await?;
         if effects == Effects::default() && unchanged_by(stored, event) {
             if !added.is_empty() {

@@ -10,6 +10,7 @@
 //! - [`reports`]: the email report, the batch report and a lead's activity;
 //! - [`recorder`]: group commit of events (delivery outcomes, opens, clicks);
 //! - [`suppressions`]: blocked addresses and their audit trail;
+//! - [`webhooks`]: per-account webhook URLs and the durable outbox of their deliveries;
 //! - [`secrets`]: installation-wide secrets such as the token signing key;
 //! - [`settings`]: account settings, and the links tracked clicks redirect to.
 //!
@@ -29,6 +30,7 @@ pub mod reports;
 pub mod secrets;
 pub mod settings;
 pub mod suppressions;
+pub mod webhooks;
 
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -45,6 +47,7 @@ pub use recorder::Recorder;
 pub use reports::{BatchStats, Cursor, EmailFilter, EmailRow, ReplyRow};
 pub use settings::{HitContext, Settings};
 pub use suppressions::{Block, Suppression, SuppressionLogEntry};
+pub use webhooks::{Attempt, Delivery, DueDelivery, Webhook};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 

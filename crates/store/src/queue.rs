@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
+use mailtrail_domain::event::DROPPED;
 use mailtrail_domain::{EmailAddress, Event, EventKind, Milestone, Milestones, Permission, Reason};
 use sqlx::Row;
 use sqlx::any::AnyRow;
@@ -232,6 +233,7 @@ impl Store {
         .execute(&mut *tx)
         .await?;
 
+        let hooks = crate::webhooks::live_hooks(&mut tx, account_id).await?;
         let rows: Vec<(&String, &QueueEntry)> = ids.iter().zip(&submission.entries).collect();
         let queued = serde_json::to_string(&Event::new(EventKind::Queued, now).detail)
             .expect("event details serialise");
@@ -259,7 +261,7 @@ impl Store {
                     .bind(serde_json::to_string(&entry.fields).expect("string maps serialise"))
                     .bind(submission.batch.as_deref())
                     .bind(if dropped.is_some() { "failed" } else { "sent" })
-                    .bind(dropped.map(|_| "Dropped"))
+                    .bind(dropped.map(|_| DROPPED))
                     .bind(dropped)
                     .bind(dropped.is_none().then_some(due))
                     .bind(now)
@@ -276,10 +278,25 @@ impl Store {
             let mut events: Vec<(&str, i64, &str, String)> = Vec::with_capacity(chunk.len());
             for (id, entry) in chunk {
                 events.push((id.as_str(), 1, "queued", queued.clone()));
+                let to = entry.to.to_string();
+                let facts = crate::webhooks::EmailFacts {
+                    id,
+                    account_id,
+                    to: &to,
+                    lead_id: entry.lead_id.as_deref(),
+                    batch: submission.batch.as_deref(),
+                };
+                if !hooks.is_empty() {
+                    let queued = Event::new(EventKind::Queued, now);
+                    crate::webhooks::outbox(&mut tx, &hooks, &facts, &queued).await?;
+                }
                 if let Some(reason) = entry.dropped {
                     let dropped = Event::new(EventKind::Failed, now)
-                        .with_status("Dropped")
+                        .with_status(DROPPED)
                         .with_reason(reason);
+                    if !hooks.is_empty() {
+                        crate::webhooks::outbox(&mut tx, &hooks, &facts, &dropped).await?;
+                    }
                     let detail =
                         serde_json::to_string(&dropped.detail).expect("event details serialise");
                     events.push((id.as_str(), 2, "failed", detail));

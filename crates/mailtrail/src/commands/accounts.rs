@@ -50,11 +50,7 @@ pub async fn create_user(
     if password.chars().count() < 8 {
         bail!("the password (read from standard input) must have at least 8 characters");
     }
-    let salt = SaltString::generate(&mut OsRng);
-    let hash = Argon2::default()
-        .hash_password(password.as_bytes(), &salt)
-        .map_err(|e| anyhow::anyhow!("cannot hash the password: {e}"))?
-        .to_string();
+    let hash = hash_password(password)?;
     let id = store
         .create_user(email, account, role, &hash)
         .await
@@ -66,4 +62,13 @@ pub async fn create_user(
         })?;
     println!("user {id} ({email}, {})", role.as_str());
     Ok(ExitCode::SUCCESS)
+}
+
+/// An argon2 PHC string for a web UI password.
+pub fn hash_password(password: &str) -> anyhow::Result<String> {
+    let salt = SaltString::generate(&mut OsRng);
+    Ok(Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map_err(|e| anyhow::anyhow!("cannot hash the password: {e}"))?
+        .to_string())
 }

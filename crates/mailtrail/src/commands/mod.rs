@@ -3,6 +3,7 @@
 mod accounts;
 mod bounce;
 mod check;
+mod demo;
 mod import;
 mod report;
 mod send;
@@ -28,9 +29,13 @@ pub async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
     {
         return bounce::classify(paths);
     }
+    // The demo brings its own fresh database.
+    if let Command::Demo { no_wait } = command {
+        return demo::run(&config, no_wait).await;
+    }
     let store = open_store(&config).await?;
     let outcome = match command {
-        Command::Serve => serve::run(&config, store.clone()).await,
+        Command::Serve { sandbox } => serve::run(&config, store.clone(), sandbox).await,
         Command::Account {
             command: AccountCommand::Create { name, json },
         } => accounts::create_account(&store, &name, json).await,
@@ -78,7 +83,9 @@ pub async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
                     csv,
                 },
         } => report::batches(&store, &account, batches.as_deref(), csv).await,
-        Command::Bounce { .. } => unreachable!("handled before the store is opened"),
+        Command::Bounce { .. } | Command::Demo { .. } => {
+            unreachable!("handled before the store is opened")
+        }
         Command::Send {
             account,
             to,

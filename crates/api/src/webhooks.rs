@@ -1,0 +1,212 @@
+//! `/v1/webhooks` (admins): register the URLs an account's events are POSTed to, list and
+//! delete them, and read each one's delivery history (PRODUCT.md §7). Delivery itself is the
+//! `mailtrail-webhooks` dispatcher's job.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use mailtrail_domain::Role;
+use mailtrail_store::webhooks::event_types;
+use mailtrail_store::{Delivery, Webhook};
+use serde::{Deserialize, Serialize};
+
+use crate::auth::Scoped;
+use crate::error::ApiError;
+use crate::extract::{ApiJson, ApiQuery};
+use crate::{AppState, rfc3339};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateWebhook {
+    /// An absolute `http://` or `https://` URL.
+    pub url: String,
+    /// Event types to send (see `event_types` in the answer); all of them when absent.
+    pub events: Option<Vec<String>>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct WebhookView {
+    pub id: String,
+    pub url: String,
+    /// Verify `Mailtrail-Signature` with this (HMAC-SHA256 over `"{t}.{body}"`).
+    pub secret: String,
+    /// `null` means every event type.
+    pub events: Option<Vec<String>>,
+    pub created_at: String,
+}
+
+impl From<Webhook> for WebhookView {
+    fn from(w: Webhook) -> Self {
+        Self {
+            id: w.id,
+            url: w.url,
+            secret: w.secret,
+            events: w.events,
+            created_at: rfc3339(w.created_at_ms),
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct WebhookList {
+    pub webhooks: Vec<WebhookView>,
+    /// Every event type a hook can ask for.
+    pub event_types: Vec<&'static str>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct DeliveryView {
+    pub id: String,
+    pub event_id: String,
+    pub event_type: String,
+    /// `pending`, `delivered`, `failed` (gave up after 24 hours) or `cancelled`.
+    pub state: String,
+    pub attempts: u32,
+    pub last_status: Option<u16>,
+    pub last_error: Option<String>,
+    pub next_attempt_at: Option<String>,
+    pub created_at: String,
+    pub delivered_at: Option<String>,
+    /// The JSON that is POSTed.
+    pub payload: serde_json::Value,
+}
+
+impl From<Delivery> for DeliveryView {
+    fn from(d: Delivery) -> Self {
+        Self {
+            payload: serde_json::from_str(&d.payload).unwrap_or(serde_json::Value::Null),
+            id: d.id,
+            event_id: d.event_id,
+            event_type: d.event_type,
+            state: d.state,
+            attempts: d.attempts,
+            last_status: d.last_status,
+            last_error: d.last_error,
+            next_attempt_at: d.next_attempt_at_ms.map(rfc3339),
+            created_at: rfc3339(d.created_at_ms),
+            delivered_at: d.delivered_at_ms.map(rfc3339),
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct DeliveryList {
+    pub deliveries: Vec<DeliveryView>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeliveryQuery {
+    pub limit: Option<u32>,
+    pub account: Option<String>,
+}
+
+fn check_url(url: &str) -> Result<(), ApiError> {
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"));
+    let host = rest.map(|r| r.split(['/', '?', '#']).next().unwrap_or_default());
+    match host {
+        Some(host)
+            if !host.is_empty() && !host.contains(char::is_whitespace) && url.len() <= 2000 =>
+        {
+            Ok(())
+        }
+        _ => Err(ApiError::invalid(
+            "url",
+            "must be an absolute http:// or https:// URL with a host",
+        )),
+    }
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    scope: Scoped,
+    ApiJson(body): ApiJson<CreateWebhook>,
+) -> Result<(StatusCode, Json<WebhookView>), ApiError> {
+    scope.caller.require(Role::Admin)?;
+    check_url(&body.url)?;
+    if let Some(events) = &body.events {
+        let known: Vec<&str> = event_types().collect();
+        if events.is_empty() {
+            return Err(ApiError::invalid(
+                "events",
+                "leave it out for every event type, or name at least one",
+            ));
+        }
+        if let Some(unknown) = events.iter().find(|e| !known.contains(&e.as_str())) {
+            return Err(ApiError::invalid(
+                "events",
+                format!("'{unknown}' is not an event type; use {}", known.join(", ")),
+            ));
+        }
+    }
+    let hook = state
+        .store
+        .create_webhook(&scope.account_id, &body.url, body.events.as_deref())
+        .await?;
+    Ok((StatusCode::CREATED, Json(hook.into())))
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    scope: Scoped,
+) -> Result<Json<WebhookList>, ApiError> {
+    scope.caller.require(Role::Admin)?;
+    let hooks = state.store.webhooks(&scope.account_id).await?;
+    Ok(Json(WebhookList {
+        webhooks: hooks.into_iter().map(WebhookView::from).collect(),
+        event_types: event_types().collect(),
+    }))
+}
+
+pub async fn delete(
+    State(state): State<AppState>,
+    scope: Scoped,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    scope.caller.require(Role::Admin)?;
+    state.store.delete_webhook(&scope.account_id, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn deliveries(
+    State(state): State<AppState>,
+    scope: Scoped,
+    Path(id): Path<String>,
+    ApiQuery(query): ApiQuery<DeliveryQuery>,
+) -> Result<Json<DeliveryList>, ApiError> {
+    scope.caller.require(Role::Admin)?;
+    let limit = query.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::invalid("limit", "must be between 1 and 1000"));
+    }
+    let deliveries = state
+        .store
+        .webhook_deliveries(&scope.account_id, &id, limit)
+        .await?;
+    Ok(Json(DeliveryList {
+        deliveries: deliveries.into_iter().map(DeliveryView::from).collect(),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_absolute_http_urls_are_hooks() {
+        for good in ["https://crm.example/hooks", "http://127.0.0.1:9000/h?x=1"] {
+            assert!(check_url(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "ftp://x",
+            "https://",
+            "/relative",
+            "javascript:alert(1)",
+            "http://a b/",
+        ] {
+            assert!(check_url(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,152 @@
+//! The whole service in one process — HTTP (API, tracking), inbound SMTP, inbound processing,
+//! the delivery workers and the webhook dispatcher — started together and stopped together, for `serve` and `demo`.
+//!
+//! With the sandbox on, the built-in test mail servers start first and every outbound email
+//! is routed to them (a catch-all route keeps any other domain on the machine too); retry
+//! timing is compressed so an email's whole life fits in a minute.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::Context;
+use mailtrail_api::{AppState, router};
+use mailtrail_inbound::process::Processor;
+use mailtrail_inbound::server::{self, StoreSink};
+use mailtrail_outbound::Outbound;
+use mailtrail_outbound::config::{OutboundConfig, RetryConfig};
+use mailtrail_outbound::resolve::CATCH_ALL;
+use mailtrail_sandbox::{Sandbox, SandboxConfig};
+use mailtrail_store::Store;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::config::Config;
+
+/// How long a sandbox "person" waits before opening or clicking: longer than the default
+/// machine-hit threshold (2 s), so these count as a person's.
+const SANDBOX_PERSON_DELAY: Duration = Duration::from_secs(3);
+
+/// The running service.
+pub struct Service {
+    pub http: SocketAddr,
+    pub smtp: SocketAddr,
+    stop: watch::Sender<bool>,
+    running: JoinHandle<anyhow::Result<()>>,
+}
+
+impl Service {
+    /// Binds the listeners and starts every part; returns once they accept connections.
+    pub async fn start(config: &Config, store: Store, sandbox: bool) -> anyhow::Result<Service> {
+        let listener = TcpListener::bind(config.http_listen)
+            .await
+            .with_context(|| format!("cannot listen on http_listen {}", config.http_listen))?;
+        let http = listener.local_addr()?;
+        let smtp_listener = TcpListener::bind(config.smtp_listen)
+            .await
+            .with_context(|| format!("cannot listen on smtp_listen {}", config.smtp_listen))?;
+        let smtp = smtp_listener.local_addr()?;
+
+        let mut outbound_config = config.outbound.clone();
+        let sandbox = if sandbox {
+            let servers = Sandbox::start(SandboxConfig {
+                inbound_smtp: smtp,
+                http_base: format!("http://{http}"),
+                person_delay: SANDBOX_PERSON_DELAY,
+            })
+            .await
+            .context("cannot start the sandbox mail servers")?;
+            sandbox_outbound(&mut outbound_config, &servers, http);
+            Some(servers)
+        } else {
+            None
+        };
+        let outbound = Outbound::new(store.clone(), outbound_config.clone(), &config.dns_servers)
+            .await
+            .map_err(anyhow::Error::msg)?;
+
+        let (stop, stopped) = watch::channel(false);
+        let wait_for = |mut stopped: watch::Receiver<bool>| async move {
+            let _ = stopped.wait_for(|stop| *stop).await;
+        };
+        let (hits, hits_writer) = mailtrail_store::Recorder::spawn(store.clone());
+        let state = AppState {
+            hits,
+            store: store.clone(),
+            queued: outbound.waker(),
+            tokens: outbound.tokens(),
+        };
+        let http_server =
+            axum::serve(listener, router(state)).with_graceful_shutdown(wait_for(stopped.clone()));
+        let received = std::sync::Arc::new(tokio::sync::Notify::new());
+        let processor = Processor::new(store.clone(), outbound.tokens(), received.clone());
+        let inbound = tokio::spawn(server::serve(
+            smtp_listener,
+            config.inbound.clone(),
+            outbound_config.bounce_domain().to_owned(),
+            StoreSink {
+                store: store.clone(),
+                received,
+            },
+            wait_for(stopped.clone()),
+        ));
+        let processing = tokio::spawn(processor.run(wait_for(stopped.clone())));
+        let dispatcher =
+            mailtrail_webhooks::Dispatcher::new(store.clone(), config.webhooks.clone())
+                .map_err(anyhow::Error::msg)?;
+        let webhooks = tokio::spawn(dispatcher.run(wait_for(stopped.clone())));
+        let delivery = tokio::spawn(outbound.run(wait_for(stopped)));
+        let running = tokio::spawn(async move {
+            http_server.await.context("the HTTP server failed")?;
+            // The router and its recorder are gone: the writer ends once buffered opens and
+            // clicks are written, so a clean shutdown loses none.
+            hits_writer.await.context("the open/click writer failed")?;
+            delivery.await.context("the delivery worker failed")?;
+            inbound.await.context("the inbound SMTP server failed")?;
+            processing.await.context("inbound processing failed")?;
+            webhooks.await.context("the webhook dispatcher failed")?;
+            if let Some(sandbox) = sandbox {
+                sandbox.shutdown().await;
+            }
+            Ok(())
+        });
+        Ok(Service {
+            http,
+            smtp,
+            stop,
+            running,
+        })
+    }
+
+    /// Stops taking work, lets requests and SMTP sessions in flight finish, writes their
+    /// outcomes, and returns when every part has stopped.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        let _ = self.stop.send(true);
+        self.running.await.context("the service panicked")?
+    }
+}
+
+/// Routes every domain to the sandbox servers and compresses retry timing.
+fn sandbox_outbound(config: &mut OutboundConfig, sandbox: &Sandbox, http: SocketAddr) {
+    for (domain, address) in sandbox.routes() {
+        config.routes.insert(domain, address);
+    }
+    if let Some((_, ok)) = sandbox
+        .routes()
+        .into_iter()
+        .find(|(domain, _)| domain.starts_with("ok."))
+    {
+        config.routes.insert(CATCH_ALL.to_owned(), ok);
+    }
+    config.relay = None;
+    config.tracking_base_url = format!("http://{http}");
+    config.retry = RetryConfig {
+        first_delay: Duration::from_secs(2),
+        max_delay: Duration::from_secs(8),
+        give_up_after: Duration::from_secs(40),
+        soft_5xx_window: Duration::from_secs(40),
+        ..RetryConfig::default()
+    };
+    config.poll_interval = config.poll_interval.min(Duration::from_millis(500));
+    config.throttle = config.throttle.min(Duration::from_secs(2));
+}

@@ -1,0 +1,260 @@
+//! The webhook dispatcher (PRODUCT.md §7): takes due deliveries from the store's durable
+//! outbox, POSTs each event's JSON to its hook's URL with an HMAC-SHA256 signature, and
+//! records the outcome — delivered on a 2xx, otherwise retried with exponential backoff until
+//! the retry window (24 hours by default) is over, then failed.
+//!
+//! Delivery is at least once: a dispatcher that dies between the receiver's 2xx and recording
+//! it sends the event again after its lease. Receivers de-duplicate on the event id (the
+//! `Mailtrail-Event-Id` header and the payload's `id`), which is the same on every retry.
+//! Events are not ordered across retries; each carries its own time (`at_ms`).
+//!
+//! The signature, in `Mailtrail-Signature: t=UNIX_SECONDS,v1=HEX`, is HMAC-SHA256 with the
+//! hook's secret over `"{t}.{body}"` ([`sign`], [`verify`]), the scheme Stripe made familiar:
+//! the timestamp lets receivers refuse replays of old deliveries.
+
+use std::future::Future;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use hmac::{Hmac, Mac};
+use mailtrail_store::{Attempt, DueDelivery, Store};
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+use tokio::task::JoinSet;
+
+pub const SIGNATURE_HEADER: &str = "Mailtrail-Signature";
+pub const EVENT_ID_HEADER: &str = "Mailtrail-Event-Id";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebhookConfig {
+    /// How long a receiver has to answer.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// The first retry's delay; each next one doubles, up to `max_delay`.
+    #[serde(with = "humantime_serde")]
+    pub first_delay: Duration,
+    #[serde(with = "humantime_serde")]
+    pub max_delay: Duration,
+    /// After this long since the event, a delivery that keeps failing is given up.
+    #[serde(with = "humantime_serde")]
+    pub retry_window: Duration,
+    /// Deliveries in flight at once, per node.
+    pub concurrency: usize,
+    /// How often the outbox is checked when it was empty.
+    #[serde(with = "humantime_serde")]
+    pub poll_interval: Duration,
+}
+
+impl Default for WebhookConfig {
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_secs(10),
+            first_delay: Duration::from_secs(30),
+            max_delay: Duration::from_secs(3600),
+            retry_window: Duration::from_secs(24 * 3600),
+            concurrency: 8,
+            poll_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+/// `t=…,v1=…` for `body` sent at `timestamp` (Unix seconds).
+pub fn sign(secret: &str, timestamp: u64, body: &[u8]) -> String {
+    format!(
+        "t={timestamp},v1={}",
+        hex::encode(mac(secret, timestamp, body))
+    )
+}
+
+/// Whether `header` is a valid signature of `body` made within `tolerance` of `now` (Unix
+/// seconds): what a receiver checks.
+pub fn verify(secret: &str, header: &str, body: &[u8], now: u64, tolerance: u64) -> bool {
+    let mut timestamp = None;
+    let mut signatures = Vec::new();
+    for part in header.split(',') {
+        match part.trim().split_once('=') {
+            Some(("t", t)) => timestamp = t.parse::<u64>().ok(),
+            Some(("v1", v)) => signatures.extend(hex::decode(v).ok()),
+            _ => {}
+        }
+    }
+    let Some(timestamp) = timestamp else {
+        return false;
+    };
+    if now.abs_diff(timestamp) > tolerance {
+        return false;
+    }
+    signatures.iter().any(|signature| {
+        let mut mac = <Hmac<Sha256>>::new_from_slice(secret.as_bytes())
+            .expect("HMAC takes keys of any length");
+        mac.update(format!("{timestamp}.").as_bytes());
+        mac.update(body);
+        // Constant-time comparison.
+        mac.verify_slice(signature).is_ok()
+    })
+}
+
+fn mac(secret: &str, timestamp: u64, body: &[u8]) -> Vec<u8> {
+    let mut mac =
+        <Hmac<Sha256>>::new_from_slice(secret.as_bytes()).expect("HMAC takes keys of any length");
+    mac.update(format!("{timestamp}.").as_bytes());
+    mac.update(body);
+    mac.finalize().into_bytes().to_vec()
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default()
+}
+
+/// The delay before retry number `attempts` (1 for the first retry).
+fn backoff(config: &WebhookConfig, attempts: u32) -> Duration {
+    let doubled = config.first_delay.saturating_mul(
+        1u32.checked_shl(attempts.saturating_sub(1))
+            .unwrap_or(u32::MAX),
+    );
+    doubled.min(config.max_delay)
+}
+
+pub struct Dispatcher {
+    store: Store,
+    config: WebhookConfig,
+    client: reqwest::Client,
+}
+
+impl Dispatcher {
+    pub fn new(store: Store, config: WebhookConfig) -> Result<Self, String> {
+        let client = reqwest::Client::builder()
+            .timeout(config.timeout)
+            // A receiver's redirect is not followed: the hook's URL is the one that was set.
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("Mailtrail-Webhooks/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| format!("cannot build the webhook HTTP client: {e}"))?;
+        Ok(Self {
+            store,
+            config,
+            client,
+        })
+    }
+
+    /// Delivers until `shutdown` resolves; deliveries in flight then finish and are recorded.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        let lease_ms = (self.config.timeout.as_millis() as i64) * 2 + 5_000;
+        loop {
+            let due = match self
+                .store
+                .claim_webhook_deliveries(self.config.concurrency as i64 * 4, lease_ms)
+                .await
+            {
+                Ok(due) => due,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read the webhook outbox");
+                    Vec::new()
+                }
+            };
+            if due.is_empty() {
+                tokio::select! {
+                    () = &mut shutdown => return,
+                    () = tokio::time::sleep(self.config.poll_interval) => continue,
+                }
+            }
+            let mut in_flight = JoinSet::new();
+            for delivery in due {
+                while in_flight.len() >= self.config.concurrency.max(1) {
+                    in_flight.join_next().await;
+                }
+                let (store, client, config) =
+                    (self.store.clone(), self.client.clone(), self.config.clone());
+                in_flight.spawn(async move {
+                    let attempt = deliver(&client, &config, &delivery).await;
+                    if let Err(e) = store.finish_webhook_delivery(&delivery.id, &attempt).await {
+                        tracing::warn!(error = %e, delivery = %delivery.id,
+                            "cannot record a webhook attempt; it is sent again after its lease");
+                    }
+                });
+            }
+            while in_flight.join_next().await.is_some() {}
+        }
+    }
+}
+
+/// One POST, and what it means for the delivery.
+async fn deliver(
+    client: &reqwest::Client,
+    config: &WebhookConfig,
+    delivery: &DueDelivery,
+) -> Attempt {
+    let body = delivery.payload.clone().into_bytes();
+    let signature = sign(&delivery.secret, unix_now(), &body);
+    let sent = client
+        .post(&delivery.url)
+        .header(reqwest::header::CONTENT_TYPE, "application/json")
+        .header(EVENT_ID_HEADER, &delivery.event_id)
+        .header(SIGNATURE_HEADER, signature)
+        .body(body)
+        .send()
+        .await;
+    let (status, error) = match sent {
+        Ok(response) if response.status().is_success() => {
+            return Attempt::Delivered {
+                status: response.status().as_u16(),
+            };
+        }
+        Ok(response) => (
+            Some(response.status().as_u16()),
+            format!("the receiver answered {}", response.status()),
+        ),
+        Err(e) => (None, format!("no answer: {e}")),
+    };
+    let delay = backoff(config, delivery.attempts + 1);
+    let at_ms = mailtrail_store::now_ms() + delay.as_millis() as i64;
+    let window_ends = delivery.created_at_ms + config.retry_window.as_millis() as i64;
+    if at_ms > window_ends {
+        Attempt::GaveUp { status, error }
+    } else {
+        Attempt::Retry {
+            at_ms,
+            status,
+            error,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signatures_verify_and_reject_tampering_and_replays() {
+        let header = sign("whsec_k", 1_000, b"{\"id\":1}");
+        assert!(verify("whsec_k", &header, b"{\"id\":1}", 1_010, 300));
+        assert!(
+            !verify("whsec_k", &header, b"{\"id\":2}", 1_010, 300),
+            "body changed"
+        );
+        assert!(
+            !verify("whsec_other", &header, b"{\"id\":1}", 1_010, 300),
+            "wrong key"
+        );
+        assert!(
+            !verify("whsec_k", &header, b"{\"id\":1}", 2_000, 300),
+            "too old"
+        );
+        assert!(
+            !verify("whsec_k", "v1=00", b"{\"id\":1}", 1_000, 300),
+            "no timestamp"
+        );
+    }
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap() {
+        let config = WebhookConfig::default();
+        let delays: Vec<u64> = (1..=9).map(|n| backoff(&config, n).as_secs()).collect();
+        assert_eq!(delays, [30, 60, 120, 240, 480, 960, 1920, 3600, 3600]);
+        assert_eq!(backoff(&config, 200).as_secs(), 3600);
+    }
+}

@@ -1,0 +1,266 @@
+//! Webhooks delivered to a real HTTP receiver on a real socket: signed, retried until the
+//! receiver takes them, the same event id on every try, and given up after the window.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use mailtrail_domain::{Event, EventKind, Reason};
+use mailtrail_store::{Content, QueueEntry, Store, Submission};
+use mailtrail_webhooks::{Dispatcher, EVENT_ID_HEADER, SIGNATURE_HEADER, WebhookConfig, verify};
+use serde_json::Value;
+use tokio::sync::watch;
+
+/// What the receiver saw: (event id header, signature header, body, status it answered).
+type Seen = Arc<Mutex<Vec<(String, String, Vec<u8>, u16)>>>;
+
+/// A receiver that answers 500 to its first `failures` requests, then 200.
+async fn receiver(failures: usize) -> (String, Seen) {
+    let seen: Seen = Arc::default();
+    async fn take(
+        State((seen, failures)): State<(Seen, usize)>,
+        headers: HeaderMap,
+        body: Bytes,
+    ) -> StatusCode {
+        let mut seen = seen.lock().unwrap();
+        let status = if seen.len() < failures {
+            StatusCode::INTERNAL_SERVER_ERROR
+        } else {
+            StatusCode::OK
+        };
+        let header = |name: &str| {
+            headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_owned()
+        };
+        seen.push((
+            header(EVENT_ID_HEADER),
+            header(SIGNATURE_HEADER),
+            body.to_vec(),
+            status.as_u16(),
+        ));
+        status
+    }
+    let app = Router::new()
+        .route("/hook", post(take))
+        .with_state((seen.clone(), failures));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, seen)
+}
+
+fn fast() -> WebhookConfig {
+    WebhookConfig {
+        first_delay: Duration::from_millis(100),
+        max_delay: Duration::from_millis(400),
+        poll_interval: Duration::from_millis(50),
+        timeout: Duration::from_secs(2),
+        ..WebhookConfig::default()
+    }
+}
+
+/// Queues one email to `to`; returns its id.
+async fn queue(store: &Store, account: &str, to: &str) -> String {
+    let submission = Submission {
+        content: Content {
+            from: "s@shop.test".into(),
+            subject: "Hi".into(),
+            text: Some("Hello".into()),
+            html: None,
+        },
+        batch: Some("spring".into()),
+        send_at_ms: None,
+        entries: vec![QueueEntry {
+            to: to.parse().unwrap(),
+            lead_id: None,
+            fields: Default::default(),
+            dropped: None,
+        }],
+    };
+    store
+        .enqueue(account, &submission, None, |_| String::new())
+        .await
+        .unwrap()
+        .remove(0)
+}
+
+/// Runs a dispatcher until `done` holds or 10 s pass.
+async fn dispatch_until(store: &Store, config: WebhookConfig, done: impl Fn() -> bool) {
+    let (stop, stopped) = watch::channel(false);
+    let dispatcher = Dispatcher::new(store.clone(), config).unwrap();
+    let mut stopped_rx = stopped.clone();
+    let running = tokio::spawn(dispatcher.run(async move {
+        let _ = stopped_rx.wait_for(|s| *s).await;
+    }));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !done() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stop.send(true).unwrap();
+    running.await.unwrap();
+}
+
+#[tokio::test]
+async fn a_receiver_that_fails_twice_gets_the_event_on_the_third_try_with_the_same_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_sqlite(dir.path()).await.unwrap();
+    let (account, _) = store.create_account("Acme").await.unwrap();
+    let (url, seen) = receiver(2).await;
+    let hook = store.create_webhook(&account, &url, None).await.unwrap();
+    let email = queue(&store, &account, "ana@x.test").await;
+
+    let seen_for_check = seen.clone();
+    dispatch_until(&store, fast(), move || {
+        seen_for_check.lock().unwrap().len() >= 3
+    })
+    .await;
+    // Nothing more arrives once the receiver said 200.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(
+        seen.len(),
+        3,
+        "two failures, then one success, then nothing"
+    );
+    let statuses: Vec<u16> = seen.iter().map(|s| s.3).collect();
+    assert_eq!(statuses, [500, 500, 200]);
+    let ids: Vec<&str> = seen.iter().map(|s| s.0.as_str()).collect();
+    assert!(
+        ids.iter().all(|id| *id == ids[0] && !id.is_empty()),
+        "{ids:?}"
+    );
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    for (_, signature, body, _) in &seen {
+        assert!(
+            verify(&hook.secret, signature, body, now, 300),
+            "{signature}"
+        );
+        assert!(!verify("whsec_wrong", signature, body, now, 300));
+    }
+    let payload: Value = serde_json::from_slice(&seen[2].2).unwrap();
+    assert_eq!(payload["id"], ids[0]);
+    assert_eq!(payload["type"], "queued");
+    assert_eq!(payload["email"]["id"], email.as_str());
+    assert_eq!(payload["email"]["batch"], "spring");
+
+    let history = store
+        .webhook_deliveries(&account, &hook.id, 10)
+        .await
+        .unwrap();
+    assert_eq!(history.len(), 1);
+    assert_eq!(
+        (history[0].state.as_str(), history[0].attempts),
+        ("delivered", 3)
+    );
+    assert_eq!(history[0].last_status, Some(200));
+    assert_eq!(store.webhook_backlog().await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn every_event_is_sent_once_per_hook_that_wants_it_and_failures_say_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_sqlite(dir.path()).await.unwrap();
+    let (account, _) = store.create_account("Acme").await.unwrap();
+    let (all_url, all) = receiver(0).await;
+    let (failed_url, failed_only) = receiver(0).await;
+    store
+        .create_webhook(&account, &all_url, None)
+        .await
+        .unwrap();
+    store
+        .create_webhook(&account, &failed_url, Some(&["failed".to_owned()]))
+        .await
+        .unwrap();
+    let email = queue(&store, &account, "bo@x.test").await;
+    let deferred = Event::new(EventKind::Deferred, 1)
+        .with_attempt(1)
+        .with_status("452 4.2.2 Mailbox full");
+    store
+        .append_event(&account, &email, &deferred)
+        .await
+        .unwrap();
+    let bounce = Event::new(EventKind::Failed, 2)
+        .with_reason(Reason::UserUnknown)
+        .with_status("550 5.1.1 User unknown");
+    store.append_event(&account, &email, &bounce).await.unwrap();
+
+    let (a, f) = (all.clone(), failed_only.clone());
+    dispatch_until(&store, fast(), move || {
+        a.lock().unwrap().len() >= 3 && !f.lock().unwrap().is_empty()
+    })
+    .await;
+
+    let types = |seen: &Seen| -> Vec<Value> {
+        let mut payloads: Vec<Value> = seen
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|s| serde_json::from_slice(&s.2).unwrap())
+            .collect();
+        payloads.sort_by_key(|p| p["at_ms"].as_i64());
+        payloads
+    };
+    let everything = types(&all);
+    let kinds: Vec<&str> = everything
+        .iter()
+        .map(|p| p["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds.len(), 3, "{kinds:?}");
+    assert!(kinds.contains(&"queued") && kinds.contains(&"deferred") && kinds.contains(&"failed"));
+    let deferral = everything.iter().find(|p| p["type"] == "deferred").unwrap();
+    assert_eq!(deferral["data"]["attempt"], 1);
+    let failed = types(&failed_only);
+    assert_eq!(failed.len(), 1, "the second hook wants failures only");
+    assert_eq!(failed[0]["data"]["failure"], "hard");
+    assert_eq!(failed[0]["data"]["reason"], "userunknown");
+}
+
+#[tokio::test]
+async fn a_receiver_that_never_answers_well_is_given_up_after_the_window() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_sqlite(dir.path()).await.unwrap();
+    let (account, _) = store.create_account("Acme").await.unwrap();
+    let (url, seen) = receiver(usize::MAX).await;
+    let hook = store.create_webhook(&account, &url, None).await.unwrap();
+    queue(&store, &account, "cy@x.test").await;
+    let config = WebhookConfig {
+        retry_window: Duration::from_millis(500),
+        ..fast()
+    };
+    let (s, h, a) = (store.clone(), hook.id.clone(), account.clone());
+    let gave_up = Arc::new(Mutex::new(false));
+    let flag = gave_up.clone();
+    tokio::spawn(async move {
+        loop {
+            let history = s.webhook_deliveries(&a, &h, 1).await.unwrap();
+            if history.first().is_some_and(|d| d.state == "failed") {
+                *flag.lock().unwrap() = true;
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
+    let flag = gave_up.clone();
+    dispatch_until(&store, config, move || *flag.lock().unwrap()).await;
+    assert!(*gave_up.lock().unwrap(), "the delivery was given up");
+    let history = store
+        .webhook_deliveries(&account, &hook.id, 1)
+        .await
+        .unwrap();
+    assert_eq!(history[0].last_status, Some(500));
+    assert!(
+        seen.lock().unwrap().len() >= 2,
+        "it was retried before giving up"
+    );
+}

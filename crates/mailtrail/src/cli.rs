@@ -77,6 +77,20 @@ pub enum Command {
     },
     /// Recompute every email's stage from its events and report mismatches.
     Check,
+    /// Write a consistent copy of the embedded database to FILE while the service runs.
+    Backup { file: PathBuf },
+    /// Copy this embedded installation into an empty PostgreSQL database (then point
+    /// `database_url` at it).
+    Migrate {
+        /// postgres://user:password@host/database
+        #[arg(long)]
+        to: String,
+    },
+    /// Check the configuration (file and MAILTRAIL_* environment).
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
     /// Mailtrail end to end in a minute: the sandbox service on a fresh database, two
     /// batches to sample leads, and the reports once every email has settled.
     Demo {
@@ -89,6 +103,12 @@ pub enum Command {
         #[command(subcommand)]
         command: ReportCommand,
     },
+}
+
+#[derive(Subcommand)]
+pub enum ConfigCommand {
+    /// Report every unknown or invalid key with its path; exit 1 if there is any.
+    Check,
 }
 
 #[derive(Subcommand)]

@@ -92,6 +92,99 @@ impl Config {
     }
 }
 
+/// One thing wrong with a configuration: where (`outbound.retry.first_delay`, or an
+/// environment variable's name) and what.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub path: String,
+    pub message: String,
+}
+
+/// Every unknown or invalid key in `file` and in the `MAILTRAIL_*` environment, not just the
+/// first: each bad key is reported and taken out, and the rest checked again.
+pub fn check(file: Option<&Path>) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    let mut table = toml::Table::new();
+    if let Some(file) = file {
+        let text = match std::fs::read_to_string(file) {
+            Ok(text) => text,
+            Err(e) => {
+                return vec![Problem {
+                    path: file.display().to_string(),
+                    message: format!("cannot read it: {e}"),
+                }];
+            }
+        };
+        match text.parse::<toml::Table>() {
+            Ok(parsed) => table = parsed,
+            Err(e) => {
+                return vec![Problem {
+                    path: file.display().to_string(),
+                    message: format!("not valid TOML: {}", e.message()),
+                }];
+            }
+        }
+    }
+    for (name, _) in std::env::vars() {
+        let Some(key) = name.strip_prefix("MAILTRAIL_") else {
+            continue;
+        };
+        let key = key.to_lowercase();
+        let known = ENV_KEYS.contains(&key.as_str()) || NOT_CONFIG_ENV.contains(&key.as_str());
+        if !known {
+            problems.push(Problem {
+                path: name.clone(),
+                message: format!(
+                    "not a setting that can come from the environment (those are MAILTRAIL_ + one of {})",
+                    ENV_KEYS.join(", ").to_uppercase()
+                ),
+            });
+        }
+    }
+    // Each round takes out the keys serde complained about; a file has finitely many.
+    for _ in 0..256 {
+        let figment = Figment::from(Serialized::defaults(Config::default()))
+            .merge(Toml::string(&table.to_string()))
+            .merge(Env::prefixed("MAILTRAIL_").filter(|key| ENV_KEYS.iter().any(|k| key == *k)));
+        let Err(errors) = figment.extract::<Config>() else {
+            break;
+        };
+        let mut removed_any = false;
+        for error in errors {
+            // For an unknown field, figment's path already ends with its name.
+            let path = error.path.clone();
+            problems.push(Problem {
+                path: path.join("."),
+                message: error.kind.to_string(),
+            });
+            removed_any |= remove(&mut table, &path);
+        }
+        if !removed_any {
+            break;
+        }
+    }
+    problems.sort_by(|a, b| a.path.cmp(&b.path));
+    problems.dedup();
+    problems
+}
+
+/// `MAILTRAIL_*` variables that are not configuration keys.
+const NOT_CONFIG_ENV: &[&str] = &["config", "log", "outbound_routes", "long_tests"];
+
+/// Removes the value at `path`; whether there was one.
+fn remove(table: &mut toml::Table, path: &[String]) -> bool {
+    match path {
+        [] => false,
+        [last] => table.remove(last).is_some(),
+        [first, rest @ ..] => match table.get_mut(first) {
+            Some(toml::Value::Table(inner)) => remove(inner, rest),
+            // Inside an array or a scalar: take the whole entry out.
+            Some(_) => table.remove(first).is_some(),
+            None => false,
+        },
+    }
+}
+
 /// `MAILTRAIL_OUTBOUND_ROUTES="example.test=127.0.0.1:2526,other.test=[::1]:25"`.
 fn parse_routes(text: &str) -> anyhow::Result<BTreeMap<String, String>> {
     text.split(',')
@@ -134,6 +227,44 @@ mod tests {
             assert_eq!(config.dns_servers, ["127.0.0.1:5353".parse().unwrap()]);
             assert_eq!(config.outbound.routes["a.test"], "127.0.0.1:2526");
             assert_eq!(config.outbound.routes["b.test"], "[::1]:25");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn check_reports_every_bad_key_with_its_path() {
+        Jail::expect_with(|jail| {
+            jail.create_file(
+                "many.toml",
+                "http_listn = \"0.0.0.0:9000\"\nsmtp_listen = \"nowhere\"\n\
+                 [outbound]\nsessions = \"lots\"\nhelo = \"x\"\n\
+                 [outbound.retry]\nfirst_delay = \"soon\"\n",
+            )?;
+            jail.set_env("MAILTRAIL_HTTP_LISTN", "127.0.0.1:1");
+            let paths: Vec<String> = check(Some(Path::new("many.toml")))
+                .into_iter()
+                .map(|p| p.path)
+                .collect();
+            assert_eq!(
+                paths,
+                [
+                    "MAILTRAIL_HTTP_LISTN",
+                    "http_listn",
+                    "outbound.helo",
+                    "outbound.retry.first_delay",
+                    "outbound.sessions",
+                    "smtp_listen"
+                ]
+            );
+            jail.create_file("good.toml", "http_listen = \"127.0.0.1:9000\"\n")?;
+            jail.clear_env();
+            assert_eq!(check(Some(Path::new("good.toml"))), []);
+            jail.create_file("broken.toml", "http_listen = \n")?;
+            let problems = check(Some(Path::new("broken.toml")));
+            assert!(
+                problems[0].message.contains("not valid TOML"),
+                "{problems:?}"
+            );
             Ok(())
         });
     }

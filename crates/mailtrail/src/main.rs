@@ -4,12 +4,19 @@
 mod cli;
 mod commands;
 mod config;
+mod metrics;
 mod service;
 
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
     let cli = cli::Cli::parse();
+    if let cli::Command::Config {
+        command: cli::ConfigCommand::Check,
+    } = cli.command
+    {
+        return check_config(cli.config.as_deref());
+    }
     let config = match config::Config::load(cli.config.as_deref()) {
         Ok(config) => config,
         Err(e) => {
@@ -25,6 +32,25 @@ fn main() -> std::process::ExitCode {
             eprintln!("error: {e:#}");
             std::process::ExitCode::FAILURE
         }
+    }
+}
+
+/// `mailtrail config check`: every problem, or a confirmation.
+fn check_config(file: Option<&std::path::Path>) -> std::process::ExitCode {
+    let problems = config::check(file);
+    for problem in &problems {
+        println!("{}: {}", problem.path, problem.message);
+    }
+    let source = file.map_or_else(|| "defaults".to_owned(), |f| f.display().to_string());
+    if problems.is_empty() {
+        println!("configuration OK ({source} and the MAILTRAIL_* environment)");
+        std::process::ExitCode::SUCCESS
+    } else {
+        println!(
+            "{} problem(s) in {source} and the MAILTRAIL_* environment",
+            problems.len()
+        );
+        std::process::ExitCode::FAILURE
     }
 }
 

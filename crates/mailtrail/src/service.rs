@@ -76,8 +76,15 @@ impl Service {
             queued: outbound.waker(),
             tokens: outbound.tokens(),
         };
+        let app = router(state.clone())
+            .merge(mailtrail_web::router(state))
+            .merge(
+                axum::Router::new()
+                    .route("/metrics", axum::routing::get(crate::metrics::metrics))
+                    .with_state(store.clone()),
+            );
         let http_server =
-            axum::serve(listener, router(state)).with_graceful_shutdown(wait_for(stopped.clone()));
+            axum::serve(listener, app).with_graceful_shutdown(wait_for(stopped.clone()));
         let received = std::sync::Arc::new(tokio::sync::Notify::new());
         let processor = Processor::new(store.clone(), outbound.tokens(), received.clone());
         let inbound = tokio::spawn(server::serve(

@@ -472,3 +472,73 @@ fn report_prints_the_last_action_table_and_the_batch_comparison() {
     assert!(!missing.status.success());
     assert!(stderr(&missing).contains("there is no account nope"));
 }
+
+#[test]
+fn config_check_passes_the_example_and_lists_every_bad_key() {
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/mailtrail.toml");
+    let ok = run(mailtrail(&[])
+        .arg("--config")
+        .arg(&example)
+        .args(["config", "check"]));
+    assert!(ok.status.success(), "{}{}", stdout(&ok), stderr(&ok));
+    assert!(stdout(&ok).contains("configuration OK"));
+
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        "http_listen = \"nope\"\n[outbound]\nhelo = \"x\"\n[outbound.retry]\nfirst_delay = 5\n",
+    )
+    .unwrap();
+    let checked = run(mailtrail(&[])
+        .arg("--config")
+        .arg(&bad)
+        .args(["config", "check"]));
+    assert!(!checked.status.success());
+    let text = stdout(&checked);
+    for path in [
+        "http_listen: ",
+        "outbound.helo: ",
+        "outbound.retry.first_delay: ",
+    ] {
+        assert!(
+            text.lines().any(|l| l.starts_with(path)),
+            "{path} in {text}"
+        );
+    }
+    assert!(text.contains("3 problem(s)"), "{text}");
+}
+
+#[tokio::test]
+async fn backup_and_migrate_move_an_installation() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let env = [("MAILTRAIL_DATA_DIR", data.to_str().unwrap())];
+    let (account, _) = create_account(&env);
+
+    let restored = dir.path().join("restored");
+    std::fs::create_dir(&restored).unwrap();
+    let file = restored.join("mailtrail.db");
+    let backup = run(mailtrail(&env).arg("backup").arg(&file));
+    assert!(backup.status.success(), "{}", stderr(&backup));
+    assert!(stdout(&backup).contains("backup written to"));
+    let again = run(mailtrail(&env).arg("backup").arg(&file));
+    assert!(!again.status.success(), "never overwrites a file");
+    let store = Store::open_sqlite(&restored).await.unwrap();
+    assert!(store.account_exists(&account).await.unwrap());
+    store.close().await;
+
+    let url = mailtrail_testkit::postgres::fresh_database();
+    let migrated = run(mailtrail(&env).args(["migrate", "--to", &url]));
+    assert!(migrated.status.success(), "{}", stderr(&migrated));
+    assert!(
+        stdout(&migrated).contains("into PostgreSQL"),
+        "{}",
+        stdout(&migrated)
+    );
+    let target = Store::open_postgres(&url, 2).await.unwrap();
+    assert!(target.account_exists(&account).await.unwrap());
+    let twice = run(mailtrail(&env).args(["migrate", "--to", &url]));
+    assert!(!twice.status.success());
+    assert!(stderr(&twice).contains("empty one"), "{}", stderr(&twice));
+}

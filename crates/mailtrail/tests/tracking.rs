@@ -192,6 +192,22 @@ async fn opens_clicks_and_unsubscribes_change_the_stage() {
         .await,
         "unsubscribed"
     );
+
+    // What happened shows on /metrics, in the Prometheus text format.
+    let metrics = client.get(format!("{base}/metrics")).send().await.unwrap();
+    assert_eq!(metrics.status(), 200);
+    let text = metrics.text().await.unwrap();
+    for line in [
+        "mailtrail_queue_depth 0",
+        "mailtrail_webhook_backlog 0",
+        "mailtrail_events_total{kind=\"delivered\"} 1",
+        "mailtrail_delivery_attempts_total{result=\"delivered\"} 1",
+        "mailtrail_events_total{kind=\"opened\"} 1",
+        "mailtrail_events_total{kind=\"unsubscribed\"} 1",
+        "# TYPE mailtrail_events_total counter",
+    ] {
+        assert!(text.lines().any(|l| l == line), "no {line:?} in:\n{text}");
+    }
 }
 
 /// Stops the service however the test ends, so a failing assertion leaves no process behind.

@@ -204,6 +204,7 @@ impl Store {
             .await?
             .ok_or(StoreError::NotFound)?;
         tx.commit().await?;
+        self.counters.count(event, effects.attempted);
         Ok(derived)
     }
 
@@ -216,6 +217,9 @@ impl Store {
                 .await?;
         }
         tx.commit().await?;
+        for r in records {
+            self.counters.count(&r.event, r.effects.attempted);
+        }
         Ok(())
     }
 

@@ -41,6 +41,14 @@ pub struct InboundRecord {
 }
 
 impl Store {
+    /// Received messages not processed yet.
+    pub async fn inbound_backlog(&self) -> Result<u64> {
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM inbound_messages WHERE state = 'new'")
+            .fetch_one(&self.reader)
+            .await?;
+        Ok(row.try_get::<i64, _>("n")? as u64)
+    }
+
     /// Stores a received message; when this returns it is on disk.
     pub async fn save_inbound(
         &self,

@@ -2,6 +2,8 @@
 //! nodes), every row scoped to an account.
 //!
 //! - this file: opening a store, migrations, the error type, ids and clocks;
+//! - [`copy`]: online backup of the embedded database, and moving it into PostgreSQL;
+//! - [`counters`]: what this process recorded, for `/metrics`;
 //! - [`accounts`]: accounts, API keys and UI users;
 //! - [`leads`]: leads and their bulk import;
 //! - [`emails`]: emails and their append-only events, with the derived stage kept in step;
@@ -12,7 +14,8 @@
 //! - [`suppressions`]: blocked addresses and their audit trail;
 //! - [`webhooks`]: per-account webhook URLs and the durable outbox of their deliveries;
 //! - [`secrets`]: installation-wide secrets such as the token signing key;
-//! - [`settings`]: account settings, and the links tracked clicks redirect to.
+//! - [`settings`]: account settings, and the links tracked clicks redirect to;
+//! - [`web`]: the web UI's logins, sessions and account picker.
 //!
 //! Both backends run the same SQL through sqlx's `any` driver (numbered `$N` parameters,
 //! portable types); the few statements that differ are chosen by [`Backend`] here, never
@@ -21,6 +24,8 @@
 //! PostgreSQL rows are locked with `FOR UPDATE`.
 
 pub mod accounts;
+pub mod copy;
+pub mod counters;
 pub mod emails;
 pub mod inbound;
 pub mod leads;
@@ -30,6 +35,7 @@ pub mod reports;
 pub mod secrets;
 pub mod settings;
 pub mod suppressions;
+pub mod web;
 pub mod webhooks;
 
 use std::path::Path;
@@ -39,6 +45,7 @@ use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, Executor};
 
 pub use accounts::{ApiCaller, NewKey};
+pub use counters::CounterSnapshot;
 pub use emails::{Effects, EmailRecord, Mismatch, QueueChange, Record, StoredEvent};
 pub use inbound::{InboundRecord, Pending, Processed};
 pub use leads::{ImportSummary, Lead, LeadPatch, NewLead};
@@ -47,6 +54,7 @@ pub use recorder::Recorder;
 pub use reports::{BatchStats, Cursor, EmailFilter, EmailRow, ReplyRow};
 pub use settings::{HitContext, Settings};
 pub use suppressions::{Block, Suppression, SuppressionLogEntry};
+pub use web::{AccountBrief, WebSession, WebUser};
 pub use webhooks::{Attempt, Delivery, DueDelivery, Webhook};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -87,6 +95,7 @@ pub struct Store {
     writer: AnyPool,
     /// Reads that need no lock. The same pool as `writer` on PostgreSQL.
     reader: AnyPool,
+    counters: std::sync::Arc<counters::Counters>,
 }
 
 impl Store {
@@ -128,6 +137,7 @@ impl Store {
             backend: Backend::Sqlite,
             writer,
             reader,
+            counters: Default::default(),
         })
     }
 
@@ -145,11 +155,17 @@ impl Store {
             backend: Backend::Postgres,
             writer: pool.clone(),
             reader: pool,
+            counters: Default::default(),
         })
     }
 
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// What this process recorded since it started.
+    pub fn counters(&self) -> CounterSnapshot {
+        self.counters.snapshot()
     }
 
     /// A round trip to the database, for health checks.

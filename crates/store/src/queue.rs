@@ -355,6 +355,14 @@ impl Store {
             }
         }
         tx.commit().await?;
+        let queued = Event::new(EventKind::Queued, now);
+        for entry in &submission.entries {
+            self.counters.count(&queued, false);
+            if let Some(reason) = entry.dropped {
+                let dropped = Event::new(EventKind::Failed, now).with_reason(reason);
+                self.counters.count(&dropped, false);
+            }
+        }
         Ok(ids)
     }
 

@@ -69,6 +69,9 @@ on_both_backends!(
     email_report_filters_and_pages_newest_first,
     lead_activity_is_scoped_to_the_account,
     lead_search_matches_address_or_name_and_pages,
+    web_users_are_found_by_their_normalised_email,
+    web_sessions_expire_are_touched_and_end,
+    operators_choose_among_every_account,
 );
 
 fn address(s: &str) -> EmailAddress {
@@ -905,4 +908,108 @@ async fn lead_search_matches_address_or_name_and_pages(f: Fixture) {
         ["bo_x@shop.test"],
         "LIKE wildcards are literal"
     );
+}
+
+async fn web_users_are_found_by_their_normalised_email(f: Fixture) {
+    let (acme, _) = f.store.create_account("Acme").await.unwrap();
+    let id = f
+        .store
+        .create_user("Ana@Acme.test", Some(&acme), Role::Admin, "$argon2id$fake")
+        .await
+        .unwrap();
+    let user = f.store.web_user(" ana@acme.TEST ").await.unwrap().unwrap();
+    assert_eq!(user.id, id);
+    assert_eq!(user.email, "ana@acme.test");
+    assert_eq!(user.account_id.as_deref(), Some(acme.as_str()));
+    assert_eq!(user.role, Role::Admin);
+    assert_eq!(user.password_hash, "$argon2id$fake");
+    assert!(
+        f.store
+            .web_user("nobody@acme.test")
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+async fn web_sessions_expire_are_touched_and_end(f: Fixture) {
+    let (acme, _) = f.store.create_account("Acme").await.unwrap();
+    let user = f
+        .store
+        .create_user("bo@acme.test", Some(&acme), Role::User, "$argon2id$fake")
+        .await
+        .unwrap();
+    let now = mailtrail_store::now_ms();
+    f.store
+        .create_web_session("hash-1", &user, now + 1000)
+        .await
+        .unwrap();
+    let session = f.store.web_session("hash-1", now).await.unwrap().unwrap();
+    assert_eq!(session.user_id, user);
+    assert_eq!(session.email, "bo@acme.test");
+    assert_eq!(session.role, Role::User);
+    assert_eq!(session.user_account_id.as_deref(), Some(acme.as_str()));
+    assert_eq!(session.chosen_account_id, None);
+    assert!(f.store.web_session("hash-2", now).await.unwrap().is_none());
+    assert!(
+        f.store
+            .web_session("hash-1", now + 1000)
+            .await
+            .unwrap()
+            .is_none(),
+        "a session is over at its expiry time"
+    );
+
+    f.store
+        .touch_web_session("hash-1", now + 5000)
+        .await
+        .unwrap();
+    assert!(
+        f.store
+            .web_session("hash-1", now + 4000)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    f.store
+        .create_web_session("hash-old", &user, now - 1)
+        .await
+        .unwrap();
+    assert_eq!(f.store.expire_web_sessions(now).await.unwrap(), 1);
+    f.store.delete_web_session("hash-1").await.unwrap();
+    assert!(f.store.web_session("hash-1", now).await.unwrap().is_none());
+    f.store.delete_web_session("hash-1").await.unwrap();
+}
+
+async fn operators_choose_among_every_account(f: Fixture) {
+    let (acme, _) = f.store.create_account("Acme").await.unwrap();
+    let (globex, _) = f.store.create_account("Globex").await.unwrap();
+    let briefs = f.store.account_briefs().await.unwrap();
+    let names: Vec<_> = briefs
+        .iter()
+        .map(|a| (a.id.as_str(), a.name.as_str()))
+        .collect();
+    assert_eq!(
+        names,
+        [(acme.as_str(), "Acme"), (globex.as_str(), "Globex")]
+    );
+
+    let operator = f
+        .store
+        .create_user("op@mailtrail.test", None, Role::Operator, "$argon2id$fake")
+        .await
+        .unwrap();
+    let now = mailtrail_store::now_ms();
+    f.store
+        .create_web_session("op-hash", &operator, now + 60_000)
+        .await
+        .unwrap();
+    f.store
+        .choose_web_account("op-hash", &globex)
+        .await
+        .unwrap();
+    let session = f.store.web_session("op-hash", now).await.unwrap().unwrap();
+    assert_eq!(session.role, Role::Operator);
+    assert_eq!(session.user_account_id, None);
+    assert_eq!(session.chosen_account_id.as_deref(), Some(globex.as_str()));
 }

@@ -5,6 +5,7 @@ mod bounce;
 mod check;
 mod demo;
 mod import;
+mod moving;
 mod report;
 mod send;
 mod serve;
@@ -57,6 +58,10 @@ pub async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
                 },
         } => import::run(&store, &file, &account, skip_invalid).await,
         Command::Check => check::run(&store).await,
+        Command::Backup { file } => moving::backup(&store, &file).await,
+        Command::Migrate { to } => {
+            moving::migrate(&store, &to, config.database_max_connections).await
+        }
         Command::Report {
             command:
                 ReportCommand::Emails {
@@ -83,8 +88,8 @@ pub async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
                     csv,
                 },
         } => report::batches(&store, &account, batches.as_deref(), csv).await,
-        Command::Bounce { .. } | Command::Demo { .. } => {
-            unreachable!("handled before the store is opened")
+        Command::Bounce { .. } | Command::Demo { .. } | Command::Config { .. } => {
+            unreachable!("handled before the store is opened (config check: in main)")
         }
         Command::Send {
             account,

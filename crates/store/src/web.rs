@@ -1,0 +1,167 @@
+//! The web UI's side of the database: logins read for sign-in, server-side sessions shared by
+//! every node (looked up by the SHA-256 of their cookie token, never the token itself), and
+//! the list of accounts an operator picks from.
+
+use mailtrail_domain::Role;
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use crate::{Result, Store, StoreError, now_ms};
+
+/// A web UI login, with what sign-in checks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebUser {
+    pub id: String,
+    pub email: String,
+    /// `None` for operators, who belong to no account.
+    pub account_id: Option<String>,
+    pub role: Role,
+    /// An argon2 PHC string.
+    pub password_hash: String,
+}
+
+/// A live session and the user it belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebSession {
+    pub user_id: String,
+    pub email: String,
+    pub role: Role,
+    /// The user's own account; `None` for operators.
+    pub user_account_id: Option<String>,
+    /// The account an operator last chose to look at.
+    pub chosen_account_id: Option<String>,
+    pub expires_at_ms: i64,
+}
+
+/// An account as a picker lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountBrief {
+    pub id: String,
+    pub name: String,
+}
+
+fn role(row: &AnyRow) -> Result<Role> {
+    let role: String = row.try_get("role")?;
+    role.parse().map_err(StoreError::Corrupt)
+}
+
+impl Store {
+    /// The login with this email (compared as `create_user` stored it: trimmed, lower-case).
+    pub async fn web_user(&self, email: &str) -> Result<Option<WebUser>> {
+        let row = sqlx::query(
+            "SELECT id, email, account_id, role, password_hash FROM users WHERE email = $1",
+        )
+        .bind(email.trim().to_lowercase())
+        .fetch_optional(&self.reader)
+        .await?;
+        row.map(|row| {
+            Ok(WebUser {
+                id: row.try_get("id")?,
+                email: row.try_get("email")?,
+                account_id: row.try_get("account_id")?,
+                role: role(&row)?,
+                password_hash: row.try_get("password_hash")?,
+            })
+        })
+        .transpose()
+    }
+
+    /// Starts a session for a user, valid until `expires_at_ms`.
+    pub async fn create_web_session(
+        &self,
+        token_hash: &str,
+        user_id: &str,
+        expires_at_ms: i64,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO web_sessions (token_hash, user_id, created_at_ms, expires_at_ms)
+             VALUES ($1, $2, $3, $4)",
+        )
+        .bind(token_hash)
+        .bind(user_id)
+        .bind(now_ms())
+        .bind(expires_at_ms)
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    /// The session with this token hash, unless it has expired by `now` (ms).
+    pub async fn web_session(&self, token_hash: &str, now: i64) -> Result<Option<WebSession>> {
+        let row = sqlx::query(
+            "SELECT s.user_id, s.account_id AS chosen, s.expires_at_ms,
+                    u.email, u.role, u.account_id
+             FROM web_sessions s JOIN users u ON u.id = s.user_id
+             WHERE s.token_hash = $1 AND s.expires_at_ms > $2",
+        )
+        .bind(token_hash)
+        .bind(now)
+        .fetch_optional(&self.reader)
+        .await?;
+        row.map(|row| {
+            Ok(WebSession {
+                user_id: row.try_get("user_id")?,
+                email: row.try_get("email")?,
+                role: role(&row)?,
+                user_account_id: row.try_get("account_id")?,
+                chosen_account_id: row.try_get("chosen")?,
+                expires_at_ms: row.try_get("expires_at_ms")?,
+            })
+        })
+        .transpose()
+    }
+
+    /// Pushes a session's end to `expires_at_ms` (idle expiry).
+    pub async fn touch_web_session(&self, token_hash: &str, expires_at_ms: i64) -> Result<()> {
+        sqlx::query("UPDATE web_sessions SET expires_at_ms = $2 WHERE token_hash = $1")
+            .bind(token_hash)
+            .bind(expires_at_ms)
+            .execute(&self.writer)
+            .await?;
+        Ok(())
+    }
+
+    /// Remembers the account an operator chose to look at.
+    pub async fn choose_web_account(&self, token_hash: &str, account_id: &str) -> Result<()> {
+        sqlx::query("UPDATE web_sessions SET account_id = $2 WHERE token_hash = $1")
+            .bind(token_hash)
+            .bind(account_id)
+            .execute(&self.writer)
+            .await?;
+        Ok(())
+    }
+
+    /// Ends a session (logout). Ending one that does not exist is not an error.
+    pub async fn delete_web_session(&self, token_hash: &str) -> Result<()> {
+        sqlx::query("DELETE FROM web_sessions WHERE token_hash = $1")
+            .bind(token_hash)
+            .execute(&self.writer)
+            .await?;
+        Ok(())
+    }
+
+    /// Deletes the sessions that ended by `now` (ms); returns how many.
+    pub async fn expire_web_sessions(&self, now: i64) -> Result<u64> {
+        let removed = sqlx::query("DELETE FROM web_sessions WHERE expires_at_ms <= $1")
+            .bind(now)
+            .execute(&self.writer)
+            .await?
+            .rows_affected();
+        Ok(removed)
+    }
+
+    /// Every account, oldest first: the operator's account picker.
+    pub async fn account_briefs(&self) -> Result<Vec<AccountBrief>> {
+        let rows = sqlx::query("SELECT id, name FROM accounts ORDER BY created_at_ms, id")
+            .fetch_all(&self.reader)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(AccountBrief {
+                    id: row.try_get("id")?,
+                    name: row.try_get("name")?,
+                })
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,53 @@
+//! Mailtrail's web UI (PRODUCT.md §6, §8): server-rendered pages for the people who send
+//! the email, behind a session login. No JavaScript; one stylesheet.
+//!
+//! - [`session`]: the session cookie, its server-side record, and [`session::Viewer`], the
+//!   signed-in person and the account in view;
+//! - [`csrf`]: every POST carries the session's CSRF token ([`csrf::Posted`]);
+//! - [`error`]: failures as HTML pages (403, 404, …) or a redirect to sign in;
+//! - [`layout`]: the page chrome: title, nav bar, the operator's account picker;
+//! - [`format`]: times, stage badges and query strings as the pages show them;
+//! - [`chart`]: the batch comparison as inline SVG;
+//! - [`pages`]: one module per page;
+//! - [`assets`]: the stylesheet and the security headers of every answer.
+//!
+//! [`router`] is merged next to `mailtrail_api::router`; it has no fallback of its own, so
+//! unknown paths keep the API's answer.
+
+mod assets;
+mod chart;
+mod csrf;
+mod error;
+mod format;
+mod layout;
+mod pages;
+mod session;
+
+use axum::Router;
+use axum::middleware::map_response;
+use axum::response::Redirect;
+use axum::routing::{get, post};
+use mailtrail_api::AppState;
+
+use pages::{batches, emails, leads, login, reports, settings, suppressions};
+
+/// Every page of the UI, with its state applied.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/", get(|| async { Redirect::to("/leads") }))
+        .route("/login", get(login::form).post(login::submit))
+        .route("/logout", post(login::logout))
+        .route("/leads", get(leads::list))
+        .route("/leads/{id}", get(leads::show))
+        .route("/emails/{id}", get(emails::show))
+        .route("/emails/{id}/inbound/{inbound_id}", get(emails::inbound))
+        .route("/reports/emails", get(reports::page))
+        .route("/reports/emails.csv", get(reports::csv))
+        .route("/reports/batches", get(batches::page))
+        .route("/suppressions", get(suppressions::page))
+        .route("/suppressions/remove", post(suppressions::remove))
+        .route("/settings", get(settings::page).post(settings::save))
+        .route(assets::STYLESHEET, get(assets::stylesheet))
+        .layer(map_response(assets::security_headers))
+        .with_state(state)
+}

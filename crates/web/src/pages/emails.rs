@@ -1,0 +1,182 @@
+//! `GET /emails/{id}`: one email's facts, every event (time, kind, Status, reason, machine
+//! flags on opens and clicks) and the messages received about it (bounces, complaints,
+//! replies); `GET /emails/{id}/inbound/{inbound_id}` shows one of those raw, as text.
+
+use askama::Template;
+use axum::extract::{Path, State};
+use axum::http::Uri;
+use axum::response::Html;
+use mailtrail_api::AppState;
+use serde::Deserialize;
+
+use crate::error::WebError;
+use crate::format::{Badge, iso, time};
+use crate::layout::{Chrome, Section};
+use crate::pages::render;
+use crate::session::Viewer;
+
+/// Bytes of a raw message shown; the rest is cut (a message can be megabytes).
+const RAW_LIMIT: usize = 256 * 1024;
+
+struct EventRow {
+    at: String,
+    at_iso: String,
+    kind: &'static str,
+    status: String,
+    reason: String,
+    /// Why an open or click is thought a machine's.
+    machine: Option<String>,
+    /// Attempt number, feedback type and free-form note.
+    notes: Vec<String>,
+}
+
+struct InboundRow {
+    href: String,
+    at: String,
+    from: String,
+    kind: String,
+    state: String,
+    note: String,
+}
+
+#[derive(Template)]
+#[template(path = "email.html")]
+struct EmailPage {
+    chrome: Chrome,
+    facts: Vec<(&'static str, String)>,
+    lead_href: Option<String>,
+    badge: Badge,
+    events: Vec<EventRow>,
+    inbound: Vec<InboundRow>,
+}
+
+pub(crate) async fn show(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    uri: Uri,
+    Path(id): Path<String>,
+) -> Result<Html<String>, WebError> {
+    let email = state.store.email(&viewer.account_id, &id).await?;
+    let events = state.store.events(&viewer.account_id, &id).await?;
+    let inbound = state
+        .store
+        .inbound_for_email(&viewer.account_id, &id)
+        .await?;
+    let facts = [
+        ("To", Some(email.to.clone())),
+        ("From", Some(email.from.clone())),
+        ("Batch", email.batch.clone()),
+        ("Queued", Some(time(email.created_at_ms))),
+        ("Status", email.status.clone()),
+        ("Reason", email.reason.map(|r| r.as_str().to_owned())),
+        ("Attempts", Some(email.attempts.to_string())),
+        ("Next attempt", email.next_attempt_at_ms.map(time)),
+    ]
+    .into_iter()
+    .filter_map(|(name, value)| Some((name, value?)))
+    .collect();
+    let page = EmailPage {
+        chrome: Chrome::new(
+            &viewer,
+            email.subject.clone(),
+            Section::EmailReport,
+            uri.path(),
+        ),
+        facts,
+        lead_href: email.lead_id.as_ref().map(|l| format!("/leads/{l}")),
+        badge: Badge::new(email.stage.as_str(), email.stage.last_action()),
+        events: events
+            .into_iter()
+            .map(|stored| {
+                let e = stored.event;
+                let d = e.detail;
+                EventRow {
+                    at: time(e.at_ms),
+                    at_iso: iso(e.at_ms),
+                    kind: e.kind.as_str(),
+                    status: d.status.unwrap_or_default(),
+                    reason: d.reason.map(|r| r.as_str().to_owned()).unwrap_or_default(),
+                    machine: d.machine,
+                    notes: [
+                        d.attempt.map(|a| format!("attempt {a}")),
+                        d.feedback_type.map(|t| format!("feedback type {t}")),
+                        d.note,
+                    ]
+                    .into_iter()
+                    .flatten()
+                    .collect(),
+                }
+            })
+            .collect(),
+        inbound: inbound
+            .into_iter()
+            .map(|m| InboundRow {
+                href: format!("/emails/{}/inbound/{}", email.id, m.id),
+                at: time(m.received_at_ms),
+                from: m.mail_from,
+                kind: m.kind.unwrap_or_else(|| "unknown".into()),
+                state: m.state,
+                note: m.note.unwrap_or_default(),
+            })
+            .collect(),
+    };
+    render(&page)
+}
+
+#[derive(Deserialize)]
+pub(crate) struct InboundPath {
+    id: String,
+    inbound_id: String,
+}
+
+#[derive(Template)]
+#[template(path = "inbound.html")]
+struct InboundPage {
+    chrome: Chrome,
+    email_href: String,
+    email_subject: String,
+    facts: Vec<(&'static str, String)>,
+    raw: String,
+    truncated: bool,
+}
+
+pub(crate) async fn inbound(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    uri: Uri,
+    Path(path): Path<InboundPath>,
+) -> Result<Html<String>, WebError> {
+    let email = state.store.email(&viewer.account_id, &path.id).await?;
+    // Looked up among this email's messages (in this account), so any other id is a 404.
+    let message = state
+        .store
+        .inbound_for_email(&viewer.account_id, &email.id)
+        .await?
+        .into_iter()
+        .find(|m| m.id == path.inbound_id)
+        .ok_or(WebError::NotFound)?;
+    let truncated = message.raw.len() > RAW_LIMIT;
+    let raw = String::from_utf8_lossy(&message.raw[..message.raw.len().min(RAW_LIMIT)]);
+    let page = InboundPage {
+        chrome: Chrome::new(
+            &viewer,
+            "Received message",
+            Section::EmailReport,
+            uri.path(),
+        ),
+        email_href: format!("/emails/{}", email.id),
+        email_subject: email.subject,
+        facts: [
+            ("Received", time(message.received_at_ms)),
+            ("Envelope sender", message.mail_from),
+            ("Kind", message.kind.unwrap_or_else(|| "unknown".into())),
+            ("Processing", message.state),
+        ]
+        .into_iter()
+        .filter(|(_, v)| !v.is_empty())
+        .collect(),
+        raw: raw.into_owned(),
+        truncated,
+    };
+    render(&page)
+}

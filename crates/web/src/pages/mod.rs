@@ -1,0 +1,21 @@
+//! One module per page (PRODUCT.md §8 "Web UI pages"). Handlers read through the store and
+//! the API crate's helpers, and hand plain view structs to askama templates, which escape
+//! every value.
+
+pub(crate) mod batches;
+pub(crate) mod emails;
+pub(crate) mod leads;
+pub(crate) mod login;
+pub(crate) mod reports;
+pub(crate) mod settings;
+pub(crate) mod suppressions;
+
+use askama::Template;
+use axum::response::Html;
+
+use crate::error::WebError;
+
+/// A page as HTML.
+pub(crate) fn render(page: &impl Template) -> Result<Html<String>, WebError> {
+    Ok(Html(page.render()?))
+}

@@ -1,0 +1,429 @@
+//! The web UI without a browser: sign-in, sessions, CSRF, roles and account scoping, through
+//! the whole service router with `oneshot`.
+
+mod common;
+
+use axum::body::Body;
+use axum::http::{HeaderMap, Request, StatusCode, header};
+use common::{ADMIN, App, OPERATOR, PASSWORD, USER, app};
+use sha2::{Digest, Sha256};
+use tower::ServiceExt;
+
+struct Answer {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: String,
+}
+
+impl Answer {
+    fn location(&self) -> &str {
+        self.headers
+            .get(header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    }
+
+    /// The value a `Set-Cookie` header gives cookie `name`.
+    fn cookie(&self, name: &str) -> Option<String> {
+        self.headers
+            .get_all(header::SET_COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .filter_map(|v| v.split(';').next()?.split_once('='))
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.to_owned())
+    }
+
+    /// The CSRF token in the page's forms.
+    fn csrf(&self) -> String {
+        let at = self
+            .body
+            .find("name=\"csrf\" value=\"")
+            .expect("a form with a CSRF token");
+        let rest = &self.body[at + 19..];
+        rest[..rest.find('"').unwrap()].to_owned()
+    }
+}
+
+async fn call(
+    app: &App,
+    method: &str,
+    uri: &str,
+    cookie: Option<&str>,
+    form: Option<&str>,
+) -> Answer {
+    let mut request = Request::builder().method(method).uri(uri);
+    if let Some(cookie) = cookie {
+        request = request.header(header::COOKIE, cookie);
+    }
+    let body = match form {
+        Some(form) => {
+            request = request.header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+            Body::from(form.to_owned())
+        }
+        None => Body::empty(),
+    };
+    let response = app
+        .router()
+        .oneshot(request.body(body).unwrap())
+        .await
+        .unwrap();
+    let (parts, body) = response.into_parts();
+    let bytes = axum::body::to_bytes(body, usize::MAX).await.unwrap();
+    Answer {
+        status: parts.status,
+        headers: parts.headers,
+        body: String::from_utf8(bytes.to_vec()).unwrap(),
+    }
+}
+
+fn form(pairs: &[(&str, &str)]) -> String {
+    let mut out = form_urlencoded::Serializer::new(String::new());
+    out.extend_pairs(pairs);
+    out.finish()
+}
+
+/// Signs in through the login form; the answer to the POST.
+async fn try_sign_in(app: &App, email: &str, password: &str) -> Answer {
+    let page = call(app, "GET", "/login?next=%2Freports%2Femails", None, None).await;
+    assert_eq!(page.status, StatusCode::OK);
+    let login_cookie = page
+        .cookie("mailtrail_login")
+        .expect("a sign-in form cookie");
+    let body = form(&[
+        ("csrf", &page.csrf()),
+        ("email", email),
+        ("password", password),
+        ("next", "/reports/emails"),
+    ]);
+    call(
+        app,
+        "POST",
+        "/login",
+        Some(&format!("mailtrail_login={login_cookie}")),
+        Some(&body),
+    )
+    .await
+}
+
+/// A session cookie header for this user.
+async fn sign_in(app: &App, email: &str) -> String {
+    let answer = try_sign_in(app, email, PASSWORD).await;
+    assert_eq!(answer.status, StatusCode::SEE_OTHER, "{}", answer.body);
+    assert_eq!(answer.location(), "/reports/emails");
+    let token = answer
+        .cookie("mailtrail_session")
+        .expect("a session cookie");
+    format!("mailtrail_session={token}")
+}
+
+#[tokio::test]
+async fn signing_in_fails_alike_for_a_wrong_password_and_an_unknown_email() {
+    let app = app().await;
+    for (email, password) in [(ADMIN, "wrong password"), ("nobody@acme.test", PASSWORD)] {
+        let answer = try_sign_in(&app, email, password).await;
+        assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "{email}");
+        assert!(answer.body.contains("Wrong email or password."), "{email}");
+        assert_eq!(answer.cookie("mailtrail_session"), None, "{email}");
+    }
+    let answer = try_sign_in(&app, ADMIN, PASSWORD).await;
+    assert_eq!(answer.status, StatusCode::SEE_OTHER);
+    let set = answer
+        .headers
+        .get(header::SET_COOKIE)
+        .unwrap()
+        .to_str()
+        .unwrap();
+    assert!(
+        set.contains("HttpOnly") && set.contains("SameSite=Lax") && set.contains("Path=/"),
+        "{set}"
+    );
+}
+
+#[tokio::test]
+async fn pages_need_a_session_and_send_people_back_after_signing_in() {
+    let app = app().await;
+    let answer = call(&app, "GET", "/reports/emails?stage=failed", None, None).await;
+    assert_eq!(answer.status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        answer.location(),
+        "/login?next=%2Freports%2Femails%3Fstage%3Dfailed"
+    );
+    let answer = call(&app, "GET", "/", None, None).await;
+    assert_eq!(answer.location(), "/leads");
+    let forged = call(&app, "GET", "/leads", Some("mailtrail_session=0123"), None).await;
+    assert_eq!(forged.status, StatusCode::SEE_OTHER);
+    let page = call(
+        &app,
+        "GET",
+        "/login?next=https%3A%2F%2Fevil.test",
+        None,
+        None,
+    )
+    .await;
+    assert!(
+        page.body.contains("name=\"next\" value=\"/leads\""),
+        "only local paths are kept"
+    );
+}
+
+#[tokio::test]
+async fn posts_without_the_session_csrf_token_are_refused() {
+    let app = app().await;
+    let cookie = sign_in(&app, ADMIN).await;
+    let settings = call(&app, "GET", "/settings", Some(&cookie), None).await;
+    assert_eq!(settings.status, StatusCode::OK);
+    let csrf = settings.csrf();
+    for body in [
+        form(&[("open_tracking", "on"), ("machine_threshold_secs", "2")]),
+        form(&[
+            ("csrf", "0".repeat(64).as_str()),
+            ("open_tracking", "on"),
+            ("machine_threshold_secs", "2"),
+        ]),
+    ] {
+        let answer = call(&app, "POST", "/settings", Some(&cookie), Some(&body)).await;
+        assert_eq!(answer.status, StatusCode::FORBIDDEN);
+        assert!(answer.body.contains("This form has expired"));
+    }
+    assert!(
+        !app.store
+            .settings(&app.seeded.acme)
+            .await
+            .unwrap()
+            .open_tracking
+    );
+
+    // Another session's token does not do either.
+    let other = sign_in(&app, ADMIN).await;
+    let other_csrf = call(&app, "GET", "/settings", Some(&other), None)
+        .await
+        .csrf();
+    assert_ne!(other_csrf, csrf);
+    let body = form(&[
+        ("csrf", &other_csrf),
+        ("open_tracking", "on"),
+        ("machine_threshold_secs", "2"),
+    ]);
+    let answer = call(&app, "POST", "/settings", Some(&cookie), Some(&body)).await;
+    assert_eq!(answer.status, StatusCode::FORBIDDEN);
+
+    let body = form(&[
+        ("csrf", &csrf),
+        ("open_tracking", "on"),
+        ("machine_threshold_secs", "2"),
+    ]);
+    let answer = call(&app, "POST", "/settings", Some(&cookie), Some(&body)).await;
+    assert_eq!(answer.status, StatusCode::SEE_OTHER);
+    assert!(
+        app.store
+            .settings(&app.seeded.acme)
+            .await
+            .unwrap()
+            .open_tracking
+    );
+
+    // The sign-in form has its own token, in a cookie of its own.
+    let body = form(&[("email", ADMIN), ("password", PASSWORD)]);
+    let answer = call(&app, "POST", "/login", None, Some(&body)).await;
+    assert_eq!(answer.status, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn another_accounts_ids_are_not_found() {
+    let app = app().await;
+    let s = &app.seeded;
+    let cookie = sign_in(&app, ADMIN).await;
+    let own = call(
+        &app,
+        "GET",
+        &format!("/leads/{}", s.carla),
+        Some(&cookie),
+        None,
+    )
+    .await;
+    assert_eq!(own.status, StatusCode::OK);
+    for path in [
+        format!("/leads/{}", s.globex_lead),
+        format!("/emails/{}", s.globex_email),
+        format!("/emails/{}/inbound/{}", s.eve_spring, s.reply),
+        format!("/emails/{}/inbound/{}", s.globex_email, s.reply),
+        "/leads/not-an-id".to_owned(),
+    ] {
+        let answer = call(&app, "GET", &path, Some(&cookie), None).await;
+        assert_eq!(answer.status, StatusCode::NOT_FOUND, "{path}");
+        assert!(
+            answer
+                .body
+                .contains("There is nothing here in this account."),
+            "{path}"
+        );
+    }
+    let raw = format!("/emails/{}/inbound/{}", s.carla_spring, s.reply);
+    assert_eq!(
+        call(&app, "GET", &raw, Some(&cookie), None).await.status,
+        StatusCode::OK
+    );
+
+    // An operator looks at one account at a time, chosen with ?account= and remembered.
+    let operator = sign_in(&app, OPERATOR).await;
+    let path = format!("/leads/{}", s.globex_lead);
+    assert_eq!(
+        call(&app, "GET", &path, Some(&operator), None).await.status,
+        StatusCode::NOT_FOUND
+    );
+    let switched = call(
+        &app,
+        "GET",
+        &format!("/leads?account={}", s.globex),
+        Some(&operator),
+        None,
+    )
+    .await;
+    assert!(switched.body.contains("hal@globex.test"));
+    assert_eq!(
+        call(&app, "GET", &path, Some(&operator), None).await.status,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn sessions_end_when_idle_too_long_and_at_logout() {
+    let app = app().await;
+    let cookie = sign_in(&app, ADMIN).await;
+    assert_eq!(
+        call(&app, "GET", "/leads", Some(&cookie), None)
+            .await
+            .status,
+        StatusCode::OK
+    );
+    let token = cookie.trim_start_matches("mailtrail_session=");
+    let hash = hex::encode(Sha256::digest(token.as_bytes()));
+    app.store
+        .touch_web_session(&hash, mailtrail_store::now_ms() - 1)
+        .await
+        .unwrap();
+    let answer = call(&app, "GET", "/leads", Some(&cookie), None).await;
+    assert_eq!(answer.status, StatusCode::SEE_OTHER);
+    assert_eq!(answer.location(), "/login?next=%2Fleads");
+
+    let cookie = sign_in(&app, ADMIN).await;
+    let csrf = call(&app, "GET", "/leads", Some(&cookie), None)
+        .await
+        .csrf();
+    let answer = call(
+        &app,
+        "POST",
+        "/logout",
+        Some(&cookie),
+        Some(&form(&[("csrf", &csrf)])),
+    )
+    .await;
+    assert_eq!(answer.location(), "/login");
+    assert_eq!(answer.cookie("mailtrail_session").as_deref(), Some(""));
+    assert_eq!(
+        call(&app, "GET", "/leads", Some(&cookie), None)
+            .await
+            .status,
+        StatusCode::SEE_OTHER
+    );
+}
+
+#[tokio::test]
+async fn roles_decide_who_sees_settings_and_suppressions() {
+    let app = app().await;
+    let user = sign_in(&app, USER).await;
+    for path in ["/settings", "/suppressions"] {
+        let answer = call(&app, "GET", path, Some(&user), None).await;
+        assert_eq!(answer.status, StatusCode::FORBIDDEN, "{path}");
+    }
+    let leads = call(&app, "GET", "/leads", Some(&user), None).await;
+    assert!(
+        !leads.body.contains("href=\"/settings\""),
+        "the nav hides what the role cannot open"
+    );
+    let body = form(&[
+        ("csrf", &leads.csrf()),
+        ("account", &app.seeded.acme),
+        ("address", "eve@shop.test"),
+        ("reason", "asked by the customer"),
+    ]);
+    let answer = call(
+        &app,
+        "POST",
+        "/suppressions/remove",
+        Some(&user),
+        Some(&body),
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::FORBIDDEN);
+    let admin = sign_in(&app, ADMIN).await;
+    assert_eq!(
+        call(&app, "GET", "/settings", Some(&admin), None)
+            .await
+            .status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        call(&app, "GET", "/suppressions", Some(&admin), None)
+            .await
+            .status,
+        StatusCode::FORBIDDEN
+    );
+}
+
+#[tokio::test]
+async fn the_email_report_filters_pages_and_exports_csv() {
+    let app = app().await;
+    let cookie = sign_in(&app, ADMIN).await;
+    let failed = call(
+        &app,
+        "GET",
+        "/reports/emails?stage=failed",
+        Some(&cookie),
+        None,
+    )
+    .await;
+    assert!(failed.body.contains("eve@shop.test"));
+    assert!(!failed.body.contains("fay@shop.test"));
+    assert!(
+        failed
+            .body
+            .contains("href=\"/reports/emails.csv?stage=failed\"")
+    );
+    let bad = call(
+        &app,
+        "GET",
+        "/reports/emails?from=yesterday",
+        Some(&cookie),
+        None,
+    )
+    .await;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        bad.body
+            .contains("neither an RFC 3339 time nor a YYYY-MM-DD date")
+    );
+
+    let csv = call(
+        &app,
+        "GET",
+        "/reports/emails.csv?batch=spring",
+        Some(&cookie),
+        None,
+    )
+    .await;
+    assert_eq!(csv.status, StatusCode::OK);
+    assert_eq!(csv.headers[header::CONTENT_TYPE], "text/csv; charset=utf-8");
+    let lines: Vec<&str> = csv.body.lines().collect();
+    assert_eq!(
+        lines[0],
+        "id,recipient,subject,batch,sent_at,last_action,reason,status"
+    );
+    assert_eq!(lines.len(), 5, "{}", csv.body);
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("eve@shop.test") && l.contains(",Failed,userunknown,"))
+    );
+}

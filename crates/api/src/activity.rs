@@ -7,9 +7,10 @@ use axum::extract::{Path, State};
 use mail_parser::MessageParser;
 use mailtrail_store::{EmailRow, ReplyRow};
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::Scoped;
-use crate::error::ApiError;
+use crate::error::{ApiError, KeyedErrors, QueryErrors};
 use crate::extract::ApiQuery;
 use crate::{AppState, rfc3339};
 
@@ -18,15 +19,19 @@ const MAX_LIMIT: u32 = 1000;
 /// Characters of a reply's text shown in the timeline.
 const SNIPPET: usize = 200;
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ActivityQuery {
-    /// How many of the lead's most recent emails (their replies come with them).
+    /// How many of the lead's most recent emails (their replies come with them); 100 when
+    /// absent.
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
+    /// The account an operator key acts on.
     pub account: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ActivityItem {
     Email {
@@ -52,7 +57,7 @@ pub enum ActivityItem {
     },
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Activity {
     pub lead_id: String,
     pub items: Vec<ActivityItem>,
@@ -120,6 +125,18 @@ fn reply_item(reply: ReplyRow) -> ActivityItem {
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/leads/{id}/activity",
+    operation_id = "lead_activity",
+    tag = "leads",
+    params(("id" = String, Path, description = "the lead's id"), ActivityQuery),
+    responses(
+        (status = 200, description = "the lead's timeline, newest first", body = Activity),
+        KeyedErrors,
+        QueryErrors,
+    )
+)]
 pub async fn show(
     State(state): State<AppState>,
     scope: Scoped,

@@ -6,6 +6,7 @@ use axum::http::header;
 use axum::http::request::Parts;
 use mailtrail_domain::Role;
 use serde::Deserialize;
+use utoipa::IntoParams;
 
 use crate::AppState;
 use crate::error::ApiError;
@@ -20,9 +21,12 @@ pub struct Caller {
 }
 
 /// `?account=ID`: the account an operator acts on.
-#[derive(Deserialize)]
-struct AccountQuery {
-    account: Option<String>,
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct AccountQuery {
+    /// The account an operator key acts on (required with one); an account key may name only
+    /// its own.
+    pub account: Option<String>,
 }
 
 impl Caller {

@@ -14,46 +14,61 @@ use mailtrail_outbound::submit::{self, Accepted, Recipient, Request, SubmitError
 use mailtrail_store::{EmailRecord, Idempotent, StoreError, StoredEvent};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use utoipa::ToSchema;
 
-use crate::auth::Scoped;
-use crate::error::ApiError;
+use crate::auth::{AccountQuery, Scoped};
+use crate::error::{ApiError, BodyErrors, KeyedErrors};
 use crate::extract::parse_json;
 use crate::{AppState, rfc3339};
 
-#[derive(Debug, Deserialize)]
+/// One email: to a lead (`lead_id`) or an address (`to`), with a text or HTML body or both.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SendEmail {
     pub lead_id: Option<String>,
+    #[schema(example = "ana@example.com")]
     pub to: Option<String>,
+    #[schema(example = "sales@shop.example", min_length = 1)]
     pub from: String,
+    /// One line; `{{name}}` merge fields are replaced.
+    #[schema(pattern = r"^[^\r\n]*\S[^\r\n]*$")]
     pub subject: String,
     pub text: Option<String>,
     pub html: Option<String>,
+    /// A name grouping emails in the batch report.
     pub batch: Option<String>,
+    /// Merge fields for this recipient.
     #[serde(default)]
     pub fields: BTreeMap<String, String>,
     /// RFC 3339 time of the first attempt.
     pub send_at: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BatchRecipient {
     pub lead_id: Option<String>,
     pub to: Option<String>,
+    /// Merge fields for this recipient.
     #[serde(default)]
     pub fields: BTreeMap<String, String>,
 }
 
-#[derive(Debug, Deserialize)]
+/// One message to up to 100,000 recipients, queued in one transaction.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SendBatch {
+    #[schema(example = "sales@shop.example", min_length = 1)]
     pub from: String,
+    /// One line; `{{name}}` merge fields are replaced.
+    #[schema(pattern = r"^[^\r\n]*\S[^\r\n]*$")]
     pub subject: String,
     pub text: Option<String>,
     pub html: Option<String>,
     pub batch: Option<String>,
+    /// RFC 3339 time of the first attempt.
     pub send_at: Option<String>,
+    #[schema(min_items = 1, max_items = 100_000)]
     pub recipients: Vec<BatchRecipient>,
 }
 
@@ -106,26 +121,35 @@ impl Shape {
     }
 }
 
-#[derive(Serialize)]
+/// A queued email.
+#[derive(Serialize, ToSchema)]
+#[schema(as = Queued)]
 struct SingleAnswer<'a> {
     id: &'a str,
+    /// `suppressed` when the address is blocked: recorded as failed, never tried.
     dropped: Option<&'static str>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = QueuedRecipient)]
 struct QueuedView<'a> {
+    /// The recipient's position in `recipients`.
     index: usize,
     id: &'a str,
     dropped: Option<&'static str>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = RefusedRecipient)]
 struct RefusedView<'a> {
     index: usize,
+    /// Why nothing was queued for this recipient.
     message: &'a str,
 }
 
-#[derive(Serialize)]
+/// The recipients queued and those refused.
+#[derive(Serialize, ToSchema)]
+#[schema(as = BatchQueued)]
 struct BatchAnswer<'a> {
     emails: Vec<QueuedView<'a>>,
     refused: Vec<RefusedView<'a>>,
@@ -234,6 +258,19 @@ async fn replay(
     Ok(Some(accepted_json(response)))
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/emails",
+    operation_id = "send_email",
+    tag = "emails",
+    params(AccountQuery, ("Idempotency-Key" = Option<String>, Header, description = "a retry with the same key and body gets the first answer and sends nothing; the same key with another body is a 422")),
+    request_body = SendEmail,
+    responses(
+        (status = 202, description = "queued, on disk", body = SingleAnswer),
+        KeyedErrors,
+        BodyErrors,
+    )
+)]
 pub async fn send(
     State(state): State<AppState>,
     scope: Scoped,
@@ -265,6 +302,19 @@ pub async fn send(
     .await
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/emails/batch",
+    operation_id = "send_batch",
+    tag = "emails",
+    params(AccountQuery, ("Idempotency-Key" = Option<String>, Header, description = "a retry with the same key and body gets the first answer and sends nothing; the same key with another body is a 422")),
+    request_body = SendBatch,
+    responses(
+        (status = 202, description = "every queued email is on disk", body = BatchAnswer),
+        KeyedErrors,
+        BodyErrors,
+    )
+)]
 pub async fn send_batch(
     State(state): State<AppState>,
     scope: Scoped,
@@ -300,7 +350,8 @@ pub async fn send_batch(
     .await
 }
 
-#[derive(Debug, Serialize)]
+/// One event of an email: an attempt, a delivery, an open, …
+#[derive(Debug, Serialize, ToSchema)]
 pub struct EventView {
     pub kind: String,
     pub at: String,
@@ -331,7 +382,7 @@ impl From<StoredEvent> for EventView {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct EmailView {
     pub id: String,
     pub lead_id: Option<String>,
@@ -369,6 +420,17 @@ fn email_view(email: EmailRecord, events: Vec<StoredEvent>) -> EmailView {
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/emails/{id}",
+    operation_id = "get_email",
+    tag = "emails",
+    params(("id" = String, Path, description = "the email's id"), AccountQuery),
+    responses(
+        (status = 200, description = "the email, its stage and every event", body = EmailView),
+        KeyedErrors,
+    )
+)]
 pub async fn show(
     State(state): State<AppState>,
     scope: Scoped,

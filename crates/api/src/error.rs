@@ -6,10 +6,12 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use mailtrail_store::StoreError;
 use serde::Serialize;
+use utoipa::{IntoResponses, ToSchema};
 
 /// One invalid field of a request, for `errors` in the problem document.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, ToSchema)]
 pub struct FieldError {
+    /// The field, query parameter or header, e.g. `email` or `fields.city`.
     pub field: String,
     pub message: String,
 }
@@ -26,6 +28,8 @@ pub enum ApiError {
     BadRequest(String),
     /// The request is well-formed but some fields are not acceptable.
     Invalid(Vec<FieldError>),
+    /// The body is over the size limit.
+    TooLarge,
     Internal(String),
 }
 
@@ -38,15 +42,22 @@ impl ApiError {
     }
 }
 
-#[derive(Serialize)]
-struct Problem<'a> {
+/// An error, as `application/problem+json` (RFC 9457).
+#[derive(Serialize, ToSchema)]
+pub struct Problem {
+    /// Always `about:blank`: the status says what kind of error it is.
     #[serde(rename = "type")]
-    kind: &'static str,
-    title: &'a str,
-    status: u16,
-    detail: String,
+    #[schema(example = "about:blank")]
+    pub kind: &'static str,
+    /// The status's reason phrase.
+    pub title: &'static str,
+    pub status: u16,
+    /// What went wrong, for a person to act on.
+    pub detail: String,
+    /// The invalid fields (422 only); absent otherwise.
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    errors: Vec<FieldError>,
+    #[schema(required = false)]
+    pub errors: Vec<FieldError>,
 }
 
 impl ApiError {
@@ -66,6 +77,11 @@ impl ApiError {
             ),
             ApiError::Conflict(why) => (StatusCode::CONFLICT, why, vec![]),
             ApiError::BadRequest(why) => (StatusCode::BAD_REQUEST, why, vec![]),
+            ApiError::TooLarge => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "the body is larger than the 64 MiB limit".to_owned(),
+                vec![],
+            ),
             ApiError::Invalid(errors) => (
                 StatusCode::UNPROCESSABLE_ENTITY,
                 errors
@@ -101,25 +117,64 @@ impl std::fmt::Display for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, detail, errors) = self.parts();
-        let problem = Problem {
-            kind: "about:blank",
-            title: status.canonical_reason().unwrap_or("Error"),
-            status: status.as_u16(),
-            detail,
-            errors,
-        };
-        let mut response = (status, Json(problem)).into_response();
-        response.headers_mut().insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/problem+json"),
-        );
-        if status == StatusCode::UNAUTHORIZED {
-            response
-                .headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-        }
-        response
+        problem(status, detail, errors)
     }
+}
+
+/// A problem document with this status.
+fn problem(status: StatusCode, detail: String, errors: Vec<FieldError>) -> Response {
+    let body = Problem {
+        kind: "about:blank",
+        title: status.canonical_reason().unwrap_or("Error"),
+        status: status.as_u16(),
+        detail,
+        errors,
+    };
+    let mut response = (status, Json(body)).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/problem+json"),
+    );
+    if status == StatusCode::UNAUTHORIZED {
+        response
+            .headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    }
+    response
+}
+
+/// The errors axum and tower answer by themselves, in plain text or with no body (a method
+/// the path does not take, a body over the limit, a path segment that is not UTF-8), leave as
+/// problem documents like every other error. JSON answers (`/healthz`'s 503) pass untouched.
+pub async fn framework_problems(response: Response) -> Response {
+    let status = response.status();
+    let plain = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_none_or(|v| v.as_bytes().starts_with(b"text/plain"));
+    if !(status.is_client_error() || status.is_server_error()) || !plain {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, 4096)
+        .await
+        .ok()
+        .and_then(|b| String::from_utf8(b.to_vec()).ok())
+        .map(|t| t.trim().to_owned())
+        .unwrap_or_default();
+    if status == StatusCode::PAYLOAD_TOO_LARGE {
+        return ApiError::TooLarge.into_response();
+    }
+    let detail = match status {
+        StatusCode::METHOD_NOT_ALLOWED => "this path does not take that method".to_owned(),
+        _ if !text.is_empty() => text,
+        _ => status.canonical_reason().unwrap_or("Error").to_owned(),
+    };
+    let mut out = problem(status, detail, vec![]);
+    if let Some(allow) = parts.headers.get(header::ALLOW) {
+        out.headers_mut().insert(header::ALLOW, allow.clone());
+    }
+    out
 }
 
 impl From<StoreError> for ApiError {
@@ -130,6 +185,52 @@ impl From<StoreError> for ApiError {
             other => ApiError::Internal(other.to_string()),
         }
     }
+}
+
+/// For the OpenAPI document: the errors of every operation that takes a key.
+#[derive(IntoResponses)]
+pub enum KeyedErrors {
+    /// The query string is malformed, or an operator key did not name the account
+    /// (`?account=ID`).
+    #[response(status = 400, content_type = "application/problem+json")]
+    BadRequest(Problem),
+    /// No key, or a key Mailtrail does not know.
+    #[response(status = 401, content_type = "application/problem+json")]
+    Unauthorized(Problem),
+    /// Not in this account: another account's ids, and an account key naming another account
+    /// in `?account=`, answer exactly like missing ones.
+    #[response(status = 404, content_type = "application/problem+json")]
+    NotFound(Problem),
+}
+
+/// For the OpenAPI document: the errors of an operation that takes a JSON body.
+#[derive(IntoResponses)]
+pub enum BodyErrors {
+    /// The body is not JSON, or not sent as `application/json`.
+    #[response(status = 400, content_type = "application/problem+json")]
+    BadRequest(Problem),
+    /// The body is over the 64 MiB limit.
+    #[response(status = 413, content_type = "application/problem+json")]
+    TooLarge(Problem),
+    /// Some fields are not acceptable: `errors` names each.
+    #[response(status = 422, content_type = "application/problem+json")]
+    Invalid(Problem),
+}
+
+/// For the OpenAPI document: the errors of an operation that reads query parameters.
+#[derive(IntoResponses)]
+pub enum QueryErrors {
+    /// A parameter is not acceptable: `errors` names it.
+    #[response(status = 422, content_type = "application/problem+json")]
+    Invalid(Problem),
+}
+
+/// For the OpenAPI document: the error of an operation that needs more than the user role.
+#[derive(IntoResponses)]
+pub enum RoleErrors {
+    /// The key's role may not do this.
+    #[response(status = 403, content_type = "application/problem+json")]
+    Forbidden(Problem),
 }
 
 /// Unknown paths answer in the same format as everything else.

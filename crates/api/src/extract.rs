@@ -25,6 +25,11 @@ where
                 "body",
                 data_error_message(&e.body_text()),
             )),
+            Err(JsonRejection::BytesRejection(e))
+                if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE =>
+            {
+                Err(ApiError::TooLarge)
+            }
             Err(JsonRejection::MissingJsonContentType(_)) => Err(ApiError::BadRequest(
                 "send the body as JSON with 'Content-Type: application/json'".into(),
             )),

@@ -9,39 +9,69 @@ use axum::http::StatusCode;
 use mailtrail_domain::{EmailAddress, Permission};
 use mailtrail_store::{Lead, LeadPatch, NewLead};
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::openapi::schema::{ObjectBuilder, SchemaType, Type};
+use utoipa::{IntoParams, ToSchema};
 
-use crate::auth::Scoped;
-use crate::error::{ApiError, FieldError};
+use crate::auth::{AccountQuery, Scoped};
+use crate::error::{ApiError, BodyErrors, FieldError, KeyedErrors, Problem, QueryErrors};
 use crate::extract::{ApiJson, ApiQuery};
 use crate::{AppState, rfc3339};
 
-#[derive(Debug, Deserialize)]
+/// Permission to Email as the API spells it: `yes` or `no`.
+fn permission_schema() -> ObjectBuilder {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .enum_values(Some(["yes", "no"]))
+        .description(Some("Permission to Email"))
+}
+
+/// [`permission_schema`], or `null` for "unchanged" (or the default).
+fn optional_permission_schema() -> ObjectBuilder {
+    ObjectBuilder::new()
+        .schema_type(SchemaType::from_iter([Type::String, Type::Null]))
+        .enum_values(Some([Value::from("yes"), Value::from("no"), Value::Null]))
+        .description(Some("Permission to Email"))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateLead {
+    #[schema(example = "ana@example.com", min_length = 1)]
     pub email: String,
+    #[schema(max_length = 1000)]
     pub first_name: Option<String>,
+    #[schema(max_length = 1000)]
     pub last_name: Option<String>,
+    /// Custom fields, for merge fields; values of at most 1000 bytes.
     #[serde(default)]
     pub fields: BTreeMap<String, String>,
+    /// `yes` when absent.
+    #[schema(schema_with = optional_permission_schema, required = false)]
     pub permission_to_email: Option<Permission>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateLead {
+    #[schema(max_length = 1000)]
     pub first_name: Option<String>,
+    #[schema(max_length = 1000)]
     pub last_name: Option<String>,
+    /// Merged into the lead's custom fields.
     pub fields: Option<BTreeMap<String, String>>,
+    #[schema(schema_with = optional_permission_schema, required = false)]
     pub permission_to_email: Option<Permission>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct LeadView {
     pub id: String,
     pub email: String,
     pub first_name: Option<String>,
     pub last_name: Option<String>,
     pub fields: BTreeMap<String, String>,
+    #[schema(schema_with = permission_schema)]
     pub permission_to_email: Permission,
     pub created_at: String,
     pub updated_at: String,
@@ -96,6 +126,20 @@ fn named_values<'a>(
     names.chain(custom).collect()
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/leads",
+    operation_id = "create_lead",
+    tag = "leads",
+    params(AccountQuery),
+    request_body = CreateLead,
+    responses(
+        (status = 201, description = "the new lead", body = LeadView),
+        (status = 409, description = "an address already used in the account", body = Problem, content_type = "application/problem+json"),
+        KeyedErrors,
+        BodyErrors,
+    )
+)]
 pub async fn create(
     State(state): State<AppState>,
     scope: Scoped,
@@ -119,6 +163,14 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(created.into())))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/leads/{id}",
+    operation_id = "get_lead",
+    tag = "leads",
+    params(("id" = String, Path, description = "the lead's id"), AccountQuery),
+    responses((status = 200, description = "the lead", body = LeadView), KeyedErrors)
+)]
 pub async fn show(
     State(state): State<AppState>,
     scope: Scoped,
@@ -128,6 +180,19 @@ pub async fn show(
     Ok(Json(lead.into()))
 }
 
+#[utoipa::path(
+    patch,
+    path = "/v1/leads/{id}",
+    operation_id = "update_lead",
+    tag = "leads",
+    params(("id" = String, Path, description = "the lead's id"), AccountQuery),
+    request_body = UpdateLead,
+    responses(
+        (status = 200, description = "the lead as changed", body = LeadView),
+        KeyedErrors,
+        BodyErrors,
+    )
+)]
 pub async fn update(
     State(state): State<AppState>,
     scope: Scoped,
@@ -152,24 +217,41 @@ pub async fn update(
     Ok(Json(lead.into()))
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct SearchQuery {
     /// Part of an address or name, case-insensitive.
     pub q: Option<String>,
+    /// Leads per page (50 when absent).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
     /// `next_cursor` of the previous page.
     pub cursor: Option<String>,
+    /// The account an operator key acts on.
     pub account: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct LeadPage {
     pub leads: Vec<LeadView>,
+    /// Pass as `cursor` for the next page; `null` on the last page.
     pub next_cursor: Option<String>,
 }
 
 /// `GET /v1/leads`: the account's leads in address order, optionally matching `q`.
+#[utoipa::path(
+    get,
+    path = "/v1/leads",
+    operation_id = "search_leads",
+    tag = "leads",
+    params(SearchQuery),
+    responses(
+        (status = 200, description = "a page of leads in address order", body = LeadPage),
+        KeyedErrors,
+        QueryErrors,
+    )
+)]
 pub async fn search(
     State(state): State<AppState>,
     scope: Scoped,

@@ -28,15 +28,20 @@ pub mod suppressions;
 pub mod track;
 pub mod webhooks;
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{delete, get, post};
+use axum::http::header;
+use axum::response::IntoResponse;
 use mailtrail_domain::token::TokenKey;
 use mailtrail_store::{Recorder, Store};
 use tokio::sync::Notify;
 use tower_http::limit::RequestBodyLimitLayer;
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -54,33 +59,103 @@ pub struct AppState {
 /// 100,000-recipient batches of a later issue.
 const BODY_LIMIT: usize = 64 * 1024 * 1024;
 
+/// The document's frame; the paths and their schemas come from the handlers in [`api`].
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Mailtrail",
+        description = "Self-hosted email delivery and tracking. Every `/v1` operation but this \
+                       document needs `Authorization: Bearer KEY`; errors are \
+                       `application/problem+json` (RFC 9457). The public tracking endpoints \
+                       (`/o/`, `/c/`, `/u/`), which recipients' mail clients reach without a \
+                       key, are included under the `tracking` tag."
+    ),
+    security(("bearer" = [])),
+    modifiers(&BearerKey),
+    tags(
+        (name = "leads"), (name = "emails"), (name = "reports"), (name = "settings"),
+        (name = "webhooks", description = "admins only"),
+        (name = "suppressions", description = "operators only"),
+        (name = "tracking", description = "public: opens, clicks, unsubscribes"),
+        (name = "service"),
+    )
+)]
+struct ApiDoc;
+
+/// The `bearer` security scheme the document's operations refer to.
+struct BearerKey;
+
+impl Modify for BearerKey {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        let components = doc.components.get_or_insert_with(Default::default);
+        let mut scheme = Http::new(HttpAuthScheme::Bearer);
+        scheme.description = Some("an API key, `mt_…`".into());
+        components.add_security_scheme("bearer", SecurityScheme::Http(scheme));
+    }
+}
+
+/// Every route with its documentation: the router and the OpenAPI document are both made from
+/// this one list, so a route cannot exist without being documented. Add routes only with
+/// `.routes(routes!(…))` (never `.route`), each handler annotated with `#[utoipa::path]`.
+fn api() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(health::healthz))
+        .routes(routes!(openapi_json))
+        .routes(routes!(leads::search, leads::create))
+        .routes(routes!(leads::show, leads::update))
+        .routes(routes!(activity::show))
+        .routes(routes!(reports::emails))
+        .routes(routes!(reports::batches))
+        .routes(routes!(emails::send))
+        .routes(routes!(emails::send_batch))
+        .routes(routes!(emails::show))
+        .routes(routes!(suppressions::list))
+        .routes(routes!(suppressions::remove))
+        .routes(routes!(settings::show, settings::update))
+        .routes(routes!(webhooks::list, webhooks::create))
+        .routes(routes!(webhooks::delete))
+        .routes(routes!(webhooks::deliveries))
+        .routes(routes!(track::open))
+        .routes(routes!(track::click))
+        .routes(routes!(track::unsubscribe_page, track::unsubscribe))
+}
+
+/// The OpenAPI 3.1 document of every route of [`router`].
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    api().into_openapi()
+}
+
+/// The document as served, made once.
+static OPENAPI_JSON: LazyLock<String> = LazyLock::new(|| {
+    openapi()
+        .to_pretty_json()
+        .expect("the OpenAPI document serialises")
+});
+
+/// This document.
+#[utoipa::path(
+    get,
+    path = "/v1/openapi.json",
+    operation_id = "openapi",
+    tag = "service",
+    security(()),
+    responses((status = 200, description = "the OpenAPI 3.1 document of this API", body = Object))
+)]
+async fn openapi_json() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        OPENAPI_JSON.as_str(),
+    )
+}
+
 pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/healthz", get(health::healthz))
-        .route("/v1/leads", get(leads::search).post(leads::create))
-        .route("/v1/leads/{id}", get(leads::show).patch(leads::update))
-        .route("/v1/leads/{id}/activity", get(activity::show))
-        .route("/v1/reports/emails", get(reports::emails))
-        .route("/v1/reports/batches", get(reports::batches))
-        .route("/v1/emails", post(emails::send))
-        .route("/v1/emails/batch", post(emails::send_batch))
-        .route("/v1/emails/{id}", get(emails::show))
-        .route("/v1/suppressions", get(suppressions::list))
-        .route("/v1/suppressions/{address}", delete(suppressions::remove))
-        .route("/v1/settings", get(settings::show).patch(settings::update))
-        .route("/v1/webhooks", get(webhooks::list).post(webhooks::create))
-        .route("/v1/webhooks/{id}", delete(webhooks::delete))
-        .route("/v1/webhooks/{id}/deliveries", get(webhooks::deliveries))
-        .route("/o/{file}", get(track::open))
-        .route("/c/{token}", get(track::click))
-        .route(
-            "/u/{token}",
-            get(track::unsubscribe_page).post(track::unsubscribe),
-        )
+    let (router, _) = api().split_for_parts();
+    router
         .fallback(error::not_found)
         // axum's own 2 MB default would refuse a 100,000-recipient batch; this limit replaces it.
         .layer(DefaultBodyLimit::disable())
         .layer(RequestBodyLimitLayer::new(BODY_LIMIT))
+        .layer(axum::middleware::map_response(error::framework_problems))
         .with_state(state)
 }
 

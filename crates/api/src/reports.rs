@@ -12,9 +12,10 @@ use futures_util::stream;
 use mailtrail_domain::Stage;
 use mailtrail_store::{BatchStats, Cursor, EmailFilter, EmailRow, Store};
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::Scoped;
-use crate::error::ApiError;
+use crate::error::{ApiError, KeyedErrors, QueryErrors};
 use crate::extract::ApiQuery;
 use crate::{AppState, rfc3339};
 
@@ -24,8 +25,9 @@ const MAX_LIMIT: u32 = 1000;
 /// Rows read per round trip while streaming CSV.
 const CSV_PAGE: u32 = 1000;
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct EmailReportQuery {
     pub batch: Option<String>,
     /// A stage name: sent, failed, delivered, opened, clicked, replied, unsubscribed.
@@ -34,6 +36,8 @@ pub struct EmailReportQuery {
     pub from: Option<String>,
     /// Queued before: RFC 3339 (exclusive), or a date (to its end, UTC).
     pub to: Option<String>,
+    /// Rows per page (50 when absent); CSV has every row.
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
     /// `next_cursor` of the previous page.
     pub cursor: Option<String>,
@@ -42,7 +46,7 @@ pub struct EmailReportQuery {
 }
 
 /// One email of the report.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct EmailReportRow {
     pub id: String,
     pub lead_id: Option<String>,
@@ -74,7 +78,7 @@ impl From<EmailRow> for EmailReportRow {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct EmailReport {
     pub emails: Vec<EmailReportRow>,
     /// Pass as `cursor` for the next page; `null` on the last page.
@@ -161,6 +165,23 @@ fn wants_csv(headers: &HeaderMap) -> bool {
         .is_some_and(|accept| accept.contains("text/csv"))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/reports/emails",
+    operation_id = "email_report",
+    tag = "reports",
+    params(EmailReportQuery),
+    responses(
+        (
+            status = 200,
+            description = "one row per email, newest first; with `Accept: text/csv`, every \
+                           matching row as CSV (id,recipient,subject,batch,sent_at,last_action,reason,status)",
+            content((EmailReport = "application/json"), (String = "text/csv"))
+        ),
+        KeyedErrors,
+        QueryErrors,
+    )
+)]
 pub async fn emails(
     State(state): State<AppState>,
     scope: Scoped,
@@ -286,16 +307,18 @@ fn csv_response(filename: &str, body: Body) -> Response {
     response
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct BatchReportQuery {
     /// Comma-separated batch names to compare, in this order; every batch when absent.
     pub batches: Option<String>,
+    /// The account an operator key acts on.
     pub account: Option<String>,
 }
 
 /// One batch of the batch report.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct BatchRow {
     pub batch: Option<String>,
     pub emails: i64,
@@ -319,6 +342,7 @@ pub struct BatchRow {
     pub last_queued_at: String,
     /// Fractions from 0 to 1: `delivered` and `failed` per email sent, the rest per email
     /// delivered; `null` means n/a (tracking was off, or nothing to divide by).
+    #[schema(value_type = std::collections::BTreeMap<String, Option<f64>>)]
     pub rates: std::collections::BTreeMap<&'static str, Option<f64>>,
 }
 
@@ -353,7 +377,7 @@ impl From<BatchStats> for BatchRow {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct BatchReport {
     pub batches: Vec<BatchRow>,
 }
@@ -421,6 +445,23 @@ pub fn percent(rate: Option<f64>) -> String {
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/reports/batches",
+    operation_id = "batch_report",
+    tag = "reports",
+    params(BatchReportQuery),
+    responses(
+        (
+            status = 200,
+            description = "per batch, the emails that ever reached each stage, and rates; with \
+                           `Accept: text/csv`, the same as CSV with rates as percentages",
+            content((BatchReport = "application/json"), (String = "text/csv"))
+        ),
+        KeyedErrors,
+        QueryErrors,
+    )
+)]
 pub async fn batches(
     State(state): State<AppState>,
     scope: Scoped,

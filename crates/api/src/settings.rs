@@ -5,27 +5,32 @@ use axum::Json;
 use axum::extract::State;
 use mailtrail_domain::Role;
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use crate::AppState;
-use crate::auth::Scoped;
-use crate::error::ApiError;
+use crate::auth::{AccountQuery, Scoped};
+use crate::error::{ApiError, BodyErrors, KeyedErrors, RoleErrors};
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct SettingsView {
     pub open_tracking: bool,
     pub click_tracking: bool,
+    /// Base URL of tracking and unsubscribe links; `null` = the service's own.
     pub tracking_base_url: Option<String>,
+    /// Opens and clicks this soon after delivery count as a machine's.
     pub machine_threshold_secs: i64,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SettingsPatch {
     pub open_tracking: Option<bool>,
     pub click_tracking: Option<bool>,
-    /// `null` goes back to the service's own URL.
+    /// An `http://` or `https://` URL; `null` goes back to the service's own URL.
     #[serde(default, with = "double_option")]
+    #[schema(value_type = Option<String>, required = false, pattern = "^https?://")]
     pub tracking_base_url: Option<Option<String>>,
+    #[schema(minimum = 0, maximum = 3600)]
     pub machine_threshold_secs: Option<i64>,
 }
 
@@ -49,6 +54,14 @@ fn view(s: mailtrail_store::Settings) -> SettingsView {
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/settings",
+    operation_id = "get_settings",
+    tag = "settings",
+    params(AccountQuery),
+    responses((status = 200, description = "the account's settings", body = SettingsView), KeyedErrors)
+)]
 pub async fn show(
     State(state): State<AppState>,
     scope: Scoped,
@@ -56,6 +69,20 @@ pub async fn show(
     Ok(Json(view(state.store.settings(&scope.account_id).await?)))
 }
 
+#[utoipa::path(
+    patch,
+    path = "/v1/settings",
+    operation_id = "update_settings",
+    tag = "settings",
+    params(AccountQuery),
+    request_body = SettingsPatch,
+    responses(
+        (status = 200, description = "the settings as changed", body = SettingsView),
+        KeyedErrors,
+        BodyErrors,
+        RoleErrors,
+    )
+)]
 pub async fn update(
     State(state): State<AppState>,
     scope: Scoped,

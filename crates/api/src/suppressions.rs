@@ -2,22 +2,27 @@
 //! a block needs a reason and is recorded with the key that did it.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use mailtrail_domain::{EmailAddress, Role};
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::{Caller, Scoped};
-use crate::error::ApiError;
+use crate::error::{ApiError, KeyedErrors, QueryErrors, RoleErrors};
+use crate::extract::ApiQuery;
 use crate::{AppState, rfc3339};
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// Only this account's blocks; every account's when absent.
     pub account: Option<String>,
+    /// At most this many (1000 when absent; 1 to 10,000).
     pub limit: Option<i64>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct SuppressionView {
     pub account_id: String,
     pub address: String,
@@ -28,10 +33,23 @@ pub struct SuppressionView {
     pub created_at: String,
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/suppressions",
+    operation_id = "list_suppressions",
+    tag = "suppressions",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "the blocked addresses", body = Vec<SuppressionView>),
+        KeyedErrors,
+        QueryErrors,
+        RoleErrors,
+    )
+)]
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
-    Query(query): Query<ListQuery>,
+    ApiQuery(query): ApiQuery<ListQuery>,
 ) -> Result<Json<Vec<SuppressionView>>, ApiError> {
     caller.require(Role::Operator)?;
     let limit = query.limit.unwrap_or(1000).clamp(1, 10_000);
@@ -54,17 +72,33 @@ pub async fn list(
     ))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct RemoveQuery {
-    /// Why the block is lifted: kept in the audit trail.
+    /// The account whose block is lifted (operator keys must name it).
+    pub account: Option<String>,
+    /// Why the block is lifted: kept in the audit trail. Required.
     pub reason: Option<String>,
 }
 
+#[utoipa::path(
+    delete,
+    path = "/v1/suppressions/{address}",
+    operation_id = "remove_suppression",
+    tag = "suppressions",
+    params(("address" = String, Path, description = "the blocked address"), RemoveQuery),
+    responses(
+        (status = 204, description = "the block is lifted and the audit trail says who and why"),
+        KeyedErrors,
+        QueryErrors,
+        RoleErrors,
+    )
+)]
 pub async fn remove(
     State(state): State<AppState>,
     scope: Scoped,
     Path(address): Path<String>,
-    Query(query): Query<RemoveQuery>,
+    ApiQuery(query): ApiQuery<RemoveQuery>,
 ) -> Result<StatusCode, ApiError> {
     scope.caller.require(Role::Operator)?;
     let address =

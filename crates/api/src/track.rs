@@ -12,7 +12,7 @@ use mailtrail_domain::{Event, EventKind, Reason};
 use mailtrail_store::{Effects, Record, now_ms};
 
 use crate::AppState;
-use crate::error::ApiError;
+use crate::error::{ApiError, Problem};
 
 /// A transparent 1×1 GIF (43 bytes).
 const PIXEL: [u8; 43] = [
@@ -105,6 +105,18 @@ async fn record_hit(
     Ok(())
 }
 
+#[utoipa::path(
+    get,
+    path = "/o/{file}",
+    operation_id = "track_open",
+    tag = "tracking",
+    security(()),
+    params(("file" = String, Path, description = "`TOKEN.gif`")),
+    responses(
+        (status = 200, description = "a transparent 1×1 GIF; the open is recorded", content_type = "image/gif", body = Vec<u8>),
+        (status = 404, description = "a forged, truncated or altered token: nothing is recorded", body = Problem, content_type = "application/problem+json"),
+    )
+)]
 pub async fn open(
     State(state): State<AppState>,
     method: Method,
@@ -137,6 +149,18 @@ pub async fn open(
     Ok(response)
 }
 
+#[utoipa::path(
+    get,
+    path = "/c/{token}",
+    operation_id = "track_click",
+    tag = "tracking",
+    security(()),
+    params(("token" = String, Path, description = "the link's token")),
+    responses(
+        (status = 302, description = "to the link's URL; the click is recorded", headers(("Location" = String))),
+        (status = 404, description = "a forged, truncated or altered token: nothing is recorded", body = Problem, content_type = "application/problem+json"),
+    )
+)]
 pub async fn click(
     State(state): State<AppState>,
     method: Method,
@@ -182,6 +206,18 @@ fn page(title: &str, body: &str) -> Html<String> {
 }
 
 /// The confirmation page: link scanners follow GETs, so the unsubscribe itself is a POST.
+#[utoipa::path(
+    get,
+    path = "/u/{token}",
+    operation_id = "unsubscribe_page",
+    tag = "tracking",
+    security(()),
+    params(("token" = String, Path, description = "the unsubscribe token")),
+    responses(
+        (status = 200, description = "a page asking to confirm", content_type = "text/html", body = String),
+        (status = 404, description = "a forged, truncated or altered token: nothing is recorded", body = Problem, content_type = "application/problem+json"),
+    )
+)]
 pub async fn unsubscribe_page(
     State(state): State<AppState>,
     Path(token): Path<String>,
@@ -201,6 +237,18 @@ pub async fn unsubscribe_page(
 
 /// Unsubscribes, committed before the answer: stage `unsubscribed`, Permission to Email No,
 /// the address suppressed.
+#[utoipa::path(
+    post,
+    path = "/u/{token}",
+    operation_id = "unsubscribe",
+    tag = "tracking",
+    security(()),
+    params(("token" = String, Path, description = "the unsubscribe token")),
+    responses(
+        (status = 200, description = "unsubscribed (also RFC 8058 one-click)", content_type = "text/html", body = String),
+        (status = 404, description = "a forged, truncated or altered token: nothing is recorded", body = Problem, content_type = "application/problem+json"),
+    )
+)]
 pub async fn unsubscribe(
     State(state): State<AppState>,
     Path(token): Path<String>,

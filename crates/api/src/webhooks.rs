@@ -9,22 +9,24 @@ use mailtrail_domain::Role;
 use mailtrail_store::webhooks::event_types;
 use mailtrail_store::{Delivery, Webhook};
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
-use crate::auth::Scoped;
-use crate::error::ApiError;
+use crate::auth::{AccountQuery, Scoped};
+use crate::error::{ApiError, BodyErrors, KeyedErrors, QueryErrors, RoleErrors};
 use crate::extract::{ApiJson, ApiQuery};
 use crate::{AppState, rfc3339};
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateWebhook {
     /// An absolute `http://` or `https://` URL.
+    #[schema(example = "https://crm.example/hooks/mailtrail", max_length = 2000)]
     pub url: String,
     /// Event types to send (see `event_types` in the answer); all of them when absent.
     pub events: Option<Vec<String>>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct WebhookView {
     pub id: String,
     pub url: String,
@@ -47,14 +49,14 @@ impl From<Webhook> for WebhookView {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct WebhookList {
     pub webhooks: Vec<WebhookView>,
     /// Every event type a hook can ask for.
     pub event_types: Vec<&'static str>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct DeliveryView {
     pub id: String,
     pub event_id: String,
@@ -68,6 +70,7 @@ pub struct DeliveryView {
     pub created_at: String,
     pub delivered_at: Option<String>,
     /// The JSON that is POSTed.
+    #[schema(value_type = Object)]
     pub payload: serde_json::Value,
 }
 
@@ -89,15 +92,19 @@ impl From<Delivery> for DeliveryView {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct DeliveryList {
     pub deliveries: Vec<DeliveryView>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct DeliveryQuery {
+    /// The most recent this many (100 when absent).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
+    /// The account an operator key acts on.
     pub account: Option<String>,
 }
 
@@ -119,6 +126,20 @@ fn check_url(url: &str) -> Result<(), ApiError> {
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/webhooks",
+    operation_id = "create_webhook",
+    tag = "webhooks",
+    params(AccountQuery),
+    request_body = CreateWebhook,
+    responses(
+        (status = 201, description = "the hook, with the secret its POSTs are signed with", body = WebhookView),
+        KeyedErrors,
+        BodyErrors,
+        RoleErrors,
+    )
+)]
 pub async fn create(
     State(state): State<AppState>,
     scope: Scoped,
@@ -148,6 +169,18 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(hook.into())))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/webhooks",
+    operation_id = "list_webhooks",
+    tag = "webhooks",
+    params(AccountQuery),
+    responses(
+        (status = 200, description = "the account's hooks", body = WebhookList),
+        KeyedErrors,
+        RoleErrors,
+    )
+)]
 pub async fn list(
     State(state): State<AppState>,
     scope: Scoped,
@@ -160,6 +193,18 @@ pub async fn list(
     }))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/v1/webhooks/{id}",
+    operation_id = "delete_webhook",
+    tag = "webhooks",
+    params(("id" = String, Path, description = "the hook's id"), AccountQuery),
+    responses(
+        (status = 204, description = "the hook is stopped; its pending deliveries are cancelled"),
+        KeyedErrors,
+        RoleErrors,
+    )
+)]
 pub async fn delete(
     State(state): State<AppState>,
     scope: Scoped,
@@ -170,6 +215,19 @@ pub async fn delete(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/webhooks/{id}/deliveries",
+    operation_id = "webhook_deliveries",
+    tag = "webhooks",
+    params(("id" = String, Path, description = "the hook's id"), DeliveryQuery),
+    responses(
+        (status = 200, description = "the hook's deliveries, most recent first", body = DeliveryList),
+        KeyedErrors,
+        QueryErrors,
+        RoleErrors,
+    )
+)]
 pub async fn deliveries(
     State(state): State<AppState>,
     scope: Scoped,

@@ -11,13 +11,13 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use mailtrail_outbound::submit::{self, Accepted, Recipient, Request, SubmitError};
-use mailtrail_store::{EmailRecord, Idempotent, StoreError, StoredEvent};
+use mailtrail_store::{Cancel, EmailRecord, Idempotent, StoreError, StoredEvent};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 
 use crate::auth::{AccountQuery, Scoped};
-use crate::error::{ApiError, BodyErrors, KeyedErrors};
+use crate::error::{ApiError, BodyErrors, KeyedErrors, Problem};
 use crate::extract::parse_json;
 use crate::{AppState, rfc3339};
 
@@ -439,4 +439,71 @@ pub async fn show(
     let email = state.store.email(&scope.account_id, &id).await?;
     let events = state.store.events(&scope.account_id, &id).await?;
     Ok(Json(email_view(email, events)))
+}
+
+/// What a cancel did.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Cancelled {
+    /// The emails cancelled: each failed `Dropped` with reason `cancelled`, never sent.
+    pub cancelled: Vec<String>,
+}
+
+#[utoipa::path(
+    post,
+    path = "/v1/emails/{id}/cancel",
+    operation_id = "cancel_email",
+    tag = "emails",
+    params(("id" = String, Path, description = "the email's id"), AccountQuery),
+    responses(
+        (status = 200, description = "cancelled: it fails `Dropped`, reason `cancelled`, unsent", body = Cancelled),
+        (status = 409, description = "not queued any more (sent, failed or cancelled), or being attempted right now", body = Problem, content_type = "application/problem+json"),
+        KeyedErrors,
+    )
+)]
+pub async fn cancel(
+    State(state): State<AppState>,
+    scope: Scoped,
+    Path(id): Path<String>,
+) -> Result<Json<Cancelled>, ApiError> {
+    // 404 for another account's (or no) email, before anything else.
+    let email = state.store.email(&scope.account_id, &id).await?;
+    let cancelled = state
+        .store
+        .cancel_queued(&scope.account_id, Cancel::Email(&id))
+        .await?;
+    if cancelled.is_empty() {
+        return Err(ApiError::Conflict(match email.next_attempt_at_ms {
+            Some(_) => {
+                "the email is being attempted right now; it can no longer be cancelled".into()
+            }
+            None => format!(
+                "the email is not queued any more: its stage is {}",
+                email.stage.as_str()
+            ),
+        }));
+    }
+    Ok(Json(Cancelled { cancelled }))
+}
+
+#[utoipa::path(
+    post,
+    path = "/v1/batches/{batch}/cancel",
+    operation_id = "cancel_batch",
+    tag = "emails",
+    params(("batch" = String, Path, description = "the batch's name"), AccountQuery),
+    responses(
+        (status = 200, description = "every email of the batch still queued and not being attempted right now is cancelled (possibly none)", body = Cancelled),
+        KeyedErrors,
+    )
+)]
+pub async fn cancel_batch(
+    State(state): State<AppState>,
+    scope: Scoped,
+    Path(batch): Path<String>,
+) -> Result<Json<Cancelled>, ApiError> {
+    let cancelled = state
+        .store
+        .cancel_queued(&scope.account_id, Cancel::Batch(&batch))
+        .await?;
+    Ok(Json(Cancelled { cancelled }))
 }

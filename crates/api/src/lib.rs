@@ -109,6 +109,8 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(emails::send))
         .routes(routes!(emails::send_batch))
         .routes(routes!(emails::show))
+        .routes(routes!(emails::cancel))
+        .routes(routes!(emails::cancel_batch))
         .routes(routes!(suppressions::list))
         .routes(routes!(suppressions::remove))
         .routes(routes!(settings::show, settings::update))

@@ -80,6 +80,8 @@ const ROUTES: &[Route] = &[
         Role::User,
     ),
     route("GET", "/v1/emails/{email}", Role::User),
+    route("POST", "/v1/emails/{email}/cancel", Role::User),
+    route("POST", "/v1/batches/{batch}/cancel", Role::User),
     route("GET", "/v1/settings", Role::User),
     with_body(
         "PATCH",
@@ -193,6 +195,7 @@ async fn fill(app: &App, acme: &mut Account) {
         ("{email}", accepted.queued[0].id.clone()),
         ("{webhook}", hook.id),
         ("{address}", "gone@acme.test".into()),
+        ("{batch}", "acme-batch".into()),
     ];
 }
 

@@ -365,3 +365,49 @@ async fn a_hundred_thousand_recipient_batch_fits() {
         "{problem}"
     );
 }
+
+#[tokio::test]
+async fn a_queued_email_or_batch_can_be_cancelled_once() {
+    let app = app().await;
+    let (_, key) = app.store.create_account("Acme").await.unwrap();
+    let (_, sent, _) = app
+        .call(
+            "POST",
+            "/v1/emails",
+            Some(&key.key),
+            Some(email_to("ana@example.com")),
+        )
+        .await;
+    let id = sent["id"].as_str().unwrap();
+    let uri = format!("/v1/emails/{id}/cancel");
+    let (status, body, _) = app.call("POST", &uri, Some(&key.key), None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["cancelled"][0], id);
+    let (_, email, _) = app
+        .call("GET", &format!("/v1/emails/{id}"), Some(&key.key), None)
+        .await;
+    assert_eq!(
+        (&email["stage"], &email["status"], &email["reason"]),
+        (&json!("failed"), &json!("Dropped"), &json!("cancelled"))
+    );
+    let (status, problem, _) = app.call("POST", &uri, Some(&key.key), None).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("not queued any more")
+    );
+    assert_eq!(app.store.queue_depth().await.unwrap(), 0);
+
+    let batch = json!({"from": "s@shop.test", "subject": "Hi", "text": "x", "batch": "spring",
+                       "recipients": [{"to": "a@x.test"}, {"to": "b@x.test"}]});
+    app.call("POST", "/v1/emails/batch", Some(&key.key), Some(batch))
+        .await;
+    let (status, body, _) = app
+        .call("POST", "/v1/batches/spring/cancel", Some(&key.key), None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["cancelled"].as_array().unwrap().len(), 2);
+    assert_eq!(app.store.queue_depth().await.unwrap(), 0);
+}

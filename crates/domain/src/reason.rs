@@ -79,6 +79,8 @@ reasons! {
     Complaint => "complaint",
     /// The recipient unsubscribed (link, one-click, or mailto).
     Unsubscribed => "unsubscribed",
+    /// Dropped before sending: the sender cancelled it while it was queued.
+    Cancelled => "cancelled",
 }
 
 impl Reason {

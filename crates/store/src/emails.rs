@@ -223,7 +223,7 @@ impl Store {
         Ok(())
     }
 
-    async fn record_in(
+    pub(crate) async fn record_in(
         &self,
         tx: &mut Transaction<'static, Any>,
         account_id: &str,

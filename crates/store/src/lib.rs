@@ -49,7 +49,7 @@ pub use counters::CounterSnapshot;
 pub use emails::{Effects, EmailRecord, Mismatch, QueueChange, Record, StoredEvent};
 pub use inbound::{InboundRecord, Pending, Processed};
 pub use leads::{ImportSummary, Lead, LeadPatch, NewLead};
-pub use queue::{Claimed, Content, Idempotent, LeadBrief, QueueEntry, Submission};
+pub use queue::{Cancel, Claimed, Content, Idempotent, LeadBrief, QueueEntry, Submission};
 pub use recorder::Recorder;
 pub use reports::{BatchStats, Cursor, EmailFilter, EmailRow, ReplyRow};
 pub use settings::{HitContext, Settings};

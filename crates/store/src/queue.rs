@@ -10,7 +10,7 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use crate::leads::Fields;
-use crate::{Backend, Result, Store, StoreError, new_id, now_ms};
+use crate::{Backend, Effects, QueueChange, Result, Store, StoreError, new_id, now_ms};
 
 /// The message an email (or a whole batch) sends, before merge fields.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,6 +40,13 @@ pub struct Submission {
     /// When the first attempt is due (now when `None`).
     pub send_at_ms: Option<i64>,
     pub entries: Vec<QueueEntry>,
+}
+
+/// What [`Store::cancel_queued`] cancels.
+#[derive(Debug, Clone, Copy)]
+pub enum Cancel<'a> {
+    Email(&'a str),
+    Batch(&'a str),
 }
 
 /// The answer stored for a request with an `Idempotency-Key`, replayed to its retries.
@@ -410,6 +417,50 @@ impl Store {
         tx.commit().await?;
         claimed.sort_by(|a, b| a.to_domain.cmp(&b.to_domain));
         Ok(claimed)
+    }
+
+    /// Cancels queued emails that are not being attempted at this moment: each fails
+    /// `Dropped` with reason `cancelled`, in one transaction. Returns the ids cancelled; an
+    /// email already sent, failed, or claimed by a worker right now is left alone.
+    pub async fn cancel_queued(
+        &self,
+        account_id: &str,
+        which: Cancel<'_>,
+    ) -> Result<Vec<String>> {
+        let now = now_ms();
+        let (column, value) = match which {
+            Cancel::Email(id) => ("id", id),
+            Cancel::Batch(batch) => ("batch", batch),
+        };
+        let mut tx = self.writer.begin().await?;
+        let ids: Vec<String> = sqlx::query_scalar(&format!(
+            "SELECT id FROM emails
+             WHERE account_id = $1 AND {column} = $2 AND next_attempt_at_ms IS NOT NULL
+               AND (lease_until_ms IS NULL OR lease_until_ms < $3)
+             ORDER BY id{}",
+            self.lock_clause()
+        ))
+        .bind(account_id)
+        .bind(value)
+        .bind(now)
+        .fetch_all(&mut *tx)
+        .await?;
+        let cancelled = Event::new(EventKind::Failed, now)
+            .with_status(DROPPED)
+            .with_reason(Reason::Cancelled);
+        let effects = Effects {
+            queue: QueueChange::Leave,
+            ..Effects::default()
+        };
+        for id in &ids {
+            self.record_in(&mut tx, account_id, id, &cancelled, effects)
+                .await?;
+        }
+        tx.commit().await?;
+        for _ in &ids {
+            self.counters.count(&cancelled, false);
+        }
+        Ok(ids)
     }
 
     /// Gives an email back to the queue untried (its destination asked to slow down).

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use mailtrail_domain::stage::derive;
 use mailtrail_domain::{EmailAddress, Event, EventKind, Permission, Reason, Role, Stage};
 use mailtrail_store::{
-    Block, Content, Cursor, Effects, EmailFilter, Idempotent, LeadPatch, NewLead, QueueChange,
+    Block, Cancel, Content, Cursor, Effects, EmailFilter, Idempotent, LeadPatch, NewLead, QueueChange,
     QueueEntry, Store, StoreError, Submission,
 };
 use sqlx::Executor;
@@ -69,6 +69,7 @@ on_both_backends!(
     email_report_filters_and_pages_newest_first,
     lead_activity_is_scoped_to_the_account,
     lead_search_matches_address_or_name_and_pages,
+    cancelling_drops_queued_emails_but_never_one_in_flight,
     web_users_are_found_by_their_normalised_email,
     web_sessions_expire_are_touched_and_end,
     operators_choose_among_every_account,
@@ -1012,4 +1013,56 @@ async fn operators_choose_among_every_account(f: Fixture) {
     assert_eq!(session.role, Role::Operator);
     assert_eq!(session.user_account_id, None);
     assert_eq!(session.chosen_account_id.as_deref(), Some(globex.as_str()));
+}
+
+async fn cancelling_drops_queued_emails_but_never_one_in_flight(f: Fixture) {
+    let (acme, _) = f.store.create_account("Acme").await.unwrap();
+    let (other, _) = f.store.create_account("Other").await.unwrap();
+    let ids = f
+        .store
+        .enqueue(
+            &acme,
+            &submission(&["a@example.com", "b@example.com", "c@example.com"]),
+            None,
+            |_| String::new(),
+        )
+        .await
+        .unwrap();
+    let in_flight = f.store.claim_due(1, 60_000).await.unwrap();
+    assert_eq!(in_flight.len(), 1);
+
+    let none = f
+        .store
+        .cancel_queued(&other, Cancel::Batch("spring"))
+        .await
+        .unwrap();
+    assert!(none.is_empty(), "another account cancels nothing");
+    let mut cancelled = f
+        .store
+        .cancel_queued(&acme, Cancel::Batch("spring"))
+        .await
+        .unwrap();
+    cancelled.sort();
+    let mut expected: Vec<String> = ids
+        .iter()
+        .filter(|id| **id != in_flight[0].id)
+        .cloned()
+        .collect();
+    expected.sort();
+    assert_eq!(cancelled, expected, "all but the one being attempted");
+    let email = f.store.email(&acme, &cancelled[0]).await.unwrap();
+    assert_eq!(
+        (email.stage, email.status.as_deref(), email.reason),
+        (Stage::Failed, Some("Dropped"), Some(Reason::Cancelled))
+    );
+    assert_eq!(email.next_attempt_at_ms, None);
+    let again = f
+        .store
+        .cancel_queued(&acme, Cancel::Email(&cancelled[0]))
+        .await
+        .unwrap();
+    assert!(again.is_empty(), "a cancelled email is not queued any more");
+    let report = f.store.batch_report(&acme, None).await.unwrap();
+    assert_eq!((report[0].dropped, report[0].sent()), (2, 1));
+    assert!(f.store.check_stages(|_| {}).await.unwrap().is_empty());
 }

@@ -422,11 +422,7 @@ impl Store {
     /// Cancels queued emails that are not being attempted at this moment: each fails
     /// `Dropped` with reason `cancelled`, in one transaction. Returns the ids cancelled; an
     /// email already sent, failed, or claimed by a worker right now is left alone.
-    pub async fn cancel_queued(
-        &self,
-        account_id: &str,
-        which: Cancel<'_>,
-    ) -> Result<Vec<String>> {
+    pub async fn cancel_queued(&self, account_id: &str, which: Cancel<'_>) -> Result<Vec<String>> {
         let now = now_ms();
         let (column, value) = match which {
             Cancel::Email(id) => ("id", id),

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use mailtrail_domain::stage::derive;
 use mailtrail_domain::{EmailAddress, Event, EventKind, Permission, Reason, Role, Stage};
 use mailtrail_store::{
-    Block, Cancel, Content, Cursor, Effects, EmailFilter, Idempotent, LeadPatch, NewLead, QueueChange,
-    QueueEntry, Store, StoreError, Submission,
+    Block, Cancel, Content, Cursor, Effects, EmailFilter, Idempotent, LeadPatch, NewLead,
+    QueueChange, QueueEntry, Store, StoreError, Submission,
 };
 use sqlx::Executor;
 

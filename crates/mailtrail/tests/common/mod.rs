@@ -1,10 +1,54 @@
-//! Running the `mailtrail` binary in tests: a clean environment, and `serve` on a free port.
+//! Running the `mailtrail` binary in tests: a clean environment, `serve` on a free port, a
+//! guard that kills what a test started however it ends, and what the crash tests share.
 
 // Each test binary that includes this module uses only some of it.
 #![allow(dead_code)]
 
+use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
+
+use mailtrail_testkit::smtp_sink::Sink;
+
+/// Whether the long versions of the reliability tests run (`MAILTRAIL_LONG_TESTS=1`).
+pub fn long() -> bool {
+    std::env::var("MAILTRAIL_LONG_TESTS").is_ok_and(|v| v == "1")
+}
+
+/// A child process killed (SIGKILL) and reaped when dropped, so a failing assertion leaves no
+/// process behind.
+pub struct KillOnDrop(pub Child);
+
+impl KillOnDrop {
+    /// `kill -9` now and reap it.
+    pub fn kill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Email id → how many times the sink received it, read from each message's Message-ID
+/// `<{email_id}@helo>`, which every retry of an email repeats.
+pub fn arrivals(sink: &Sink) -> HashMap<String, usize> {
+    let mut counts = HashMap::new();
+    for message in sink.messages() {
+        if let Some(id) = message
+            .lines()
+            .take_while(|l| !l.is_empty())
+            .find_map(|l| l.strip_prefix("Message-ID: <"))
+            .and_then(|rest| rest.split('@').next())
+        {
+            *counts.entry(id.to_owned()).or_insert(0) += 1;
+        }
+    }
+    counts
+}
 
 /// The binary with `env` (its database and other settings) and nothing inherited that could
 /// change its configuration.
@@ -27,10 +71,16 @@ pub fn serve(env: &[(&str, &str)]) -> (Child, String) {
 
 /// [`serve`], also returning the inbound SMTP server's address.
 pub fn serve_with_smtp(env: &[(&str, &str)]) -> (Child, String, String) {
+    serve_with_args(env, &[])
+}
+
+/// [`serve_with_smtp`] with more arguments after `serve` (`--config FILE`).
+pub fn serve_with_args(env: &[(&str, &str)], args: &[&str]) -> (Child, String, String) {
     let mut child = mailtrail(env)
         .env("MAILTRAIL_HTTP_LISTEN", "127.0.0.1:0")
         .env("MAILTRAIL_SMTP_LISTEN", "127.0.0.1:0")
         .arg("serve")
+        .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -38,15 +88,23 @@ pub fn serve_with_smtp(env: &[(&str, &str)]) -> (Child, String, String) {
     let mut stdout = BufReader::new(child.stdout.take().expect("piped"));
     let mut next_line = |prefix: &str| {
         let mut line = String::new();
-        stdout.read_line(&mut line).expect("a line");
+        let _ = stdout.read_line(&mut line);
         line.trim()
             .strip_prefix(prefix)
-            .unwrap_or_else(|| panic!("expected {prefix:?}, got {line:?}"))
-            .to_owned()
+            .map(str::to_owned)
+            .ok_or(line)
     };
-    let base = next_line("mailtrail listening on ");
-    let smtp = next_line("mailtrail smtp on ");
-    (child, base, smtp)
+    let lines = next_line("mailtrail listening on ")
+        .and_then(|base| next_line("mailtrail smtp on ").map(|smtp| (base, smtp)));
+    match lines {
+        Ok((base, smtp)) => (child, base, smtp),
+        Err(line) => {
+            // Not left running behind a failed test.
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("mailtrail serve did not start: its output was {line:?}")
+        }
+    }
 }
 
 /// Creates an account with `mailtrail account create NAME --json`; returns its id and API key.

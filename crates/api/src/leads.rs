@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use mailtrail_domain::{EmailAddress, Permission};
+use mailtrail_domain::{EmailAddress, Permission, Role};
 use mailtrail_store::{Lead, LeadPatch, NewLead};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -14,7 +14,9 @@ use utoipa::openapi::schema::{ObjectBuilder, SchemaType, Type};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::{AccountQuery, Scoped};
-use crate::error::{ApiError, BodyErrors, FieldError, KeyedErrors, Problem, QueryErrors};
+use crate::error::{
+    ApiError, BodyErrors, FieldError, KeyedErrors, Problem, QueryErrors, RoleErrors,
+};
 use crate::extract::{ApiJson, ApiQuery};
 use crate::{AppState, rfc3339};
 
@@ -284,5 +286,43 @@ pub async fn search(
     Ok(Json(LeadPage {
         leads: leads.into_iter().map(LeadView::from).collect(),
         next_cursor,
+    }))
+}
+
+/// What erasing a lead did.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErasedView {
+    /// Emails whose recipient, merge fields, quoted address and raw replies were removed.
+    pub erased_emails: u64,
+    /// Of those, emails still queued, now cancelled.
+    pub cancelled: u64,
+}
+
+#[utoipa::path(
+    delete,
+    path = "/v1/leads/{id}",
+    operation_id = "erase_lead",
+    tag = "leads",
+    params(("id" = String, Path, description = "the lead's id"), AccountQuery),
+    responses(
+        (status = 200, description = "the lead and its personal data are gone; its emails stay (recipient `[erased]`) and a block on its address stays as a hash", body = ErasedView),
+        KeyedErrors,
+        RoleErrors,
+    )
+)]
+pub async fn erase(
+    State(state): State<AppState>,
+    scope: Scoped,
+    Path(id): Path<String>,
+) -> Result<Json<ErasedView>, ApiError> {
+    scope.caller.require(Role::Admin)?;
+    let actor = format!("api:{}", scope.caller.key_id);
+    let erased = state
+        .store
+        .erase_lead(&scope.account_id, &id, &actor)
+        .await?;
+    Ok(Json(ErasedView {
+        erased_emails: erased.emails,
+        cancelled: erased.cancelled,
     }))
 }

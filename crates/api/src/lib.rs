@@ -102,7 +102,7 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(health::healthz))
         .routes(routes!(openapi_json))
         .routes(routes!(leads::search, leads::create))
-        .routes(routes!(leads::show, leads::update))
+        .routes(routes!(leads::show, leads::update, leads::erase))
         .routes(routes!(activity::show))
         .routes(routes!(reports::emails))
         .routes(routes!(reports::batches))

@@ -104,6 +104,7 @@ const ROUTES: &[Route] = &[
         "/v1/suppressions/{address}?account={account}&reason=asked",
         Role::Operator,
     ),
+    route("DELETE", "/v1/leads/{lead}", Role::Admin),
 ];
 
 /// Strings of Acme's data that another account must never see.

@@ -175,17 +175,23 @@ impl Store {
     ) -> Result<HashSet<String>> {
         let mut found = HashSet::new();
         for chunk in keys.chunks(LOOKUP_CHUNK) {
+            // Each address as it is kept, and as it is kept once its lead was erased.
+            let erased: HashMap<String, &String> = chunk
+                .iter()
+                .map(|key| (crate::suppressions::erased_key(key), key))
+                .collect();
             let sql = format!(
                 "SELECT address_key FROM suppressions WHERE account_id = {} AND address_key IN ({})",
                 self.placeholders(1, 1),
-                self.placeholders(2, chunk.len())
+                self.placeholders(2, chunk.len() * 2)
             );
             let mut query = sqlx::query(&sql).bind(account_id);
-            for key in chunk {
+            for key in chunk.iter().chain(erased.keys()) {
                 query = query.bind(key);
             }
             for row in query.fetch_all(&self.reader).await? {
-                found.insert(row.try_get("address_key")?);
+                let key: String = row.try_get("address_key")?;
+                found.insert(erased.get(&key).map_or(key.clone(), |k| (*k).clone()));
             }
         }
         Ok(found)
@@ -499,13 +505,15 @@ impl Store {
             .unwrap_or_else(|_| to.to_lowercase());
         let row = sqlx::query(
             "SELECT
-               (SELECT COUNT(*) FROM suppressions WHERE account_id = $1 AND address_key = $2) AS suppressed,
+               (SELECT COUNT(*) FROM suppressions
+                  WHERE account_id = $1 AND address_key IN ($2, $4)) AS suppressed,
                (SELECT COUNT(*) FROM leads WHERE account_id = $1
                   AND (id = $3 OR address_key = $2) AND permission = 'no') AS refused",
         )
         .bind(account_id)
         .bind(&key)
         .bind(lead_id)
+        .bind(crate::suppressions::erased_key(&key))
         .fetch_one(&self.reader)
         .await?;
         let suppressed: i64 = row.try_get("suppressed")?;

@@ -68,7 +68,7 @@ pub(crate) async fn suppress_in(
     Ok(())
 }
 
-async fn log(
+pub(crate) async fn log(
     tx: &mut Transaction<'static, Any>,
     account_id: &str,
     address_key: &str,
@@ -101,6 +101,16 @@ pub struct SuppressionLogEntry {
     pub at_ms: i64,
 }
 
+/// How a block is kept once its lead was erased: a hash of the normalised address, so the
+/// address stays blocked without being stored (PRODUCT.md §3, erasure).
+pub(crate) fn erased_key(address_key: &str) -> String {
+    use sha2::Digest;
+    format!(
+        "sha256:{}",
+        hex::encode(sha2::Sha256::digest(address_key.as_bytes()))
+    )
+}
+
 impl Store {
     /// Blocks an address by hand (or for an unsubscribe or complaint).
     pub async fn suppress(
@@ -122,12 +132,15 @@ impl Store {
         account_id: &str,
         address: &EmailAddress,
     ) -> Result<Option<Suppression>> {
-        let row =
-            sqlx::query("SELECT * FROM suppressions WHERE account_id = $1 AND address_key = $2")
-                .bind(account_id)
-                .bind(address.normalized())
-                .fetch_optional(&self.reader)
-                .await?;
+        let key = address.normalized();
+        let row = sqlx::query(
+            "SELECT * FROM suppressions WHERE account_id = $1 AND address_key IN ($2, $3)",
+        )
+        .bind(account_id)
+        .bind(&key)
+        .bind(erased_key(&key))
+        .fetch_optional(&self.reader)
+        .await?;
         row.as_ref().map(suppression_from_row).transpose()
     }
 
@@ -158,13 +171,15 @@ impl Store {
     ) -> Result<()> {
         let key = address.normalized();
         let mut tx = self.writer.begin().await?;
-        let removed =
-            sqlx::query("DELETE FROM suppressions WHERE account_id = $1 AND address_key = $2")
-                .bind(account_id)
-                .bind(&key)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
+        let removed = sqlx::query(
+            "DELETE FROM suppressions WHERE account_id = $1 AND address_key IN ($2, $3)",
+        )
+        .bind(account_id)
+        .bind(&key)
+        .bind(erased_key(&key))
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
         if removed == 0 {
             return Err(StoreError::NotFound);
         }
@@ -181,10 +196,11 @@ impl Store {
     ) -> Result<Vec<SuppressionLogEntry>> {
         let rows = sqlx::query(
             "SELECT action, actor, note, at_ms FROM suppression_log
-             WHERE account_id = $1 AND address_key = $2 ORDER BY at_ms, id",
+             WHERE account_id = $1 AND address_key IN ($2, $3) ORDER BY at_ms, id",
         )
         .bind(account_id)
         .bind(address.normalized())
+        .bind(erased_key(&address.normalized()))
         .fetch_all(&self.reader)
         .await?;
         rows.iter()

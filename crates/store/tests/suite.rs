@@ -70,6 +70,7 @@ on_both_backends!(
     lead_activity_is_scoped_to_the_account,
     lead_search_matches_address_or_name_and_pages,
     cancelling_drops_queued_emails_but_never_one_in_flight,
+    erasing_a_lead_removes_its_data_but_keeps_its_block,
     web_users_are_found_by_their_normalised_email,
     web_sessions_expire_are_touched_and_end,
     operators_choose_among_every_account,
@@ -1064,5 +1065,112 @@ async fn cancelling_drops_queued_emails_but_never_one_in_flight(f: Fixture) {
     assert!(again.is_empty(), "a cancelled email is not queued any more");
     let report = f.store.batch_report(&acme, None).await.unwrap();
     assert_eq!((report[0].dropped, report[0].sent()), (2, 1));
+    assert!(f.store.check_stages(|_| {}).await.unwrap().is_empty());
+}
+
+async fn erasing_a_lead_removes_its_data_but_keeps_its_block(f: Fixture) {
+    let (acme, _) = f.store.create_account("Acme").await.unwrap();
+    let (other, _) = f.store.create_account("Other").await.unwrap();
+    let ana = f
+        .store
+        .create_lead(&acme, &new_lead("Ana@Example.com", Permission::Yes))
+        .await
+        .unwrap();
+    let bo = f
+        .store
+        .create_lead(&acme, &new_lead("bo@example.com", Permission::Yes))
+        .await
+        .unwrap();
+    let mut to_both = submission(&["Ana@Example.com", "bo@example.com"]);
+    to_both.entries[0].lead_id = Some(ana.id.clone());
+    to_both.entries[1].lead_id = Some(bo.id.clone());
+    let sent = f
+        .store
+        .enqueue(&acme, &to_both, None, |_| String::new())
+        .await
+        .unwrap();
+    let bounce = Event::new(EventKind::Failed, 5)
+        .with_status("550 5.1.1 <Ana@example.com>: User unknown")
+        .with_reason(Reason::UserUnknown);
+    let effects = Effects {
+        queue: QueueChange::Leave,
+        suppress: true,
+        ..Effects::default()
+    };
+    f.store
+        .record(&acme, &sent[0], &bounce, effects)
+        .await
+        .unwrap();
+    let mut alone = submission(&["ana@example.com"]);
+    alone.content.subject = "Ana, your private offer".into();
+    alone.entries[0].lead_id = Some(ana.id.clone());
+    let queued = f
+        .store
+        .enqueue(&acme, &alone, None, |_| String::new())
+        .await
+        .unwrap();
+
+    assert!(matches!(
+        f.store.erase_lead(&other, &ana.id, "test").await,
+        Err(StoreError::NotFound)
+    ));
+    let erased = f.store.erase_lead(&acme, &ana.id, "test").await.unwrap();
+    assert_eq!((erased.emails, erased.cancelled), (2, 1));
+
+    assert!(matches!(
+        f.store.lead(&acme, &ana.id).await,
+        Err(StoreError::NotFound)
+    ));
+    for id in [&sent[0], &queued[0]] {
+        let email = f.store.email(&acme, id).await.unwrap();
+        assert_eq!(email.to, "[erased]");
+        assert_eq!(email.lead_id, None);
+        let events = f.store.events(&acme, id).await.unwrap();
+        let text = format!("{events:?}{email:?}").to_lowercase();
+        assert!(!text.contains("ana@example.com"), "{text}");
+    }
+    let cancelled = f.store.email(&acme, &queued[0]).await.unwrap();
+    assert_eq!(cancelled.reason, Some(Reason::Cancelled));
+    assert_eq!(
+        cancelled.subject, "[erased]",
+        "content sent to Ana alone goes"
+    );
+    assert_eq!(
+        f.store.email(&acme, &sent[0]).await.unwrap().subject,
+        "Hello",
+        "a batch's shared template stays"
+    );
+    assert_eq!(
+        f.store.email(&acme, &sent[1]).await.unwrap().to,
+        "bo@example.com"
+    );
+
+    // The block holds, without the address being stored.
+    let block = f
+        .store
+        .suppression(&acme, &address("ana@example.com"))
+        .await
+        .unwrap()
+        .expect("still blocked");
+    assert!(block.address.starts_with("sha256:"), "{}", block.address);
+    let again = f
+        .store
+        .suppressed_among(&acme, &["ana@example.com".to_owned()])
+        .await
+        .unwrap();
+    assert!(again.contains("ana@example.com"));
+    assert_eq!(
+        f.store
+            .block_reason(&acme, "ANA@example.com", None)
+            .await
+            .unwrap(),
+        Some(Reason::Suppressed)
+    );
+    let trail = f
+        .store
+        .suppression_log(&acme, &address("ana@example.com"))
+        .await
+        .unwrap();
+    assert_eq!(trail.last().unwrap().action, "erased");
     assert!(f.store.check_stages(|_| {}).await.unwrap().is_empty());
 }

@@ -114,6 +114,7 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(suppressions::list))
         .routes(routes!(suppressions::remove))
         .routes(routes!(settings::show, settings::update))
+        .routes(routes!(settings::resume))
         .routes(routes!(webhooks::list, webhooks::create))
         .routes(routes!(webhooks::delete))
         .routes(routes!(webhooks::deliveries))

@@ -1,5 +1,6 @@
 //! `GET /v1/settings` and `PATCH /v1/settings` (admins): open and click tracking (off by
-//! default), the tracking base URL, and the machine-hit threshold.
+//! default), the tracking base URL, and the machine-hit threshold; whether sending is paused
+//! by the bounce/complaint protection, and `POST /v1/sending/resume` (admins) to lift it.
 
 use axum::Json;
 use axum::extract::State;
@@ -19,6 +20,21 @@ pub struct SettingsView {
     pub tracking_base_url: Option<String>,
     /// Opens and clicks this soon after delivery count as a machine's.
     pub machine_threshold_secs: i64,
+    /// Set while the account's sending is paused because its bounce or complaint rate was
+    /// too high: queued emails wait until an admin resumes (`POST /v1/sending/resume`).
+    pub sending_paused: Option<PauseView>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PauseView {
+    pub since: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Resumed {
+    /// Whether sending was paused (and now is not).
+    pub resumed: bool,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -45,13 +61,22 @@ mod double_option {
     }
 }
 
-fn view(s: mailtrail_store::Settings) -> SettingsView {
-    SettingsView {
+async fn view(
+    state: &AppState,
+    account_id: &str,
+    s: mailtrail_store::Settings,
+) -> Result<SettingsView, ApiError> {
+    let pause = state.store.sending_pause(account_id).await?;
+    Ok(SettingsView {
         open_tracking: s.open_tracking,
         click_tracking: s.click_tracking,
         tracking_base_url: s.tracking_base_url,
         machine_threshold_secs: s.machine_threshold_secs,
-    }
+        sending_paused: pause.map(|p| PauseView {
+            since: crate::rfc3339(p.since_ms),
+            reason: p.reason,
+        }),
+    })
 }
 
 #[utoipa::path(
@@ -66,7 +91,8 @@ pub async fn show(
     State(state): State<AppState>,
     scope: Scoped,
 ) -> Result<Json<SettingsView>, ApiError> {
-    Ok(Json(view(state.store.settings(&scope.account_id).await?)))
+    let settings = state.store.settings(&scope.account_id).await?;
+    Ok(Json(view(&state, &scope.account_id, settings).await?))
 }
 
 #[utoipa::path(
@@ -120,5 +146,33 @@ pub async fn update(
         .store
         .save_settings(&scope.account_id, &settings)
         .await?;
-    Ok(Json(view(settings)))
+    Ok(Json(view(&state, &scope.account_id, settings).await?))
+}
+
+#[utoipa::path(
+    post,
+    path = "/v1/sending/resume",
+    operation_id = "resume_sending",
+    tag = "settings",
+    params(AccountQuery),
+    responses(
+        (status = 200, description = "sending goes on: queued emails are claimed again", body = Resumed),
+        KeyedErrors,
+        RoleErrors,
+    )
+)]
+pub async fn resume(
+    State(state): State<AppState>,
+    scope: Scoped,
+) -> Result<Json<Resumed>, ApiError> {
+    scope.caller.require(Role::Admin)?;
+    let resumed = match state.store.resume_sending(&scope.account_id).await {
+        Ok(()) => true,
+        Err(mailtrail_store::StoreError::NotFound) => false,
+        Err(e) => return Err(e.into()),
+    };
+    if resumed {
+        state.queued.notify_one();
+    }
+    Ok(Json(Resumed { resumed }))
 }

@@ -89,6 +89,7 @@ const ROUTES: &[Route] = &[
         r#"{"open_tracking": true}"#,
         Role::Admin,
     ),
+    route("POST", "/v1/sending/resume", Role::Admin),
     route("GET", "/v1/webhooks", Role::Admin),
     with_body(
         "POST",

@@ -124,8 +124,8 @@ async fn every_operation_is_documented_concretely() {
                 .any(|p| p["in"] == "path" && p["name"] == param);
             assert!(declared, "{name}: path parameter {param}");
         }
-        // A body is described by a schema. Actions (`…/cancel`) take none.
-        let action = path.ends_with("/cancel");
+        // A body is described by a schema. Actions (`…/cancel`, `…/resume`) take none.
+        let action = path.ends_with("/cancel") || path.ends_with("/resume");
         if method == "PATCH" || (method == "POST" && path.starts_with("/v1") && !action) {
             let schema = &op["requestBody"]["content"]["application/json"]["schema"];
             let known = schema_name(schema).is_some_and(|s| schemas.contains_key(s));

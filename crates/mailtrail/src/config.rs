@@ -10,6 +10,7 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use mailtrail_inbound::InboundConfig;
 use mailtrail_outbound::OutboundConfig;
+use mailtrail_outbound::protection::ProtectionConfig;
 use mailtrail_webhooks::WebhookConfig;
 use serde::{Deserialize, Serialize};
 
@@ -40,6 +41,7 @@ pub struct Config {
     pub outbound: OutboundConfig,
     pub inbound: InboundConfig,
     pub webhooks: WebhookConfig,
+    pub protection: ProtectionConfig,
 }
 
 impl Default for Config {
@@ -55,6 +57,7 @@ impl Default for Config {
             outbound: OutboundConfig::default(),
             inbound: InboundConfig::default(),
             webhooks: WebhookConfig::default(),
+            protection: ProtectionConfig::default(),
         }
     }
 }

@@ -102,6 +102,11 @@ impl Service {
             mailtrail_webhooks::Dispatcher::new(store.clone(), config.webhooks.clone())
                 .map_err(anyhow::Error::msg)?;
         let webhooks = tokio::spawn(dispatcher.run(wait_for(stopped.clone())));
+        let protection = tokio::spawn(mailtrail_outbound::protection::run(
+            store.clone(),
+            config.protection.clone(),
+            wait_for(stopped.clone()),
+        ));
         let delivery = tokio::spawn(outbound.run(wait_for(stopped)));
         let running = tokio::spawn(async move {
             http_server.await.context("the HTTP server failed")?;
@@ -112,6 +117,9 @@ impl Service {
             inbound.await.context("the inbound SMTP server failed")?;
             processing.await.context("inbound processing failed")?;
             webhooks.await.context("the webhook dispatcher failed")?;
+            protection
+                .await
+                .context("the sending protection check failed")?;
             if let Some(sandbox) = sandbox {
                 sandbox.shutdown().await;
             }

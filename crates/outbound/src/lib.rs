@@ -10,12 +10,14 @@
 //! - [`resolve`]: where an email for a domain goes: a route, the relay, or MX hosts;
 //! - [`session`]: one SMTP session delivering several emails to one destination;
 //! - [`outcome`]: what a reply (or a failure to get one) does to an email;
+//! - [`protection`]: pauses an account's sending when its bounce or complaint rate is too high;
 //! - [`worker`]: claims due emails, runs sessions, records outcomes in batches.
 
 pub mod config;
 pub mod dkim;
 pub mod message;
 pub mod outcome;
+pub mod protection;
 pub mod resolve;
 pub mod session;
 pub mod submit;

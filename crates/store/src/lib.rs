@@ -9,6 +9,7 @@
 //! - [`erasure`]: erasing a lead's personal data, keeping its block as a hash;
 //! - [`emails`]: emails and their append-only events, with the derived stage kept in step;
 //! - [`inbound`]: raw received mail and its processing state;
+//! - [`protection`]: recent bounce/complaint rates and the pause of an account's sending;
 //! - [`queue`]: submissions, and the outbound queue workers claim from;
 //! - [`reports`]: the email report, the batch report and a lead's activity;
 //! - [`recorder`]: group commit of events (delivery outcomes, opens, clicks);
@@ -31,6 +32,7 @@ pub mod emails;
 pub mod erasure;
 pub mod inbound;
 pub mod leads;
+pub mod protection;
 pub mod queue;
 pub mod recorder;
 pub mod reports;
@@ -52,6 +54,7 @@ pub use emails::{Effects, EmailRecord, Mismatch, QueueChange, Record, StoredEven
 pub use erasure::Erased;
 pub use inbound::{InboundRecord, Pending, Processed};
 pub use leads::{ImportSummary, Lead, LeadPatch, NewLead};
+pub use protection::{Pause, RecentRates};
 pub use queue::{Cancel, Claimed, Content, Idempotent, LeadBrief, QueueEntry, Submission};
 pub use recorder::Recorder;
 pub use reports::{BatchStats, Cursor, EmailFilter, EmailRow, ReplyRow};

@@ -394,6 +394,8 @@ impl Store {
              WHERE id IN (SELECT id FROM emails
                           WHERE next_attempt_at_ms <= $2
                             AND (lease_until_ms IS NULL OR lease_until_ms < $2)
+                            AND account_id NOT IN (SELECT account_id FROM account_settings
+                                                   WHERE paused_at_ms IS NOT NULL)
                           ORDER BY next_attempt_at_ms LIMIT $3{skip_locked})
              RETURNING id"
         ))

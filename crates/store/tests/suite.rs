@@ -71,6 +71,7 @@ on_both_backends!(
     lead_search_matches_address_or_name_and_pages,
     cancelling_drops_queued_emails_but_never_one_in_flight,
     erasing_a_lead_removes_its_data_but_keeps_its_block,
+    a_paused_account_keeps_its_queue_until_resumed,
     web_users_are_found_by_their_normalised_email,
     web_sessions_expire_are_touched_and_end,
     operators_choose_among_every_account,
@@ -1173,4 +1174,70 @@ async fn erasing_a_lead_removes_its_data_but_keeps_its_block(f: Fixture) {
         .unwrap();
     assert_eq!(trail.last().unwrap().action, "erased");
     assert!(f.store.check_stages(|_| {}).await.unwrap().is_empty());
+}
+
+async fn a_paused_account_keeps_its_queue_until_resumed(f: Fixture) {
+    let (acme, _) = f.store.create_account("Acme").await.unwrap();
+    let (other, _) = f.store.create_account("Other").await.unwrap();
+    let to: Vec<String> = (0..10).map(|i| format!("a{i}@example.com")).collect();
+    let to: Vec<&str> = to.iter().map(String::as_str).collect();
+    let mut batch = submission(&to);
+    batch.entries[9].dropped = Some(Reason::Suppressed);
+    let ids = f
+        .store
+        .enqueue(&acme, &batch, None, |_| String::new())
+        .await
+        .unwrap();
+    f.store
+        .enqueue(&other, &submission(&["o@example.com"]), None, |_| {
+            String::new()
+        })
+        .await
+        .unwrap();
+    for id in &ids[..3] {
+        let bounce = Event::new(EventKind::Failed, 1).with_reason(Reason::UserUnknown);
+        let leave = Effects {
+            queue: QueueChange::Leave,
+            ..Effects::default()
+        };
+        f.store.record(&acme, id, &bounce, leave).await.unwrap();
+    }
+    let complaint = Event::new(EventKind::Complained, 2).with_feedback_type("abuse");
+    f.store
+        .append_event(&acme, &ids[3], &complaint)
+        .await
+        .unwrap();
+    let rates = f.store.recent_rates(&acme, 0).await.unwrap();
+    assert_eq!(
+        (rates.sent, rates.hard_bounced, rates.complained),
+        (9, 3, 1),
+        "the dropped email was never sent"
+    );
+
+    f.store
+        .pause_sending(&acme, "too many bounces")
+        .await
+        .unwrap();
+    f.store.pause_sending(&acme, "again").await.unwrap();
+    let pause = f.store.sending_pause(&acme).await.unwrap().unwrap();
+    assert_eq!(pause.reason, "too many bounces", "the first reason stands");
+    let claimed = f.store.claim_due(100, 60_000).await.unwrap();
+    let accounts: Vec<&str> = claimed.iter().map(|c| c.account_id.as_str()).collect();
+    assert_eq!(
+        accounts,
+        [other.as_str()],
+        "only the other account's email is claimed"
+    );
+    assert_eq!(
+        f.store.queue_depth().await.unwrap(),
+        7,
+        "nothing was dropped: six of Acme's wait, the other account's is claimed"
+    );
+
+    f.store.resume_sending(&acme).await.unwrap();
+    assert!(matches!(
+        f.store.resume_sending(&acme).await,
+        Err(StoreError::NotFound)
+    ));
+    assert_eq!(f.store.claim_due(100, 60_000).await.unwrap().len(), 6);
 }

@@ -5,6 +5,7 @@
 //! email report and the batch comparison. Then it leaves the service running for the web UI
 //! (`--no-wait` stops instead).
 //!
+//! A third email, scheduled for the next day, stays `Sent`: accepted, not yet delivered.
 //! The second batch goes out once the first one's hard bounce has suppressed its address,
 //! after the lead's Permission to Email was set back to Yes: that email is `Dropped`, showing
 //! that only an operator lifts a block.
@@ -114,6 +115,8 @@ pub async fn run(config: &Config, no_wait: bool) -> anyhow::Result<ExitCode> {
     .await?;
     println!("{pending}");
     println!("batch summer-offer: {} emails queued", second.0);
+    schedule_follow_up(&store, &account, &mut expected).await?;
+    println!("batch follow-up: 1 email scheduled for tomorrow (it stays Sent)");
 
     let settled = wait_until_settled(&store, &account, &expected).await?;
     println!("\nEmail report (Last Action per email, newest first)\n");
@@ -265,6 +268,33 @@ async fn send(
     Ok((accepted.queued.len(), accepted.refused.len(), why))
 }
 
+/// One email to Ana scheduled for tomorrow: it stays `Sent` (accepted, not yet delivered).
+async fn schedule_follow_up(
+    store: &Store,
+    account: &str,
+    expected: &mut BTreeMap<String, (String, Stage, Option<EventKind>)>,
+) -> anyhow::Result<()> {
+    let request = Request {
+        from: "sales@shop.example".into(),
+        subject: "Following up, {{first_name}}".into(),
+        text: Some("Hello {{first_name}}, just checking in.".into()),
+        batch: Some("follow-up".into()),
+        send_at_ms: Some(mailtrail_store::now_ms() + 24 * 3600 * 1000),
+        recipients: vec![Recipient {
+            to: Some(address("Ana", "ok")?.to_string()),
+            ..Recipient::default()
+        }],
+        ..Request::default()
+    };
+    let accepted = submit::submit(store, account, request, None, |_| String::new())
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot schedule the follow-up: {e}"))?;
+    for queued in accepted.queued {
+        expected.insert(queued.id, ("Ana (scheduled)".into(), Stage::Sent, None));
+    }
+    Ok(())
+}
+
 /// `spring-offer` → `Spring offer`.
 fn title(batch: &str) -> String {
     let words = batch.replace('-', " ");
@@ -345,7 +375,8 @@ async fn settled(
     event: Option<EventKind>,
 ) -> anyhow::Result<bool> {
     let email = store.email(account, id).await?;
-    if email.stage != stage || email.next_attempt_at_ms.is_some() {
+    // A scheduled email is settled as Sent; any other has left the queue.
+    if email.stage != stage || (stage != Stage::Sent && email.next_attempt_at_ms.is_some()) {
         return Ok(false);
     }
     Ok(match event {

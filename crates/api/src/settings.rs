@@ -23,6 +23,8 @@ pub struct SettingsView {
     /// Set while the account's sending is paused because its bounce or complaint rate was
     /// too high: queued emails wait until an admin resumes (`POST /v1/sending/resume`).
     pub sending_paused: Option<PauseView>,
+    /// Where people's replies are forwarded; `null` = to each email's From address.
+    pub reply_forward_to: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -48,6 +50,10 @@ pub struct SettingsPatch {
     pub tracking_base_url: Option<Option<String>>,
     #[schema(minimum = 0, maximum = 3600)]
     pub machine_threshold_secs: Option<i64>,
+    /// An address for every reply; `null` goes back to each email's From address.
+    #[serde(default, with = "double_option")]
+    #[schema(value_type = Option<String>, required = false)]
+    pub reply_forward_to: Option<Option<String>>,
 }
 
 /// Tells a missing field (keep) from an explicit `null` (clear).
@@ -67,11 +73,13 @@ async fn view(
     s: mailtrail_store::Settings,
 ) -> Result<SettingsView, ApiError> {
     let pause = state.store.sending_pause(account_id).await?;
+    let reply_forward_to = state.store.reply_forward_to(account_id).await?;
     Ok(SettingsView {
         open_tracking: s.open_tracking,
         click_tracking: s.click_tracking,
         tracking_base_url: s.tracking_base_url,
         machine_threshold_secs: s.machine_threshold_secs,
+        reply_forward_to,
         sending_paused: pause.map(|p| PauseView {
             since: crate::rfc3339(p.since_ms),
             reason: p.reason,
@@ -142,10 +150,25 @@ pub async fn update(
         }
         settings.machine_threshold_secs = secs;
     }
+    let forward_to = match patch.reply_forward_to {
+        Some(Some(to)) => Some(Some(
+            mailtrail_domain::EmailAddress::parse(&to)
+                .map_err(|e| ApiError::invalid("reply_forward_to", e.to_string()))?
+                .to_string(),
+        )),
+        Some(None) => Some(None),
+        None => None,
+    };
     state
         .store
         .save_settings(&scope.account_id, &settings)
         .await?;
+    if let Some(to) = forward_to {
+        state
+            .store
+            .set_reply_forward_to(&scope.account_id, to.as_deref())
+            .await?;
+    }
     Ok(Json(view(&state, &scope.account_id, settings).await?))
 }
 

@@ -1,7 +1,9 @@
 //! Processing received mail: each stored message is classified (bounce, complaint, reply,
 //! auto-reply), matched to the email it answers by its signed token, and its effects applied
 //! (PRODUCT.md §1, §3, §5). A forged or unknown token changes nothing: the message is kept as
-//! `unmatched`. Processing is retried until it completes, so a crash loses nothing.
+//! `unmatched`. Processing is retried until it completes, so a crash loses nothing. A
+//! person's reply is also marked for forwarding to the sender (see `mailtrail-outbound`'s
+//! `forward`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -130,6 +132,11 @@ impl Processor {
                 .record(&account_id, &email_id, &event, effects)
                 .await?;
         }
+        // A person's reply goes on to the sender; bounces and auto-replies never do (no
+        // mail loops). Marked before the processing is finished, so a crash cannot lose it.
+        if is_reply(&to, &report) {
+            self.store.queue_forward(&message.id).await?;
+        }
         Ok(Processed {
             state: "matched",
             kind,
@@ -150,6 +157,11 @@ fn unmatched(kind: String, why: &str) -> Processed {
     }
 }
 
+/// A person's answer to an email's reply address: neither a report nor an auto-reply.
+fn is_reply(to: &Option<Address>, report: &Report) -> bool {
+    matches!(to, Some(Address::Reply(_))) && report.kind == Kind::Unknown
+}
+
 fn kind_name(to: &Option<Address>, report: &Report) -> String {
     match (to, report.kind) {
         (Some(Address::Unsubscribe(_)), _) => "unsubscribe",
@@ -157,7 +169,7 @@ fn kind_name(to: &Option<Address>, report: &Report) -> String {
         (_, Kind::AutoReply) => "auto_reply",
         (_, Kind::Bounce) => "bounce",
         (_, Kind::Delivered) => "delivery_notice",
-        (Some(Address::Reply(_)), Kind::Unknown) => "reply",
+        _ if is_reply(to, report) => "reply",
         (_, Kind::Unknown) => "unknown",
     }
     .into()
@@ -193,7 +205,7 @@ fn effects(to: &Option<Address>, report: &Report, now: i64) -> Vec<(Event, Effec
             })
             .collect(),
         Kind::AutoReply => vec![(Event::new(EventKind::AutoReplied, now), plain)],
-        Kind::Unknown if matches!(to, Some(Address::Reply(_))) => {
+        Kind::Unknown if is_reply(to, report) => {
             vec![(Event::new(EventKind::Replied, now), plain)]
         }
         Kind::Unknown => Vec::new(),

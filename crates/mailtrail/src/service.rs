@@ -102,6 +102,13 @@ impl Service {
             mailtrail_webhooks::Dispatcher::new(store.clone(), config.webhooks.clone())
                 .map_err(anyhow::Error::msg)?;
         let webhooks = tokio::spawn(dispatcher.run(wait_for(stopped.clone())));
+        let forwarder = mailtrail_outbound::forward::Forwarder::new(
+            store.clone(),
+            outbound_config.clone(),
+            &config.dns_servers,
+        )
+        .map_err(anyhow::Error::msg)?;
+        let forwarding = tokio::spawn(forwarder.run(wait_for(stopped.clone())));
         let protection = tokio::spawn(mailtrail_outbound::protection::run(
             store.clone(),
             config.protection.clone(),
@@ -117,6 +124,7 @@ impl Service {
             inbound.await.context("the inbound SMTP server failed")?;
             processing.await.context("inbound processing failed")?;
             webhooks.await.context("the webhook dispatcher failed")?;
+            forwarding.await.context("reply forwarding failed")?;
             protection
                 .await
                 .context("the sending protection check failed")?;

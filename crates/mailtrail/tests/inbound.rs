@@ -36,7 +36,7 @@ fn start(sink: &Sink) -> Service {
         &config,
         format!(
             "[outbound]\nhelo_name = \"mta.shop.test\"\nbounce_domain = \"bounce.shop.test\"\n\
-             [outbound.routes]\n\"ok.test\" = \"{}\"\n",
+             [outbound.routes]\n\"ok.test\" = \"{0}\"\n\"shop.test\" = \"{0}\"\n",
             sink.address()
         ),
     )
@@ -226,6 +226,27 @@ async fn bounces_complaints_and_replies_come_back_to_their_emails() {
         })
         .await;
     assert_eq!(email["stage"], "delivered", "an auto-reply is not a reply");
+
+    // The reply went on to the email's sender (shop.test routes to the sink too); the
+    // out-of-office did not: nothing automatic is ever forwarded.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let forwards = loop {
+        let forwards: Vec<String> = sink
+            .messages()
+            .into_iter()
+            .filter(|m| m.contains("Auto-Submitted: auto-forwarded"))
+            .collect();
+        if !forwards.is_empty() || Instant::now() > deadline {
+            break forwards;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(forwards.len(), 1, "one forward, for the person's reply");
+    let forward = &forwards[0];
+    assert!(forward.contains("To: <sales@shop.test>"), "{forward}");
+    assert!(forward.contains("Reply-To: <cy@ok.test>"), "{forward}");
+    assert!(forward.contains("Sounds good, call me."), "{forward}");
+    assert!(!forward.contains("I am away until Monday"), "{forward}");
 
     // A feedback-loop complaint that names the email only by its header.
     let (complained, token) = service.delivered_email(&sink, "ed@ok.test").await;

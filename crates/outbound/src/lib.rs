@@ -7,6 +7,7 @@
 //! - [`message`]: the MIME message of one email, with its tokens;
 //! - [`dkim`]: DKIM signing per sending domain;
 //! - [`tracking`]: the unsubscribe link, open pixel and click redirects added at send time;
+//! - [`forward`]: sends people's replies on to the email's sender;
 //! - [`resolve`]: where an email for a domain goes: a route, the relay, or MX hosts;
 //! - [`session`]: one SMTP session delivering several emails to one destination;
 //! - [`outcome`]: what a reply (or a failure to get one) does to an email;
@@ -15,6 +16,7 @@
 
 pub mod config;
 pub mod dkim;
+pub mod forward;
 pub mod message;
 pub mod outcome;
 pub mod protection;

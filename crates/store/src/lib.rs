@@ -9,6 +9,7 @@
 //! - [`erasure`]: erasing a lead's personal data, keeping its block as a hash;
 //! - [`emails`]: emails and their append-only events, with the derived stage kept in step;
 //! - [`inbound`]: raw received mail and its processing state;
+//! - [`forwards`]: replies waiting to be forwarded to their email's sender;
 //! - [`protection`]: recent bounce/complaint rates and the pause of an account's sending;
 //! - [`queue`]: submissions, and the outbound queue workers claim from;
 //! - [`reports`]: the email report, the batch report and a lead's activity;
@@ -30,6 +31,7 @@ pub mod copy;
 pub mod counters;
 pub mod emails;
 pub mod erasure;
+pub mod forwards;
 pub mod inbound;
 pub mod leads;
 pub mod protection;
@@ -52,6 +54,7 @@ pub use accounts::{ApiCaller, NewKey};
 pub use counters::CounterSnapshot;
 pub use emails::{Effects, EmailRecord, Mismatch, QueueChange, Record, StoredEvent};
 pub use erasure::Erased;
+pub use forwards::{Forward, ForwardOutcome};
 pub use inbound::{InboundRecord, Pending, Processed};
 pub use leads::{ImportSummary, Lead, LeadPatch, NewLead};
 pub use protection::{Pause, RecentRates};
@@ -222,6 +225,15 @@ impl Store {
             .map(|i| format!("({})", self.placeholders(i * columns + 1, columns)))
             .collect::<Vec<_>>()
             .join(", ")
+    }
+
+    /// What a claim's read appends so several nodes claim different rows at once:
+    /// `FOR UPDATE SKIP LOCKED` on PostgreSQL; nothing on SQLite's single writer.
+    fn skip_locked_clause(&self) -> &'static str {
+        match self.backend {
+            Backend::Postgres => " FOR UPDATE SKIP LOCKED",
+            Backend::Sqlite => "",
+        }
     }
 
     /// What a read inside a write transaction appends to lock its row: PostgreSQL needs

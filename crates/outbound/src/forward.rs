@@ -1,0 +1,282 @@
+//! Forwarding replies (PRODUCT.md §5): a person's reply to an email goes on to the email's
+//! sender — its From address, or the account's `reply_forward_to` — as a new message from
+//! Mailtrail with `Auto-Submitted: auto-forwarded` (RFC 3834), the reply attached whole and
+//! its sender as Reply-To, so answering the forward answers the lead. Only replies are queued
+//! for this (bounces and auto-replies never are), and the forward has a null envelope sender,
+//! so nothing it causes can come back and loop.
+//!
+//! Forwards are sent directly (routes, relay or MX, STARTTLS when offered, as every email) and
+//! retried with backoff for a day when the sender's server is unreachable or says 4xx.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use mail_builder::MessageBuilder;
+use mail_builder::headers::raw::Raw;
+use mail_parser::MessageParser;
+use mail_send::SmtpClientBuilder;
+use mail_send::smtp::message::Message;
+use mailtrail_store::{Forward, ForwardOutcome, Store, now_ms};
+
+use crate::OutboundConfig;
+use crate::resolve::{ResolveError, Resolver};
+
+/// Replies claimed per round, and how long a claim lasts.
+const BATCH: i64 = 20;
+const LEASE: Duration = Duration::from_secs(600);
+/// Retries: the first after a minute, doubling, at most an hour apart, for a day.
+const FIRST_RETRY: Duration = Duration::from_secs(60);
+const MAX_RETRY: Duration = Duration::from_secs(3600);
+const GIVE_UP_AFTER: Duration = Duration::from_secs(24 * 3600);
+
+pub struct Forwarder {
+    store: Store,
+    config: OutboundConfig,
+    resolver: Resolver,
+    poll_interval: Duration,
+}
+
+/// Why a send did not go through: `permanent` when retrying cannot help.
+#[derive(Debug)]
+struct NotSent {
+    permanent: bool,
+    detail: String,
+}
+
+impl Forwarder {
+    pub fn new(
+        store: Store,
+        config: OutboundConfig,
+        dns_servers: &[SocketAddr],
+    ) -> Result<Self, String> {
+        let resolver = Resolver::new(&config, dns_servers)?;
+        let poll_interval = config.poll_interval;
+        Ok(Self {
+            store,
+            config,
+            resolver,
+            poll_interval,
+        })
+    }
+
+    /// Forwards replies as they become due until `shutdown`.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        loop {
+            match self
+                .store
+                .claim_forwards(BATCH, LEASE.as_millis() as i64)
+                .await
+            {
+                Ok(due) if !due.is_empty() => {
+                    for reply in due {
+                        let outcome = self.forward(&reply).await;
+                        if let Err(e) = self.store.finish_forward(&reply.id, &outcome).await {
+                            tracing::warn!(error = %e, reply = %reply.id,
+                                "cannot record a forward; it is tried again after its lease");
+                        }
+                    }
+                    continue;
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "cannot read the replies to forward"),
+            }
+            tokio::select! {
+                () = &mut shutdown => return,
+                () = tokio::time::sleep(self.poll_interval) => {}
+            }
+        }
+    }
+
+    async fn forward(&self, reply: &Forward) -> ForwardOutcome {
+        let email = match self.store.email(&reply.account_id, &reply.email_id).await {
+            Ok(email) => email,
+            Err(e) => {
+                return ForwardOutcome::Failed {
+                    note: format!("the email it answers cannot be read: {e}"),
+                };
+            }
+        };
+        let to = match self.store.reply_forward_to(&reply.account_id).await {
+            Ok(Some(to)) => to,
+            Ok(None) => email.from.clone(),
+            Err(e) => return self.retry(reply, format!("cannot read the settings: {e}")),
+        };
+        let message = build(
+            &reply.raw,
+            &to,
+            &email.subject,
+            &email.to,
+            &email.id,
+            self.config.bounce_domain(),
+        );
+        match self.send(&to, &message).await {
+            Ok(note) => ForwardOutcome::Sent {
+                note: format!("forwarded to {to}: {note}"),
+            },
+            Err(NotSent {
+                permanent: true,
+                detail,
+            }) => ForwardOutcome::Failed {
+                note: format!("{to}: {detail}"),
+            },
+            Err(NotSent { detail, .. }) => self.retry(reply, format!("{to}: {detail}")),
+        }
+    }
+
+    fn retry(&self, reply: &Forward, note: String) -> ForwardOutcome {
+        let delay = FIRST_RETRY
+            .saturating_mul(1u32.checked_shl(reply.attempts).unwrap_or(u32::MAX))
+            .min(MAX_RETRY);
+        let at_ms = now_ms() + delay.as_millis() as i64;
+        if at_ms > reply.received_at_ms + GIVE_UP_AFTER.as_millis() as i64 {
+            ForwardOutcome::Failed {
+                note: format!("gave up after a day: {note}"),
+            }
+        } else {
+            ForwardOutcome::Retry { at_ms, note }
+        }
+    }
+
+    /// One message to one recipient, over the first target that answers.
+    async fn send(&self, to: &str, message: &[u8]) -> Result<String, NotSent> {
+        let domain = to
+            .rsplit_once('@')
+            .map(|(_, d)| d.to_ascii_lowercase())
+            .ok_or_else(|| NotSent {
+                permanent: true,
+                detail: format!("'{to}' is not an address"),
+            })?;
+        let targets = self.resolver.targets(&domain).await.map_err(|e| match e {
+            ResolveError::Permanent { detail, .. } => NotSent {
+                permanent: true,
+                detail,
+            },
+            ResolveError::Temporary { detail } => NotSent {
+                permanent: false,
+                detail,
+            },
+        })?;
+        let mut failures = Vec::new();
+        for target in &targets {
+            let builder =
+                match SmtpClientBuilder::new(target.addr.ip().to_string(), target.addr.port()) {
+                    Ok(builder) => builder,
+                    Err(e) => {
+                        failures.push(format!("{}: {e}", target.host));
+                        continue;
+                    }
+                };
+            let mut builder = builder
+                .implicit_tls(false)
+                .allow_invalid_certs()
+                .helo_host(&self.config.helo_name)
+                .timeout(self.config.command_timeout);
+            if let Some(ip) = self.config.source_address {
+                builder = builder.local_ip(ip);
+            }
+            // The null reverse path: nothing about a forward may come back (RFC 3834 §3).
+            let envelope = Message::new("", [to], message);
+            let sent = match builder.connect().await {
+                Ok(mut client) => client.send(envelope).await,
+                Err(mail_send::Error::MissingStartTls) if !self.config.require_tls => {
+                    match builder.connect_plain().await {
+                        Ok(mut client) => client.send(envelope).await,
+                        Err(e) => Err(e),
+                    }
+                }
+                Err(e) => Err(e),
+            };
+            match sent {
+                Ok(()) => return Ok(format!("accepted by {} [{}]", target.host, target.addr)),
+                Err(mail_send::Error::UnexpectedReply(reply)) => {
+                    return Err(NotSent {
+                        permanent: reply.code >= 500,
+                        detail: format!("{} {}", reply.code, reply.message),
+                    });
+                }
+                Err(e) => failures.push(format!("{} [{}]: {e}", target.host, target.addr)),
+            }
+        }
+        Err(NotSent {
+            permanent: false,
+            detail: format!("could not deliver: {}", failures.join("; ")),
+        })
+    }
+}
+
+/// The forward: who replied and to what, the reply's text inline, the reply itself attached.
+fn build(
+    raw: &[u8],
+    to: &str,
+    original_subject: &str,
+    original_to: &str,
+    email_id: &str,
+    bounce_domain: &str,
+) -> Vec<u8> {
+    let reply = MessageParser::default().parse(raw);
+    let replier = reply
+        .as_ref()
+        .and_then(|m| m.from())
+        .and_then(|f| f.first())
+        .and_then(|a| a.address())
+        .unwrap_or(original_to)
+        .to_owned();
+    let subject = reply
+        .as_ref()
+        .and_then(|m| m.subject())
+        .unwrap_or(original_subject)
+        .to_owned();
+    let text = reply
+        .as_ref()
+        .and_then(|m| m.body_text(0))
+        .map(|t| t.into_owned())
+        .unwrap_or_default();
+    let body = format!(
+        "{replier} replied to your email \"{original_subject}\" (sent to {original_to}).\n\
+         Answer this message to write back to them; the reply is attached as it arrived.\n\n\
+         ----\n{text}\n"
+    );
+    let from = format!("mailtrail@{bounce_domain}");
+    let mut builder = MessageBuilder::new()
+        .from(("Mailtrail", from.as_str()))
+        .to(to)
+        .reply_to(replier.as_str())
+        .subject(format!("Reply from {replier}: {subject}"))
+        .header("Auto-Submitted", Raw::new("auto-forwarded"))
+        .header("X-Mailtrail-Email", Raw::new(email_id.to_owned()))
+        .text_body(body)
+        .attachment("message/rfc822", "reply.eml", raw.to_vec());
+    builder = builder.message_id(format!("forward.{email_id}.{}@{bounce_domain}", now_ms()));
+    builder.write_to_vec().unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_forward_says_who_replied_and_carries_the_reply() {
+        let raw = b"From: Ana <ana@lead.test>\r\nTo: reply+tok@bounce.shop.test\r\n\
+                    Subject: Re: Offer\r\n\r\nYes, call me tomorrow.\r\n";
+        let out = build(
+            raw,
+            "sales@shop.test",
+            "Offer",
+            "ana@lead.test",
+            "e1",
+            "bounce.shop.test",
+        );
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.contains("Auto-Submitted: auto-forwarded"), "{text}");
+        assert!(text.contains("Reply-To: <ana@lead.test>"), "{text}");
+        assert!(
+            text.contains("Subject: Reply from ana@lead.test: Re: Offer"),
+            "{text}"
+        );
+        assert!(text.contains("To: <sales@shop.test>"), "{text}");
+        assert!(text.contains("Yes, call me tomorrow."), "{text}");
+        assert!(text.contains("message/rfc822"), "{text}");
+    }
+}

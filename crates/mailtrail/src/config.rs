@@ -11,6 +11,7 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use mailtrail_inbound::InboundConfig;
 use mailtrail_outbound::OutboundConfig;
 use mailtrail_outbound::protection::ProtectionConfig;
+use mailtrail_store::retention::RetentionConfig;
 use mailtrail_webhooks::WebhookConfig;
 use serde::{Deserialize, Serialize};
 
@@ -42,6 +43,7 @@ pub struct Config {
     pub inbound: InboundConfig,
     pub webhooks: WebhookConfig,
     pub protection: ProtectionConfig,
+    pub retention: RetentionConfig,
 }
 
 impl Default for Config {
@@ -58,6 +60,7 @@ impl Default for Config {
             inbound: InboundConfig::default(),
             webhooks: WebhookConfig::default(),
             protection: ProtectionConfig::default(),
+            retention: RetentionConfig::default(),
         }
     }
 }

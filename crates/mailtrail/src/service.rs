@@ -109,6 +109,11 @@ impl Service {
         )
         .map_err(anyhow::Error::msg)?;
         let forwarding = tokio::spawn(forwarder.run(wait_for(stopped.clone())));
+        let retention = tokio::spawn(mailtrail_store::retention::run(
+            store.clone(),
+            config.retention.clone(),
+            wait_for(stopped.clone()),
+        ));
         let protection = tokio::spawn(mailtrail_outbound::protection::run(
             store.clone(),
             config.protection.clone(),
@@ -125,6 +130,7 @@ impl Service {
             processing.await.context("inbound processing failed")?;
             webhooks.await.context("the webhook dispatcher failed")?;
             forwarding.await.context("reply forwarding failed")?;
+            retention.await.context("the retention sweep failed")?;
             protection
                 .await
                 .context("the sending protection check failed")?;

@@ -154,10 +154,12 @@ impl Store {
         inbound_from_row(&row)
     }
 
-    /// Deletes raw messages processed before `before_ms` (the retention setting).
+    /// Deletes raw messages processed before `before_ms` (the retention setting); one still
+    /// waiting to be forwarded stays.
     pub async fn expire_inbound(&self, before_ms: i64) -> Result<u64> {
         let removed = sqlx::query(
-            "DELETE FROM inbound_messages WHERE state <> 'new' AND received_at_ms < $1",
+            "DELETE FROM inbound_messages WHERE state <> 'new' AND received_at_ms < $1
+               AND (forward_state IS NULL OR forward_state <> 'pending')",
         )
         .bind(before_ms)
         .execute(&self.writer)

@@ -12,6 +12,7 @@
 //! - [`forwards`]: replies waiting to be forwarded to their email's sender;
 //! - [`protection`]: recent bounce/complaint rates and the pause of an account's sending;
 //! - [`queue`]: submissions, and the outbound queue workers claim from;
+//! - [`retention`]: how long raw mail and old emails are kept, and the sweep;
 //! - [`reports`]: the email report, the batch report and a lead's activity;
 //! - [`recorder`]: group commit of events (delivery outcomes, opens, clicks);
 //! - [`suppressions`]: blocked addresses and their audit trail;
@@ -38,6 +39,7 @@ pub mod protection;
 pub mod queue;
 pub mod recorder;
 pub mod reports;
+pub mod retention;
 pub mod secrets;
 pub mod settings;
 pub mod suppressions;

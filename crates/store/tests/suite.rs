@@ -72,6 +72,7 @@ on_both_backends!(
     cancelling_drops_queued_emails_but_never_one_in_flight,
     erasing_a_lead_removes_its_data_but_keeps_its_block,
     a_paused_account_keeps_its_queue_until_resumed,
+    retention_deletes_old_finished_emails_and_raw_mail_but_keeps_counts,
     web_users_are_found_by_their_normalised_email,
     web_sessions_expire_are_touched_and_end,
     operators_choose_among_every_account,
@@ -1240,4 +1241,87 @@ async fn a_paused_account_keeps_its_queue_until_resumed(f: Fixture) {
         Err(StoreError::NotFound)
     ));
     assert_eq!(f.store.claim_due(100, 60_000).await.unwrap().len(), 6);
+}
+
+async fn retention_deletes_old_finished_emails_and_raw_mail_but_keeps_counts(f: Fixture) {
+    let (acme, _) = f.store.create_account("Acme").await.unwrap();
+    let ids = f
+        .store
+        .enqueue(
+            &acme,
+            &submission(&["done@example.com", "waiting@example.com"]),
+            None,
+            |_| String::new(),
+        )
+        .await
+        .unwrap();
+    let delivered = Effects {
+        queue: QueueChange::Leave,
+        ..Effects::default()
+    };
+    f.store
+        .record(
+            &acme,
+            &ids[0],
+            &Event::new(EventKind::Delivered, 1),
+            delivered,
+        )
+        .await
+        .unwrap();
+    let raw = f
+        .store
+        .save_inbound("", &["reply+x@b.test".into()], b"a reply")
+        .await
+        .unwrap();
+    f.store
+        .finish_inbound(
+            &raw,
+            &mailtrail_store::Processed {
+                state: "matched",
+                kind: "reply".into(),
+                account_id: Some(acme.clone()),
+                email_id: Some(ids[1].clone()),
+                note: None,
+            },
+        )
+        .await
+        .unwrap();
+    f.store.queue_forward(&raw).await.unwrap();
+    let before = f.store.batch_report(&acme, None).await.unwrap();
+
+    let later = mailtrail_store::now_ms() + 1_000;
+    assert_eq!(
+        f.store.expire_inbound(later).await.unwrap(),
+        0,
+        "a reply still to forward stays"
+    );
+    assert_eq!(
+        f.store.expire_emails(later).await.unwrap(),
+        1,
+        "the queued one stays"
+    );
+    assert!(matches!(
+        f.store.email(&acme, &ids[0]).await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(f.store.events(&acme, &ids[0]).await.unwrap().is_empty());
+    assert_eq!(
+        f.store.email(&acme, &ids[1]).await.unwrap().stage,
+        Stage::Sent
+    );
+    assert_eq!(
+        f.store.batch_report(&acme, None).await.unwrap(),
+        before,
+        "counts stay"
+    );
+    assert!(f.store.check_stages(|_| {}).await.unwrap().is_empty());
+
+    f.store
+        .finish_forward(
+            &raw,
+            &mailtrail_store::ForwardOutcome::Sent { note: "ok".into() },
+        )
+        .await
+        .unwrap();
+    assert_eq!(f.store.expire_inbound(later).await.unwrap(), 1);
 }

@@ -127,6 +127,9 @@ async fn three_nodes_killed_at_random_lose_nothing() {
         .await
         .unwrap();
 
+    // Queued for later, then all made due at once: the kills fall while the whole queue is
+    // being delivered, not while it is still being submitted.
+    let later = (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339();
     let mut ids = Vec::with_capacity(emails);
     for (n, chunk) in (0..emails).collect::<Vec<_>>().chunks(CHUNK).enumerate() {
         let recipients: Vec<Value> = chunk
@@ -136,8 +139,10 @@ async fn three_nodes_killed_at_random_lose_nothing() {
         let response = client
             .post(format!("{}/v1/emails/batch", nodes[n % NODES].base))
             .bearer_auth(&key)
-            .json(&json!({"from": "s@shop.test", "subject": "Nodes {{email}}",
-                          "text": "x".repeat(2000), "recipients": recipients}))
+            .json(
+                &json!({"from": "s@shop.test", "subject": "Nodes {{email}}", "send_at": later,
+                          "text": "x".repeat(2000), "recipients": recipients}),
+            )
             .send()
             .await
             .unwrap();
@@ -152,11 +157,32 @@ async fn three_nodes_killed_at_random_lose_nothing() {
         );
     }
     assert_eq!(ids.len(), emails);
+    sqlx::query(
+        "UPDATE emails SET next_attempt_at_ms = $1
+         WHERE account_id = $2 AND id <> $3 AND next_attempt_at_ms IS NOT NULL",
+    )
+    .bind(now_ms())
+    .bind(&account)
+    .bind(&planted)
+    .execute(&pool)
+    .await
+    .unwrap();
 
     // kill -9 a random node at a random moment, restart it at once, K times. Right after each
     // kill, the leased emails are noted: the dead node's claims (its sessions and the outcomes
     // its recorder had not yet written) are among them, and nothing else may go twice.
     let spread = if long() { 200..1500 } else { 50..400 };
+    let idle = Instant::now() + Duration::from_secs(10);
+    while count(
+        &pool,
+        "SELECT COUNT(*) FROM emails WHERE lease_until_ms IS NOT NULL",
+    )
+    .await
+        < 2
+        && Instant::now() < idle
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await; // until the nodes start claiming
+    }
     let mut rounds = Vec::new();
     for _ in 0..kills {
         tokio::time::sleep(Duration::from_millis(rng.gen_range(spread.clone()))).await;

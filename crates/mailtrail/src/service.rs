@@ -38,6 +38,7 @@ pub struct Service {
 impl Service {
     /// Binds the listeners and starts every part; returns once they accept connections.
     pub async fn start(config: &Config, store: Store, sandbox: bool) -> anyhow::Result<Service> {
+        let data_lock = lock_data_dir(config)?;
         let listener = TcpListener::bind(config.http_listen)
             .await
             .with_context(|| format!("cannot listen on http_listen {}", config.http_listen))?;
@@ -137,6 +138,7 @@ impl Service {
             if let Some(sandbox) = sandbox {
                 sandbox.shutdown().await;
             }
+            drop(data_lock);
             Ok(())
         });
         Ok(Service {
@@ -152,6 +154,37 @@ impl Service {
     pub async fn stop(self) -> anyhow::Result<()> {
         let _ = self.stop.send(true);
         self.running.await.context("the service panicked")?
+    }
+}
+
+/// On the embedded database, one service per data directory: a second `serve` on the same
+/// files would release the first one's claims at start and send their emails twice. Held
+/// until the service stops (the OS lets it go if the process dies). Other commands (`report`,
+/// `account create`, …) do not take it and work while the service runs.
+fn lock_data_dir(config: &Config) -> anyhow::Result<Option<std::fs::File>> {
+    if config.database_url.is_some() {
+        return Ok(None);
+    }
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("cannot create data_dir {}", config.data_dir.display()))?;
+    let path = config.data_dir.join("mailtrail.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(Some(file)),
+        Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
+            "another mailtrail serve is using {} (it holds {}); run one service per data \
+             directory, or several nodes on PostgreSQL",
+            config.data_dir.display(),
+            path.display()
+        ),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(anyhow::Error::new(e).context(format!("cannot lock {}", path.display())))
+        }
     }
 }
 

@@ -542,3 +542,31 @@ async fn backup_and_migrate_move_an_installation() {
     assert!(!twice.status.success());
     assert!(stderr(&twice).contains("empty one"), "{}", stderr(&twice));
 }
+
+#[test]
+fn a_second_service_on_the_same_data_directory_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = [("MAILTRAIL_DATA_DIR", dir.path().to_str().unwrap())];
+    let first = Server::start(&env);
+    let second = run(mailtrail(&env)
+        .env("MAILTRAIL_HTTP_LISTEN", "127.0.0.1:0")
+        .env("MAILTRAIL_SMTP_LISTEN", "127.0.0.1:0")
+        .arg("serve"));
+    assert!(!second.status.success());
+    assert!(
+        stderr(&second).contains("another mailtrail serve is using"),
+        "{}",
+        stderr(&second)
+    );
+    let (account, _) = create_account(&env);
+    assert!(
+        !account.is_empty(),
+        "other commands still work while it runs"
+    );
+    assert!(first.stop(), "the first service stops cleanly");
+    let again = Server::start(&env);
+    assert!(
+        again.stop(),
+        "the lock is free once the first service stopped"
+    );
+}

@@ -141,6 +141,10 @@ impl Outbound {
                     let chunk = chunk.to_vec();
                     tasks.spawn(async move {
                         shared.deliver(chunk).await;
+                        // The session's slot is free only once its outcomes are committed:
+                        // what a crash can send twice is then at most the sessions in flight,
+                        // not also a backlog of outcomes waiting in the recorder.
+                        shared.recorder.flush().await;
                         drop(permit);
                     });
                 }

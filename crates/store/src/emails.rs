@@ -10,6 +10,7 @@ use mailtrail_domain::{Event, EventKind, Milestones, Reason, Stage};
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
+use crate::reports::BatchCounts;
 use crate::{Result, Store, StoreError, now_ms};
 
 /// What recording an event does to the email's place in the queue and to its address.
@@ -199,10 +200,12 @@ impl Store {
         effects: Effects,
     ) -> Result<Derived> {
         let mut tx = self.writer.begin().await?;
+        let mut counts = BatchCounts::default();
         let derived = self
-            .record_in(&mut tx, account_id, email_id, event, effects)
+            .record_in(&mut tx, &mut counts, account_id, email_id, event, effects)
             .await?
             .ok_or(StoreError::NotFound)?;
+        counts.apply(&mut tx).await?;
         tx.commit().await?;
         self.counters.count(event, effects.attempted);
         Ok(derived)
@@ -210,12 +213,25 @@ impl Store {
 
     /// Records many events in one transaction (one disk flush for all of them): how
     /// delivery workers keep up with fast peers. An email that no longer exists is skipped.
+    /// Emails are locked in id order (one email's events keep their order) and batch counts
+    /// written last, so concurrent writers on several nodes take locks in the same order.
     pub async fn record_many(&self, records: &[Record]) -> Result<()> {
+        let mut ordered: Vec<&Record> = records.iter().collect();
+        ordered.sort_by(|a, b| a.email_id.cmp(&b.email_id));
         let mut tx = self.writer.begin().await?;
-        for r in records {
-            self.record_in(&mut tx, &r.account_id, &r.email_id, &r.event, r.effects)
-                .await?;
+        let mut counts = BatchCounts::default();
+        for r in ordered {
+            self.record_in(
+                &mut tx,
+                &mut counts,
+                &r.account_id,
+                &r.email_id,
+                &r.event,
+                r.effects,
+            )
+            .await?;
         }
+        counts.apply(&mut tx).await?;
         tx.commit().await?;
         for r in records {
             self.counters.count(&r.event, r.effects.attempted);
@@ -226,6 +242,7 @@ impl Store {
     pub(crate) async fn record_in(
         &self,
         tx: &mut Transaction<'static, Any>,
+        counts: &mut BatchCounts,
         account_id: &str,
         email_id: &str,
         event: &Event,
@@ -263,7 +280,7 @@ impl Store {
         let reached = Milestones::from_bits(row.try_get("milestones")?);
         let milestones = reached.union(Milestones::of(event));
         let added = milestones.added_to(reached);
-        crate::reports::count_milestones(tx, account_id, batch.as_deref(), added).await?;
+        counts.add(account_id, batch.as_deref(), added);
         if effects == Effects::default() && unchanged_by(stored, event) {
             if !added.is_empty() {
                 sqlx::query("UPDATE emails SET milestones = $1 WHERE id = $2")

@@ -456,10 +456,12 @@ impl Store {
             queue: QueueChange::Leave,
             ..Effects::default()
         };
+        let mut counts = crate::reports::BatchCounts::default();
         for id in &ids {
-            self.record_in(&mut tx, account_id, id, &cancelled, effects)
+            self.record_in(&mut tx, &mut counts, account_id, id, &cancelled, effects)
                 .await?;
         }
+        counts.apply(&mut tx).await?;
         tx.commit().await?;
         for _ in &ids {
             self.counters.count(&cancelled, false);

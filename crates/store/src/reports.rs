@@ -3,12 +3,14 @@
 //! a lead's activity.
 //!
 //! The batch report reads `batch_stats`, one row per batch kept up to date in the same
-//! transaction as the events that change it ([`count_queued`], [`count_milestones`]), so
+//! transaction as the events that change it ([`count_queued`], `BatchCounts`), so
 //! it costs the same with a million emails as with ten. On PostgreSQL the row of a batch is
 //! a point of contention between nodes recording outcomes of the same batch at once; the
 //! update is a single-row increment, held for the rest of the event's transaction.
 
-use mailtrail_domain::{Milestones, Reason, Stage};
+use std::collections::BTreeMap;
+
+use mailtrail_domain::{Milestone, Milestones, Reason, Stage};
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
@@ -219,30 +221,49 @@ pub(crate) async fn count_queued(
     Ok(())
 }
 
-/// Adds one to each count of the batch an email newly reached.
-pub(crate) async fn count_milestones(
-    tx: &mut Transaction<'static, Any>,
-    account_id: &str,
-    batch: Option<&str>,
-    added: Milestones,
-) -> Result<()> {
-    if added.is_empty() {
-        return Ok(());
+/// The batch counts a transaction's events add, gathered in memory and written once at its
+/// end ([`BatchCounts::apply`]): one UPDATE per batch instead of one per event, and always in
+/// the same order, so nodes recording outcomes of the same batches at once neither hold the
+/// batch's row for every event nor lock rows in opposite orders (a deadlock).
+#[derive(Debug, Default)]
+pub(crate) struct BatchCounts(BTreeMap<(String, String), [i64; Milestone::ALL.len()]>);
+
+impl BatchCounts {
+    /// Counts the milestones an email of `batch` newly reached.
+    pub(crate) fn add(&mut self, account_id: &str, batch: Option<&str>, added: Milestones) {
+        if added.is_empty() {
+            return;
+        }
+        let key = (account_id.to_owned(), batch.unwrap_or("").to_owned());
+        let counts = self.0.entry(key).or_insert([0; Milestone::ALL.len()]);
+        for (i, m) in Milestone::ALL.iter().enumerate() {
+            if added.contains(*m) {
+                counts[i] += 1;
+            }
+        }
     }
-    // Column names come from the fixed milestone names, never from input.
-    let sets: Vec<String> = added
-        .iter()
-        .map(|m| format!("{0} = {0} + 1", m.as_str()))
-        .collect();
-    sqlx::query(&format!(
-        "UPDATE batch_stats SET {} WHERE account_id = $1 AND batch = $2",
-        sets.join(", ")
-    ))
-    .bind(account_id)
-    .bind(batch.unwrap_or(""))
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
+
+    /// Writes the counts, batch by batch in key order.
+    pub(crate) async fn apply(self, tx: &mut Transaction<'static, Any>) -> Result<()> {
+        for ((account_id, batch), counts) in self.0 {
+            // Column names come from the fixed milestone names, never from input.
+            let sets: Vec<String> = Milestone::ALL
+                .iter()
+                .zip(counts)
+                .filter(|(_, n)| *n != 0)
+                .map(|(m, n)| format!("{0} = {0} + {n}", m.as_str()))
+                .collect();
+            sqlx::query(&format!(
+                "UPDATE batch_stats SET {} WHERE account_id = $1 AND batch = $2",
+                sets.join(", ")
+            ))
+            .bind(account_id)
+            .bind(batch)
+            .execute(&mut **tx)
+            .await?;
+        }
+        Ok(())
+    }
 }
 
 impl Store {

@@ -107,7 +107,7 @@ measure() {
   times=$(for _ in $(seq $RUNS); do
     curl -s -o /dev/null -w '%{time_total}\n' -H "Authorization: Bearer $KEY" "$BASE$url"
   done | sort -n)
-  awk -v runs=$RUNS '{ t[NR] = $1 * 1000 } END { printf "%.1f %.1f", t[int((runs + 1) / 2)], t[runs] }' <<<"$times"
+  awk -v runs=$RUNS '{ t[NR] = $1 * 1000 } END { printf "%.1f %.1f\n", t[int((runs + 1) / 2)], t[runs] }' <<<"$times"
 }
 
 printf '\n%-52s %10s %10s %8s\n' "request ($EMAILS emails, $((EMAILS * 5)) events)" "median ms" "worst ms" "< ${TARGET_MS} ms"
@@ -132,7 +132,7 @@ measure_page() {
   times=$(for _ in $(seq $RUNS); do
     curl -s -o /dev/null -b "$JAR" -w '%{time_total}\n' "$BASE$url"
   done | sort -n)
-  awk -v runs=$RUNS '{ t[NR] = $1 * 1000 } END { printf "%.1f %.1f", t[int((runs + 1) / 2)], t[runs] }' <<<"$times"
+  awk -v runs=$RUNS '{ t[NR] = $1 * 1000 } END { printf "%.1f %.1f\n", t[int((runs + 1) / 2)], t[runs] }' <<<"$times"
 }
 printf '\n%-52s %10s %10s %8s\n' "web page" "median ms" "worst ms" "< 300 ms"
 for url in "/reports/emails" "/reports/emails?stage=clicked" "/leads/$LEAD" "/reports/batches"; do

@@ -197,8 +197,9 @@ async fn submit_once(
     }
     // The answer stored for the idempotency key is also the one sent: serialised once.
     let mut answer = None;
-    let result = submit::submit(
+    let result = submit::submit_with(
         &state.store,
+        state.domains.senders(),
         account_id,
         request,
         idempotent.as_ref(),

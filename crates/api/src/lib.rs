@@ -10,6 +10,7 @@
 //! - [`suppressions`]: the operator's view of blocked addresses;
 //! - [`settings`]: the account's tracking settings;
 //! - [`webhooks`]: the account's webhook URLs and their delivery history;
+//! - [`domains`]: the account's sending domains, their DNS records and checking them;
 //! - [`track`]: the public open, click and unsubscribe endpoints;
 //! - [`health`]: the `/healthz` endpoint.
 //!
@@ -17,6 +18,7 @@
 
 pub mod activity;
 pub mod auth;
+pub mod domains;
 pub mod emails;
 pub mod error;
 pub mod extract;
@@ -53,6 +55,9 @@ pub struct AppState {
     pub tokens: TokenKey,
     /// Writes opens and clicks in batches (group commit).
     pub hits: Recorder,
+    /// The DNS records of sending domains and their checks, and whether mail must come from
+    /// a verified one.
+    pub domains: Arc<mailtrail_outbound::domains::Checker>,
 }
 
 /// Bodies larger than this are refused with 413 before they are read. Sized for the
@@ -75,6 +80,7 @@ const BODY_LIMIT: usize = 64 * 1024 * 1024;
     tags(
         (name = "leads"), (name = "emails"), (name = "reports"), (name = "settings"),
         (name = "webhooks", description = "admins only"),
+        (name = "domains", description = "admins only: sending domains and their DNS records"),
         (name = "suppressions", description = "operators only"),
         (name = "tracking", description = "public: opens, clicks, unsubscribes"),
         (name = "service"),
@@ -118,6 +124,9 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(webhooks::list, webhooks::create))
         .routes(routes!(webhooks::delete))
         .routes(routes!(webhooks::deliveries))
+        .routes(routes!(domains::list, domains::create))
+        .routes(routes!(domains::show, domains::delete))
+        .routes(routes!(domains::verify))
         .routes(routes!(track::open))
         .routes(routes!(track::click))
         .routes(routes!(track::unsubscribe_page, track::unsubscribe))

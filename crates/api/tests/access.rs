@@ -14,8 +14,8 @@ use mailtrail_outbound::submit::{self, Recipient, Request};
 use mailtrail_store::{Block, NewLead};
 use serde_json::Value;
 
-/// One route: method, path and JSON body, with `{lead}`, `{email}`, `{webhook}`, `{address}`
-/// standing for the account's ids and `{account}` for the account the request acts on.
+/// One route: method, path and JSON body, with `{lead}`, `{email}`, `{webhook}`, `{address}`,
+/// `{domain}` standing for the account's ids and `{account}` for the account the request acts on.
 struct Route {
     method: &'static str,
     path: &'static str,
@@ -99,6 +99,16 @@ const ROUTES: &[Route] = &[
     ),
     route("GET", "/v1/webhooks/{webhook}/deliveries", Role::Admin),
     route("DELETE", "/v1/webhooks/{webhook}", Role::Admin),
+    route("GET", "/v1/domains", Role::Admin),
+    with_body(
+        "POST",
+        "/v1/domains",
+        r#"{"domain": "new.acme.test"}"#,
+        Role::Admin,
+    ),
+    route("GET", "/v1/domains/{domain}", Role::Admin),
+    route("POST", "/v1/domains/{domain}/verify", Role::Admin),
+    route("DELETE", "/v1/domains/{domain}", Role::Admin),
     route("GET", "/v1/suppressions?account={account}", Role::Operator),
     route(
         "DELETE",
@@ -109,12 +119,13 @@ const ROUTES: &[Route] = &[
 ];
 
 /// Strings of Acme's data that another account must never see.
-const SECRETS: [&str; 5] = [
+const SECRETS: [&str; 6] = [
     "ana@acme.test",
     "Acme secret subject",
     "acme-batch",
     "https://acme.test/hook",
     "gone@acme.test",
+    "mail.acme.test",
 ];
 
 /// One account's keys and ids.
@@ -151,7 +162,8 @@ async fn account(app: &App, name: &str) -> Account {
     }
 }
 
-/// Acme's lead, email, webhook and suppressed address, made through the store.
+/// Acme's lead, email, webhook, suppressed address and sending domain, made through the
+/// store.
 async fn fill(app: &App, acme: &mut Account) {
     let lead = NewLead {
         address: EmailAddress::parse("ana@acme.test").unwrap(),
@@ -192,12 +204,27 @@ async fn fill(app: &App, acme: &mut Account) {
         .suppress(&acme.id, &address, &block, "test")
         .await
         .unwrap();
+    let key = mailtrail_outbound::dkim::generate(Default::default()).unwrap();
+    app.store
+        .create_domain(
+            &acme.id,
+            &mailtrail_store::NewDomain {
+                domain: "mail.acme.test",
+                selector: "mt1",
+                algorithm: "ed25519",
+                private_key_pem: &key.private_key_pem,
+                public_key_b64: &key.public_key_b64,
+            },
+        )
+        .await
+        .unwrap();
     acme.ids = vec![
         ("{lead}", lead.id),
         ("{email}", accepted.queued[0].id.clone()),
         ("{webhook}", hook.id),
         ("{address}", "gone@acme.test".into()),
         ("{batch}", "acme-batch".into()),
+        ("{domain}", "mail.acme.test".into()),
     ];
 }
 
@@ -215,7 +242,7 @@ fn fill_in(route: &Route, ids: &[(&str, String)], account: &str) -> (String, Opt
 /// Whether the route names one of the account's ids.
 fn takes_ids(route: &Route) -> bool {
     let text = format!("{}{}", route.path, route.body.unwrap_or(""));
-    ["{lead}", "{email}", "{webhook}", "{address}"]
+    ["{lead}", "{email}", "{webhook}", "{address}", "{domain}"]
         .iter()
         .any(|p| text.contains(p))
 }
@@ -268,10 +295,10 @@ async fn every_route_enforces_keys_accounts_and_roles() {
         .map(|(p, _)| {
             (
                 *p,
-                if *p == "{address}" {
-                    "nobody@acme.test"
-                } else {
-                    "missing-id"
+                match *p {
+                    "{address}" => "nobody@acme.test",
+                    "{domain}" => "nowhere.acme.test",
+                    _ => "missing-id",
                 }
                 .to_owned(),
             )

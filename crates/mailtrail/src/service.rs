@@ -71,11 +71,15 @@ impl Service {
             let _ = stopped.wait_for(|stop| *stop).await;
         };
         let (hits, hits_writer) = mailtrail_store::Recorder::spawn(store.clone());
+        let domains =
+            mailtrail_outbound::domains::Checker::new(&outbound_config, &config.dns_servers)
+                .map_err(anyhow::Error::msg)?;
         let state = AppState {
             hits,
             store: store.clone(),
             queued: outbound.waker(),
             tokens: outbound.tokens(),
+            domains: std::sync::Arc::new(domains),
         };
         let app = router(state.clone())
             .merge(mailtrail_web::router(state))
@@ -188,8 +192,10 @@ fn lock_data_dir(config: &Config) -> anyhow::Result<Option<std::fs::File>> {
     }
 }
 
-/// Routes every domain to the sandbox servers and compresses retry timing.
+/// Routes every domain to the sandbox servers, compresses retry timing, and lets mail come
+/// from any domain.
 fn sandbox_outbound(config: &mut OutboundConfig, sandbox: &Sandbox, http: SocketAddr) {
+    config.require_verified_domains = false;
     for (domain, address) in sandbox.routes() {
         config.routes.insert(domain, address);
     }

@@ -27,6 +27,10 @@ pub struct OutboundConfig {
     pub relay: Option<RelayConfig>,
     /// Sending domain → its DKIM key: mail whose From is in the domain is signed.
     pub dkim: BTreeMap<String, crate::dkim::DkimKeyConfig>,
+    /// Refuse submissions whose From is not in a verified sending domain of the account. Off
+    /// by default so existing installations keep sending; production should turn it on. The
+    /// sandbox never enforces it.
+    pub require_verified_domains: bool,
     /// Port of MX hosts (25; tests point it at a local sink).
     pub mx_port: u16,
     /// Refuse to send over a connection without STARTTLS (encryption without certificate
@@ -71,6 +75,7 @@ impl Default for OutboundConfig {
             relay: None,
             tracking_base_url: "http://127.0.0.1:8025".into(),
             dkim: BTreeMap::new(),
+            require_verified_domains: false,
             mx_port: 25,
             require_tls: false,
             sessions: 32,

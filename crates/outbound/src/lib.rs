@@ -5,7 +5,8 @@
 //! - [`submit`]: turns an API or CLI request into queued emails, refusing leads whose
 //!   Permission to Email is No and dropping suppressed addresses;
 //! - [`message`]: the MIME message of one email, with its tokens;
-//! - [`dkim`]: DKIM signing per sending domain;
+//! - [`dkim`]: DKIM signing per sending domain, and making the keys of registered domains;
+//! - [`domains`]: the DNS records of a sending domain, and checking them by lookup;
 //! - [`tracking`]: the unsubscribe link, open pixel and click redirects added at send time;
 //! - [`forward`]: sends people's replies on to the email's sender;
 //! - [`resolve`]: where an email for a domain goes: a route, the relay, or MX hosts;
@@ -16,6 +17,7 @@
 
 pub mod config;
 pub mod dkim;
+pub mod domains;
 pub mod forward;
 pub mod message;
 pub mod outcome;

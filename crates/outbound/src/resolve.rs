@@ -41,37 +41,52 @@ pub struct Resolver {
     mx_port: u16,
 }
 
+/// A DNS client of `dns_servers` when given (`ip:port`), else of the system's resolver
+/// configuration. Without `cache`, every lookup asks the servers: a record published a moment
+/// ago is seen at once.
+pub(crate) fn dns_client(
+    dns_servers: &[SocketAddr],
+    cache: bool,
+) -> Result<Hickory<TokioRuntimeProvider>, String> {
+    let mut builder = if dns_servers.is_empty() {
+        Hickory::builder_tokio()
+            .map_err(|e| format!("cannot read the system DNS configuration: {e}"))?
+    } else {
+        let servers = dns_servers
+            .iter()
+            .map(|server| {
+                let mut udp = ConnectionConfig::udp();
+                udp.port = server.port();
+                let mut tcp = ConnectionConfig::tcp();
+                tcp.port = server.port();
+                let mut config = NameServerConfig::udp_and_tcp(server.ip());
+                config.connections = vec![udp, tcp];
+                config
+            })
+            .collect();
+        Hickory::builder_with_config(
+            ResolverConfig::from_parts(None, vec![], servers),
+            TokioRuntimeProvider::default(),
+        )
+    };
+    let options = builder.options_mut();
+    options.timeout = Duration::from_secs(3);
+    options.attempts = 2;
+    if !cache {
+        options.cache_size = 0;
+        options.positive_max_ttl = Some(Duration::ZERO);
+        options.negative_max_ttl = Some(Duration::ZERO);
+    }
+    builder
+        .build()
+        .map_err(|e| format!("cannot start the DNS resolver: {e}"))
+}
+
 impl Resolver {
     /// Uses `dns_servers` when given (`ip:port`), else the system's resolver configuration.
     pub fn new(config: &OutboundConfig, dns_servers: &[SocketAddr]) -> Result<Self, String> {
-        let mut builder = if dns_servers.is_empty() {
-            Hickory::builder_tokio()
-                .map_err(|e| format!("cannot read the system DNS configuration: {e}"))?
-        } else {
-            let servers = dns_servers
-                .iter()
-                .map(|server| {
-                    let mut udp = ConnectionConfig::udp();
-                    udp.port = server.port();
-                    let mut tcp = ConnectionConfig::tcp();
-                    tcp.port = server.port();
-                    let mut config = NameServerConfig::udp_and_tcp(server.ip());
-                    config.connections = vec![udp, tcp];
-                    config
-                })
-                .collect();
-            Hickory::builder_with_config(
-                ResolverConfig::from_parts(None, vec![], servers),
-                TokioRuntimeProvider::default(),
-            )
-        };
-        let options = builder.options_mut();
-        options.timeout = Duration::from_secs(3);
-        options.attempts = 2;
         Ok(Self {
-            dns: builder
-                .build()
-                .map_err(|e| format!("cannot start the DNS resolver: {e}"))?,
+            dns: dns_client(dns_servers, true)?,
             routes: config.routes.clone(),
             relay: config.relay.as_ref().map(|r| r.address.clone()),
             mx_port: config.mx_port,

@@ -276,6 +276,9 @@ async fn send_all<S: AsyncRead + AsyncWrite + Unpin>(
         .await;
     }
     let mut queue = emails.into_iter();
+    // The DKIM keys for the emails' (account, From): the account's verified sending domain,
+    // else the configured keys. A session's emails mostly share both, so one lookup serves.
+    let mut signing: Option<((String, String), crate::dkim::Signers)> = None;
     while let Some(email) = queue.next() {
         match ctx
             .store
@@ -298,12 +301,32 @@ async fn send_all<S: AsyncRead + AsyncWrite + Unpin>(
         if let Some(pace) = ctx.pace {
             pace.turn().await;
         }
+        let key = (email.account_id.clone(), email.content.from.clone());
+        if signing.as_ref().is_none_or(|(k, _)| *k != key) {
+            match ctx
+                .signers
+                .with_account_key(ctx.store, &email.account_id, &email.content.from)
+                .await
+            {
+                Ok(signers) => signing = Some((key, signers)),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read the sending domain's key; leaving the rest for later");
+                    return Ending::Stopped {
+                        untried: std::iter::once(email).chain(queue).collect(),
+                        throttled: false,
+                    };
+                }
+            }
+        }
+        let Some((_, signers)) = &signing else {
+            unreachable!("set just above")
+        };
         let built = build(
             &email,
             &config.helo_name,
             config.bounce_domain(),
             ctx.tokens,
-            ctx.signers,
+            signers,
             &ctx.tracking[&email.account_id],
         );
         if let Err(e) = ctx.store.save_links(&email.id, &built.links).await {

@@ -1,12 +1,15 @@
 //! Submission: an API or CLI request becomes queued emails. Each recipient is a lead (by id)
 //! or an address (which is that lead's when the account has one). A lead whose Permission to
 //! Email is No is refused; a suppressed address is accepted and recorded at once as failed
-//! `Dropped`, never tried (PRODUCT.md §2–§3).
+//! `Dropped`, never tried (PRODUCT.md §2–§3). When the installation requires it, the From
+//! address must be in a verified sending domain of the account.
 
 use std::collections::BTreeMap;
 
 use mailtrail_domain::{EmailAddress, Permission, Reason};
-use mailtrail_store::{Content, Idempotent, QueueEntry, Store, StoreError, Submission};
+use mailtrail_store::{
+    Content, DomainStatus, Idempotent, QueueEntry, Store, StoreError, Submission,
+};
 
 /// Most recipients in one request (PRODUCT.md §8).
 pub const MAX_RECIPIENTS: usize = 100_000;
@@ -94,6 +97,34 @@ fn validate(request: &Request) -> Result<(), SubmitError> {
     Ok(())
 }
 
+/// Which From addresses an account may send from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Senders {
+    /// Any: the default (`require_verified_domains = false`), and always in the sandbox.
+    Any,
+    /// Only addresses in the account's verified sending domains.
+    VerifiedDomains,
+}
+
+/// Refuses a From address outside the account's verified sending domains.
+async fn check_sender(store: &Store, account_id: &str, from: &str) -> Result<(), SubmitError> {
+    let address = EmailAddress::parse(from).map_err(|e| invalid("from", e.to_string()))?;
+    let domain = address.domain();
+    let why = match store.domain_status(account_id, domain).await? {
+        DomainStatus::Verified => return Ok(()),
+        DomainStatus::Unregistered => format!(
+            "{from}: the domain {domain} is not a verified sending domain of this account; \
+             register it with POST /v1/domains and publish its records"
+        ),
+        DomainStatus::Unverified => format!(
+            "{from}: the domain {domain} is not a verified sending domain of this account; \
+             publish its records (GET /v1/domains/{domain}) and check them with \
+             POST /v1/domains/{domain}/verify"
+        ),
+    };
+    Err(invalid("from", why))
+}
+
 /// A recipient resolved to an address (and lead), before the checks against the account.
 struct Resolved {
     index: usize,
@@ -102,8 +133,8 @@ struct Resolved {
     fields: BTreeMap<String, String>,
 }
 
-/// Queues the request's emails in one transaction and returns what happened to each
-/// recipient. `respond` makes the answer stored for an idempotency key from the result.
+/// [`submit_with`] from any address: for the command line and the demo, which an operator
+/// runs on the server itself.
 pub async fn submit(
     store: &Store,
     account_id: &str,
@@ -111,7 +142,32 @@ pub async fn submit(
     idempotent: Option<&Idempotent>,
     respond: impl FnOnce(&Accepted) -> String,
 ) -> Result<Accepted, SubmitError> {
+    submit_with(
+        store,
+        Senders::Any,
+        account_id,
+        request,
+        idempotent,
+        respond,
+    )
+    .await
+}
+
+/// Queues the request's emails in one transaction and returns what happened to each
+/// recipient; a From address that `senders` does not allow refuses the whole request.
+/// `respond` makes the answer stored for an idempotency key from the result.
+pub async fn submit_with(
+    store: &Store,
+    senders: Senders,
+    account_id: &str,
+    request: Request,
+    idempotent: Option<&Idempotent>,
+    respond: impl FnOnce(&Accepted) -> String,
+) -> Result<Accepted, SubmitError> {
     validate(&request)?;
+    if senders == Senders::VerifiedDomains {
+        check_sender(store, account_id, &request.from).await?;
+    }
     let mut refused = Vec::new();
     let lead_ids: Vec<String> = request
         .recipients

@@ -33,6 +33,7 @@ const TABLES: &[&str] = &[
     "batch_stats",
     "webhooks",
     "webhook_deliveries",
+    "sending_domains",
 ];
 
 /// PostgreSQL allows 65,535 parameters per statement.

@@ -5,6 +5,7 @@
 //! - [`copy`]: online backup of the embedded database, and moving it into PostgreSQL;
 //! - [`counters`]: what this process recorded, for `/metrics`;
 //! - [`accounts`]: accounts, API keys and UI users;
+//! - [`domains`]: sending domains, their DKIM keys and the last check of their DNS records;
 //! - [`leads`]: leads and their bulk import;
 //! - [`erasure`]: erasing a lead's personal data, keeping its block as a hash;
 //! - [`emails`]: emails and their append-only events, with the derived stage kept in step;
@@ -30,6 +31,7 @@
 pub mod accounts;
 pub mod copy;
 pub mod counters;
+pub mod domains;
 pub mod emails;
 pub mod erasure;
 pub mod forwards;
@@ -54,6 +56,7 @@ use sqlx::{AnyPool, Executor};
 
 pub use accounts::{ApiCaller, NewKey};
 pub use counters::CounterSnapshot;
+pub use domains::{DomainKey, DomainStatus, NewDomain, SendingDomain};
 pub use emails::{Effects, EmailRecord, Mismatch, QueueChange, Record, StoredEvent};
 pub use erasure::Erased;
 pub use forwards::{Forward, ForwardOutcome};

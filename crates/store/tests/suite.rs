@@ -76,6 +76,7 @@ on_both_backends!(
     web_users_are_found_by_their_normalised_email,
     web_sessions_expire_are_touched_and_end,
     operators_choose_among_every_account,
+    sending_domains_are_per_account_and_give_their_key_only_once_verified,
 );
 
 fn address(s: &str) -> EmailAddress {
@@ -1324,4 +1325,126 @@ async fn retention_deletes_old_finished_emails_and_raw_mail_but_keeps_counts(f: 
         .await
         .unwrap();
     assert_eq!(f.store.expire_inbound(later).await.unwrap(), 1);
+}
+
+async fn sending_domains_are_per_account_and_give_their_key_only_once_verified(f: Fixture) {
+    use mailtrail_store::{DomainStatus, NewDomain};
+    let (acme, _) = f.store.create_account("Acme").await.unwrap();
+    let (globex, _) = f.store.create_account("Globex").await.unwrap();
+    let new = NewDomain {
+        domain: "shop.test",
+        selector: "mt1",
+        algorithm: "ed25519",
+        private_key_pem: "-----BEGIN PRIVATE KEY-----\nAcme\n-----END PRIVATE KEY-----\n",
+        public_key_b64: "QUJD",
+    };
+    let created = f.store.create_domain(&acme, &new).await.unwrap();
+    assert!(matches!(
+        f.store.create_domain(&acme, &new).await,
+        Err(StoreError::Conflict(_))
+    ));
+    // Another account may claim the same name: each proves it by DNS on its own.
+    f.store.create_domain(&globex, &new).await.unwrap();
+    f.store
+        .create_domain(
+            &acme,
+            &NewDomain {
+                domain: "news.test",
+                ..new.clone()
+            },
+        )
+        .await
+        .unwrap();
+    let names: Vec<String> = f
+        .store
+        .domains(&acme)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| d.domain)
+        .collect();
+    assert_eq!(names, ["news.test", "shop.test"]);
+    assert_eq!(f.store.domain(&acme, "shop.test").await.unwrap(), created);
+
+    assert_eq!(
+        f.store.domain_status(&acme, "shop.test").await.unwrap(),
+        DomainStatus::Unverified
+    );
+    assert_eq!(
+        f.store.domain_status(&acme, "other.test").await.unwrap(),
+        DomainStatus::Unregistered
+    );
+    assert_eq!(
+        f.store
+            .verified_domain_key(&acme, "shop.test")
+            .await
+            .unwrap(),
+        None,
+        "no key is used before the records check out"
+    );
+
+    let first = f
+        .store
+        .record_domain_check(&acme, "shop.test", true, r#"{"verified":true}"#)
+        .await
+        .unwrap();
+    let verified_at = first.verified_at_ms.expect("verified");
+    assert_eq!(first.last_check.as_deref(), Some(r#"{"verified":true}"#));
+    let again = f
+        .store
+        .record_domain_check(&acme, "shop.test", true, "{}")
+        .await
+        .unwrap();
+    assert_eq!(
+        again.verified_at_ms,
+        Some(verified_at),
+        "the first time stays"
+    );
+    let key = f
+        .store
+        .verified_domain_key(&acme, "shop.test")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (key.selector.as_str(), key.algorithm.as_str()),
+        ("mt1", "ed25519")
+    );
+    assert!(key.private_key_pem.contains("Acme"));
+    assert_eq!(
+        f.store.domain_status(&globex, "shop.test").await.unwrap(),
+        DomainStatus::Unverified,
+        "Acme's check verifies Acme's domain only"
+    );
+    assert!(matches!(
+        f.store
+            .record_domain_check(&globex, "other.test", true, "{}")
+            .await,
+        Err(StoreError::NotFound)
+    ));
+
+    let failed = f
+        .store
+        .record_domain_check(&acme, "shop.test", false, "{}")
+        .await
+        .unwrap();
+    assert_eq!(failed.verified_at_ms, None, "a failed check unverifies");
+    assert_eq!(
+        f.store
+            .verified_domain_key(&acme, "shop.test")
+            .await
+            .unwrap(),
+        None
+    );
+
+    f.store.delete_domain(&acme, "shop.test").await.unwrap();
+    assert!(matches!(
+        f.store.delete_domain(&acme, "shop.test").await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(matches!(
+        f.store.domain(&acme, "shop.test").await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(f.store.domain(&globex, "shop.test").await.is_ok());
 }

@@ -4,10 +4,15 @@
 // Each test binary that includes this module uses only some of it.
 #![allow(dead_code)]
 
+use std::net::SocketAddr;
+use std::sync::Arc;
+
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use mailtrail_api::{AppState, router};
 use mailtrail_domain::token::TokenKey;
+use mailtrail_outbound::OutboundConfig;
+use mailtrail_outbound::domains::Checker;
 use mailtrail_store::{Recorder, Store};
 use serde_json::Value;
 use tower::ServiceExt;
@@ -20,21 +25,32 @@ pub fn tokens() -> TokenKey {
 pub struct App {
     pub store: Store,
     hits: Recorder,
+    domains: Arc<Checker>,
     _dir: tempfile::TempDir,
 }
 
+/// The router with the default `[outbound]` settings and no DNS behind it: a domain check
+/// finds nothing, at once.
 pub async fn app() -> App {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open_sqlite(dir.path()).await.unwrap();
     let (hits, _writer) = Recorder::spawn(store.clone());
+    let nowhere: SocketAddr = "127.0.0.1:9".parse().unwrap();
     App {
         store,
         hits,
+        domains: Arc::new(Checker::new(&OutboundConfig::default(), &[nowhere]).unwrap()),
         _dir: dir,
     }
 }
 
 impl App {
+    /// Sending domains' records and checks follow these `[outbound]` settings, and are
+    /// looked up on `dns`.
+    pub fn set_outbound(&mut self, outbound: &OutboundConfig, dns: SocketAddr) {
+        self.domains = Arc::new(Checker::new(outbound, &[dns]).unwrap());
+    }
+
     /// Waits until the opens and clicks recorded so far are committed.
     pub async fn flush(&self) {
         self.hits.flush().await;
@@ -77,6 +93,7 @@ impl App {
             queued: Default::default(),
             tokens: tokens(),
             hits: self.hits.clone(),
+            domains: self.domains.clone(),
         }
     }
 

@@ -112,7 +112,14 @@ pub async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
                     ..Default::default()
                 }],
             };
-            send::run(&store, &account, request).await
+            // The same rule as the API: with require_verified_domains on, only the account's
+            // verified sending domains.
+            let senders = if config.outbound.require_verified_domains {
+                mailtrail_outbound::submit::Senders::VerifiedDomains
+            } else {
+                mailtrail_outbound::submit::Senders::Any
+            };
+            send::run(&store, senders, &account, request).await
         }
         Command::Suppression {
             command: SuppressionCommand::List { account },

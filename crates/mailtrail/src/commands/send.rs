@@ -3,14 +3,23 @@
 use std::process::ExitCode;
 
 use anyhow::bail;
-use mailtrail_outbound::submit::{self, Request, SubmitError};
+use mailtrail_outbound::submit::{self, Request, Senders, SubmitError};
 use mailtrail_store::Store;
 
-pub async fn run(store: &Store, account: &str, request: Request) -> anyhow::Result<ExitCode> {
+pub async fn run(
+    store: &Store,
+    senders: Senders,
+    account: &str,
+    request: Request,
+) -> anyhow::Result<ExitCode> {
     if !store.account_exists(account).await? {
         bail!("no account {account}");
     }
-    let accepted = match submit::submit(store, account, request, None, |_| String::new()).await {
+    let accepted = match submit::submit_with(store, senders, account, request, None, |_| {
+        String::new()
+    })
+    .await
+    {
         Ok(accepted) => accepted,
         Err(SubmitError::Invalid { field, message }) => bail!("{field}: {message}"),
         Err(SubmitError::Store(e)) => return Err(e.into()),

@@ -120,6 +120,13 @@ pub async fn app() -> App {
         queued: Default::default(),
         tokens: TokenKey::new(b"web tests"),
         hits,
+        domains: std::sync::Arc::new(
+            mailtrail_outbound::domains::Checker::new(
+                &Default::default(),
+                &["127.0.0.1:9".parse().unwrap()],
+            )
+            .unwrap(),
+        ),
     };
     let seeded = seed(&store).await;
     App {

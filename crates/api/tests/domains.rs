@@ -1,0 +1,380 @@
+//! Sending domains through the API: registering one answers the records to publish (never
+//! the private key), verifying looks them up in real DNS (NSD) and says record by record what
+//! is missing, and with `require_verified_domains` on, mail from any other domain is refused.
+
+mod common;
+
+use axum::http::StatusCode;
+use common::{App, app};
+use mailtrail_domain::Role;
+use mailtrail_outbound::OutboundConfig;
+use mailtrail_testkit::dns::Dns;
+use serde_json::{Value, json};
+
+fn outbound() -> OutboundConfig {
+    OutboundConfig {
+        helo_name: "mta.mailtrail.test".into(),
+        ..OutboundConfig::default()
+    }
+}
+
+async fn register(app: &App, key: &str, body: Value) -> Value {
+    let (status, domain, _) = app.call("POST", "/v1/domains", Some(key), Some(body)).await;
+    assert_eq!(status, StatusCode::CREATED, "{domain}");
+    domain
+}
+
+/// The record of `purpose` among a domain's records.
+fn record<'a>(domain: &'a Value, purpose: &str) -> &'a Value {
+    domain["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["purpose"] == purpose)
+        .unwrap_or_else(|| panic!("no {purpose} record in {domain}"))
+}
+
+/// A record's zone-file line: `name` relative to `zone`, TXT values quoted in pieces of at
+/// most 255 characters, as DNS requires.
+fn zone_line(record: &Value, zone: &str) -> String {
+    let name = record["name"].as_str().unwrap();
+    let relative = name
+        .strip_suffix(zone)
+        .map(|n| n.trim_end_matches('.'))
+        .filter(|n| !n.is_empty())
+        .unwrap_or("@");
+    let value = record["value"].as_str().unwrap();
+    let quoted: Vec<String> = value
+        .as_bytes()
+        .chunks(255)
+        .map(|c| format!("\"{}\"", std::str::from_utf8(c).unwrap()))
+        .collect();
+    format!("{relative} IN TXT {}", quoted.join(" "))
+}
+
+#[tokio::test]
+async fn registering_a_domain_answers_the_records_to_publish_but_never_the_key() {
+    let mut app = app().await;
+    let mut config = outbound();
+    config.bounce_domain = Some("bounces.mailtrail.test".into());
+    app.set_outbound(&config, "127.0.0.1:9".parse().unwrap());
+    let (_, admin) = app.store.create_account("Acme").await.unwrap();
+    let key = admin.key;
+
+    let domain = register(&app, &key, json!({"domain": " Shop.Test. "})).await;
+    assert_eq!(
+        domain["domain"], "shop.test",
+        "stored as From domains compare"
+    );
+    assert_eq!(domain["algorithm"], "ed25519", "the default");
+    assert_eq!(domain["verified"], false);
+    assert_eq!(domain["last_check"], Value::Null);
+    let selector = domain["selector"].as_str().unwrap();
+    let dkim = record(&domain, "dkim");
+    assert_eq!(dkim["type"], "TXT");
+    assert_eq!(dkim["name"], format!("{selector}._domainkey.shop.test"));
+    assert!(
+        dkim["value"]
+            .as_str()
+            .unwrap()
+            .starts_with("v=DKIM1; k=ed25519; p="),
+        "{dkim}"
+    );
+    let spf = record(&domain, "spf");
+    assert_eq!(
+        (&spf["type"], &spf["name"], &spf["value"]),
+        (
+            &json!("TXT"),
+            &json!("shop.test"),
+            &json!("v=spf1 a:mta.mailtrail.test -all")
+        )
+    );
+    let mx = record(&domain, "return_path");
+    assert_eq!(
+        (&mx["type"], &mx["name"], &mx["value"], &mx["required"]),
+        (
+            &json!("MX"),
+            &json!("bounces.mailtrail.test"),
+            &json!("10 mta.mailtrail.test"),
+            &json!(false)
+        )
+    );
+
+    // An RSA key on request, and SPF naming the configured source address.
+    config.source_address = Some("192.0.2.7".parse().unwrap());
+    app.set_outbound(&config, "127.0.0.1:9".parse().unwrap());
+    let rsa = register(
+        &app,
+        &key,
+        json!({"domain": "news.shop.test", "algorithm": "rsa"}),
+    )
+    .await;
+    assert!(
+        record(&rsa, "dkim")["value"]
+            .as_str()
+            .unwrap()
+            .starts_with("v=DKIM1; k=rsa; p=MII"),
+        "{rsa}"
+    );
+    assert_eq!(record(&rsa, "spf")["value"], "v=spf1 ip4:192.0.2.7 -all");
+
+    let (status, list, _) = app.call("GET", "/v1/domains", Some(&key), None).await;
+    assert_eq!(status, StatusCode::OK);
+    let names: Vec<&str> = list["domains"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["domain"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["news.shop.test", "shop.test"]);
+    assert!(!list.to_string().contains("PRIVATE KEY"), "{list}");
+
+    let (status, problem, _) = app
+        .call(
+            "POST",
+            "/v1/domains",
+            Some(&key),
+            Some(json!({"domain": "SHOP.test"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{problem}");
+    for (body, field) in [
+        (json!({"domain": "not a domain"}), "domain"),
+        (json!({"domain": "ana@shop.test"}), "domain"),
+        (json!({"domain": "x.test", "algorithm": "dsa"}), "algorithm"),
+    ] {
+        let (status, problem, _) = app
+            .call("POST", "/v1/domains", Some(&key), Some(body.clone()))
+            .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+        assert_eq!(problem["errors"][0]["field"], field, "{problem}");
+    }
+
+    let (status, _, _) = app
+        .call("DELETE", "/v1/domains/Shop.Test", Some(&key), None)
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _, _) = app
+        .call("GET", "/v1/domains/shop.test", Some(&key), None)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+async fn verify(app: &App, key: &str, domain: &str) -> Value {
+    let (status, answer, _) = app
+        .call(
+            "POST",
+            &format!("/v1/domains/{domain}/verify"),
+            Some(key),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    answer
+}
+
+/// How the last check found the record of `purpose`: ok, and the detail.
+fn check(answer: &Value, purpose: &str) -> (bool, String) {
+    let record = answer["last_check"]["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["purpose"] == purpose)
+        .unwrap_or_else(|| panic!("no {purpose} check in {answer}"));
+    (
+        record["ok"].as_bool().unwrap(),
+        record["detail"].as_str().unwrap().to_owned(),
+    )
+}
+
+#[tokio::test]
+async fn a_domain_verifies_once_real_dns_serves_its_records_and_each_missing_one_is_named() {
+    let mut app = app().await;
+    app.set_outbound(&outbound(), "127.0.0.1:9".parse().unwrap());
+    let (_, admin) = app.store.create_account("Acme").await.unwrap();
+    let key = admin.key;
+    let shop = register(&app, &key, json!({"domain": "shop.test"})).await;
+    let partner = register(&app, &key, json!({"domain": "partner.test"})).await;
+    let broken = register(&app, &key, json!({"domain": "broken.test"})).await;
+    register(&app, &key, json!({"domain": "bare.test"})).await;
+
+    // broken.test publishes partner.test's key under its own selector, and no SPF record.
+    let stolen = json!({
+        "name": record(&broken, "dkim")["name"],
+        "value": record(&partner, "dkim")["value"],
+    });
+    let dns = Dns::start(&[
+        (
+            "shop.test",
+            &format!(
+                "{}\n{}",
+                zone_line(record(&shop, "dkim"), "shop.test"),
+                zone_line(record(&shop, "spf"), "shop.test")
+            ),
+        ),
+        (
+            "partner.test",
+            &format!(
+                "{}\n@ IN TXT \"v=spf1 include:_spf.elsewhere.test -all\"",
+                zone_line(record(&partner, "dkim"), "partner.test")
+            ),
+        ),
+        ("broken.test", &zone_line(&stolen, "broken.test")),
+        ("bare.test", "www IN A 127.0.0.1"),
+        (
+            "mailtrail.test",
+            "mta IN MX 10 mta.mailtrail.test.\nmta IN A 127.0.0.1",
+        ),
+    ]);
+    app.set_outbound(&outbound(), dns.address);
+
+    let shop = verify(&app, &key, "shop.test").await;
+    assert_eq!(shop["verified"], true, "{shop}");
+    assert!(shop["verified_at"].is_string());
+    assert_eq!(shop["last_check"]["verified"], true);
+    for purpose in ["dkim", "spf", "return_path"] {
+        assert!(check(&shop, purpose).0, "{purpose}: {shop}");
+    }
+    assert!(check(&shop, "spf").1.contains("names a:mta.mailtrail.test"));
+    let (_, shown, _) = app
+        .call("GET", "/v1/domains/shop.test", Some(&key), None)
+        .await;
+    assert_eq!(shown["verified"], true, "the check is kept: {shown}");
+    assert_eq!(shown["last_check"], shop["last_check"]);
+
+    // SPF that may not cover the sending host still verifies, with a warning.
+    let partner = verify(&app, &key, "partner.test").await;
+    assert_eq!(partner["verified"], true, "{partner}");
+    let (ok, detail) = check(&partner, "spf");
+    assert!(
+        ok && detail.contains("does not name a:mta.mailtrail.test"),
+        "{detail}"
+    );
+
+    let broken = verify(&app, &key, "broken.test").await;
+    assert_eq!(broken["verified"], false, "{broken}");
+    assert_eq!(broken["verified_at"], Value::Null);
+    let (ok, detail) = check(&broken, "dkim");
+    assert!(!ok && detail.contains("carries another key"), "{detail}");
+    let (ok, detail) = check(&broken, "spf");
+    assert!(!ok && detail.contains("no SPF record"), "{detail}");
+    assert!(
+        check(&broken, "return_path").0,
+        "the bounce domain's MX is fine"
+    );
+
+    let bare = verify(&app, &key, "bare.test").await;
+    assert_eq!(bare["verified"], false);
+    let (ok, detail) = check(&bare, "dkim");
+    let selector = bare["selector"].as_str().unwrap();
+    assert!(
+        !ok && detail == format!("no TXT record at {selector}._domainkey.bare.test"),
+        "{detail}"
+    );
+
+    // With the bounce domain's MX gone, the domain still verifies: the MX is only reported.
+    let mut elsewhere = outbound();
+    elsewhere.bounce_domain = Some("nomx.shop.test".into());
+    app.set_outbound(&elsewhere, dns.address);
+    let shop = verify(&app, &key, "shop.test").await;
+    assert_eq!(shop["verified"], true, "{shop}");
+    let (ok, detail) = check(&shop, "return_path");
+    assert!(
+        !ok && detail.contains("nomx.shop.test has no MX"),
+        "{detail}"
+    );
+}
+
+#[tokio::test]
+async fn another_accounts_domain_is_missing_and_users_may_not_manage_domains() {
+    let app = app().await;
+    let (acme, acme_admin) = app.store.create_account("Acme").await.unwrap();
+    let (_, globex_admin) = app.store.create_account("Globex").await.unwrap();
+    register(&app, &acme_admin.key, json!({"domain": "shop.test"})).await;
+
+    for (method, path) in [
+        ("GET", "/v1/domains/shop.test"),
+        ("POST", "/v1/domains/shop.test/verify"),
+        ("DELETE", "/v1/domains/shop.test"),
+    ] {
+        let (status, _, _) = app.call(method, path, Some(&globex_admin.key), None).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{method} {path}");
+    }
+    let (_, list, _) = app
+        .call("GET", "/v1/domains", Some(&globex_admin.key), None)
+        .await;
+    assert_eq!(list["domains"], json!([]));
+
+    let user = app
+        .store
+        .create_api_key(Some(&acme), Role::User)
+        .await
+        .unwrap();
+    let (status, problem, _) = app.call("GET", "/v1/domains", Some(&user.key), None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(problem["detail"].as_str().unwrap().contains("admin"));
+}
+
+async fn send(app: &App, key: &str, from: &str) -> (StatusCode, Value, String) {
+    let email = json!({"to": "ana@example.com", "from": from, "subject": "Hi", "text": "Hello"});
+    app.call("POST", "/v1/emails", Some(key), Some(email)).await
+}
+
+#[tokio::test]
+async fn mail_from_an_unverified_domain_is_refused_only_when_the_installation_requires_it() {
+    let mut app = app().await;
+    let (account, admin) = app.store.create_account("Acme").await.unwrap();
+    let key = admin.key;
+
+    // Off (the default): any From goes.
+    let (status, answer, _) = send(&app, &key, "sales@x.test").await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+
+    let mut config = outbound();
+    config.require_verified_domains = true;
+    app.set_outbound(&config, "127.0.0.1:9".parse().unwrap());
+    let (status, problem, _) = send(&app, &key, "sales@x.test").await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{problem}");
+    assert_eq!(problem["errors"][0]["field"], "from");
+    assert_eq!(
+        problem["errors"][0]["message"],
+        "sales@x.test: the domain x.test is not a verified sending domain of this account; \
+         register it with POST /v1/domains and publish its records"
+    );
+    let (status, problem, _) = app
+        .call(
+            "POST",
+            "/v1/emails/batch",
+            Some(&key),
+            Some(
+                json!({"from": "sales@x.test", "subject": "Hi", "text": "Hello",
+                        "recipients": [{"to": "ana@example.com"}]}),
+            ),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{problem}");
+
+    // Registered is not enough; verified is.
+    register(&app, &key, json!({"domain": "x.test"})).await;
+    let (status, problem, _) = send(&app, &key, "sales@X.test").await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{problem}");
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("POST /v1/domains/x.test/verify"),
+        "{problem}"
+    );
+    app.store
+        .record_domain_check(&account, "x.test", true, "{}")
+        .await
+        .unwrap();
+    let (status, answer, _) = send(&app, &key, "sales@X.test").await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+    let (status, _, _) = send(&app, &key, "sales@sub.x.test").await;
+    assert_eq!(
+        status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "a subdomain is a domain of its own"
+    );
+}

@@ -1,0 +1,235 @@
+//! Sending domains: per account, the domains its mail comes From, each with its own DKIM key
+//! pair, and the outcome of the last DNS check of the records the account publishes for it.
+//! Mail from a verified domain is signed with its key; whether mail from other domains is
+//! refused is the submitter's policy, not the store's.
+
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use crate::{Result, Store, StoreError, new_id, now_ms};
+
+/// A registered sending domain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SendingDomain {
+    pub id: String,
+    pub account_id: String,
+    /// Lower-case ASCII, IDNs as punycode: compared with a From address's domain as is.
+    pub domain: String,
+    /// The key is published at `SELECTOR._domainkey.DOMAIN`.
+    pub selector: String,
+    /// `ed25519` or `rsa`.
+    pub algorithm: String,
+    /// PKCS#8 PEM; never shown by the API.
+    pub private_key_pem: String,
+    /// The `p=` value of the DKIM record.
+    pub public_key_b64: String,
+    pub created_at_ms: i64,
+    /// When a check last found its records in place; `None` until then, and after a check
+    /// that did not.
+    pub verified_at_ms: Option<i64>,
+    pub last_check_at_ms: Option<i64>,
+    /// The last check's per-record results, as the checker wrote them (JSON).
+    pub last_check: Option<String>,
+}
+
+/// What registering a domain stores.
+#[derive(Debug, Clone)]
+pub struct NewDomain<'a> {
+    pub domain: &'a str,
+    pub selector: &'a str,
+    pub algorithm: &'a str,
+    pub private_key_pem: &'a str,
+    pub public_key_b64: &'a str,
+}
+
+/// The signing key of a verified domain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DomainKey {
+    pub selector: String,
+    pub algorithm: String,
+    pub private_key_pem: String,
+}
+
+/// Where a domain stands for an account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DomainStatus {
+    /// The account has not registered it.
+    Unregistered,
+    /// Registered, but its records have not checked out (yet, or any more).
+    Unverified,
+    Verified,
+}
+
+const COLUMNS: &str = "id, account_id, domain, selector, algorithm, private_key, public_key_b64,
+                       created_at_ms, verified_at_ms, last_check_at_ms, last_check";
+
+impl Store {
+    /// Registers a domain; one the account already has is a `Conflict`.
+    pub async fn create_domain(
+        &self,
+        account_id: &str,
+        new: &NewDomain<'_>,
+    ) -> Result<SendingDomain> {
+        let domain = SendingDomain {
+            id: new_id(),
+            account_id: account_id.to_owned(),
+            domain: new.domain.to_owned(),
+            selector: new.selector.to_owned(),
+            algorithm: new.algorithm.to_owned(),
+            private_key_pem: new.private_key_pem.to_owned(),
+            public_key_b64: new.public_key_b64.to_owned(),
+            created_at_ms: now_ms(),
+            verified_at_ms: None,
+            last_check_at_ms: None,
+            last_check: None,
+        };
+        let inserted = sqlx::query(
+            "INSERT INTO sending_domains (id, account_id, domain, selector, algorithm, private_key,
+                                          public_key_b64, created_at_ms)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(&domain.id)
+        .bind(account_id)
+        .bind(&domain.domain)
+        .bind(&domain.selector)
+        .bind(&domain.algorithm)
+        .bind(&domain.private_key_pem)
+        .bind(&domain.public_key_b64)
+        .bind(domain.created_at_ms)
+        .execute(&self.writer)
+        .await
+        .map_err(StoreError::from);
+        match inserted {
+            Ok(_) => Ok(domain),
+            Err(e) if e.is_unique_violation() => Err(StoreError::Conflict(format!(
+                "{} is already a sending domain of this account",
+                new.domain
+            ))),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The account's domains in name order.
+    pub async fn domains(&self, account_id: &str) -> Result<Vec<SendingDomain>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM sending_domains WHERE account_id = $1 ORDER BY domain"
+        ))
+        .bind(account_id)
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter().map(domain_from_row).collect()
+    }
+
+    /// One of the account's domains; another account's is `NotFound` like a missing one.
+    pub async fn domain(&self, account_id: &str, domain: &str) -> Result<SendingDomain> {
+        let row = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM sending_domains WHERE account_id = $1 AND domain = $2"
+        ))
+        .bind(account_id)
+        .bind(domain)
+        .fetch_optional(&self.reader)
+        .await?
+        .ok_or(StoreError::NotFound)?;
+        domain_from_row(&row)
+    }
+
+    /// Forgets a domain and its key: mail from it is no longer signed with that key.
+    pub async fn delete_domain(&self, account_id: &str, domain: &str) -> Result<()> {
+        let deleted =
+            sqlx::query("DELETE FROM sending_domains WHERE account_id = $1 AND domain = $2")
+                .bind(account_id)
+                .bind(domain)
+                .execute(&self.writer)
+                .await?;
+        if deleted.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
+    /// Records a DNS check: a passing one keeps the first time the domain was verified, a
+    /// failing one unverifies it.
+    pub async fn record_domain_check(
+        &self,
+        account_id: &str,
+        domain: &str,
+        verified: bool,
+        check_json: &str,
+    ) -> Result<SendingDomain> {
+        let updated = sqlx::query(
+            "UPDATE sending_domains
+             SET verified_at_ms = CASE WHEN $3 = 1 THEN COALESCE(verified_at_ms, $4) ELSE NULL END,
+                 last_check_at_ms = $4,
+                 last_check = $5
+             WHERE account_id = $1 AND domain = $2",
+        )
+        .bind(account_id)
+        .bind(domain)
+        .bind(i64::from(verified))
+        .bind(now_ms())
+        .bind(check_json)
+        .execute(&self.writer)
+        .await?;
+        if updated.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        self.domain(account_id, domain).await
+    }
+
+    /// The key mail From `domain` is signed with, if it is a verified domain of the account.
+    pub async fn verified_domain_key(
+        &self,
+        account_id: &str,
+        domain: &str,
+    ) -> Result<Option<DomainKey>> {
+        let row = sqlx::query(
+            "SELECT selector, algorithm, private_key FROM sending_domains
+             WHERE account_id = $1 AND domain = $2 AND verified_at_ms IS NOT NULL",
+        )
+        .bind(account_id)
+        .bind(domain)
+        .fetch_optional(&self.reader)
+        .await?;
+        row.map(|row| {
+            Ok(DomainKey {
+                selector: row.try_get("selector")?,
+                algorithm: row.try_get("algorithm")?,
+                private_key_pem: row.try_get("private_key")?,
+            })
+        })
+        .transpose()
+    }
+
+    pub async fn domain_status(&self, account_id: &str, domain: &str) -> Result<DomainStatus> {
+        let row = sqlx::query(
+            "SELECT verified_at_ms FROM sending_domains WHERE account_id = $1 AND domain = $2",
+        )
+        .bind(account_id)
+        .bind(domain)
+        .fetch_optional(&self.reader)
+        .await?;
+        Ok(match row {
+            None => DomainStatus::Unregistered,
+            Some(row) if row.try_get::<Option<i64>, _>("verified_at_ms")?.is_some() => {
+                DomainStatus::Verified
+            }
+            Some(_) => DomainStatus::Unverified,
+        })
+    }
+}
+
+fn domain_from_row(row: &AnyRow) -> Result<SendingDomain> {
+    Ok(SendingDomain {
+        id: row.try_get("id")?,
+        account_id: row.try_get("account_id")?,
+        domain: row.try_get("domain")?,
+        selector: row.try_get("selector")?,
+        algorithm: row.try_get("algorithm")?,
+        private_key_pem: row.try_get("private_key")?,
+        public_key_b64: row.try_get("public_key_b64")?,
+        created_at_ms: row.try_get("created_at_ms")?,
+        verified_at_ms: row.try_get("verified_at_ms")?,
+        last_check_at_ms: row.try_get("last_check_at_ms")?,
+        last_check: row.try_get("last_check")?,
+    })
+}

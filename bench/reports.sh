@@ -128,7 +128,9 @@ curl -s -o /dev/null -b "$JAR" -c "$JAR" --data-urlencode "csrf=$csrf" \
   --data-urlencode "email=bench@mailtrail.test" --data-urlencode "password=bench-password-1" "$BASE/login"
 measure_page() {
   local url=$1 times
-  curl -sf -o /dev/null -b "$JAR" "$BASE$url" || die "GET $url (web) failed"
+  local code
+  code=$(curl -s -o /dev/null -b "$JAR" -w '%{http_code}' "$BASE$url")
+  [[ $code == 200 ]] || die "GET $url (web) answered $code, not 200: is the bench user signed in?"
   times=$(for _ in $(seq $RUNS); do
     curl -s -o /dev/null -b "$JAR" -w '%{time_total}\n' "$BASE$url"
   done | sort -n)

@@ -68,7 +68,7 @@ if [[ ${BUILD:-1} == 1 ]]; then
   (cd "$ROOT" && cargo build --release --quiet) ||
     die "cargo build --release (BUILD=0 uses the existing target/release/mailtrail)"
 fi
-BIN=$ROOT/target/release/mailtrail
+BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release/mailtrail
 [[ -x $BIN ]] || die "$BIN missing"
 
 WORK=$(mktemp -d /tmp/mailtrail-bounce-bench.XXXXXX)

@@ -176,7 +176,7 @@ bench_mailtrail() {
     log "building mailtrail (cargo build --release)"
     (cd "$ROOT" && cargo build --release --quiet) || die "cargo build --release"
   fi
-  local bin=$ROOT/target/release/mailtrail data=$WORK/mailtrail-data
+  local bin=${CARGO_TARGET_DIR:-$ROOT/target}/release/mailtrail data=$WORK/mailtrail-data
   [[ -x $bin ]] || die "$bin missing after the build"
   mkdir -p "$data"
 

@@ -10,7 +10,7 @@ N=${N:-1000000}
 BATCH=100000
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 [[ ${BUILD:-1} == 0 ]] || cargo build --release --quiet --manifest-path "$ROOT/Cargo.toml"
-BIN=$ROOT/target/release/mailtrail
+BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release/mailtrail
 TMP=$(mktemp -d)
 PID=
 cleanup() { [[ -n $PID ]] && kill "$PID" 2>/dev/null; wait 2>/dev/null; rm -rf "$TMP"; }

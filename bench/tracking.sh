@@ -159,7 +159,7 @@ start_mailtrail() {
     (cd "$ROOT" && cargo build --release --quiet) ||
       die "cargo build --release (BUILD=0 uses the existing target/release/mailtrail)"
   fi
-  local bin=$ROOT/target/release/mailtrail
+  local bin=${CARGO_TARGET_DIR:-$ROOT/target}/release/mailtrail
   [[ -x $bin ]] || die "$bin missing"
   MT_DATA=$WORK/mailtrail-data
   mkdir -p "$MT_DATA"

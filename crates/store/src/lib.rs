@@ -68,7 +68,7 @@ pub use recorder::Recorder;
 pub use reports::{BatchStats, Cursor, EmailFilter, EmailRow, ReplyRow};
 pub use settings::{HitContext, Settings};
 pub use suppressions::{Block, Suppression, SuppressionLogEntry};
-pub use web::{AccountBrief, WebSession, WebUser};
+pub use web::{AccountBrief, AccountUser, WebSession, WebUser};
 pub use webhooks::{Attempt, Delivery, DueDelivery, Webhook};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");

@@ -1,6 +1,7 @@
 //! The web UI's side of the database: logins read for sign-in, server-side sessions shared by
 //! every node (looked up by the SHA-256 of their cookie token, never the token itself), and
-//! the list of accounts an operator picks from.
+//! the list of accounts an operator picks from, and the logins of an account as its settings
+//! page lists them.
 
 use mailtrail_domain::Role;
 use sqlx::Row;
@@ -38,6 +39,15 @@ pub struct WebSession {
 pub struct AccountBrief {
     pub id: String,
     pub name: String,
+}
+
+/// A login of an account, as its settings page lists it (never its password hash).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountUser {
+    pub id: String,
+    pub email: String,
+    pub role: Role,
+    pub created_at_ms: i64,
 }
 
 fn role(row: &AnyRow) -> Result<Role> {
@@ -160,6 +170,27 @@ impl Store {
                 Ok(AccountBrief {
                     id: row.try_get("id")?,
                     name: row.try_get("name")?,
+                })
+            })
+            .collect()
+    }
+
+    /// The account's logins, oldest first (operators belong to no account: never listed).
+    pub async fn users(&self, account_id: &str) -> Result<Vec<AccountUser>> {
+        let rows = sqlx::query(
+            "SELECT id, email, role, created_at_ms FROM users WHERE account_id = $1
+             ORDER BY created_at_ms, email",
+        )
+        .bind(account_id)
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(AccountUser {
+                    id: row.try_get("id")?,
+                    email: row.try_get("email")?,
+                    role: role(row)?,
+                    created_at_ms: row.try_get("created_at_ms")?,
                 })
             })
             .collect()

@@ -77,6 +77,7 @@ on_both_backends!(
     web_sessions_expire_are_touched_and_end,
     operators_choose_among_every_account,
     sending_domains_are_per_account_and_give_their_key_only_once_verified,
+    an_accounts_users_are_listed_without_other_accounts_or_operators,
 );
 
 fn address(s: &str) -> EmailAddress {
@@ -1447,4 +1448,50 @@ async fn sending_domains_are_per_account_and_give_their_key_only_once_verified(f
         Err(StoreError::NotFound)
     ));
     assert!(f.store.domain(&globex, "shop.test").await.is_ok());
+}
+
+async fn an_accounts_users_are_listed_without_other_accounts_or_operators(f: Fixture) {
+    let (acme, _) = f.store.create_account("Acme").await.unwrap();
+    let (globex, _) = f.store.create_account("Globex").await.unwrap();
+    let ana = f
+        .store
+        .create_user("Ana@Acme.test", Some(&acme), Role::Admin, "$argon2id$fake")
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    let bo = f
+        .store
+        .create_user("bo@acme.test", Some(&acme), Role::User, "$argon2id$fake")
+        .await
+        .unwrap();
+    f.store
+        .create_user(
+            "hal@globex.test",
+            Some(&globex),
+            Role::Admin,
+            "$argon2id$fake",
+        )
+        .await
+        .unwrap();
+    f.store
+        .create_user("op@mailtrail.test", None, Role::Operator, "$argon2id$fake")
+        .await
+        .unwrap();
+    let users = f.store.users(&acme).await.unwrap();
+    let listed: Vec<(&str, &str, Role)> = users
+        .iter()
+        .map(|u| (u.id.as_str(), u.email.as_str(), u.role))
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            (ana.as_str(), "ana@acme.test", Role::Admin),
+            (bo.as_str(), "bo@acme.test", Role::User),
+        ],
+        "oldest first, this account's only"
+    );
+    assert!(users[0].created_at_ms <= users[1].created_at_ms);
+    assert!(users[0].created_at_ms > 0);
+    assert_eq!(f.store.users(&globex).await.unwrap().len(), 1);
+    assert!(f.store.users("no-such-account").await.unwrap().is_empty());
 }

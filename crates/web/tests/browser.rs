@@ -487,6 +487,61 @@ async fn walk_through(ui: &Ui<'_>) {
     let saved = ui.app.store.settings(&s.acme).await.unwrap();
     assert!(saved.open_tracking && !saved.click_tracking, "{saved:?}");
     ui.shot("settings-saved").await;
+
+    // Reply forwarding is saved with the other settings and shown again.
+    ui.open("/settings").await;
+    ui.wait_for("Settings").await;
+    ui.fill("#reply_forward_to", "sales@acme.test").await;
+    ui.submit("form.settings button[type=submit]", "Settings")
+        .await;
+    assert!(ui.text().await.contains("Settings saved."));
+    let forward =
+        ui.c.find(Locator::Css("#reply_forward_to"))
+            .await
+            .unwrap()
+            .prop("value")
+            .await
+            .unwrap();
+    assert_eq!(forward.as_deref(), Some("sales@acme.test"));
+    assert_eq!(
+        ui.app
+            .store
+            .reply_forward_to(&s.acme)
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("sales@acme.test")
+    );
+    let users = ui.c.find(Locator::Css("table.users")).await.unwrap();
+    let users = users.text().await.unwrap();
+    assert!(users.contains(ADMIN) && users.contains(USER), "{users}");
+
+    // A sending domain: added, its records shown to publish, unverified until checked.
+    ui.fill("#new-domain", "shop.test").await;
+    ui.submit("form.add-domain button[type=submit]", "Settings")
+        .await;
+    let domain = ui.app.store.domain(&s.acme, "shop.test").await.unwrap();
+    let section =
+        ui.c.find(Locator::Css("section.domain"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+    assert!(
+        section.contains("shop.test") && section.contains("Not verified"),
+        "{section}"
+    );
+    assert!(
+        section.contains(&format!("{}._domainkey.shop.test", domain.selector))
+            && section.contains(&format!("p={}", domain.public_key_b64)),
+        "{section}"
+    );
+    assert!(
+        section.contains("v=spf1") && section.contains("Not checked yet"),
+        "{section}"
+    );
+    ui.shot("settings-domains").await;
     ui.sign_out().await;
 
     // A user may not lift a block.

@@ -427,3 +427,258 @@ async fn the_email_report_filters_pages_and_exports_csv() {
             .any(|l| l.contains("eve@shop.test") && l.contains(",Failed,userunknown,"))
     );
 }
+
+/// The CSRF token of the viewer's settings page.
+async fn settings_csrf(app: &App, cookie: &str) -> String {
+    let page = call(app, "GET", "/settings", Some(cookie), None).await;
+    assert_eq!(page.status, StatusCode::OK);
+    page.csrf()
+}
+
+#[tokio::test]
+async fn admins_add_check_and_remove_sending_domains_with_their_dns_records() {
+    let app = app().await;
+    let acme = &app.seeded.acme;
+    let cookie = sign_in(&app, ADMIN).await;
+    let csrf = settings_csrf(&app, &cookie).await;
+
+    let body = form(&[
+        ("csrf", &csrf),
+        ("domain", " Shop.Test "),
+        ("algorithm", "ed25519"),
+    ]);
+    let added = call(
+        &app,
+        "POST",
+        "/settings/domains",
+        Some(&cookie),
+        Some(&body),
+    )
+    .await;
+    assert_eq!(added.status, StatusCode::SEE_OTHER, "{}", added.body);
+    assert_eq!(added.location(), "/settings?added=shop.test#domains");
+    let stored = app.store.domain(acme, "shop.test").await.unwrap();
+    let page = call(&app, "GET", added.location(), Some(&cookie), None).await;
+    assert!(page.body.contains("shop.test was added."), "{}", page.body);
+    let dkim_name = format!("{}._domainkey.shop.test", stored.selector);
+    let dkim_value = format!("v=DKIM1; k=ed25519; p={}", stored.public_key_b64);
+    assert!(page.body.contains(&format!("<code>{dkim_name}</code>")));
+    assert!(
+        page.body
+            .contains(&format!("<code class=\"value\">{dkim_value}</code>"))
+    );
+    assert!(page.body.contains("Not verified") && page.body.contains("Not checked yet"));
+    assert!(!page.body.contains(&stored.private_key_pem[..40]));
+
+    // A second time, or a name that is no domain, re-shows the form with why.
+    for (domain, why) in [
+        (
+            "shop.test",
+            "shop.test is already a sending domain of this account.",
+        ),
+        ("not a domain!", "is not a domain name."),
+    ] {
+        let body = form(&[("csrf", &csrf), ("domain", domain), ("algorithm", "rsa")]);
+        let answer = call(
+            &app,
+            "POST",
+            "/settings/domains",
+            Some(&cookie),
+            Some(&body),
+        )
+        .await;
+        assert_eq!(answer.status, StatusCode::UNPROCESSABLE_ENTITY, "{domain}");
+        assert!(answer.body.contains(why), "{domain}: {}", answer.body);
+    }
+    assert_eq!(app.store.domains(acme).await.unwrap().len(), 1);
+
+    // Checking DNS records each record's result (the test resolver answers nothing).
+    let body = form(&[("csrf", &csrf), ("domain", "shop.test")]);
+    let checked = call(
+        &app,
+        "POST",
+        "/settings/domains/check",
+        Some(&cookie),
+        Some(&body),
+    )
+    .await;
+    assert_eq!(checked.status, StatusCode::SEE_OTHER, "{}", checked.body);
+    let stored = app.store.domain(acme, "shop.test").await.unwrap();
+    assert!(stored.last_check_at_ms.is_some() && stored.verified_at_ms.is_none());
+    let page = call(&app, "GET", checked.location(), Some(&cookie), None).await;
+    assert!(page.body.contains("Not right"), "{}", page.body);
+    assert!(!page.body.contains("Not checked yet"));
+
+    // Removing needs the confirmation box.
+    let body = form(&[("csrf", &csrf), ("domain", "shop.test")]);
+    let unconfirmed = call(
+        &app,
+        "POST",
+        "/settings/domains/remove",
+        Some(&cookie),
+        Some(&body),
+    )
+    .await;
+    assert_eq!(unconfirmed.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(unconfirmed.body.contains("tick the box"));
+    assert!(app.store.domain(acme, "shop.test").await.is_ok());
+    let body = form(&[("csrf", &csrf), ("domain", "shop.test"), ("confirm", "yes")]);
+    let removed = call(
+        &app,
+        "POST",
+        "/settings/domains/remove",
+        Some(&cookie),
+        Some(&body),
+    )
+    .await;
+    assert_eq!(removed.status, StatusCode::SEE_OTHER);
+    assert!(app.store.domains(acme).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn domain_forms_need_an_admin_and_the_csrf_token() {
+    let app = app().await;
+    let user = sign_in(&app, USER).await;
+    let csrf = call(&app, "GET", "/leads", Some(&user), None).await.csrf();
+    let add = form(&[
+        ("csrf", &csrf),
+        ("domain", "shop.test"),
+        ("algorithm", "ed25519"),
+    ]);
+    let named = form(&[("csrf", &csrf), ("domain", "shop.test"), ("confirm", "yes")]);
+    for (path, body) in [
+        ("/settings/domains", &add),
+        ("/settings/domains/check", &named),
+        ("/settings/domains/remove", &named),
+    ] {
+        let answer = call(&app, "POST", path, Some(&user), Some(body)).await;
+        assert_eq!(answer.status, StatusCode::FORBIDDEN, "{path}");
+        assert!(answer.body.contains("Settings are changed by the account"));
+    }
+
+    let admin = sign_in(&app, ADMIN).await;
+    for (path, body) in [
+        ("/settings/domains", "domain=shop.test&algorithm=ed25519"),
+        ("/settings/domains/check", "domain=shop.test"),
+        ("/settings/domains/remove", "domain=shop.test&confirm=yes"),
+    ] {
+        let answer = call(&app, "POST", path, Some(&admin), Some(body)).await;
+        assert_eq!(answer.status, StatusCode::FORBIDDEN, "{path}");
+        assert!(answer.body.contains("This form has expired"), "{path}");
+    }
+    assert!(
+        app.store
+            .domains(&app.seeded.acme)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn another_accounts_domain_cannot_be_checked_or_removed() {
+    let app = app().await;
+    let globex = &app.seeded.globex;
+    app.store
+        .create_domain(
+            globex,
+            &mailtrail_store::NewDomain {
+                domain: "globex.test",
+                selector: "mt1",
+                algorithm: "ed25519",
+                private_key_pem: "globex key",
+                public_key_b64: "R2xvYmV4",
+            },
+        )
+        .await
+        .unwrap();
+    let cookie = sign_in(&app, ADMIN).await;
+    let csrf = settings_csrf(&app, &cookie).await;
+    let page = call(&app, "GET", "/settings", Some(&cookie), None).await;
+    assert!(!page.body.contains("globex.test"));
+    for path in ["/settings/domains/remove", "/settings/domains/check"] {
+        for domain in ["globex.test", "GLOBEX.test", "no domain"] {
+            let body = form(&[("csrf", &csrf), ("domain", domain), ("confirm", "yes")]);
+            let answer = call(&app, "POST", path, Some(&cookie), Some(&body)).await;
+            assert_eq!(answer.status, StatusCode::NOT_FOUND, "{path} {domain}");
+        }
+    }
+    let kept = app.store.domain(globex, "globex.test").await.unwrap();
+    assert_eq!(kept.last_check_at_ms, None);
+}
+
+#[tokio::test]
+async fn reply_forwarding_is_an_address_or_empty_and_users_are_listed() {
+    let app = app().await;
+    let acme = &app.seeded.acme;
+    let cookie = sign_in(&app, ADMIN).await;
+    let page = call(&app, "GET", "/settings", Some(&cookie), None).await;
+    for listed in [ADMIN, USER] {
+        assert!(
+            page.body
+                .contains(&format!("<th scope=\"row\">{listed}</th>")),
+            "{listed}"
+        );
+    }
+    assert!(
+        !page.body.contains(OPERATOR),
+        "operators belong to no account"
+    );
+    let csrf = page.csrf();
+
+    let settings = |to: &str| {
+        form(&[
+            ("csrf", &csrf),
+            ("machine_threshold_secs", "2"),
+            ("reply_forward_to", to),
+        ])
+    };
+    let bad = call(
+        &app,
+        "POST",
+        "/settings",
+        Some(&cookie),
+        Some(&settings("sales<at>acme")),
+    )
+    .await;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        bad.body
+            .contains("The reply forwarding address is not an email address: the address has no"),
+        "{}",
+        bad.body
+    );
+    assert!(
+        bad.body.contains("value=\"sales&#60;at&#62;acme\""),
+        "the typed value is kept, escaped: {}",
+        bad.body
+    );
+    assert_eq!(app.store.reply_forward_to(acme).await.unwrap(), None);
+
+    let ok = call(
+        &app,
+        "POST",
+        "/settings",
+        Some(&cookie),
+        Some(&settings(" sales@acme.test ")),
+    )
+    .await;
+    assert_eq!(ok.status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        app.store.reply_forward_to(acme).await.unwrap().as_deref(),
+        Some("sales@acme.test")
+    );
+    let page = call(&app, "GET", "/settings?saved=1", Some(&cookie), None).await;
+    assert!(page.body.contains("value=\"sales@acme.test\""));
+
+    let cleared = call(
+        &app,
+        "POST",
+        "/settings",
+        Some(&cookie),
+        Some(&settings("")),
+    )
+    .await;
+    assert_eq!(cleared.status, StatusCode::SEE_OTHER);
+    assert_eq!(app.store.reply_forward_to(acme).await.unwrap(), None);
+}

@@ -1,23 +1,63 @@
 //! `GET/POST /settings` (admins and operators): open and click tracking, the tracking base
-//! URL and the machine-hit threshold of the account in view, checked by the same rules as
-//! `PATCH /v1/settings` and saved through the store.
+//! URL, the machine-hit threshold and where replies are forwarded, checked by the same rules
+//! as `PATCH /v1/settings` and saved through the store; the account's sending domains with
+//! the DNS records to publish and how the last check found them, with forms to add one
+//! (`POST /settings/domains`), check its DNS now (`…/check`, the API's verification) and
+//! remove it (`…/remove`, confirmed by a checkbox); and the account's logins, read-only.
 
 use askama::Template;
 use axum::extract::{Query, State};
 use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Redirect, Response};
 use mailtrail_api::AppState;
-use mailtrail_domain::Role;
-use mailtrail_store::Settings;
+use mailtrail_domain::{EmailAddress, Role};
+use mailtrail_outbound::dkim::{self, KeyAlgorithm};
+use mailtrail_outbound::domains::{Check, DnsRecord, Purpose, new_selector, normalize};
+use mailtrail_store::{NewDomain, SendingDomain, Settings, StoreError};
 use serde::Deserialize;
 
 use crate::csrf::Posted;
 use crate::error::WebError;
+use crate::format::{query, time};
 use crate::layout::{Chrome, Section};
 use crate::pages::render;
 use crate::session::Viewer;
 
 const ADMINS_ONLY: &str = "Settings are changed by the account's admins.";
+
+/// A DNS record to publish, with how the last check found it.
+struct RecordRow {
+    kind: &'static str,
+    purpose: &'static str,
+    name: String,
+    value: String,
+    required: bool,
+    description: String,
+    /// `None` before the first check.
+    result: Option<RecordResult>,
+}
+
+struct RecordResult {
+    ok: bool,
+    detail: String,
+}
+
+struct DomainRow {
+    domain: String,
+    algorithm: &'static str,
+    selector: String,
+    verified: bool,
+    verified_at: Option<String>,
+    added: String,
+    last_check_at: Option<String>,
+    records: Vec<RecordRow>,
+}
+
+struct UserRow {
+    email: String,
+    role: &'static str,
+    created: String,
+}
 
 #[derive(Template)]
 #[template(path = "settings.html")]
@@ -27,13 +67,45 @@ struct SettingsPage {
     click_tracking: bool,
     tracking_base_url: String,
     machine_threshold_secs: String,
-    errors: Vec<&'static str>,
-    saved: bool,
+    reply_forward_to: String,
+    errors: Vec<String>,
+    /// What the last form did (after its redirect).
+    notice: Option<String>,
+    domains: Vec<DomainRow>,
+    /// Why the domain form (add, remove) was not acted on.
+    domain_error: Option<String>,
+    new_domain: String,
+    new_algorithm: String,
+    users: Vec<UserRow>,
 }
 
+/// Set by the redirect after a form, to say what it did.
 #[derive(Deserialize)]
-pub(crate) struct SavedQuery {
+pub(crate) struct NoticeQuery {
     saved: Option<String>,
+    added: Option<String>,
+    checked: Option<String>,
+    removed: Option<String>,
+}
+
+impl NoticeQuery {
+    fn notice(self) -> Option<String> {
+        if let Some(domain) = self.added {
+            Some(format!(
+                "{domain} was added. Publish its DNS records below, then check DNS."
+            ))
+        } else if let Some(domain) = self.checked {
+            Some(format!(
+                "The DNS records of {domain} were looked up: each record's result is below."
+            ))
+        } else if let Some(domain) = self.removed {
+            Some(format!(
+                "{domain} was removed: its mail is no longer signed with its key."
+            ))
+        } else {
+            self.saved.map(|_| "Settings saved.".to_owned())
+        }
+    }
 }
 
 fn chrome(viewer: &Viewer, uri: &Uri) -> Chrome {
@@ -44,23 +116,102 @@ fn chrome(viewer: &Viewer, uri: &Uri) -> Chrome {
     Chrome::new(viewer, title, Section::Settings, uri.path())
 }
 
-pub(crate) async fn page(
-    State(state): State<AppState>,
-    viewer: Viewer,
-    uri: Uri,
-    Query(params): Query<SavedQuery>,
-) -> Result<Response, WebError> {
-    viewer.require(Role::Admin, ADMINS_ONLY)?;
-    let s = state.store.settings(&viewer.account_id).await?;
-    let page = SettingsPage {
-        chrome: chrome(&viewer, &uri),
+/// A record as the page lists it, with the last check's result for it, if any.
+fn record_row(record: DnsRecord, check: Option<&Check>) -> RecordRow {
+    let result = check.and_then(|c| {
+        c.records
+            .iter()
+            .find(|r| r.purpose == record.purpose)
+            .map(|r| RecordResult {
+                ok: r.ok,
+                detail: r.detail.clone(),
+            })
+    });
+    RecordRow {
+        kind: record.kind,
+        purpose: match record.purpose {
+            Purpose::Dkim => "DKIM key",
+            Purpose::Spf => "SPF",
+            Purpose::ReturnPath => "Return path",
+        },
+        name: record.name,
+        value: record.value,
+        required: record.required,
+        description: record.description,
+        result,
+    }
+}
+
+/// A domain as the page shows it: the records come from the same checker as the API's.
+fn domain_row(state: &AppState, domain: SendingDomain) -> DomainRow {
+    let check = domain
+        .last_check
+        .as_deref()
+        .and_then(|json| serde_json::from_str::<Check>(json).ok());
+    let records = state
+        .domains
+        .records(&domain)
+        .into_iter()
+        .map(|r| record_row(r, check.as_ref()))
+        .collect();
+    DomainRow {
+        algorithm: KeyAlgorithm::parse(&domain.algorithm)
+            .unwrap_or_default()
+            .as_str(),
+        verified: domain.verified_at_ms.is_some(),
+        verified_at: domain.verified_at_ms.map(time),
+        added: time(domain.created_at_ms),
+        last_check_at: domain.last_check_at_ms.map(time),
+        domain: domain.domain,
+        selector: domain.selector,
+        records,
+    }
+}
+
+/// The page as stored for the account in view.
+async fn load(
+    state: &AppState,
+    viewer: &Viewer,
+    uri: &Uri,
+    notice: Option<String>,
+) -> Result<SettingsPage, WebError> {
+    let account = &viewer.account_id;
+    let s = state.store.settings(account).await?;
+    let reply_forward_to = state.store.reply_forward_to(account).await?;
+    let domains = state.store.domains(account).await?;
+    let users = state.store.users(account).await?;
+    Ok(SettingsPage {
+        chrome: chrome(viewer, uri),
         open_tracking: s.open_tracking,
         click_tracking: s.click_tracking,
         tracking_base_url: s.tracking_base_url.unwrap_or_default(),
         machine_threshold_secs: s.machine_threshold_secs.to_string(),
+        reply_forward_to: reply_forward_to.unwrap_or_default(),
         errors: Vec::new(),
-        saved: params.saved.is_some(),
-    };
+        notice,
+        domains: domains.into_iter().map(|d| domain_row(state, d)).collect(),
+        domain_error: None,
+        new_domain: String::new(),
+        new_algorithm: KeyAlgorithm::default().as_str().to_owned(),
+        users: users
+            .into_iter()
+            .map(|u| UserRow {
+                email: u.email,
+                role: u.role.as_str(),
+                created: time(u.created_at_ms),
+            })
+            .collect(),
+    })
+}
+
+pub(crate) async fn page(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    uri: Uri,
+    Query(params): Query<NoticeQuery>,
+) -> Result<Response, WebError> {
+    viewer.require(Role::Admin, ADMINS_ONLY)?;
+    let page = load(&state, &viewer, &uri, params.notice()).await?;
     Ok(render(&page)?.into_response())
 }
 
@@ -73,28 +224,57 @@ pub(crate) struct SettingsForm {
     tracking_base_url: String,
     #[serde(default)]
     machine_threshold_secs: String,
+    #[serde(default)]
+    reply_forward_to: String,
+}
+
+/// What the settings form asks to store.
+#[derive(Debug)]
+struct Wanted {
+    settings: Settings,
+    /// `None`: to each email's From address.
+    reply_forward_to: Option<String>,
 }
 
 impl SettingsForm {
     /// The settings this form asks for, or what is wrong with it.
-    fn settings(&self) -> Result<Settings, Vec<&'static str>> {
+    fn wanted(&self) -> Result<Wanted, Vec<String>> {
         let mut errors = Vec::new();
         let url = self.tracking_base_url.trim();
         if !(url.is_empty() || url.starts_with("https://") || url.starts_with("http://")) {
-            errors.push("The tracking base URL must start with https:// or http://.");
+            errors.push("The tracking base URL must start with https:// or http://.".to_owned());
         }
         let threshold = self.machine_threshold_secs.trim().parse::<i64>();
         if !matches!(threshold, Ok(0..=3600)) {
-            errors.push("The machine-hit threshold is a whole number of seconds, 0 to 3600.");
+            errors.push(
+                "The machine-hit threshold is a whole number of seconds, 0 to 3600.".to_owned(),
+            );
         }
+        let forward = self.reply_forward_to.trim();
+        let reply_forward_to = if forward.is_empty() {
+            None
+        } else {
+            match EmailAddress::parse(forward) {
+                Ok(address) => Some(address.to_string()),
+                Err(e) => {
+                    errors.push(format!(
+                        "The reply forwarding address is not an email address: {e}."
+                    ));
+                    None
+                }
+            }
+        };
         if !errors.is_empty() {
             return Err(errors);
         }
-        Ok(Settings {
-            open_tracking: self.open_tracking.is_some(),
-            click_tracking: self.click_tracking.is_some(),
-            tracking_base_url: (!url.is_empty()).then(|| url.trim_end_matches('/').to_owned()),
-            machine_threshold_secs: threshold.unwrap_or_default(),
+        Ok(Wanted {
+            settings: Settings {
+                open_tracking: self.open_tracking.is_some(),
+                click_tracking: self.click_tracking.is_some(),
+                tracking_base_url: (!url.is_empty()).then(|| url.trim_end_matches('/').to_owned()),
+                machine_threshold_secs: threshold.unwrap_or_default(),
+            },
+            reply_forward_to,
         })
     }
 }
@@ -106,54 +286,228 @@ pub(crate) async fn save(
 ) -> Result<Response, WebError> {
     let Posted { viewer, form } = posted;
     viewer.require(Role::Admin, ADMINS_ONLY)?;
-    match form.settings() {
-        Ok(settings) => {
+    match form.wanted() {
+        Ok(wanted) => {
             state
                 .store
-                .save_settings(&viewer.account_id, &settings)
+                .save_settings(&viewer.account_id, &wanted.settings)
+                .await?;
+            state
+                .store
+                .set_reply_forward_to(&viewer.account_id, wanted.reply_forward_to.as_deref())
                 .await?;
             Ok(Redirect::to("/settings?saved=1").into_response())
         }
         Err(errors) => {
-            let page = SettingsPage {
-                chrome: chrome(&viewer, &uri),
-                open_tracking: form.open_tracking.is_some(),
-                click_tracking: form.click_tracking.is_some(),
-                tracking_base_url: form.tracking_base_url,
-                machine_threshold_secs: form.machine_threshold_secs,
-                errors,
-                saved: false,
-            };
+            let mut page = load(&state, &viewer, &uri, None).await?;
+            page.open_tracking = form.open_tracking.is_some();
+            page.click_tracking = form.click_tracking.is_some();
+            page.tracking_base_url = form.tracking_base_url;
+            page.machine_threshold_secs = form.machine_threshold_secs;
+            page.reply_forward_to = form.reply_forward_to;
+            page.errors = errors;
             Ok((StatusCode::UNPROCESSABLE_ENTITY, render(&page)?).into_response())
         }
     }
+}
+
+/// The page again with what is wrong with a domain form, as a 422.
+async fn domain_refused(
+    state: &AppState,
+    viewer: &Viewer,
+    uri: &Uri,
+    error: String,
+    typed: Option<(String, String)>,
+) -> Result<Response, WebError> {
+    let mut page = load(state, viewer, uri, None).await?;
+    page.domain_error = Some(error);
+    if let Some((domain, algorithm)) = typed {
+        page.new_domain = domain;
+        page.new_algorithm = algorithm;
+    }
+    Ok((StatusCode::UNPROCESSABLE_ENTITY, render(&page)?).into_response())
+}
+
+#[derive(Deserialize)]
+pub(crate) struct AddDomainForm {
+    #[serde(default)]
+    domain: String,
+    #[serde(default)]
+    algorithm: String,
+}
+
+/// `POST /settings/domains`: registers a domain with a new DKIM key, as `POST /v1/domains`.
+pub(crate) async fn add_domain(
+    State(state): State<AppState>,
+    uri: Uri,
+    posted: Posted<AddDomainForm>,
+) -> Result<Response, WebError> {
+    let Posted { viewer, form } = posted;
+    viewer.require(Role::Admin, ADMINS_ONLY)?;
+    let typed = Some((form.domain.clone(), form.algorithm.clone()));
+    let domain = match normalize(&form.domain) {
+        Ok(domain) => domain,
+        Err(e) => return domain_refused(&state, &viewer, &uri, format!("{e}."), typed).await,
+    };
+    let Some(algorithm) = KeyAlgorithm::parse(form.algorithm.trim()) else {
+        let why = "Choose the key's algorithm: Ed25519 or RSA.".to_owned();
+        return domain_refused(&state, &viewer, &uri, why, typed).await;
+    };
+    // An RSA key takes a moment to make: off the threads that answer requests.
+    let pair = tokio::task::spawn_blocking(move || dkim::generate(algorithm))
+        .await
+        .map_err(|e| WebError::Internal(e.to_string()))?
+        .map_err(WebError::Internal)?;
+    let selector = new_selector();
+    let created = state
+        .store
+        .create_domain(
+            &viewer.account_id,
+            &NewDomain {
+                domain: &domain,
+                selector: &selector,
+                algorithm: algorithm.as_str(),
+                private_key_pem: &pair.private_key_pem,
+                public_key_b64: &pair.public_key_b64,
+            },
+        )
+        .await;
+    match created {
+        Ok(_) => Ok(Redirect::to(&format!(
+            "/settings{}#domains",
+            query(&[("added", &domain)])
+        ))
+        .into_response()),
+        Err(StoreError::Conflict(why)) => {
+            domain_refused(&state, &viewer, &uri, format!("{why}."), typed).await
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[derive(Deserialize)]
+pub(crate) struct DomainForm {
+    #[serde(default)]
+    domain: String,
+    /// The removal's confirmation checkbox.
+    confirm: Option<String>,
+}
+
+/// The account's domain a form names; a name that is not a domain is missing too.
+async fn named_domain(
+    state: &AppState,
+    viewer: &Viewer,
+    name: &str,
+) -> Result<SendingDomain, WebError> {
+    let name = normalize(name).map_err(|_| WebError::NotFound)?;
+    Ok(state.store.domain(&viewer.account_id, &name).await?)
+}
+
+/// `POST /settings/domains/check`: looks the domain's records up now and records the outcome,
+/// as `POST /v1/domains/{domain}/verify`.
+pub(crate) async fn check_domain(
+    State(state): State<AppState>,
+    posted: Posted<DomainForm>,
+) -> Result<Response, WebError> {
+    let Posted { viewer, form } = posted;
+    viewer.require(Role::Admin, ADMINS_ONLY)?;
+    let domain = named_domain(&state, &viewer, &form.domain).await?;
+    let check = state.domains.check(&domain).await;
+    let json = serde_json::to_string(&check).map_err(|e| WebError::Internal(e.to_string()))?;
+    state
+        .store
+        .record_domain_check(&viewer.account_id, &domain.domain, check.verified, &json)
+        .await?;
+    Ok(Redirect::to(&format!(
+        "/settings{}#domains",
+        query(&[("checked", &domain.domain)])
+    ))
+    .into_response())
+}
+
+/// `POST /settings/domains/remove`: forgets the domain and its key, once confirmed.
+pub(crate) async fn remove_domain(
+    State(state): State<AppState>,
+    uri: Uri,
+    posted: Posted<DomainForm>,
+) -> Result<Response, WebError> {
+    let Posted { viewer, form } = posted;
+    viewer.require(Role::Admin, ADMINS_ONLY)?;
+    let domain = named_domain(&state, &viewer, &form.domain).await?;
+    if form.confirm.is_none() {
+        let why = format!(
+            "{} was not removed: tick the box that confirms the removal first.",
+            domain.domain
+        );
+        return domain_refused(&state, &viewer, &uri, why, None).await;
+    }
+    state
+        .store
+        .delete_domain(&viewer.account_id, &domain.domain)
+        .await?;
+    Ok(Redirect::to(&format!(
+        "/settings{}#domains",
+        query(&[("removed", &domain.domain)])
+    ))
+    .into_response())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn form(url: &str, secs: &str) -> SettingsForm {
+    fn form(url: &str, secs: &str, forward: &str) -> SettingsForm {
         SettingsForm {
             open_tracking: Some("on".into()),
             click_tracking: None,
             tracking_base_url: url.into(),
             machine_threshold_secs: secs.into(),
+            reply_forward_to: forward.into(),
         }
     }
 
     #[test]
     fn forms_become_settings_by_the_api_rules() {
-        let s = form("https://t.example.com/", "5").settings().unwrap();
+        let w = form("https://t.example.com/", "5", "").wanted().unwrap();
+        let s = &w.settings;
         assert!(s.open_tracking && !s.click_tracking);
         assert_eq!(
             s.tracking_base_url.as_deref(),
             Some("https://t.example.com")
         );
         assert_eq!(s.machine_threshold_secs, 5);
-        assert_eq!(form("", "0").settings().unwrap().tracking_base_url, None);
-        assert_eq!(form("ftp://x", "5").settings().unwrap_err().len(), 1);
-        assert_eq!(form("", "3601").settings().unwrap_err().len(), 1);
-        assert_eq!(form("x", "soon").settings().unwrap_err().len(), 2);
+        assert_eq!(w.reply_forward_to, None);
+        let w = form("", "0", " Sales@Acme.test ").wanted().unwrap();
+        assert_eq!(w.settings.tracking_base_url, None);
+        assert!(w.reply_forward_to.is_some());
+        assert_eq!(form("ftp://x", "5", "").wanted().unwrap_err().len(), 1);
+        assert_eq!(form("", "3601", "").wanted().unwrap_err().len(), 1);
+        assert_eq!(form("x", "soon", "").wanted().unwrap_err().len(), 2);
+        let errors = form("", "5", "no-at-sign").wanted().unwrap_err();
+        assert_eq!(
+            errors,
+            ["The reply forwarding address is not an email address: the address has no '@'."]
+        );
+    }
+
+    #[test]
+    fn notices_say_what_the_last_form_did() {
+        let q = |added: Option<&str>, saved: Option<&str>| NoticeQuery {
+            saved: saved.map(Into::into),
+            added: added.map(Into::into),
+            checked: None,
+            removed: None,
+        };
+        assert_eq!(
+            q(None, Some("1")).notice().as_deref(),
+            Some("Settings saved.")
+        );
+        assert!(
+            q(Some("shop.test"), None)
+                .notice()
+                .unwrap()
+                .starts_with("shop.test was added")
+        );
+        assert_eq!(q(None, None).notice(), None);
     }
 }

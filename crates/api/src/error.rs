@@ -30,6 +30,9 @@ pub enum ApiError {
     Invalid(Vec<FieldError>),
     /// The body is over the size limit.
     TooLarge,
+    /// The database cannot take the request now (unreachable, restarting, disk full):
+    /// nothing was accepted, and the client should try again.
+    Unavailable(String),
     Internal(String),
 }
 
@@ -91,6 +94,16 @@ impl ApiError {
                     .join("; "),
                 errors,
             ),
+            ApiError::Unavailable(cause) => {
+                tracing::warn!(%cause, "the database is unavailable");
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the database is unavailable right now; nothing was accepted or changed — \
+                     try again in a few seconds"
+                        .to_owned(),
+                    vec![],
+                )
+            }
             ApiError::Internal(cause) => {
                 tracing::error!(%cause, "request failed");
                 (
@@ -107,7 +120,7 @@ impl std::fmt::Display for ApiError {
     /// The problem document's `detail`, for callers that are not HTTP (the command line).
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let (_, detail, _) = match self {
-            ApiError::Internal(cause) => return f.write_str(cause),
+            ApiError::Internal(cause) | ApiError::Unavailable(cause) => return f.write_str(cause),
             other => other.clone().parts(),
         };
         f.write_str(&detail)
@@ -139,6 +152,11 @@ fn problem(status: StatusCode, detail: String, errors: Vec<FieldError>) -> Respo
         response
             .headers_mut()
             .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    }
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
     }
     response
 }
@@ -182,6 +200,7 @@ impl From<StoreError> for ApiError {
         match e {
             StoreError::NotFound => ApiError::NotFound,
             StoreError::Conflict(why) => ApiError::Conflict(why),
+            other if other.is_unavailable() => ApiError::Unavailable(other.to_string()),
             other => ApiError::Internal(other.to_string()),
         }
     }
@@ -201,6 +220,10 @@ pub enum KeyedErrors {
     /// in `?account=`, answer exactly like missing ones.
     #[response(status = 404, content_type = "application/problem+json")]
     NotFound(Problem),
+    /// The database cannot take requests right now: nothing was accepted or changed; try
+    /// again after `Retry-After` seconds.
+    #[response(status = 503, content_type = "application/problem+json")]
+    Unavailable(Problem),
 }
 
 /// For the OpenAPI document: the errors of an operation that takes a JSON body.

@@ -286,3 +286,30 @@ async fn leads_are_searched_and_paged_within_the_account() {
         .await;
     assert_eq!(status, axum::http::StatusCode::UNPROCESSABLE_ENTITY);
 }
+
+#[tokio::test]
+async fn a_database_that_cannot_answer_is_a_503_to_retry_not_a_500() {
+    let app = app().await;
+    let (_, key) = app.store.create_account("Acme").await.unwrap();
+    app.store.close().await;
+    let (status, problem, content_type) = app
+        .call(
+            "POST",
+            "/v1/leads",
+            Some(&key.key),
+            Some(serde_json::json!({"email": "ana@example.com"})),
+        )
+        .await;
+    assert_eq!(status, axum::http::StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(content_type, "application/problem+json");
+    assert!(
+        problem["detail"].as_str().unwrap().contains("try again"),
+        "{problem}"
+    );
+    let auth = format!("Bearer {}", key.key);
+    let (status, headers, _) = app
+        .fetch("GET", "/v1/leads", &[("authorization", &auth)])
+        .await;
+    assert_eq!(status, axum::http::StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(headers["retry-after"], "5");
+}

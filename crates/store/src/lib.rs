@@ -91,6 +91,35 @@ impl StoreError {
     pub fn is_unique_violation(&self) -> bool {
         matches!(self, StoreError::Database(sqlx::Error::Database(e)) if e.is_unique_violation())
     }
+
+    /// The database cannot take requests right now — unreachable, restarting, out of disk or
+    /// overloaded — as opposed to a request it refused: callers answer "try again later"
+    /// (503, SMTP 451) and nothing is half-written.
+    pub fn is_unavailable(&self) -> bool {
+        let StoreError::Database(e) = self else {
+            return false;
+        };
+        match e {
+            sqlx::Error::Io(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed
+            | sqlx::Error::Tls(_) => true,
+            sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+                // SQLite: BUSY, LOCKED, IOERR, FULL, CANTOPEN (and their extended codes).
+                let sqlite = code
+                    .parse::<u32>()
+                    .is_ok_and(|n| matches!(n & 0xff, 5 | 6 | 10 | 13 | 14));
+                // PostgreSQL: connection exceptions, insufficient resources (disk full, out
+                // of memory, too many connections), operator intervention (shutdown).
+                let postgres = ["08", "53", "57P"]
+                    .iter()
+                    .any(|class| code.starts_with(class));
+                sqlite || postgres
+            }),
+            _ => false,
+        }
+    }
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;

@@ -188,9 +188,12 @@ impl Store {
     /// do this at once: sqlx serialises migrations with an advisory lock.
     pub async fn open_postgres(url: &str, max_connections: u32) -> Result<Self> {
         install_default_drivers();
+        // While PostgreSQL is down or restarting, a request waits at most this long for a
+        // connection, then answers 503 (the API) or 451 (SMTP) and the client retries; the
+        // background loops retry on their own.
         let pool = AnyPoolOptions::new()
             .max_connections(max_connections)
-            .acquire_timeout(Duration::from_secs(30))
+            .acquire_timeout(Duration::from_secs(5))
             .connect(url)
             .await?;
         MIGRATOR.run(&pool).await?;

@@ -52,7 +52,7 @@ use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
-use sqlx::{AnyPool, Executor};
+use sqlx::{AnyPool, Connection, Executor};
 
 pub use accounts::{ApiCaller, NewKey};
 pub use counters::CounterSnapshot;
@@ -170,6 +170,20 @@ impl Store {
                             conn.execute(pragma).await?;
                         }
                         Ok(())
+                    })
+                })
+                .after_release(|conn, _| {
+                    Box::pin(async move {
+                        // When SQLite rolls a transaction back by itself (disk full, I/O
+                        // error), sqlx's own ROLLBACK fails and it goes on counting a
+                        // transaction that no longer exists: every later "commit" would then
+                        // only release a savepoint and never reach the disk. A connection
+                        // that still counts one when it comes back is closed, not reused.
+                        // The ping runs after any rollback still queued on the connection.
+                        if conn.ping().await.is_err() {
+                            return Ok(false);
+                        }
+                        Ok(!conn.is_in_transaction())
                     })
                 })
         };

@@ -85,6 +85,14 @@ extern "C" fn stop_at_exit() {
 }
 
 fn start() -> Server {
+    let server = init();
+    // SAFETY: registering a plain extern "C" function with no captured state.
+    unsafe { libc::atexit(stop_at_exit) };
+    server
+}
+
+/// A new cluster in a temporary folder, running on a free loopback port.
+fn init() -> Server {
     let bin = find_bin();
     let dir = tempfile::Builder::new()
         .prefix("mailtrail-pg-")
@@ -117,18 +125,30 @@ fn start() -> Server {
             "--locale=C",
         ],
     );
-    let port = crate::free_port();
+    let server = Server {
+        bin,
+        dir,
+        port: crate::free_port(),
+    };
+    pg_start(&server);
+    server
+}
+
+/// `pg_ctl start` on the server's folder and port, waiting until it accepts connections.
+fn pg_start(server: &Server) {
+    let data = server.dir.join("data");
     let options = format!(
-        "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200",
-        dir.display()
+        "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200",
+        server.port,
+        server.dir.display()
     );
-    let log = dir.join("postgres.log");
+    let log = server.dir.join("postgres.log");
     run(
-        &bin,
+        &server.bin,
         "pg_ctl",
         &[
             "-D",
-            data_s,
+            data.to_str().expect("utf-8 temp path"),
             "-o",
             &options,
             "-l",
@@ -137,14 +157,10 @@ fn start() -> Server {
             "start",
         ],
     );
-    // SAFETY: registering a plain extern "C" function with no captured state.
-    unsafe { libc::atexit(stop_at_exit) };
-    Server { bin, dir, port }
 }
 
-/// A URL to a new, empty database on the shared throwaway server.
-pub fn fresh_database() -> String {
-    let server = SERVER.get_or_init(start);
+/// A new database on `server`; returns its URL.
+fn create_database(server: &Server) -> String {
     let name = format!(
         "t{}_{}",
         std::process::id(),
@@ -160,4 +176,75 @@ pub fn fresh_database() -> String {
         );
     }
     format!("postgres://postgres@127.0.0.1:{}/{name}", server.port)
+}
+
+/// A throwaway PostgreSQL server of one test's own, which the test may stop and start again
+/// (on the same port, with the same data) to see what its clients do meanwhile. Stopped and
+/// removed when dropped.
+pub struct Restartable {
+    server: Server,
+}
+
+impl Restartable {
+    /// `initdb` and `pg_ctl start` on a free loopback port.
+    pub fn start() -> Self {
+        Restartable { server: init() }
+    }
+
+    /// A URL to a new, empty database on this server.
+    pub fn fresh_database(&self) -> String {
+        create_database(&self.server)
+    }
+
+    /// `pg_ctl stop -m fast`: open connections are cut (`57P01`), new ones refused, until
+    /// [`Restartable::restart`].
+    pub fn stop(&self) {
+        let data = self.server.dir.join("data");
+        run(
+            &self.server.bin,
+            "pg_ctl",
+            &[
+                "-D",
+                data.to_str().expect("utf-8 temp path"),
+                "-m",
+                "fast",
+                "-w",
+                "stop",
+            ],
+        );
+    }
+
+    /// Starts the stopped server again, on the same port with the same data.
+    pub fn restart(&self) {
+        pg_start(&self.server);
+    }
+}
+
+impl Drop for Restartable {
+    fn drop(&mut self) {
+        let data = self.server.dir.join("data");
+        let mut command = if crate::is_root() {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "nobody", "--"])
+                .arg(self.server.bin.join("pg_ctl"));
+            c
+        } else {
+            Command::new(self.server.bin.join("pg_ctl"))
+        };
+        let _ = command
+            .args([
+                "-D",
+                data.to_str().unwrap_or_default(),
+                "stop",
+                "-m",
+                "immediate",
+            ])
+            .output();
+        let _ = std::fs::remove_dir_all(&self.server.dir);
+    }
+}
+
+/// A URL to a new, empty database on the shared throwaway server.
+pub fn fresh_database() -> String {
+    create_database(SERVER.get_or_init(start))
 }

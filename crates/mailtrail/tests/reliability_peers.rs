@@ -320,7 +320,17 @@ fn final_label(stage: Stage, reason: Option<Reason>) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn every_email_ends_in_the_stage_its_replies_call_for() {
+async fn every_email_ends_in_the_stage_its_replies_call_for_on_sqlite() {
+    every_email_ends_in_the_stage_its_replies_call_for(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_email_ends_in_the_stage_its_replies_call_for_on_postgres() {
+    every_email_ends_in_the_stage_its_replies_call_for(true).await;
+}
+
+/// The whole run on the embedded database, or on a throwaway PostgreSQL.
+async fn every_email_ends_in_the_stage_its_replies_call_for(postgres: bool) {
     let emails = if long() { 3_000 } else { 300 };
     let seed = seed();
     let peer = Peer::start(seed).await;
@@ -328,10 +338,14 @@ async fn every_email_ends_in_the_stage_its_replies_call_for() {
     let config = dir.path().join("mailtrail.toml");
     std::fs::write(&config, CONFIG).unwrap();
     let route = format!("peers.test={}", peer.address);
-    let env = [
+    let url = postgres.then(mailtrail_testkit::postgres::fresh_database);
+    let mut env = vec![
         ("MAILTRAIL_DATA_DIR", dir.path().to_str().unwrap()),
         ("MAILTRAIL_OUTBOUND_ROUTES", route.as_str()),
     ];
+    if let Some(url) = &url {
+        env.push(("MAILTRAIL_DATABASE_URL", url.as_str()));
+    }
     let (account, key) = common::create_account(&env, "Peers");
     let (child, base, _) = common::serve_with_args(&env, &["--config", config.to_str().unwrap()]);
     let mut service = KillOnDrop(child);
@@ -361,7 +375,10 @@ async fn every_email_ends_in_the_stage_its_replies_call_for() {
 
     let started = Instant::now();
     let deadline = started + Duration::from_secs(if long() { 600 } else { 120 });
-    let store = Store::open_sqlite(dir.path()).await.unwrap();
+    let store = match &url {
+        Some(url) => Store::open_postgres(url, 5).await.unwrap(),
+        None => Store::open_sqlite(dir.path()).await.unwrap(),
+    };
     let mut queued = u64::MAX;
     while queued > 0 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(250)).await;

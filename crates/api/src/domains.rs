@@ -7,9 +7,10 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use mailtrail_domain::Role;
-use mailtrail_outbound::dkim::{self, KeyAlgorithm};
-use mailtrail_outbound::domains::{Check, DnsRecord, RecordCheck, new_selector, normalize};
-use mailtrail_store::{NewDomain, SendingDomain};
+use mailtrail_outbound::domains::{
+    Check, DnsRecord, RecordCheck, RegisterError, normalize, register,
+};
+use mailtrail_store::SendingDomain;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -170,31 +171,18 @@ pub async fn create(
     ApiJson(body): ApiJson<CreateDomain>,
 ) -> Result<(StatusCode, Json<DomainView>), ApiError> {
     scope.caller.require(Role::Admin)?;
-    let domain = normalize(&body.domain).map_err(|e| ApiError::invalid("domain", e))?;
-    let algorithm = match body.algorithm.as_deref() {
-        None => KeyAlgorithm::default(),
-        Some(name) => KeyAlgorithm::parse(name)
-            .ok_or_else(|| ApiError::invalid("algorithm", "use ed25519 or rsa"))?,
-    };
-    // An RSA key takes a moment to make: off the threads that answer requests.
-    let pair = tokio::task::spawn_blocking(move || dkim::generate(algorithm))
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?
-        .map_err(ApiError::Internal)?;
-    let selector = new_selector();
-    let stored = state
-        .store
-        .create_domain(
-            &scope.account_id,
-            &NewDomain {
-                domain: &domain,
-                selector: &selector,
-                algorithm: algorithm.as_str(),
-                private_key_pem: &pair.private_key_pem,
-                public_key_b64: &pair.public_key_b64,
-            },
-        )
-        .await?;
+    let stored = register(
+        &state.store,
+        &scope.account_id,
+        &body.domain,
+        body.algorithm.as_deref(),
+    )
+    .await
+    .map_err(|e| match e {
+        RegisterError::Invalid(field, why) => ApiError::invalid(field, why),
+        RegisterError::Store(e) => e.into(),
+        RegisterError::Key(e) => ApiError::Internal(e),
+    })?;
     Ok((StatusCode::CREATED, Json(view(&state, stored))))
 }
 

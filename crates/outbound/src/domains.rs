@@ -85,6 +85,52 @@ pub fn new_selector() -> String {
     format!("mt{:08x}", rand::random::<u32>())
 }
 
+/// Why a domain could not be registered.
+#[derive(Debug)]
+pub enum RegisterError {
+    /// The domain or the algorithm is not acceptable: (field, message).
+    Invalid(&'static str, String),
+    /// The account has it already, or the store failed.
+    Store(mailtrail_store::StoreError),
+    /// Making the key failed.
+    Key(String),
+}
+
+/// Registers a sending domain for an account with a new key pair (Ed25519 unless `algorithm`
+/// says `rsa`) and a fresh selector: what the API and the web UI both do.
+pub async fn register(
+    store: &mailtrail_store::Store,
+    account_id: &str,
+    domain: &str,
+    algorithm: Option<&str>,
+) -> Result<SendingDomain, RegisterError> {
+    let domain = normalize(domain).map_err(|e| RegisterError::Invalid("domain", e))?;
+    let algorithm = match algorithm.map(str::trim).filter(|a| !a.is_empty()) {
+        None => crate::dkim::KeyAlgorithm::default(),
+        Some(name) => crate::dkim::KeyAlgorithm::parse(name)
+            .ok_or_else(|| RegisterError::Invalid("algorithm", "use ed25519 or rsa".into()))?,
+    };
+    // An RSA key takes a moment to make: off the threads that answer requests.
+    let pair = tokio::task::spawn_blocking(move || crate::dkim::generate(algorithm))
+        .await
+        .map_err(|e| RegisterError::Key(e.to_string()))?
+        .map_err(RegisterError::Key)?;
+    let selector = new_selector();
+    store
+        .create_domain(
+            account_id,
+            &mailtrail_store::NewDomain {
+                domain: &domain,
+                selector: &selector,
+                algorithm: algorithm.as_str(),
+                private_key_pem: &pair.private_key_pem,
+                public_key_b64: &pair.public_key_b64,
+            },
+        )
+        .await
+        .map_err(RegisterError::Store)
+}
+
 /// Knows what to publish (from the `[outbound]` settings) and looks it up.
 pub struct Checker {
     /// Uncached, so a record published a moment ago is seen at once.

@@ -11,9 +11,9 @@ use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Redirect, Response};
 use mailtrail_api::AppState;
 use mailtrail_domain::{EmailAddress, Role};
-use mailtrail_outbound::dkim::{self, KeyAlgorithm};
-use mailtrail_outbound::domains::{Check, DnsRecord, Purpose, new_selector, normalize};
-use mailtrail_store::{NewDomain, SendingDomain, Settings, StoreError};
+use mailtrail_outbound::dkim::KeyAlgorithm;
+use mailtrail_outbound::domains::{Check, DnsRecord, Purpose, RegisterError, normalize, register};
+use mailtrail_store::{SendingDomain, Settings, StoreError};
 use serde::Deserialize;
 
 use crate::csrf::Posted;
@@ -345,43 +345,27 @@ pub(crate) async fn add_domain(
     let Posted { viewer, form } = posted;
     viewer.require(Role::Admin, ADMINS_ONLY)?;
     let typed = Some((form.domain.clone(), form.algorithm.clone()));
-    let domain = match normalize(&form.domain) {
-        Ok(domain) => domain,
-        Err(e) => return domain_refused(&state, &viewer, &uri, format!("{e}."), typed).await,
-    };
-    let Some(algorithm) = KeyAlgorithm::parse(form.algorithm.trim()) else {
-        let why = "Choose the key's algorithm: Ed25519 or RSA.".to_owned();
-        return domain_refused(&state, &viewer, &uri, why, typed).await;
-    };
-    // An RSA key takes a moment to make: off the threads that answer requests.
-    let pair = tokio::task::spawn_blocking(move || dkim::generate(algorithm))
-        .await
-        .map_err(|e| WebError::Internal(e.to_string()))?
-        .map_err(WebError::Internal)?;
-    let selector = new_selector();
-    let created = state
-        .store
-        .create_domain(
-            &viewer.account_id,
-            &NewDomain {
-                domain: &domain,
-                selector: &selector,
-                algorithm: algorithm.as_str(),
-                private_key_pem: &pair.private_key_pem,
-                public_key_b64: &pair.public_key_b64,
-            },
-        )
-        .await;
+    let created = register(
+        &state.store,
+        &viewer.account_id,
+        &form.domain,
+        Some(form.algorithm.as_str()),
+    )
+    .await;
+    let refused = |why: String| domain_refused(&state, &viewer, &uri, why, typed.clone());
     match created {
-        Ok(_) => Ok(Redirect::to(&format!(
+        Ok(domain) => Ok(Redirect::to(&format!(
             "/settings{}#domains",
-            query(&[("added", &domain)])
+            query(&[("added", &domain.domain)])
         ))
         .into_response()),
-        Err(StoreError::Conflict(why)) => {
-            domain_refused(&state, &viewer, &uri, format!("{why}."), typed).await
+        Err(RegisterError::Invalid("algorithm", _)) => {
+            refused("Choose the key's algorithm: Ed25519 or RSA.".to_owned()).await
         }
-        Err(e) => Err(e.into()),
+        Err(RegisterError::Invalid(_, why)) => refused(format!("{why}.")).await,
+        Err(RegisterError::Key(e)) => Err(WebError::Internal(e)),
+        Err(RegisterError::Store(StoreError::Conflict(why))) => refused(format!("{why}.")).await,
+        Err(RegisterError::Store(e)) => Err(e.into()),
     }
 }
 

@@ -4,22 +4,30 @@
 
 mod common;
 
-use common::{Capture, MAIL_FROM, MESSAGE_ID, TOKEN, deliver, message, route, sandbox};
+use common::{Capture, Captured, MAIL_FROM, MESSAGE_ID, TOKEN, deliver, message, route, sandbox};
 use mailtrail_bounce::{Kind, classify};
+use mailtrail_sandbox::Sandbox;
 
-#[tokio::test]
-async fn bounce_later_sends_a_dsn_to_the_envelope_sender() {
+/// Sends a message like Mailtrail's to `to` through its sandbox server; returns the sandbox
+/// and the first message that came back to the (captured) inbound listener.
+async fn follow_up(to: &str) -> (Sandbox, Captured) {
     let capture = Capture::start().await;
     let sandbox = sandbox(capture.address).await;
-    let to = "ana@bounce-later.sandbox.test";
+    let domain = to.split_once('@').map(|(_, d)| d).unwrap_or_default();
     deliver(
-        &route(&sandbox, "bounce-later.sandbox.test"),
+        &route(&sandbox, domain),
         to,
         &message(to, "http://127.0.0.1:9"),
     )
     .await;
+    let first = capture.first().await;
+    (sandbox, first)
+}
 
-    let dsn = capture.first().await;
+#[tokio::test]
+async fn bounce_later_sends_a_dsn_to_the_envelope_sender() {
+    let to = "ana@bounce-later.sandbox.test";
+    let (sandbox, dsn) = follow_up(to).await;
     assert_eq!(dsn.mail_from, "", "a DSN has a null envelope sender");
     assert_eq!(dsn.rcpt_to, [MAIL_FROM]);
     let text = dsn.text();
@@ -51,17 +59,8 @@ async fn bounce_later_sends_a_dsn_to_the_envelope_sender() {
 
 #[tokio::test]
 async fn complain_sends_an_arf_abuse_report_to_the_feedback_loop_address() {
-    let capture = Capture::start().await;
-    let sandbox = sandbox(capture.address).await;
     let to = "ana@complain.sandbox.test";
-    deliver(
-        &route(&sandbox, "complain.sandbox.test"),
-        to,
-        &message(to, "http://127.0.0.1:9"),
-    )
-    .await;
-
-    let arf = capture.first().await;
+    let (sandbox, arf) = follow_up(to).await;
     assert_eq!(arf.rcpt_to, ["fbl@bounce.test"]);
     let text = arf.text();
     for part in [
@@ -84,17 +83,8 @@ async fn complain_sends_an_arf_abuse_report_to_the_feedback_loop_address() {
 
 #[tokio::test]
 async fn reply_answers_the_reply_to_address_as_a_person() {
-    let capture = Capture::start().await;
-    let sandbox = sandbox(capture.address).await;
     let to = "ana@reply.sandbox.test";
-    deliver(
-        &route(&sandbox, "reply.sandbox.test"),
-        to,
-        &message(to, "http://127.0.0.1:9"),
-    )
-    .await;
-
-    let reply = capture.first().await;
+    let (sandbox, reply) = follow_up(to).await;
     assert_eq!(reply.mail_from, to);
     assert_eq!(reply.rcpt_to, ["reply+tok123@bounce.test"]);
     let text = reply.text();
@@ -116,17 +106,8 @@ async fn reply_answers_the_reply_to_address_as_a_person() {
 
 #[tokio::test]
 async fn autoreply_sends_an_out_of_office_notice() {
-    let capture = Capture::start().await;
-    let sandbox = sandbox(capture.address).await;
     let to = "ana@autoreply.sandbox.test";
-    deliver(
-        &route(&sandbox, "autoreply.sandbox.test"),
-        to,
-        &message(to, "http://127.0.0.1:9"),
-    )
-    .await;
-
-    let notice = capture.first().await;
+    let (sandbox, notice) = follow_up(to).await;
     assert_eq!(notice.rcpt_to, ["reply+tok123@bounce.test"]);
     let text = notice.text();
     for part in [

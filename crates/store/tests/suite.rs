@@ -116,12 +116,17 @@ fn submission(to: &[&str]) -> Submission {
     }
 }
 
+/// Queues a submission of one email to each address; returns their ids.
+async fn queue_all(store: &Store, account: &str, to: &[&str]) -> Vec<String> {
+    store
+        .enqueue(account, &submission(to), None, |_| String::new())
+        .await
+        .unwrap()
+}
+
 /// Queues one email and returns it as stored.
 async fn queue_one(store: &Store, account: &str, to: &str) -> mailtrail_store::EmailRecord {
-    let ids = store
-        .enqueue(account, &submission(&[to]), None, |_| String::new())
-        .await
-        .unwrap();
+    let ids = queue_all(store, account, &[to]).await;
     store.email(account, &ids[0]).await.unwrap()
 }
 
@@ -385,16 +390,12 @@ async fn check_finds_a_stage_that_disagrees_with_the_events(f: Fixture) {
 
 async fn claims_are_leased_and_outcomes_move_emails_through_the_queue(f: Fixture) {
     let (acme, _) = f.store.create_account("Acme").await.unwrap();
-    let ids = f
-        .store
-        .enqueue(
-            &acme,
-            &submission(&["a@one.example", "b@two.example", "c@one.example"]),
-            None,
-            |_| String::new(),
-        )
-        .await
-        .unwrap();
+    let ids = queue_all(
+        &f.store,
+        &acme,
+        &["a@one.example", "b@two.example", "c@one.example"],
+    )
+    .await;
     assert_eq!(f.store.queue_depth().await.unwrap(), 3);
 
     let claimed = f.store.claim_due(10, 60_000).await.unwrap();
@@ -1023,16 +1024,12 @@ async fn operators_choose_among_every_account(f: Fixture) {
 async fn cancelling_drops_queued_emails_but_never_one_in_flight(f: Fixture) {
     let (acme, _) = f.store.create_account("Acme").await.unwrap();
     let (other, _) = f.store.create_account("Other").await.unwrap();
-    let ids = f
-        .store
-        .enqueue(
-            &acme,
-            &submission(&["a@example.com", "b@example.com", "c@example.com"]),
-            None,
-            |_| String::new(),
-        )
-        .await
-        .unwrap();
+    let ids = queue_all(
+        &f.store,
+        &acme,
+        &["a@example.com", "b@example.com", "c@example.com"],
+    )
+    .await;
     let in_flight = f.store.claim_due(1, 60_000).await.unwrap();
     assert_eq!(in_flight.len(), 1);
 
@@ -1247,16 +1244,12 @@ async fn a_paused_account_keeps_its_queue_until_resumed(f: Fixture) {
 
 async fn retention_deletes_old_finished_emails_and_raw_mail_but_keeps_counts(f: Fixture) {
     let (acme, _) = f.store.create_account("Acme").await.unwrap();
-    let ids = f
-        .store
-        .enqueue(
-            &acme,
-            &submission(&["done@example.com", "waiting@example.com"]),
-            None,
-            |_| String::new(),
-        )
-        .await
-        .unwrap();
+    let ids = queue_all(
+        &f.store,
+        &acme,
+        &["done@example.com", "waiting@example.com"],
+    )
+    .await;
     let delivered = Effects {
         queue: QueueChange::Leave,
         ..Effects::default()

@@ -127,9 +127,15 @@ impl Ui<'_> {
         std::fs::write(self.shots.join(format!("{page}.png")), png).unwrap();
     }
 
+    /// The page's visible text.
     async fn text(&self) -> String {
+        self.text_of("body").await
+    }
+
+    /// The visible text of the first element matching `css`.
+    async fn text_of(&self, css: &str) -> String {
         self.c
-            .find(Locator::Css("body"))
+            .find(Locator::Css(css))
             .await
             .unwrap()
             .text()
@@ -341,13 +347,7 @@ async fn walk_through(ui: &Ui<'_>) {
     }
     ui.shot("email").await;
     ui.submit("a[href*='/inbound/']", "Received message").await;
-    let raw =
-        ui.c.find(Locator::Css("pre.raw"))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+    let raw = ui.text_of("pre.raw").await;
     assert!(raw.contains(REPLY_TEXT), "{raw}");
     ui.shot("inbound").await;
     ui.open(&format!("/emails/{}", s.eve_spring)).await;
@@ -445,13 +445,7 @@ async fn walk_through(ui: &Ui<'_>) {
         "autumn went out without open tracking: {svg}"
     );
     assert!(svg.contains("Opened by machines") && svg.contains("Opened by people"));
-    let table =
-        ui.c.find(Locator::Css("table.compare"))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+    let table = ui.text_of("table.compare").await;
     assert!(
         table.contains("Delivered rate") && table.contains("n/a"),
         "{table}"
@@ -521,13 +515,7 @@ async fn walk_through(ui: &Ui<'_>) {
     ui.submit("form.add-domain button[type=submit]", "Settings")
         .await;
     let domain = ui.app.store.domain(&s.acme, "shop.test").await.unwrap();
-    let section =
-        ui.c.find(Locator::Css("section.domain"))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+    let section = ui.text_of("section.domain").await;
     assert!(
         section.contains("shop.test") && section.contains("Not verified"),
         "{section}"
@@ -585,13 +573,7 @@ async fn walk_through(ui: &Ui<'_>) {
 
     // An operator lifts it, with a reason, and the trail says who.
     ui.sign_in(OPERATOR).await;
-    let picker =
-        ui.c.find(Locator::Css("#account-picker"))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+    let picker = ui.text_of("#account-picker").await;
     assert!(
         picker.contains("Acme") && picker.contains("Globex"),
         "{picker}"

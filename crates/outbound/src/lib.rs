@@ -10,6 +10,7 @@
 //! - [`tracking`]: the unsubscribe link, open pixel and click redirects added at send time;
 //! - [`forward`]: sends people's replies on to the email's sender;
 //! - [`resolve`]: where an email for a domain goes: a route, the relay, or MX hosts;
+//! - [`limits`]: per-destination sessions, rate and pause, shared by every node;
 //! - [`session`]: one SMTP session delivering several emails to one destination;
 //! - [`outcome`]: what a reply (or a failure to get one) does to an email;
 //! - [`protection`]: pauses an account's sending when its bounce or complaint rate is too high;
@@ -19,6 +20,7 @@ pub mod config;
 pub mod dkim;
 pub mod domains;
 pub mod forward;
+pub mod limits;
 pub mod message;
 pub mod outcome;
 pub mod protection;

@@ -18,33 +18,10 @@ use crate::message::build;
 use crate::outcome::Outcome;
 use crate::resolve::Target;
 
-/// A destination's rate limit: sessions to it, on any task, take turns one `interval` apart.
-pub struct Pace {
-    pub destination: String,
-    pub interval: Duration,
-    pub slots:
-        std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, tokio::time::Instant>>>,
-}
-
-impl Pace {
-    /// Waits for this destination's next free slot.
-    async fn turn(&self) {
-        let at = {
-            let mut slots = self.slots.lock().expect("not poisoned");
-            let now = tokio::time::Instant::now();
-            let slot = slots.entry(self.destination.clone()).or_insert(now);
-            let at = (*slot).max(now);
-            *slot = at + self.interval;
-            at
-        };
-        tokio::time::sleep_until(at).await;
-    }
-}
-
 /// What a session needs besides its emails.
 pub struct Context<'a> {
     /// The destination's rate limit, if it has one.
-    pub pace: Option<&'a Pace>,
+    pub pace: Option<crate::limits::Pace<'a>>,
     pub config: &'a OutboundConfig,
     pub tokens: &'a mailtrail_domain::token::TokenKey,
     pub signers: &'a crate::dkim::Signers,
@@ -298,8 +275,14 @@ async fn send_all<S: AsyncRead + AsyncWrite + Unpin>(
                 };
             }
         }
-        if let Some(pace) = ctx.pace {
-            pace.turn().await;
+        if let Some(pace) = &ctx.pace
+            && let Err(e) = pace.turn().await
+        {
+            tracing::warn!(error = %e, "cannot take the destination's next turn; leaving the rest for later");
+            return Ending::Stopped {
+                untried: std::iter::once(email).chain(queue).collect(),
+                throttled: false,
+            };
         }
         let key = (email.account_id.clone(), email.content.from.clone());
         if signing.as_ref().is_none_or(|(k, _)| *k != key) {

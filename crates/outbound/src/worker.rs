@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use mailtrail_domain::RetryPolicy;
 use mailtrail_domain::token::TokenKey;
@@ -14,9 +14,10 @@ use tokio::task::JoinSet;
 
 use crate::OutboundConfig;
 use crate::dkim::Signers;
+use crate::limits::{Admission, Destinations};
 use crate::outcome::{Outcome, decide};
 use crate::resolve::{ResolveError, Resolver};
-use crate::session::{self, Context, Ending, Pace, Report};
+use crate::session::{self, Context, Ending, Report};
 use crate::tracking::Tracking;
 
 /// Most emails claimed in one round trip.
@@ -31,11 +32,7 @@ struct Shared {
     signers: Signers,
     policy: RetryPolicy,
     recorder: Recorder,
-    /// Destinations that asked to slow down, until when (ms).
-    throttled: Mutex<HashMap<String, i64>>,
-    per_destination: Mutex<HashMap<String, Arc<Semaphore>>>,
-    /// When each destination may take its next email, under its rate limit.
-    pacing: Arc<Mutex<HashMap<String, tokio::time::Instant>>>,
+    destinations: Destinations,
 }
 
 pub struct Outbound {
@@ -91,14 +88,12 @@ impl Outbound {
         let (recorder, writer) = Recorder::spawn(self.store.clone());
         let shared = Arc::new(Shared {
             policy: self.config.retry.policy(),
+            destinations: Destinations::new(self.store.clone(), &self.config),
             store: self.store,
             resolver: self.resolver,
             tokens: self.tokens,
             signers: self.signers,
             recorder,
-            throttled: Mutex::new(HashMap::new()),
-            per_destination: Mutex::new(HashMap::new()),
-            pacing: Arc::default(),
             config: self.config,
         });
         let sessions = Arc::new(Semaphore::new(shared.config.sessions.max(1)));
@@ -202,32 +197,29 @@ impl Report for Recording<'_> {
 impl Shared {
     async fn deliver(&self, emails: Vec<Claimed>) {
         let domain = emails[0].to_domain.clone();
-        let now = now_ms();
-        let paused_until = self
-            .throttled
-            .lock()
-            .expect("not poisoned")
-            .get(&domain)
-            .copied();
-        if let Some(until) = paused_until.filter(|until| *until > now) {
-            self.postpone(&emails, until).await;
-            return;
-        }
-        let limit = self
-            .per_destination
-            .lock()
-            .expect("not poisoned")
-            .entry(domain.clone())
-            .or_insert_with(|| {
-                Arc::new(Semaphore::new(self.config.sessions_per_destination.max(1)))
-            })
-            .clone();
-        let _slot = limit.acquire().await.expect("never closed");
+        let session = match self.destinations.admit(&domain).await {
+            Ok(Admission::Open(session)) => session,
+            Ok(Admission::Paused { until_ms }) => return self.postpone(&emails, until_ms).await,
+            Ok(Admission::Busy) => {
+                let later = now_ms() + self.config.poll_interval.as_millis() as i64;
+                return self.postpone(&emails, later).await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, %domain, "cannot take a session slot; retrying shortly");
+                return self.postpone(&emails, now_ms() + 1000).await;
+            }
+        };
+        self.deliver_in(&domain, emails).await;
+        session.end().await;
+    }
+
+    /// Delivers to `domain` within a session slot already taken.
+    async fn deliver_in(&self, domain: &str, emails: Vec<Claimed>) {
         let mut report = Recording {
             shared: self,
             throttle: false,
         };
-        let targets = match self.resolver.targets(&domain).await {
+        let targets = match self.resolver.targets(domain).await {
             Ok(targets) => targets,
             Err(e) => {
                 let outcome = match e {
@@ -248,14 +240,6 @@ impl Shared {
                 return;
             }
         };
-        let pace = self
-            .config
-            .messages_per_second_per_destination
-            .map(|rate| Pace {
-                destination: domain.clone(),
-                interval: std::time::Duration::from_secs_f64(1.0 / rate.max(0.001)),
-                slots: self.pacing.clone(),
-            });
         let tracking = match self.tracking_for(&emails).await {
             Ok(tracking) => tracking,
             Err(e) => {
@@ -266,7 +250,7 @@ impl Shared {
         };
         let context = Context {
             tracking: &tracking,
-            pace: pace.as_ref(),
+            pace: self.destinations.pace(domain),
             config: &self.config,
             tokens: &self.tokens,
             signers: &self.signers,
@@ -276,11 +260,10 @@ impl Shared {
         if let Ending::Stopped { untried, throttled } = ending {
             let until = if throttled || report.throttle {
                 let until = now_ms() + self.config.throttle.as_millis() as i64;
-                self.throttled
-                    .lock()
-                    .expect("not poisoned")
-                    .insert(domain.clone(), until);
-                tracing::info!(%domain, "destination asked to slow down; pausing it");
+                tracing::info!(%domain, "destination asked to slow down; pausing it on every node");
+                if let Err(e) = self.destinations.pause(domain, until).await {
+                    tracing::warn!(error = %e, %domain, "cannot record the pause; only these emails wait");
+                }
                 until
             } else {
                 now_ms() + 1000
@@ -318,10 +301,9 @@ impl Shared {
     }
 
     async fn postpone(&self, emails: &[Claimed], until_ms: i64) {
-        for email in emails {
-            if let Err(e) = self.store.postpone(&email.id, until_ms).await {
-                tracing::warn!(error = %e, email = %email.id, "cannot postpone; it returns after its lease");
-            }
+        let ids: Vec<&str> = emails.iter().map(|email| email.id.as_str()).collect();
+        if let Err(e) = self.store.postpone(&ids, until_ms).await {
+            tracing::warn!(error = %e, emails = ids.len(), "cannot postpone; they return after their lease");
         }
     }
 }

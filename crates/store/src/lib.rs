@@ -4,6 +4,7 @@
 //! - this file: opening a store, migrations, the error type, ids and clocks;
 //! - [`copy`]: online backup of the embedded database, and moving it into PostgreSQL;
 //! - [`counters`]: what this process recorded, for `/metrics`;
+//! - [`destinations`]: per-destination session slots, rate limit and pause, shared by nodes;
 //! - [`accounts`]: accounts, API keys and UI users;
 //! - [`domains`]: sending domains, their DKIM keys and the last check of their DNS records;
 //! - [`leads`]: leads and their bulk import;
@@ -31,6 +32,7 @@
 pub mod accounts;
 pub mod copy;
 pub mod counters;
+pub mod destinations;
 pub mod domains;
 pub mod emails;
 pub mod erasure;
@@ -56,6 +58,7 @@ use sqlx::{AnyPool, Connection, Executor};
 
 pub use accounts::{ApiCaller, NewKey};
 pub use counters::CounterSnapshot;
+pub use destinations::{Slot, SlotClaim, now_us};
 pub use domains::{DomainKey, DomainStatus, NewDomain, SendingDomain};
 pub use emails::{Effects, EmailRecord, Mismatch, QueueChange, Record, StoredEvent};
 pub use erasure::Erased;

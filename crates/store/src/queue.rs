@@ -469,30 +469,42 @@ impl Store {
         Ok(ids)
     }
 
-    /// Gives an email back to the queue untried (its destination asked to slow down).
-    pub async fn postpone(&self, email_id: &str, at_ms: i64) -> Result<()> {
-        sqlx::query(
-            "UPDATE emails SET next_attempt_at_ms = $1, lease_until_ms = NULL
-             WHERE id = $2 AND next_attempt_at_ms IS NOT NULL",
-        )
-        .bind(at_ms)
-        .bind(email_id)
-        .execute(&self.writer)
-        .await?;
+    /// Gives emails back to the queue untried, due at `at_ms` (their destination asked to
+    /// slow down, or has no free session slot).
+    pub async fn postpone(&self, email_ids: &[&str], at_ms: i64) -> Result<()> {
+        for chunk in email_ids.chunks(LOOKUP_CHUNK) {
+            let sql = format!(
+                "UPDATE emails SET next_attempt_at_ms = {}, lease_until_ms = NULL
+                 WHERE next_attempt_at_ms IS NOT NULL AND id IN ({})",
+                self.placeholders(1, 1),
+                self.placeholders(2, chunk.len())
+            );
+            let mut query = sqlx::query(&sql).bind(at_ms);
+            for id in chunk {
+                query = query.bind(*id);
+            }
+            query.execute(&self.writer).await?;
+        }
         Ok(())
     }
 
-    /// Releases every lease. Only for the embedded database at start-up, where this process
-    /// is the only worker, so claims left by a crash need not wait for their lease to run out.
+    /// Releases every lease: the queue's claims and the destinations' session slots. Only for
+    /// the embedded database at start-up, where this process is the only worker, so claims
+    /// left by a crash need not wait for their lease to run out.
     pub async fn release_all_leases(&self) -> Result<u64> {
         if self.backend != Backend::Sqlite {
             return Ok(0);
         }
+        let mut tx = self.writer.begin().await?;
         let released =
             sqlx::query("UPDATE emails SET lease_until_ms = NULL WHERE lease_until_ms IS NOT NULL")
-                .execute(&self.writer)
+                .execute(&mut *tx)
                 .await?
                 .rows_affected();
+        sqlx::query("DELETE FROM destination_slots")
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
         Ok(released)
     }
 

@@ -63,6 +63,7 @@ on_both_backends!(
     check_finds_a_stage_that_disagrees_with_the_events,
     claims_are_leased_and_outcomes_move_emails_through_the_queue,
     concurrent_claimers_never_share_an_email,
+    destination_slots_turns_and_pauses_hold_for_every_holder,
     a_hard_bounce_suppresses_and_only_an_audited_removal_lifts_it,
     drops_and_idempotency_are_recorded_with_the_submission,
     batch_report_counts_emails_that_ever_reached_each_stage,
@@ -411,6 +412,10 @@ async fn claims_are_leased_and_outcomes_move_emails_through_the_queue(f: Fixture
         f.store.claim_due(10, 60_000).await.unwrap().is_empty(),
         "leased emails are not claimed twice"
     );
+    // Given back untried (their destination is busy): every one of them is free again.
+    let all: Vec<&str> = ids.iter().map(String::as_str).collect();
+    f.store.postpone(&all, 0).await.unwrap();
+    assert_eq!(f.store.claim_due(10, 60_000).await.unwrap().len(), 3);
 
     let retry = Event::new(EventKind::Deferred, 1)
         .with_status("451 4.3.0 Try later")
@@ -453,11 +458,141 @@ async fn claims_are_leased_and_outcomes_move_emails_through_the_queue(f: Fixture
     assert_eq!(f.store.queue_depth().await.unwrap(), 2);
 
     // A crashed worker's lease runs out and its email is claimed again.
-    f.store.postpone(&ids[2], 0).await.unwrap();
+    f.store.postpone(&[ids[2].as_str()], 0).await.unwrap();
     let expired_lease = f.store.claim_due(10, -1).await.unwrap();
     assert_eq!(expired_lease.len(), 1);
     let reclaimed = f.store.claim_due(10, 60_000).await.unwrap();
     assert_eq!(reclaimed.len(), 1, "an expired lease is claimable");
+}
+
+async fn destination_slots_turns_and_pauses_hold_for_every_holder(f: Fixture) {
+    use mailtrail_store::SlotClaim;
+    let taken = |claim: SlotClaim| match claim {
+        SlotClaim::Taken(slot) => slot,
+        other => panic!("expected a slot, got {other:?}"),
+    };
+    // Two slots: two holders (two nodes' sessions) get one each, a third waits.
+    let a = taken(
+        f.store
+            .claim_destination_slot("mx.test", 2, "node-a", 60_000)
+            .await
+            .unwrap(),
+    );
+    let b = taken(
+        f.store
+            .claim_destination_slot("mx.test", 2, "node-b", 60_000)
+            .await
+            .unwrap(),
+    );
+    assert_ne!(a.index, b.index);
+    assert_eq!(
+        f.store
+            .claim_destination_slot("mx.test", 2, "node-c", 60_000)
+            .await
+            .unwrap(),
+        SlotClaim::Busy
+    );
+    // Another destination has its own slots.
+    taken(
+        f.store
+            .claim_destination_slot("other.test", 2, "node-c", 60_000)
+            .await
+            .unwrap(),
+    );
+    // A released slot is free again; a released slot cannot be renewed by its old holder.
+    f.store.release_destination_slot(&a).await.unwrap();
+    assert!(!f.store.renew_destination_slot(&a, 60_000).await.unwrap());
+    let c = taken(
+        f.store
+            .claim_destination_slot("mx.test", 2, "node-c", 60_000)
+            .await
+            .unwrap(),
+    );
+    assert_eq!(c.index, a.index);
+    // A holder that stops renewing (a crashed node) loses its slot when the lease runs out.
+    assert!(f.store.renew_destination_slot(&b, -1).await.unwrap());
+    let d = taken(
+        f.store
+            .claim_destination_slot("mx.test", 2, "node-d", 60_000)
+            .await
+            .unwrap(),
+    );
+    assert_eq!(d.index, b.index);
+    assert!(
+        !f.store.renew_destination_slot(&b, 60_000).await.unwrap(),
+        "b's slot is d's now"
+    );
+    f.store.release_destination_slot(&b).await.unwrap();
+    assert_eq!(
+        f.store
+            .claim_destination_slot("mx.test", 2, "node-e", 60_000)
+            .await
+            .unwrap(),
+        SlotClaim::Busy,
+        "the old holder's release does not free the new holder's slot"
+    );
+    // Starting on the embedded database (the only worker) frees the slots a crash left; on
+    // PostgreSQL they may be other nodes' and are left to their leases.
+    f.store.release_all_leases().await.unwrap();
+    let after_start = f
+        .store
+        .claim_destination_slot("mx.test", 2, "node-f", 60_000)
+        .await
+        .unwrap();
+    if f.url.starts_with("sqlite") {
+        taken(after_start);
+    } else {
+        assert_eq!(after_start, SlotClaim::Busy);
+    }
+
+    // A pause holds for everyone until it ends, and a shorter one does not cut it.
+    let until = mailtrail_store::now_ms() + 60_000;
+    f.store
+        .pause_destination("paused.test", until)
+        .await
+        .unwrap();
+    f.store
+        .pause_destination("paused.test", until - 30_000)
+        .await
+        .unwrap();
+    assert_eq!(
+        f.store
+            .claim_destination_slot("paused.test", 2, "node-a", 60_000)
+            .await
+            .unwrap(),
+        SlotClaim::Paused { until_ms: until }
+    );
+    f.store
+        .pause_destination("ended.test", mailtrail_store::now_ms() - 1)
+        .await
+        .unwrap();
+    taken(
+        f.store
+            .claim_destination_slot("ended.test", 2, "node-a", 60_000)
+            .await
+            .unwrap(),
+    );
+
+    // Turns under a rate limit, asked for at once by many holders, are one interval apart.
+    let interval = 10_000;
+    let asks = (0..20).map(|_| {
+        let store = f.store.clone();
+        tokio::spawn(async move { store.next_destination_turn("paced.test", interval).await })
+    });
+    let mut turns = Vec::new();
+    for ask in asks {
+        turns.push(ask.await.unwrap().unwrap());
+    }
+    turns.sort_unstable();
+    let gaps: Vec<i64> = turns.windows(2).map(|w| w[1] - w[0]).collect();
+    assert!(
+        gaps.iter().all(|gap| *gap >= interval),
+        "turns too close: {gaps:?}"
+    );
+    assert!(
+        turns[0] <= mailtrail_store::now_us(),
+        "the first turn is now, not later"
+    );
 }
 
 async fn concurrent_claimers_never_share_an_email(f: Fixture) {

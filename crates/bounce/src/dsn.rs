@@ -2,8 +2,11 @@
 //! `message/delivery-status` part, or the same fields quoted in a plain-text bounce (some
 //! servers paste them into the body instead of attaching them).
 
+use std::sync::LazyLock;
+
 use mailtrail_domain::{EnhancedStatus, Reason};
 
+use crate::phrases::PhraseSet;
 use crate::sections::{Sections, fields};
 use crate::{RecipientResult, reason, smtp, text};
 
@@ -30,6 +33,7 @@ pub(crate) fn read(sections: &Sections) -> Option<Vec<RecipientResult>> {
         blocks = sections
             .human
             .iter()
+            .filter(|b| RECIPIENT_FIELDS.any_in(b))
             .flat_map(|b| split_blocks(b))
             .collect();
     }
@@ -50,6 +54,11 @@ pub(crate) fn read(sections: &Sections) -> Option<Vec<RecipientResult>> {
             .collect(),
     )
 }
+
+/// The names of the fields that open a recipient block: a text without them holds none, and
+/// most plain-text bounces need not be cut into paragraphs to learn that.
+static RECIPIENT_FIELDS: LazyLock<PhraseSet> =
+    LazyLock::new(|| PhraseSet::new(&["final-recipient", "original-recipient"]));
 
 /// Splits a body into recipient blocks. RFC 3464 puts each recipient in its own paragraph;
 /// within a paragraph, a recipient field (`Final-Recipient`, `Original-Recipient`) that the
@@ -133,10 +142,10 @@ fn result(fields: Fields, human: &str, transcript: &str) -> RecipientResult {
             .to_string()
     });
     let diagnostic = diagnostic.map(|d| complete_reply(d, human));
-    let context = recipient
+    let about = recipient.as_deref().and_then(|r| text::about(human, r));
+    let context = about
         .as_deref()
-        .and_then(|r| text::about(human, r))
-        .unwrap_or_else(|| text::cut_returned(transcript).to_string());
+        .unwrap_or_else(|| text::cut_returned(transcript));
     // The remote server's own code in the diagnostic is more specific than the reporting
     // MTA's summary in `Status` (often `4.4.7` "expired" or `5.0.0`), unless it says less.
     let mut codes = smtp::find(diagnostic.as_deref().unwrap_or_default());
@@ -148,11 +157,7 @@ fn result(fields: Fields, human: &str, transcript: &str) -> RecipientResult {
     // Without a diagnostic, the notice's own line about the recipient may quote the server
     // (`a@b: 550 5.7.26 … authentication checks failed`) where `Status` says only `5.0.0`.
     if diagnostic.as_deref().is_none_or(|d| d.trim().is_empty()) && vague(codes.status) {
-        let quoted = recipient
-            .as_deref()
-            .and_then(|r| text::about(human, r))
-            .map(|about| smtp::find(&about))
-            .unwrap_or_default();
+        let quoted = about.as_deref().map(smtp::find).unwrap_or_default();
         if !vague(quoted.status) && quoted.status.is_some_and(|s| s.class != 2) {
             codes.status = quoted.status;
             codes.reply_code = codes.reply_code.or(quoted.reply_code);
@@ -179,7 +184,7 @@ fn result(fields: Fields, human: &str, transcript: &str) -> RecipientResult {
         );
         let reason = reason::decide(
             codes,
-            &[&reply, &context],
+            &[&reply, context],
             &format!("{reply}\n{context}\n{transcript}"),
         );
         let about_storage = matches!(

@@ -11,11 +11,13 @@
 //! - `smtp`: reply codes and enhanced status codes found in free text.
 //! - `reason`: the reason and hard/soft decision, from the codes and the text.
 //! - `origin`: what identifies the email that caused the report (Message-ID, token).
+//! - `phrases`: tables of phrases searched in one pass, shared by the readers above.
 
 mod arf;
 mod autoreply;
 mod dsn;
 mod origin;
+mod phrases;
 mod reason;
 mod sections;
 mod ses;
@@ -130,8 +132,12 @@ fn read_all(raw: &[u8]) -> Report {
 fn mbox_messages(raw: &[u8]) -> Vec<&[u8]> {
     let mut starts = vec![0];
     let mut at = 0;
-    while let Some(found) = raw[at..].windows(6).position(|w| w == b"\nFrom ") {
+    while let Some(found) = raw[at..].iter().position(|&b| b == b'\n') {
         let start = at + found + 1;
+        if !raw[start..].starts_with(b"From ") {
+            at = start;
+            continue;
+        }
         // A separator carries the time it was written (`From a@b Thu Apr 29 23:34:45 2015`)
         // and is followed by a header block, not by a line of text.
         let rest = &raw[start..];
@@ -186,7 +192,6 @@ fn classify_one(raw: &[u8]) -> (Report, bool) {
         };
         return (report, true);
     }
-    let autoreply = autoreply::read(&sections);
     let mut standard = true;
     let (kind, recipients) = if let Some(recipients) = arf::read(&sections) {
         (Kind::Complaint, recipients)
@@ -200,6 +205,7 @@ fn classify_one(raw: &[u8]) -> (Report, bool) {
         (kind, recipients)
     } else {
         standard = false;
+        let autoreply = autoreply::read(&sections);
         if let Some(reply) = autoreply.clone().filter(|a| a.certain) {
             (Kind::AutoReply, vec![reply.result])
         } else if let Some(recipients) = text::read(&sections) {

@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use crate::sections::{Sections, fields};
+use crate::sections::{Sections, fields_named};
 
 /// The header every outgoing email carries with its signed token.
 pub(crate) const TOKEN_HEADER: &str = "x-mailtrail-token";
@@ -24,7 +24,11 @@ pub(crate) fn find(sections: &Sections) -> Origin {
         .returned_headers
         .iter()
         .chain(&sections.human)
-        .map(|b| fields(b));
+        .map(|b| {
+            fields_named(b, |name| {
+                name.eq_ignore_ascii_case("message-id") || name.eq_ignore_ascii_case(TOKEN_HEADER)
+            })
+        });
     let mut origin = Origin::default();
     for fields in blocks {
         for (name, value) in fields {

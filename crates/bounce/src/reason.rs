@@ -5,12 +5,20 @@
 //! expiry), so the phrases and code meanings particular to them live here and are tried before
 //! the domain's reply phrases.
 
+use std::sync::LazyLock;
+
 use mailtrail_domain::classify::{reason_from_status, reason_from_text};
 use mailtrail_domain::{EnhancedStatus, Reason};
 
+use crate::phrases::{PhraseSet, PhraseTable};
 use crate::smtp::{self, Codes};
 
-/// Phrases of bounce texts, most specific first, matched on lower-cased text with runs of
+static BOUNCE_PHRASES: LazyLock<PhraseTable<Reason>> = LazyLock::new(|| PhraseTable::new(PHRASES));
+static STATE: LazyLock<PhraseTable<Reason>> = LazyLock::new(|| PhraseTable::new(STATE_PHRASES));
+static NO_SUCH_ADDRESS: LazyLock<PhraseSet> =
+    LazyLock::new(|| PhraseSet::new(DEFINITELY_NO_SUCH_ADDRESS));
+
+/// Phrases of bounce texts, most specific first, matched ignoring ASCII case on text with runs of
 /// white space collapsed.
 const PHRASES: &[(Reason, &[&str])] = &[
     (
@@ -35,6 +43,30 @@ const PHRASES: &[(Reason, &[&str])] = &[
         &["wasn't able to establish an smtp connection"],
     ),
     (Reason::SystemError, &["unable to contact ldap server"]),
+    // Postfix's words for a server that refused the connection itself; the "delivery
+    // temporarily suspended" it puts before them is about its own queue, not an account.
+    (Reason::Blocked, &["refused to talk to me"]),
+    // Lotus Notes / Domino: the address is not in the directory.
+    (
+        Reason::UserUnknown,
+        &[
+            "not listed in public name & address book",
+            "not listed in domino directory",
+        ],
+    ),
+    (
+        Reason::FailedStartTls,
+        &[
+            "does not support tls",
+            "does not support starttls",
+            "starttls failed",
+            "tls negotiation failed",
+        ],
+    ),
+    (
+        Reason::SyntaxError,
+        &["malformed address", "malformed recipient address"],
+    ),
     (
         Reason::BadReputation,
         &[
@@ -130,6 +162,8 @@ const PHRASES: &[(Reason, &[&str])] = &[
             "relay not permitted",
             "unable to relay",
             "not configured to relay",
+            // Amazon SES relays only for the identities verified with it.
+            "email address is not verified",
             "no relaying",
             "relay denied",
         ],
@@ -143,6 +177,7 @@ const PHRASES: &[(Reason, &[&str])] = &[
             "account is locked",
             "account is blocked",
             "temporary locked",
+            "tried to reach is disabled",
             "temporarily locked",
             "mailbox disabled",
             "disabled recipient",
@@ -240,6 +275,8 @@ const PHRASES: &[(Reason, &[&str])] = &[
             "permission to post",
             "google groups",
             "unexpected volume or user complaints",
+            // A listed sender or recipient address, not the client's IP address.
+            "address that has been blacklisted",
         ],
     ),
     (
@@ -323,7 +360,11 @@ const STATE_PHRASES: &[(Reason, &[&str])] = &[
     // The words of reply codes 421 and 554 themselves, which any failure can carry.
     (
         Reason::SystemError,
-        &["service currently unavailable", "service unavailable"],
+        &[
+            "service currently unavailable",
+            "service unavailable",
+            "transaction failed",
+        ],
     ),
 ];
 
@@ -359,6 +400,10 @@ const DEFINITELY_NO_SUCH_ADDRESS: &[&str] = &[
     "address not found",
     "address couldn't be found",
     "no valid recipients",
+    // Sendmail's local mailer: no content filter runs there.
+    "mail.local: unknown user",
+    "not listed in public name & address book",
+    "not listed in domino directory",
 ];
 
 /// The reason for one recipient's report, from its codes, its texts (most specific first: the
@@ -381,12 +426,8 @@ pub(crate) fn decide(codes: Codes, texts: &[&str], transcript: &str) -> Reason {
                 .join(" ")
         })
         .collect();
-    let lower: Vec<String> = plain.iter().map(|p| p.to_lowercase()).collect();
     // The server's own words come first; the notice around them only when they say nothing.
-    let from_text = plain
-        .iter()
-        .zip(&lower)
-        .find_map(|(plain, lower)| text_reason(plain, lower));
+    let from_text = plain.iter().find_map(|plain| text_reason(plain));
     // A "recipient rejected" about the message's content (`5.6.0`) is not about the address.
     let from_text = match (from_text, codes.status) {
         (Some(Reason::UserUnknown), Some(status)) if status.subject == 6 => {
@@ -406,28 +447,22 @@ pub(crate) fn decide(codes: Codes, texts: &[&str], transcript: &str) -> Reason {
         (None, Some(text)) => text,
         (None, None) => codes
             .status
-            .and_then(reason_from_status)
+            .and_then(|s| bare_status(s).or_else(|| reason_from_status(s)))
             .or_else(|| codes.reply_code.and_then(from_reply_code))
             .unwrap_or(Reason::Undefined),
     };
     // Refused before the sender was even named: the server refuses this client, not this
-    // message or address.
-    // A queue that gave up on such a server was refused all along.
-    let before_mail = matches!(smtp::command(transcript), Some("CONN" | "HELO" | "EHLO"));
+    // message or address. A queue that gave up on such a server was refused all along.
+    let command = smtp::command(transcript);
+    let before_mail = matches!(command, Some("CONN" | "HELO" | "EHLO"));
     if before_mail && (VAGUE_REFUSALS.contains(&reason) || reason == Reason::Expired) {
         return Reason::Blocked;
     }
     let address_status = codes
         .status
         .is_some_and(|s| s.subject == 1 && matches!(s.detail, 0 | 1 | 3 | 10));
-    let definite = DEFINITELY_NO_SUCH_ADDRESS
-        .iter()
-        .any(|p| lower.iter().any(|l| l.contains(p)));
-    if reason == Reason::UserUnknown
-        && !address_status
-        && !definite
-        && smtp::command(transcript) != Some("RCPT")
-    {
+    let definite = plain.iter().any(|p| NO_SUCH_ADDRESS.any_in(p));
+    if reason == Reason::UserUnknown && !address_status && !definite && command != Some("RCPT") {
         Reason::Filtered
     } else {
         reason
@@ -442,29 +477,21 @@ fn routing_status(codes: Codes) -> bool {
 
 /// A reply code or enhanced status code, alone or joined (`550`, `5.1.1`, `550-5.1.1`).
 fn is_code(word: &str) -> bool {
-    word.split('-').all(|part| {
-        let part = part.trim_matches(|c: char| matches!(c, '#' | '(' | ')' | ':' | ';' | ','));
-        part.len() == 3 && part.bytes().all(|b| b.is_ascii_digit())
-            || part.parse::<EnhancedStatus>().is_ok()
-    })
+    // Most words hold no digit at all: no need to parse them.
+    word.bytes().any(|b| b.is_ascii_digit())
+        && word.split('-').all(|part| {
+            let part = part.trim_matches(|c: char| matches!(c, '#' | '(' | ')' | ':' | ';' | ','));
+            part.len() == 3 && part.bytes().all(|b| b.is_ascii_digit())
+                || part.parse::<EnhancedStatus>().is_ok()
+        })
 }
 
 /// The reason a text shows: this crate's bounce phrases, then the domain's reply phrases.
-fn text_reason(plain: &str, lower: &str) -> Option<Reason> {
-    from_phrases(lower)
+fn text_reason(plain: &str) -> Option<Reason> {
+    BOUNCE_PHRASES
+        .first(plain)
         .or_else(|| reason_from_text(plain))
-        .or_else(|| find_phrase(STATE_PHRASES, lower))
-}
-
-fn from_phrases(lower: &str) -> Option<Reason> {
-    find_phrase(PHRASES, lower)
-}
-
-fn find_phrase(table: &[(Reason, &[&str])], lower: &str) -> Option<Reason> {
-    table
-        .iter()
-        .find(|(_, phrases)| phrases.iter().any(|p| lower.contains(p)))
-        .map(|(reason, _)| *reason)
+        .or_else(|| STATE.first(plain))
 }
 
 /// A hard bounce condemns the address; `notaccept` only when the refusal is permanent.
@@ -500,6 +527,12 @@ fn from_status(status: EnhancedStatus) -> Option<Reason> {
         (_, 7, 9) => PolicyViolation,
         _ => return None,
     })
+}
+
+/// What a status code means when no words say more: `X.7.0` and `X.7.1` ("delivery not
+/// authorized") are security refusals that the domain's reply reading calls rejections.
+fn bare_status(status: EnhancedStatus) -> Option<Reason> {
+    (status.subject == 7 && status.detail <= 1).then_some(Reason::SecurityError)
 }
 
 fn from_reply_code(code: u16) -> Option<Reason> {

@@ -3,8 +3,21 @@
 //! message. Reports nest and mislabel their parts, so this looks at content types rather than
 //! at positions.
 
+use std::sync::LazyLock;
+
 use mail_parser::decoders::html::html_to_text;
-use mail_parser::{Message, MessageParser, MimeHeaders, PartType};
+use mail_parser::{HeaderName, Message, MessageParser, MimeHeaders, PartType};
+
+/// Parses only the headers the readers use; the rest (`Received`, dates, message ids, which
+/// a bounce carries many of) stay raw text, read through [`Sections::header`] when needed.
+static PARSER: LazyLock<MessageParser> = LazyLock::new(|| {
+    MessageParser::new()
+        .with_mime_headers()
+        .header_text(HeaderName::Subject)
+        .header_address(HeaderName::From)
+        .header_address(HeaderName::To)
+        .default_header_raw()
+});
 
 /// Everything a reader may need from one message, decoded to text.
 pub(crate) struct Sections {
@@ -15,8 +28,8 @@ pub(crate) struct Sections {
     pub from: String,
     /// Addresses in the report's `To`, lower-cased: usually the sender of the original.
     pub to: Vec<String>,
-    /// `(name, value)` of every header of the report, names lower-cased, values unfolded.
-    pub headers: Vec<(String, String)>,
+    /// `(name, value)` of every header of the report, as written (folded).
+    headers: Vec<(String, String)>,
     /// The text parts meant for people, in order (HTML turned into text).
     pub human: Vec<String>,
     /// Bodies of `message/delivery-status` parts (RFC 3464).
@@ -29,7 +42,7 @@ pub(crate) struct Sections {
 
 impl Sections {
     pub fn parse(raw: &[u8]) -> Option<Self> {
-        let message = MessageParser::default().parse(raw)?;
+        let message = PARSER.parse(raw)?;
         let mut sections = Sections {
             subject: message.subject().unwrap_or_default().to_string(),
             from: first_address(message.from()),
@@ -56,12 +69,12 @@ impl Sections {
         Some(sections)
     }
 
-    /// The value of the first header called `name` (lower-case).
-    pub fn header(&self, name: &str) -> Option<&str> {
+    /// The value of the first header called `name`, unfolded.
+    pub fn header(&self, name: &str) -> Option<String> {
         self.headers
             .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| unfold(v))
     }
 
     fn collect(&mut self, message: &Message<'_>) {
@@ -95,7 +108,7 @@ impl Sections {
                 (_, "rfc822-headers" | "global-headers" | "rfc822", _) => {
                     self.returned_headers.push(text());
                 }
-                (_, _, PartType::Html(html)) => html_parts.push(html_to_text(html)),
+                (_, _, PartType::Html(html)) => html_parts.push(html.as_ref()),
                 ("text", _, PartType::Text(body)) => self.human.push(body.to_string()),
                 // A nested multipart whose headers were too broken to parse arrives as bytes;
                 // its text is still the notice.
@@ -110,7 +123,7 @@ impl Sections {
             }
         }
         if self.human.is_empty() {
-            self.human = html_parts;
+            self.human = html_parts.into_iter().map(html_to_text).collect();
         }
     }
 }
@@ -139,13 +152,19 @@ fn raw_headers(message: &Message<'_>) -> String {
 fn header_pairs(message: &Message<'_>) -> Vec<(String, String)> {
     message
         .headers_raw()
-        .map(|(name, value)| (name.to_ascii_lowercase(), unfold(value)))
+        .map(|(name, value)| (name.to_string(), value.to_string()))
         .collect()
 }
 
 /// The `name: value` lines of a header-like block (a DSN or ARF part, a quoted header), with folded
 /// continuation lines joined; names lower-cased.
 pub(crate) fn fields(body: &str) -> Vec<(String, String)> {
+    fields_named(body, |_| true)
+}
+
+/// The fields of [`fields`] whose name `wanted` accepts (as written): searching a whole text
+/// for a few names need not copy every line that looks like a field.
+pub(crate) fn fields_named(body: &str, wanted: impl Fn(&str) -> bool) -> Vec<(String, String)> {
     let mut fields: Vec<(String, String)> = Vec::new();
     let mut folding = false;
     for line in body.lines() {
@@ -160,12 +179,12 @@ pub(crate) fn fields(body: &str) -> Vec<(String, String)> {
         let Some((name, value)) = line.split_once(':') else {
             continue;
         };
-        let name = name.trim().to_ascii_lowercase();
-        if name.is_empty() || name.contains(char::is_whitespace) {
+        let name = name.trim();
+        if name.is_empty() || name.contains(char::is_whitespace) || !wanted(name) {
             continue;
         }
         folding = true;
-        fields.push((name, value.trim().to_string()));
+        fields.push((name.to_ascii_lowercase(), value.trim().to_string()));
     }
     fields
 }

@@ -2,7 +2,11 @@
 //! `smtp;` in a Diagnostic-Code, in a quoted transcript (`<<< 550 5.1.1 …`), in parentheses
 //! (`(#5.1.1)`), or on their own.
 
+use std::sync::LazyLock;
+
 use mailtrail_domain::EnhancedStatus;
+
+use crate::phrases::PhraseTable;
 
 /// The codes found in one piece of text.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -78,62 +82,81 @@ const COMMANDS: &[(&str, &str)] = &[
     ("greeting", "CONN"),
 ];
 
+/// What a cue in a report's text says about the failing command.
+#[derive(Debug, Clone, Copy)]
+enum Cue {
+    /// The command is named right after the cue (`in reply to RCPT TO command`).
+    Before,
+    /// The cue itself names the command.
+    Names(&'static str),
+}
+
+const CUES: &[(Cue, &[&str])] = &[
+    (
+        Cue::Before,
+        &[
+            "in reply to end of ",
+            "in reply to ",
+            "after end of ",
+            "after ",
+            ">>> ",
+            "during ",
+            "while performing the ",
+        ],
+    ),
+    // qmail-remote's words: "Connected to 192.0.2.1 but my name was rejected."
+    (Cue::Names("CONN"), &["but greeting failed"]),
+    (Cue::Names("HELO"), &["but my name was rejected"]),
+    (Cue::Names("MAIL"), &["but sender was rejected"]),
+    // Yahoo's bounces end the reply with the command in brackets.
+    (Cue::Names("RCPT"), &["[rcpt_to]"]),
+    (Cue::Names("MAIL"), &["[mail_from]"]),
+    // Postfix's words for a refusal at RCPT time, quoted by many relays without the command.
+    (
+        Cue::Names("RCPT"),
+        &["recipient address rejected", "rcpt to"],
+    ),
+];
+
+static CUE_TABLE: LazyLock<PhraseTable<Cue>> = LazyLock::new(|| PhraseTable::new(CUES));
+
 /// The SMTP command the remote server was answering when it refused, as the report tells it:
 /// `in reply to RCPT TO command`, `after end of data`, a `>>> DATA` transcript line, `RCPT
 /// TO:<…>`. The last one mentioned wins, as transcripts end with the failing command.
 pub(crate) fn command(text: &str) -> Option<&'static str> {
     // Reports wrap long lines anywhere: "(in reply to\n    RCPT TO command)".
-    let lower = text
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ")
-        .to_lowercase();
+    let lower = collapsed_lowercase(text);
     let mut found: Option<(usize, &'static str)> = None;
-    for cue in [
-        "in reply to end of ",
-        "in reply to ",
-        "after end of ",
-        "after ",
-        ">>> ",
-        "during ",
-        "while performing the ",
-    ] {
-        for (at, _) in lower.match_indices(cue) {
-            let rest = &lower[at + cue.len()..];
-            let Some((_, name)) = COMMANDS.iter().find(|(word, _)| rest.starts_with(word)) else {
-                continue;
-            };
-            if found.is_none_or(|(last, _)| at > last) {
-                found = Some((at, name));
+    for (at, cue, end) in CUE_TABLE.occurrences(&lower) {
+        let name = match cue {
+            Cue::Names(name) => name,
+            Cue::Before => {
+                let rest = &lower[end..];
+                let Some((_, name)) = COMMANDS.iter().find(|(word, _)| rest.starts_with(word))
+                else {
+                    continue;
+                };
+                name
             }
-        }
-    }
-    // qmail-remote's words: "Connected to 192.0.2.1 but my name was rejected."
-    for (cue, name) in [
-        ("but greeting failed", "CONN"),
-        ("but my name was rejected", "HELO"),
-        ("but sender was rejected", "MAIL"),
-        // Yahoo's bounces end the reply with the command in brackets.
-        ("[rcpt_to]", "RCPT"),
-        ("[mail_from]", "MAIL"),
-    ] {
-        if let Some(at) = lower.rfind(cue)
-            && found.is_none_or(|(last, _)| at > last)
-        {
+        };
+        if found.is_none_or(|(last, _)| at > last) {
             found = Some((at, name));
         }
     }
-    // Postfix's words for a refusal at RCPT time, quoted by many relays without the command.
-    let rcpt_cue = ["recipient address rejected", "rcpt to"]
-        .iter()
-        .filter_map(|cue| lower.rfind(cue))
-        .max();
-    if let Some(at) = rcpt_cue
-        && found.is_none_or(|(last, _)| at > last)
-    {
-        found = Some((at, "RCPT"));
-    }
     found.map(|(_, name)| name)
+}
+
+/// `text` in ASCII lower case with every run of white space made one space, in one pass: the
+/// transcripts searched here can be a whole notice.
+fn collapsed_lowercase(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for word in text.split_whitespace() {
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        out.extend(word.chars().map(|c| c.to_ascii_lowercase()));
+    }
+    out
 }
 
 #[cfg(test)]

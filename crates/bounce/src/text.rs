@@ -3,6 +3,9 @@
 //! a layout, so this reads them the way a person would: find the addresses the notice is
 //! about, take the lines around each one, and read the codes and words there.
 
+use std::sync::LazyLock;
+
+use crate::phrases::PhraseSet;
 use crate::sections::Sections;
 use crate::{RecipientResult, reason, smtp};
 
@@ -247,18 +250,28 @@ fn readable(sections: &Sections) -> String {
 pub(crate) fn cut_returned(text: &str) -> &str {
     let mut offset = 0;
     for line in text.split_inclusive('\n') {
-        let lower = line.trim().to_lowercase();
-        let header_line = RETURNED_HEADERS
-            .iter()
-            .any(|h| line.to_lowercase().starts_with(h));
-        let marker = RETURNED_MARKERS.iter().any(|m| lower.contains(m))
-            && (lower.starts_with('-') || lower.len() < 80 && !lower.contains("rfc822"));
-        if offset > 0 && (header_line || marker) {
+        if offset > 0 && (opens_returned_headers(line) || is_returned_marker(line)) {
             return &text[..offset];
         }
         offset += line.len();
     }
     text
+}
+
+fn opens_returned_headers(line: &str) -> bool {
+    RETURNED_HEADERS.iter().any(|h| {
+        line.get(..h.len())
+            .is_some_and(|start| start.eq_ignore_ascii_case(h))
+    })
+}
+
+/// A line announcing the returned message: a short one, or a `----` separator line.
+fn is_returned_marker(line: &str) -> bool {
+    static MARKERS: LazyLock<PhraseSet> = LazyLock::new(|| PhraseSet::new(RETURNED_MARKERS));
+    static RFC822: LazyLock<PhraseSet> = LazyLock::new(|| PhraseSet::new(&["rfc822"]));
+    let line = line.trim();
+    let separator = line.starts_with('-');
+    (separator || line.len() < 80) && MARKERS.any_in(line) && (separator || !RFC822.any_in(line))
 }
 
 /// Addresses that send or receive the notice, never the failed recipient.

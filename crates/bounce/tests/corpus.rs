@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 const HOLD_OUT_EVERY: usize = 5;
 
 /// What the classifier reaches today: a regression below it fails the build.
-const FLOOR_REASON: f64 = 88.0;
-const FLOOR_HARD: f64 = 96.0;
+const FLOOR_REASON: f64 = 90.5;
+const FLOOR_HARD: f64 = 96.3;
 
 /// What the product asks for (reason ≥ 95%, hard_bounce ≥ 98%); not reached yet, so checked by
 /// an ignored test (`cargo test -p mailtrail-bounce -- --ignored`).

@@ -3,7 +3,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use mailtrail_inbound::InboundConfig;
-use mailtrail_inbound::session::{Settings, Sink, run};
+use mailtrail_inbound::session::{Settings, Sink, Tls, run};
 use tokio::io::AsyncWriteExt;
 
 struct Discard;
@@ -22,7 +22,7 @@ fuzz_target!(|data: &[u8]| {
     runtime.block_on(async {
         let (mut client, mut server) = tokio::io::duplex(1 << 16);
         let config = InboundConfig { max_message_size: 4096, ..InboundConfig::default() };
-        let settings = Settings { config: &config, bounce_domain: "bounce.test" };
+        let settings = Settings { config: &config, bounce_domain: "bounce.test", tls: Tls::Offered };
         let writer = async {
             let _ = client.write_all(data).await;
             let _ = client.shutdown().await;

@@ -1,5 +1,6 @@
 //! The `[inbound]` section, and the rule for which recipients Mailtrail accepts mail for.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -26,6 +27,10 @@ pub struct InboundConfig {
     /// How long raw messages are kept after processing.
     #[serde(with = "humantime_serde")]
     pub retention: Duration,
+    /// PEM certificate chain for STARTTLS (with `tls_key`); unset, STARTTLS is not offered.
+    pub tls_certificate: Option<PathBuf>,
+    /// PEM private key of `tls_certificate`.
+    pub tls_key: Option<PathBuf>,
 }
 
 impl Default for InboundConfig {
@@ -39,6 +44,8 @@ impl Default for InboundConfig {
             data_timeout: Duration::from_secs(180),
             max_errors: 10,
             retention: Duration::from_secs(30 * 24 * 3600),
+            tls_certificate: None,
+            tls_key: None,
         }
     }
 }

@@ -3,7 +3,8 @@
 //!
 //! - [`config`]: the `[inbound]` settings and which recipients are Mailtrail's;
 //! - [`session`]: one SMTP conversation, generic over its stream so tests feed it bytes;
-//! - [`server`]: the listener: connection limits, shutdown;
+//! - [`server`]: the listener: connection limits, STARTTLS, shutdown;
+//! - [`tls`]: the certificate STARTTLS offers;
 //! - [`process`]: classifies stored messages, matches them to emails, applies their effects.
 //!
 //! A message is stored raw (and on disk) before the 250 that ends its DATA; processing it is
@@ -13,5 +14,6 @@ pub mod config;
 pub mod process;
 pub mod server;
 pub mod session;
+pub mod tls;
 
 pub use config::InboundConfig;

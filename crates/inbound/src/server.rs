@@ -1,6 +1,6 @@
 //! The inbound SMTP listener: one task per connection, at most `max_connections` at once
-//! (the rest are told `421` and closed), stopped by a shutdown future after the sessions in
-//! flight end.
+//! (the rest are told `421` and closed), STARTTLS when a certificate is configured, stopped
+//! by a shutdown future after the sessions in flight end.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,9 +10,10 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
 
 use crate::InboundConfig;
-use crate::session::{self, Settings, Sink};
+use crate::session::{self, Ending, Settings, Sink, Tls};
 
 /// Stores messages in the database and wakes the processor.
 pub struct StoreSink {
@@ -34,15 +35,16 @@ impl Sink for StoreSink {
 /// How long sessions in flight may take to end after shutdown, before they are cut.
 const DRAIN: Duration = Duration::from_secs(30);
 
-/// Serves `listener` until `shutdown` resolves.
+/// Serves `listener` until `shutdown` resolves; offers STARTTLS with `tls`.
 pub async fn serve(
     listener: TcpListener,
     config: InboundConfig,
     bounce_domain: String,
     sink: StoreSink,
+    tls: Option<TlsAcceptor>,
     shutdown: impl Future<Output = ()>,
 ) {
-    let shared = Arc::new((config, bounce_domain, sink));
+    let shared = Arc::new((config, bounce_domain, sink, tls));
     let slots = Arc::new(Semaphore::new(shared.0.max_connections.max(1)));
     let mut sessions = JoinSet::new();
     tokio::pin!(shutdown);
@@ -69,13 +71,29 @@ pub async fn serve(
         };
         let shared = shared.clone();
         sessions.spawn(async move {
-            let (config, bounce_domain, sink) = &*shared;
-            let settings = Settings {
+            let (config, bounce_domain, sink, tls) = &*shared;
+            let mut settings = Settings {
                 config,
                 bounce_domain,
+                tls: if tls.is_some() {
+                    Tls::Offered
+                } else {
+                    Tls::Unavailable
+                },
             };
             tracing::debug!(%peer, "SMTP session");
-            session::run(&mut stream, &settings, sink).await;
+            if session::run(&mut stream, &settings, sink).await == Ending::StartTls
+                && let Some(tls) = tls
+            {
+                match tokio::time::timeout(config.command_timeout, tls.accept(stream)).await {
+                    Ok(Ok(mut stream)) => {
+                        settings.tls = Tls::Active;
+                        session::run(&mut stream, &settings, sink).await;
+                    }
+                    Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                    Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                }
+            }
             drop(slot);
         });
     }

@@ -1,5 +1,7 @@
 //! One SMTP conversation with a client (RFC 5321): EHLO/HELO, MAIL, RCPT, DATA with
-//! PIPELINING, 8BITMIME and SIZE. Every way a client can misbehave — unknown commands, bad
+//! PIPELINING, 8BITMIME and SIZE, and STARTTLS (RFC 3207) when a certificate is configured:
+//! the session ends with [`Ending::StartTls`], the listener wraps the connection, and a new
+//! session (no greeting, the client says EHLO again) continues over TLS. Every way a client can misbehave — unknown commands, bad
 //! order, relaying, oversized or endless messages, silence — gets a clear reply and leaves
 //! nothing behind; only a complete message is stored, and only then is it acknowledged.
 
@@ -25,6 +27,27 @@ pub struct Settings<'a> {
     pub config: &'a InboundConfig,
     /// The domain of Mailtrail's own addresses.
     pub bounce_domain: &'a str,
+    pub tls: Tls,
+}
+
+/// Where the connection stands with TLS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tls {
+    /// No certificate configured: STARTTLS is not offered.
+    Unavailable,
+    /// In the clear, STARTTLS offered.
+    Offered,
+    /// Already encrypted: no greeting (the client goes on with EHLO), no second STARTTLS.
+    Active,
+}
+
+/// How a session ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ending {
+    /// The client quit, hung up, timed out or erred too often.
+    Closed,
+    /// The client asked for TLS and was told `220`: the caller starts the handshake.
+    StartTls,
 }
 
 #[derive(Default)]
@@ -33,16 +56,17 @@ struct Transaction {
     rcpt_to: Vec<String>,
 }
 
-/// Reads from `stream` until the client quits, hangs up, times out or errs too often.
-pub async fn run<S, K>(stream: &mut S, settings: &Settings<'_>, sink: &K)
+/// Reads from `stream` until the client quits, hangs up, times out or errs too often, or asks
+/// for TLS.
+pub async fn run<S, K>(stream: &mut S, settings: &Settings<'_>, sink: &K) -> Ending
 where
     S: AsyncRead + AsyncWrite + Unpin,
     K: Sink,
 {
     let config = settings.config;
     let greeting = format!("220 {} ESMTP Mailtrail\r\n", config.hostname);
-    if stream.write_all(greeting.as_bytes()).await.is_err() {
-        return;
+    if settings.tls != Tls::Active && stream.write_all(greeting.as_bytes()).await.is_err() {
+        return Ending::Closed;
     }
     let mut commands = RequestReceiver::default();
     let mut greeted = false;
@@ -58,13 +82,13 @@ where
             config.command_timeout
         };
         let read = match tokio::time::timeout(wait, stream.read(&mut buf)).await {
-            Ok(Ok(0)) | Ok(Err(_)) => return, // hung up: an unfinished message is dropped
+            Ok(Ok(0)) | Ok(Err(_)) => return Ending::Closed, // hung up: an unfinished message is dropped
             Ok(Ok(n)) => n,
             Err(_) => {
                 let _ = stream
                     .write_all(b"421 4.4.2 Timeout: closing the connection\r\n")
                     .await;
-                return;
+                return Ending::Closed;
             }
         };
         let mut bytes = buf[..read].iter();
@@ -94,7 +118,7 @@ where
                     if errors >= config.max_errors {
                         replies.push_str("421 4.7.0 Too many errors, closing the connection\r\n");
                         let _ = stream.write_all(replies.as_bytes()).await;
-                        return;
+                        return Ending::Closed;
                     }
                     continue;
                 }
@@ -103,8 +127,13 @@ where
                 Request::Ehlo { host } => {
                     greeted = true;
                     transaction = Transaction::default();
+                    let starttls = if settings.tls == Tls::Offered {
+                        "250-STARTTLS\r\n"
+                    } else {
+                        ""
+                    };
                     format!(
-                        "250-{} greets {host}\r\n250-PIPELINING\r\n250-8BITMIME\r\n250-SIZE {}\r\n250-ENHANCEDSTATUSCODES\r\n250 SMTPUTF8\r\n",
+                        "250-{} greets {host}\r\n250-PIPELINING\r\n250-8BITMIME\r\n250-SIZE {}\r\n{starttls}250-ENHANCEDSTATUSCODES\r\n250 SMTPUTF8\r\n",
                         config.hostname, config.max_message_size
                     )
                 }
@@ -156,16 +185,29 @@ where
                 Request::Quit => {
                     replies.push_str("221 2.0.0 Bye\r\n");
                     let _ = stream.write_all(replies.as_bytes()).await;
-                    return;
+                    return Ending::Closed;
                 }
-                Request::StartTls => "502 5.5.1 STARTTLS is not offered\r\n".into(),
+                Request::StartTls => match settings.tls {
+                    Tls::Unavailable => "502 5.5.1 STARTTLS is not offered\r\n".into(),
+                    Tls::Active => "503 5.5.1 TLS is already active\r\n".into(),
+                    Tls::Offered if !greeted => "503 5.5.1 Say EHLO first\r\n".into(),
+                    Tls::Offered => {
+                        // Whatever the client pipelined after STARTTLS is dropped unread: it
+                        // was sent in the clear and must not be taken as said over TLS.
+                        replies.push_str("220 2.0.0 Ready to start TLS\r\n");
+                        return match stream.write_all(replies.as_bytes()).await {
+                            Ok(()) => Ending::StartTls,
+                            Err(_) => Ending::Closed,
+                        };
+                    }
+                },
                 Request::Auth { .. } => "502 5.5.1 AUTH is not offered: this server only receives mail for its own addresses\r\n".into(),
                 _ => "502 5.5.1 Command not implemented\r\n".into(),
             };
             replies.push_str(&reply);
         }
         if !replies.is_empty() && stream.write_all(replies.as_bytes()).await.is_err() {
-            return;
+            return Ending::Closed;
         }
     }
 }
@@ -236,21 +278,32 @@ mod tests {
 
     /// Plays `input` to a session and returns everything it answered.
     async fn converse(input: &[u8], config: &InboundConfig) -> (String, Vec<Stored>) {
+        let (replies, stored, _) = converse_with_tls(input, config, Tls::Unavailable).await;
+        (replies, stored)
+    }
+
+    /// [`converse`] in a given TLS state, also returning how the session ended.
+    async fn converse_with_tls(
+        input: &[u8],
+        config: &InboundConfig,
+        tls: Tls,
+    ) -> (String, Vec<Stored>, Ending) {
         let (mut client, mut server) = tokio::io::duplex(1 << 20);
         let sink = Memory::default();
         let settings = Settings {
             config,
             bounce_domain: "bounce.test",
+            tls,
         };
         client.write_all(input).await.unwrap();
         client.shutdown().await.unwrap();
-        tokio::time::timeout(TEST_TIMEOUT, run(&mut server, &settings, &sink))
+        let ending = tokio::time::timeout(TEST_TIMEOUT, run(&mut server, &settings, &sink))
             .await
             .unwrap();
         drop(server);
         let mut out = String::new();
         client.read_to_string(&mut out).await.unwrap();
-        (out, sink.0.into_inner().unwrap())
+        (out, sink.0.into_inner().unwrap(), ending)
     }
 
     fn codes(replies: &str) -> Vec<&str> {
@@ -361,5 +414,35 @@ mod tests {
         let (replies, _) = converse(&input, &InboundConfig::default()).await;
         assert!(replies.contains("421 4.7.0 Too many errors"), "{replies}");
         assert!(codes(&replies).len() <= 12);
+    }
+
+    #[tokio::test]
+    async fn starttls_is_offered_only_with_a_certificate_and_drops_what_was_pipelined() {
+        let config = InboundConfig::default();
+        let (replies, _, ending) =
+            converse_with_tls(b"EHLO c\r\nSTARTTLS\r\n", &config, Tls::Unavailable).await;
+        assert!(!replies.contains("STARTTLS\r\n"), "{replies}");
+        assert_eq!(codes(&replies), ["220", "250", "502"]);
+        assert_eq!(ending, Ending::Closed);
+
+        // Offered: the commands pipelined after STARTTLS were sent in the clear and are
+        // neither answered nor acted on (RFC 3207 §4.2, the STARTTLS injection attack).
+        let injected = b"EHLO c\r\nSTARTTLS\r\nMAIL FROM:<a@b.test>\r\n\
+                         RCPT TO:<bounces+t@bounce.test>\r\nDATA\r\nx\r\n.\r\n";
+        let (replies, stored, ending) = converse_with_tls(injected, &config, Tls::Offered).await;
+        assert!(replies.contains("250-STARTTLS\r\n"), "{replies}");
+        assert_eq!(codes(&replies), ["220", "250", "220"]);
+        assert_eq!(ending, Ending::StartTls);
+        assert!(stored.is_empty());
+
+        // Before EHLO it is refused; over TLS there is no greeting and no second STARTTLS.
+        let (replies, _, _) =
+            converse_with_tls(b"STARTTLS\r\nQUIT\r\n", &config, Tls::Offered).await;
+        assert_eq!(codes(&replies), ["220", "503", "221"]);
+        let (replies, _, ending) =
+            converse_with_tls(b"EHLO c\r\nSTARTTLS\r\nQUIT\r\n", &config, Tls::Active).await;
+        assert!(!replies.contains("STARTTLS"), "{replies}");
+        assert_eq!(codes(&replies), ["250", "503", "221"]);
+        assert_eq!(ending, Ending::Closed);
     }
 }

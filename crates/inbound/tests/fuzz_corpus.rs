@@ -6,7 +6,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use mailtrail_inbound::InboundConfig;
-use mailtrail_inbound::session::{Settings, Sink, run};
+use mailtrail_inbound::session::{Settings, Sink, Tls, run};
 use tokio::io::AsyncWriteExt;
 
 struct Discard;
@@ -36,6 +36,7 @@ async fn every_fuzz_corpus_input_ends_cleanly() {
         let settings = Settings {
             config: &config,
             bounce_domain: "bounce.test",
+            tls: Tls::Offered,
         };
         let writer = async {
             let _ = client.write_all(&bytes).await;

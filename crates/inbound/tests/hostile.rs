@@ -34,6 +34,7 @@ async fn start(config: InboundConfig) -> Server {
         config,
         "bounce.test".into(),
         sink,
+        None,
         async move {
             let _ = stopped.wait_for(|s| *s).await;
         },

@@ -152,8 +152,18 @@ pub fn check(file: Option<&Path>) -> Vec<Problem> {
         let figment = Figment::from(Serialized::defaults(Config::default()))
             .merge(Toml::string(&table.to_string()))
             .merge(Env::prefixed("MAILTRAIL_").filter(|key| ENV_KEYS.iter().any(|k| key == *k)));
-        let Err(errors) = figment.extract::<Config>() else {
-            break;
+        let errors = match figment.extract::<Config>() {
+            Ok(config) => {
+                // Well-formed: now whether what it names can be used.
+                if let Err(message) = mailtrail_inbound::tls::acceptor(&config.inbound) {
+                    problems.push(Problem {
+                        path: "inbound.tls_certificate".into(),
+                        message,
+                    });
+                }
+                break;
+            }
+            Err(errors) => errors,
         };
         let mut removed_any = false;
         for error in errors {
@@ -271,6 +281,15 @@ mod tests {
                 problems[0].message.contains("not valid TOML"),
                 "{problems:?}"
             );
+            // Well-formed, but naming a certificate that is not there.
+            jail.create_file(
+                "tls.toml",
+                "[inbound]\ntls_certificate = \"nope.pem\"\ntls_key = \"nope.key\"\n",
+            )?;
+            let problems = check(Some(Path::new("tls.toml")));
+            assert_eq!(problems.len(), 1, "{problems:?}");
+            assert_eq!(problems[0].path, "inbound.tls_certificate");
+            assert!(problems[0].message.contains("nope.pem"), "{problems:?}");
             Ok(())
         });
     }

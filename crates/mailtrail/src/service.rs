@@ -92,6 +92,8 @@ impl Service {
             axum::serve(listener, app).with_graceful_shutdown(wait_for(stopped.clone()));
         let received = std::sync::Arc::new(tokio::sync::Notify::new());
         let processor = Processor::new(store.clone(), outbound.tokens(), received.clone());
+        let inbound_tls =
+            mailtrail_inbound::tls::acceptor(&config.inbound).map_err(anyhow::Error::msg)?;
         let inbound = tokio::spawn(server::serve(
             smtp_listener,
             config.inbound.clone(),
@@ -100,6 +102,7 @@ impl Service {
                 store: store.clone(),
                 received,
             },
+            inbound_tls,
             wait_for(stopped.clone()),
         ));
         let processing = tokio::spawn(processor.run(wait_for(stopped.clone())));

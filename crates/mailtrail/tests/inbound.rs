@@ -1,6 +1,8 @@
 //! Inbound mail end to end: the real service sends through smtp-sink, then `swaks` (a real
 //! SMTP client) delivers bounce reports, a complaint, replies and forgeries to its SMTP
-//! listener, and each email ends in the stage PRODUCT.md §1 and §5 call for.
+//! listener, and each email ends in the stage PRODUCT.md §1 and §5 call for. The listener has
+//! a certificate (made by `openssl` for the test), and swaks requires STARTTLS: every message
+//! here arrives over TLS, as it would from a remote MTA that prefers it.
 
 mod common;
 
@@ -29,14 +31,50 @@ impl Drop for Service {
     }
 }
 
+/// A self-signed certificate and its key for `name`, as PEM files in `dir`.
+fn certificate(dir: &std::path::Path, name: &str) -> (String, String) {
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let output = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+        ])
+        .args([
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            &format!("/CN={name}"),
+            "-keyout",
+        ])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl is installed (scripts/install-test-deps)");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let path = |p: std::path::PathBuf| p.to_str().unwrap().to_owned();
+    (path(cert), path(key))
+}
+
 fn start(sink: &Sink) -> Service {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("mailtrail.toml");
+    let (cert, key) = certificate(dir.path(), "bounce.shop.test");
     std::fs::write(
         &config,
         format!(
             "[outbound]\nhelo_name = \"mta.shop.test\"\nbounce_domain = \"bounce.shop.test\"\n\
-             [outbound.routes]\n\"ok.test\" = \"{0}\"\n\"shop.test\" = \"{0}\"\n",
+             [outbound.routes]\n\"ok.test\" = \"{0}\"\n\"shop.test\" = \"{0}\"\n\
+             [inbound]\ntls_certificate = \"{cert}\"\ntls_key = \"{key}\"\n",
             sink.address()
         ),
     )
@@ -96,20 +134,22 @@ impl Service {
         (id, token)
     }
 
-    /// Delivers `message` to the listener with swaks, as a remote mail server would.
+    /// Delivers `message` to the listener with swaks over STARTTLS, as a remote mail server
+    /// would.
     fn deliver(&self, to: &str, message: &str) {
         let file = self.dir.path().join(format!("msg-{}.eml", rand_suffix()));
         std::fs::write(&file, message).unwrap();
         let (host, port) = self.smtp.rsplit_once(':').unwrap();
         let output = Command::new("swaks")
             .args([
-                "--server", host, "--port", port, "--from", "", "--to", to, "--data",
+                "--server", host, "--port", port, "--tls", "--from", "", "--to", to, "--data",
             ])
             .arg(&file)
             .output()
             .expect("swaks is installed (scripts/install-test-deps)");
         let transcript = String::from_utf8_lossy(&output.stdout);
         assert!(output.status.success(), "swaks failed:\n{transcript}");
+        assert!(transcript.contains("TLS started"), "{transcript}");
         assert!(transcript.contains("250 2.0.0 Ok: stored"), "{transcript}");
     }
 

@@ -1,7 +1,8 @@
 //! "Nothing accepted is ever lost" against faulty peers (issue #9): the recipient's server is a
 //! small SMTP server in this test that answers each transaction with a seeded random mix of
 //! acceptance, soft and hard refusals, a disconnect in the middle of DATA, and silence past
-//! the client's timeout — and writes down, per recipient, every answer it gave. Once nothing
+//! the client's timeout — and writes down, per recipient, every answer it gave. Half its
+//! connections offer PIPELINING, so both ways of sending meet every fault. Once nothing
 //! is queued, each email must be in the stage those answers call for:
 //!
 //! - the first 250 → delivered;
@@ -211,6 +212,12 @@ async fn converse(stream: TcpStream, log: &Mutex<Log>, rng: &Mutex<StdRng>) -> s
     let mut read = BufReader::new(read);
     let mut line = Vec::new();
     write.write_all(b"220 peer.test ESMTP\r\n").await?;
+    // Half the connections offer PIPELINING, so the faults meet both ways of sending.
+    let ehlo: &[u8] = if rng.lock().unwrap().gen_bool(0.5) {
+        b"250-peer.test\r\n250-PIPELINING\r\n250 8BITMIME\r\n"
+    } else {
+        b"250-peer.test\r\n250 8BITMIME\r\n"
+    };
     let mut pending: Option<Answer> = None;
     loop {
         line.clear();
@@ -220,11 +227,7 @@ async fn converse(stream: TcpStream, log: &Mutex<Log>, rng: &Mutex<StdRng>) -> s
         let text = String::from_utf8_lossy(&line).trim_end().to_owned();
         let verb = text.get(..4).unwrap_or_default().to_ascii_uppercase();
         match verb.as_str() {
-            "EHLO" => {
-                write
-                    .write_all(b"250-peer.test\r\n250 8BITMIME\r\n")
-                    .await?
-            }
+            "EHLO" => write.write_all(ehlo).await?,
             "HELO" | "NOOP" => write.write_all(b"250 2.0.0 Ok\r\n").await?,
             "MAIL" | "RSET" => {
                 pending = None;

@@ -2,15 +2,17 @@
 //! (or required), AUTH for a relay, then MAIL/RCPT/DATA for each email in turn, checking
 //! each against suppression and Permission to Email right before it is sent.
 
+use std::collections::HashSet;
 use std::time::Duration;
 
 use mail_send::Credentials;
 use mail_send::SmtpClient;
 use mail_send::smtp::tls::build_tls_connector;
 use mailtrail_domain::{EnhancedStatus, Reason, SmtpReply};
-use mailtrail_store::Claimed;
-use smtp_proto::{EXT_START_TLS, EhloResponse, Response};
-use tokio::io::{AsyncRead, AsyncWrite};
+use mailtrail_store::{BlockCheck, Claimed};
+use smtp_proto::response::parser::ResponseReceiver;
+use smtp_proto::{EXT_PIPELINING, EXT_START_TLS, EhloResponse, Response};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::config::{OutboundConfig, RelayTls};
@@ -31,10 +33,10 @@ pub struct Context<'a> {
 }
 
 /// Receives each email's outcome as soon as it is known; returns once the session may go
-/// on (after a suppressing outcome is committed, so later emails to the same address are
-/// dropped).
+/// on (after a suppressing outcome is committed), and whether the outcome blocked the
+/// email's address, so the session drops its later emails to that address.
 pub trait Report {
-    fn outcome(&mut self, email: &Claimed, outcome: Outcome) -> impl Future<Output = ()> + Send;
+    fn outcome(&mut self, email: &Claimed, outcome: Outcome) -> impl Future<Output = bool> + Send;
 }
 
 /// How the session ended for the emails it did not get to.
@@ -252,35 +254,49 @@ async fn send_all<S: AsyncRead + AsyncWrite + Unpin>(
         )
         .await;
     }
-    let mut queue = emails.into_iter();
+    // Checked right before the attempts (PRODUCT.md §2), all at once; what this session's own
+    // outcomes block is added as it goes.
+    let checks: Vec<BlockCheck<'_>> = emails
+        .iter()
+        .map(|email| BlockCheck {
+            account_id: &email.account_id,
+            to: &email.to,
+            lead_id: email.lead_id.as_deref(),
+        })
+        .collect();
+    let blocked = match ctx.store.block_reasons(&checks).await {
+        Ok(blocked) => blocked,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot check suppression; leaving the emails for later");
+            return Ending::Stopped {
+                untried: emails,
+                throttled: false,
+            };
+        }
+    };
+    let mut blocked_now: HashSet<String> = HashSet::new();
+    let mut queue = emails.into_iter().zip(blocked);
     // The DKIM keys for the emails' (account, From): the account's verified sending domain,
     // else the configured keys. A session's emails mostly share both, so one lookup serves.
     let mut signing: Option<((String, String), crate::dkim::Signers)> = None;
-    while let Some(email) = queue.next() {
-        match ctx
-            .store
-            .block_reason(&email.account_id, &email.to, email.lead_id.as_deref())
-            .await
-        {
-            Ok(Some(reason)) => {
-                report.outcome(&email, Outcome::Dropped(reason)).await;
-                continue;
-            }
-            Ok(None) => {}
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot check suppression; leaving the rest for later");
-                return Ending::Stopped {
-                    untried: std::iter::once(email).chain(queue).collect(),
-                    throttled: false,
-                };
-            }
+    while let Some((email, blocked)) = queue.next() {
+        let blocked = blocked.or_else(|| {
+            blocked_now
+                .contains(&email.to.to_lowercase())
+                .then_some(Reason::Suppressed)
+        });
+        if let Some(reason) = blocked {
+            report.outcome(&email, Outcome::Dropped(reason)).await;
+            continue;
         }
         if let Some(pace) = &ctx.pace
             && let Err(e) = pace.turn().await
         {
             tracing::warn!(error = %e, "cannot take the destination's next turn; leaving the rest for later");
             return Ending::Stopped {
-                untried: std::iter::once(email).chain(queue).collect(),
+                untried: std::iter::once(email)
+                    .chain(queue.map(|(e, _)| e))
+                    .collect(),
                 throttled: false,
             };
         }
@@ -295,7 +311,9 @@ async fn send_all<S: AsyncRead + AsyncWrite + Unpin>(
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot read the sending domain's key; leaving the rest for later");
                     return Ending::Stopped {
-                        untried: std::iter::once(email).chain(queue).collect(),
+                        untried: std::iter::once(email)
+                            .chain(queue.map(|(e, _)| e))
+                            .collect(),
                         throttled: false,
                     };
                 }
@@ -315,23 +333,28 @@ async fn send_all<S: AsyncRead + AsyncWrite + Unpin>(
         if let Err(e) = ctx.store.save_links(&email.id, &built.links).await {
             tracing::warn!(error = %e, "cannot store the email's links; leaving the rest for later");
             return Ending::Stopped {
-                untried: std::iter::once(email).chain(queue).collect(),
+                untried: std::iter::once(email)
+                    .chain(queue.map(|(e, _)| e))
+                    .collect(),
                 throttled: false,
             };
         }
-        let outcome = transaction(&mut client, target, config, &email, &built).await;
+        let pipelining = capabilities.has_capability(EXT_PIPELINING);
+        let outcome = transaction(&mut client, target, config, &email, &built, pipelining).await;
         let (outcome, connection_lost) = match outcome {
             Ok(reply) => (Outcome::Reply(reply), false),
             Err(outcome) => (outcome, true),
         };
         let throttle = matches!(&outcome, Outcome::Reply(r) if mailtrail_domain::classify::classify(r).throttle);
-        report.outcome(&email, outcome).await;
+        if report.outcome(&email, outcome).await {
+            blocked_now.insert(email.to.to_lowercase());
+        }
         if connection_lost || throttle {
             if !connection_lost {
                 let _ = client.quit().await;
             }
             return Ending::Stopped {
-                untried: queue.collect(),
+                untried: queue.map(|(e, _)| e).collect(),
                 throttled: throttle,
             };
         }
@@ -340,7 +363,8 @@ async fn send_all<S: AsyncRead + AsyncWrite + Unpin>(
     Ending::Done
 }
 
-/// MAIL, RCPT and DATA for one email. `Ok` with the reply that decides it; `Err` when the
+/// MAIL, RCPT and DATA for one email — in one write when the server offers PIPELINING
+/// (RFC 2920), else one at a time. `Ok` with the reply that decides it; `Err` when the
 /// connection is no longer usable.
 async fn transaction<S: AsyncRead + AsyncWrite + Unpin>(
     client: &mut SmtpClient<S>,
@@ -348,23 +372,35 @@ async fn transaction<S: AsyncRead + AsyncWrite + Unpin>(
     config: &OutboundConfig,
     email: &Claimed,
     built: &crate::message::Built,
+    pipelining: bool,
 ) -> Result<SmtpReply, Outcome> {
-    let mail = command(
-        client,
-        target,
-        format!("MAIL FROM:<{}>\r\n", built.envelope_from),
-    )
-    .await?;
-    if !mail.is_positive() {
-        reset(client, &mail).await;
-        return Ok(mail);
-    }
-    let rcpt = command(client, target, format!("RCPT TO:<{}>\r\n", email.to)).await?;
-    if !rcpt.is_positive() {
-        reset(client, &rcpt).await;
-        return Ok(rcpt);
-    }
-    let data = command(client, target, "DATA\r\n".into()).await?;
+    let mail = format!("MAIL FROM:<{}>\r\n", built.envelope_from);
+    let rcpt = format!("RCPT TO:<{}>\r\n", email.to);
+    let data = if pipelining {
+        let [mail, rcpt, data] = pipelined(client, target, [&mail, &rcpt, "DATA\r\n"]).await?;
+        if !mail.is_positive() || !rcpt.is_positive() {
+            if data.code() == 354 {
+                // The server took DATA with no recipient: an empty message ends it, refused.
+                command(client, target, ".\r\n".into()).await?;
+            }
+            let refusal = if mail.is_positive() { rcpt } else { mail };
+            reset(client, &refusal).await;
+            return Ok(refusal);
+        }
+        data
+    } else {
+        let mail = command(client, target, mail).await?;
+        if !mail.is_positive() {
+            reset(client, &mail).await;
+            return Ok(mail);
+        }
+        let rcpt = command(client, target, rcpt).await?;
+        if !rcpt.is_positive() {
+            reset(client, &rcpt).await;
+            return Ok(rcpt);
+        }
+        command(client, target, "DATA\r\n".into()).await?
+    };
     if data.code() != 354 {
         reset(client, &data).await;
         return Ok(data);
@@ -387,6 +423,52 @@ async fn transaction<S: AsyncRead + AsyncWrite + Unpin>(
             format!("no answer to the message within {:?}", config.data_timeout),
         )),
     }
+}
+
+/// Sends a group of commands in one write and reads their replies in order. A server that
+/// answers one with `421` and hangs up ends the session with that reply, not as a broken
+/// connection, so the destination is still slowed down.
+async fn pipelined<S: AsyncRead + AsyncWrite + Unpin, const N: usize>(
+    client: &mut SmtpClient<S>,
+    target: &Target,
+    lines: [&str; N],
+) -> Result<[SmtpReply; N], Outcome> {
+    let timeout = client.timeout;
+    let exchange = async {
+        client.stream.write_all(lines.concat().as_bytes()).await?;
+        client.stream.flush().await?;
+        let mut replies = Vec::with_capacity(N);
+        let mut parser = ResponseReceiver::default();
+        let mut buf = [0u8; 1024];
+        while replies.len() < N {
+            let read = client.stream.read(&mut buf).await?;
+            if read == 0 {
+                break;
+            }
+            let mut bytes = buf[..read].iter();
+            while replies.len() < N {
+                match parser.parse(&mut bytes) {
+                    Ok(reply) => {
+                        replies.push(to_reply(reply));
+                        parser.reset();
+                    }
+                    Err(smtp_proto::Error::NeedsMoreData { .. }) => break,
+                    Err(_) => return Err(mail_send::Error::UnparseableReply),
+                }
+            }
+        }
+        Ok(replies)
+    };
+    let replies = match tokio::time::timeout(timeout, exchange).await {
+        Ok(Ok(replies)) => replies,
+        Ok(Err(e)) => return Err(broken(target, e)),
+        Err(_) => return Err(broken(target, mail_send::Error::Timeout)),
+    };
+    let closing = replies.iter().find(|reply| reply.code() == 421).cloned();
+    replies.try_into().map_err(|_| match closing {
+        Some(reply) => Outcome::Reply(reply),
+        None => broken(target, "the server closed the connection mid-transaction"),
+    })
 }
 
 /// RSET after a refused command, so the next email starts clean; skipped after 421, when the

@@ -174,7 +174,7 @@ struct Recording<'a> {
 }
 
 impl Report for Recording<'_> {
-    async fn outcome(&mut self, email: &Claimed, outcome: Outcome) {
+    async fn outcome(&mut self, email: &Claimed, outcome: Outcome) -> bool {
         let decision = decide(
             email,
             &outcome,
@@ -191,6 +191,7 @@ impl Report for Recording<'_> {
             effects: decision.effects,
         };
         self.shared.recorder.record(record, wait).await;
+        wait
     }
 }
 

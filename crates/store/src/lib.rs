@@ -6,6 +6,7 @@
 //! - [`counters`]: what this process recorded, for `/metrics`;
 //! - [`destinations`]: per-destination session slots, rate limit and pause, shared by nodes;
 //! - [`accounts`]: accounts, API keys and UI users;
+//! - [`blocks`]: the suppression and permission check right before each attempt;
 //! - [`domains`]: sending domains, their DKIM keys and the last check of their DNS records;
 //! - [`leads`]: leads and their bulk import;
 //! - [`erasure`]: erasing a lead's personal data, keeping its block as a hash;
@@ -30,6 +31,7 @@
 //! PostgreSQL rows are locked with `FOR UPDATE`.
 
 pub mod accounts;
+pub mod blocks;
 pub mod copy;
 pub mod counters;
 pub mod destinations;
@@ -57,6 +59,7 @@ use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, Connection, Executor};
 
 pub use accounts::{ApiCaller, NewKey};
+pub use blocks::BlockCheck;
 pub use counters::CounterSnapshot;
 pub use destinations::{Slot, SlotClaim, now_us};
 pub use domains::{DomainKey, DomainStatus, NewDomain, SendingDomain};

@@ -508,41 +508,6 @@ impl Store {
         Ok(released)
     }
 
-    /// Why this email must not be sent now, if it must not: its address was suppressed or
-    /// its lead's Permission to Email set to No since it was queued (PRODUCT.md §2).
-    pub async fn block_reason(
-        &self,
-        account_id: &str,
-        to: &str,
-        lead_id: Option<&str>,
-    ) -> Result<Option<Reason>> {
-        let key = EmailAddress::parse(to)
-            .map(|a| a.normalized())
-            .unwrap_or_else(|_| to.to_lowercase());
-        let row = sqlx::query(
-            "SELECT
-               (SELECT COUNT(*) FROM suppressions
-                  WHERE account_id = $1 AND address_key IN ($2, $4)) AS suppressed,
-               (SELECT COUNT(*) FROM leads WHERE account_id = $1
-                  AND (id = $3 OR address_key = $2) AND permission = 'no') AS refused",
-        )
-        .bind(account_id)
-        .bind(&key)
-        .bind(lead_id)
-        .bind(crate::suppressions::erased_key(&key))
-        .fetch_one(&self.reader)
-        .await?;
-        let suppressed: i64 = row.try_get("suppressed")?;
-        let refused: i64 = row.try_get("refused")?;
-        Ok(if suppressed > 0 {
-            Some(Reason::Suppressed)
-        } else if refused > 0 {
-            Some(Reason::NoPermission)
-        } else {
-            None
-        })
-    }
-
     /// How many emails wait in the queue (due or not).
     pub async fn queue_depth(&self) -> Result<u64> {
         let n: i64 =

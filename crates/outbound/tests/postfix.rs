@@ -1,6 +1,7 @@
 //! Delivery to a real Postfix as the recipient's server: its mailboxes show what arrived, and
 //! its own replies (not scripted ones, as with smtp-sink) drive the outcome — an unknown user
-//! at RCPT time, a message over its size limit at the end of DATA.
+//! at RCPT time, a message over its size limit at the end of DATA. And through a real Postfix
+//! as a smarthost that requires STARTTLS and AUTH, with the right and a wrong password.
 
 mod common;
 
@@ -8,9 +9,14 @@ use std::time::{Duration, Instant};
 
 use common::{Harness, config};
 use mailtrail_domain::{EmailAddress, EventKind, Reason, Stage};
+use mailtrail_outbound::config::{RelayConfig, RelayTls};
 use mailtrail_testkit::postfix::{MESSAGE_SIZE_LIMIT, Postfix};
+use mailtrail_testkit::smtp_sink::Sink;
 
 const DOMAIN: &str = "mx.test";
+/// The smarthost's one account.
+const USER: &str = "mailtrail";
+const PASSWORD: &str = "correct horse battery staple";
 
 /// The worker with `DOMAIN` routed to `postfix`.
 async fn harness(postfix: &Postfix) -> Harness {
@@ -122,5 +128,113 @@ async fn a_message_over_the_size_limit_is_retried_a_few_times_then_fails() {
             .is_none()
     );
     assert!(postfix.delivered("ana").is_empty());
+    h.stop().await;
+}
+
+/// A smarthost's peers: the recipient's server it relays to, and a sink for its DSNs.
+struct Peers {
+    mx: Postfix,
+    smarthost: Postfix,
+    _bounces: Sink,
+}
+
+/// Postfix as `DOMAIN`'s server behind a Postfix smarthost that requires `USER`/`PASSWORD`,
+/// and the worker sending everything through the smarthost as `USER` with `password`
+/// (STARTTLS, the default), retrying for a minute.
+async fn through_smarthost(password: &str) -> (Peers, Harness) {
+    let mx = Postfix::start(DOMAIN, &["ana"]);
+    let bounces = Sink::start(&[]);
+    let mut config = config(&[]);
+    let smarthost = Postfix::start_smarthost(
+        DOMAIN,
+        &mx.address(),
+        (config.bounce_domain(), &bounces.address()),
+        (USER, PASSWORD),
+    );
+    config.relay = Some(RelayConfig {
+        address: smarthost.address(),
+        username: Some(USER.into()),
+        password: Some(password.into()),
+        tls: RelayTls::Starttls,
+    });
+    config.retry.give_up_after = Duration::from_secs(60);
+    let peers = Peers {
+        mx,
+        smarthost,
+        _bounces: bounces,
+    };
+    (peers, Harness::start(config, &[]).await)
+}
+
+#[tokio::test]
+async fn through_a_smarthost_that_requires_auth_the_right_password_gets_the_email_relayed() {
+    let (peers, h) = through_smarthost(PASSWORD).await;
+    let id = h.send_text(&["ana@mx.test"], "Hi Ana").await.remove(0);
+    let email = h.settled(&id).await;
+    assert_eq!(
+        email.stage,
+        Stage::Delivered,
+        "{:?}\n{}",
+        email.status,
+        peers.smarthost.log()
+    );
+    assert_eq!(h.kinds(&id).await, [EventKind::Queued, EventKind::Relayed]);
+    let status = email.status.as_deref().unwrap();
+    assert!(status.starts_with("250 2.0.0 Ok: queued as "), "{status}");
+
+    let messages = mailbox(&peers.mx, "ana", 1).await;
+    assert_eq!(messages.len(), 1, "{}", peers.smarthost.log());
+    // The smarthost's Received line: ESMTPSA is ESMTP over TLS with AUTH (RFC 3848).
+    assert!(messages[0].contains("with ESMTPSA id "), "{}", messages[0]);
+    assert!(messages[0].contains(&format!("Message-ID: <{id}@mta.mailtrail.test>")));
+    assert!(
+        peers
+            .smarthost
+            .log()
+            .contains(&format!("sasl_method=PLAIN, sasl_username={USER}")),
+        "{}",
+        peers.smarthost.log()
+    );
+    h.stop().await;
+}
+
+/// A refused login is the operator's configuration to fix, not the recipient's fault: the
+/// email stays queued and is retried, and the address is not suppressed.
+#[tokio::test]
+async fn through_a_smarthost_a_wrong_password_keeps_the_email_queued_for_retry() {
+    let (peers, h) = through_smarthost("wrong password").await;
+    let id = h.send_text(&["ana@mx.test"], "Hi Ana").await.remove(0);
+    let email = h.wait(&id, |e| e.attempts >= 2).await;
+    assert_eq!(
+        (email.stage, email.reason),
+        (Stage::Sent, Some(Reason::AuthFailure)),
+        "{:?}\n{}",
+        email.status,
+        peers.smarthost.log()
+    );
+    assert!(email.next_attempt_at_ms.is_some(), "still queued");
+    let status = email.status.as_deref().unwrap();
+    assert!(
+        status.contains("refused our credentials")
+            && status.contains("535")
+            && status.contains("Error: authentication failed"),
+        "{status}"
+    );
+    let kinds = h.kinds(&id).await;
+    assert_eq!(kinds[0], EventKind::Queued);
+    assert!(
+        kinds[1..].iter().all(|k| *k == EventKind::Deferred),
+        "{kinds:?}"
+    );
+
+    let address = EmailAddress::parse("ana@mx.test").unwrap();
+    assert!(
+        h.store
+            .suppression(&h.account, &address)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(peers.mx.delivered("ana").is_empty());
     h.stop().await;
 }

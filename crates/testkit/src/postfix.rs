@@ -9,11 +9,16 @@
 //! delivery status notification and mails it to the envelope sender, which is how a real
 //! asynchronous bounce comes back to Mailtrail.
 //!
+//! As a smarthost ([`Postfix::start_smarthost`]) it is a relay that, like an email provider's
+//! submission service, relays only for a client that logged in (SASL AUTH PLAIN or LOGIN,
+//! offered only after STARTTLS).
+//!
 //! The instance lives entirely in a temp dir (`postfix -c DIR`): the system's `/etc/postfix`
 //! is never read or written, and nothing binds port 25. Postfix must be started as root.
 
 use std::ffi::CString;
 use std::fmt::Write as _;
+use std::io::Write as _;
 use std::net::TcpStream;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -24,6 +29,7 @@ use std::time::{Duration, Instant, SystemTime};
 pub const MESSAGE_SIZE_LIMIT: usize = 20_000;
 
 const POSTFIX: &str = "/usr/sbin/postfix";
+const SASLPASSWD: &str = "/usr/sbin/saslpasswd2";
 
 pub struct Postfix {
     pub port: u16,
@@ -40,6 +46,8 @@ enum Mode<'a> {
         onward: &'a str,
         bounce_domain: &'a str,
         bounces_to: &'a str,
+        /// The one account (user, password) a client must log in as, if any.
+        login: Option<(&'a str, &'a str)>,
     },
 }
 
@@ -88,6 +96,32 @@ fn mkdir(path: &Path, mode: u32) {
         .unwrap_or_else(|e| panic!("chmod {}: {e}", path.display()));
 }
 
+/// Runs a setup tool (openssl, saslpasswd2) with `input` on its stdin, failing with its
+/// output when it fails.
+fn tool(command: &mut Command, input: &str) {
+    let name = command.get_program().to_string_lossy().into_owned();
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {name}: {e} (scripts/install-test-deps)"));
+    let mut stdin = child.stdin.take().expect("a piped stdin");
+    stdin
+        .write_all(input.as_bytes())
+        .unwrap_or_else(|e| panic!("write to {name}: {e}"));
+    drop(stdin);
+    let output = child
+        .wait_with_output()
+        .unwrap_or_else(|e| panic!("wait for {name}: {e}"));
+    assert!(
+        output.status.success(),
+        "{name} failed: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
 /// Writes a configuration file dated a minute ago: Postfix re-reads a file modified within
 /// the last second every 300 ms until it "settles down", which made each start take seconds.
 fn write(path: &Path, text: &str) {
@@ -120,7 +154,29 @@ impl Postfix {
     /// [`Postfix::start_relay`] on `port`, for a sender that must be told where the relay
     /// listens before the relay can be told where the sender's bounces go.
     pub fn start_relay_on(port: u16, domain: &str, onward: &str, bounces_to: (&str, &str)) -> Self {
-        let (bounce_domain, bounces_to) = bounces_to;
+        Self::launch_relay(port, domain, onward, bounces_to, None)
+    }
+
+    /// Starts Postfix as a smarthost: a relay as [`Postfix::start_relay`] that accepts mail
+    /// only from a client logged in as `login` (user, password). It offers STARTTLS with a
+    /// self-signed certificate (for `mail.DOMAIN`, so a client must not verify it), and AUTH
+    /// PLAIN and LOGIN only after STARTTLS, as Postfix's `smtpd_tls_auth_only` advises.
+    pub fn start_smarthost(
+        domain: &str,
+        onward: &str,
+        bounces_to: (&str, &str),
+        login: (&str, &str),
+    ) -> Self {
+        Self::launch_relay(crate::free_port(), domain, onward, bounces_to, Some(login))
+    }
+
+    fn launch_relay(
+        port: u16,
+        domain: &str,
+        onward: &str,
+        (bounce_domain, bounces_to): (&str, &str),
+        login: Option<(&str, &str)>,
+    ) -> Self {
         Self::launch(
             port,
             domain,
@@ -128,6 +184,7 @@ impl Postfix {
                 onward,
                 bounce_domain,
                 bounces_to,
+                login,
             },
         )
     }
@@ -184,7 +241,8 @@ impl Postfix {
                 onward,
                 bounce_domain,
                 bounces_to,
-            } => self.relay(onward, bounce_domain, bounces_to),
+                login,
+            } => self.relay(onward, bounce_domain, bounces_to, *login),
         };
         write(
             &config.join("main.cf"),
@@ -202,8 +260,6 @@ impl Postfix {
                  alias_maps =\n\
                  alias_database =\n\
                  local_recipient_maps =\n\
-                 # A recipient's MX: mail for its own domain only, whoever connects.\n\
-                 smtpd_relay_restrictions = reject_unauth_destination\n\
                  smtpd_reject_unlisted_recipient = yes\n\
                  smtpd_peername_lookup = no\n\
                  message_size_limit = {MESSAGE_SIZE_LIMIT}\n\
@@ -259,7 +315,9 @@ impl Postfix {
 
         let (uid, gid) = owner;
         let settings = format!(
-            "virtual_mailbox_domains = {domain}\n\
+            "# A recipient's MX: mail for its own domain only, whoever connects.\n\
+             smtpd_relay_restrictions = reject_unauth_destination\n\
+             virtual_mailbox_domains = {domain}\n\
              virtual_mailbox_base = {mailboxes}\n\
              virtual_mailbox_maps = texthash:{c}/mailboxes\n\
              virtual_uid_maps = static:{uid}\n\
@@ -271,8 +329,14 @@ impl Postfix {
     }
 
     /// main.cf lines and master.cf services for relaying to `onward` and sending mail for
-    /// `bounce_domain` to `bounces_to`.
-    fn relay(&self, onward: &str, bounce_domain: &str, bounces_to: &str) -> (String, String) {
+    /// `bounce_domain` to `bounces_to`, for any client or only one logged in as `login`.
+    fn relay(
+        &self,
+        onward: &str,
+        bounce_domain: &str,
+        bounces_to: &str,
+        login: Option<(&str, &str)>,
+    ) -> (String, String) {
         let config = self.path("config");
         let domain = &self.domain;
         let bounce_domain = bounce_domain.to_ascii_lowercase();
@@ -290,7 +354,7 @@ impl Postfix {
                 next_hop(bounces_to)
             ),
         );
-        let settings = format!(
+        let mut settings = format!(
             "# Any recipient at the relayed domain is accepted; the next hop decides.\n\
              relay_domains = {domain}\n\
              relay_recipient_maps =\n\
@@ -309,7 +373,90 @@ impl Postfix {
              smtp_connection_cache_on_demand = no\n",
             c = config.display(),
         );
-        (settings, "smtp unix - - n - - smtp\n".into())
+        let mut services = String::from("smtp unix - - n - - smtp\n");
+        match login {
+            None => settings.push_str("smtpd_relay_restrictions = reject_unauth_destination\n"),
+            Some((user, password)) => {
+                settings.push_str(&self.login_required(user, password));
+                // The TLS random pool: without it smtpd finds "no entropy for TLS key
+                // generation" and turns STARTTLS off.
+                services.push_str("tlsmgr unix - - n 1000? 1 tlsmgr\n");
+            }
+        }
+        (settings, services)
+    }
+
+    /// main.cf lines for STARTTLS and for AUTH as `user` with `password`, required to relay.
+    fn login_required(&self, user: &str, password: &str) -> String {
+        assert!(
+            Path::new(SASLPASSWD).exists(),
+            "{SASLPASSWD} not found: install it with scripts/install-test-deps (Debian packages \
+             `sasl2-bin` and `libsasl2-modules`)"
+        );
+        let hostname = format!("mail.{}", self.domain);
+        let tls = self.path("tls");
+        mkdir(&tls, 0o700);
+        let (certificate, key) = (tls.join("cert.pem"), tls.join("key.pem"));
+        // smtpd reads the certificate and key as root, before it drops privileges.
+        tool(
+            Command::new("openssl")
+                .args(["req", "-x509", "-nodes", "-days", "1"])
+                .args(["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"])
+                .args(["-subj", &format!("/CN={hostname}"), "-keyout"])
+                .arg(&key)
+                .arg("-out")
+                .arg(&certificate),
+            "",
+        );
+
+        // Cyrus SASL reads smtpd.conf (`smtpd_sasl_path` is `smtpd`) from `sasl` in the
+        // config directory: Debian's Postfix looks only there, whatever
+        // `cyrus_sasl_config_path` says. It opens the sasldb on each AUTH, as `postfix`:
+        // the file is readable by that group, and owned by root like everything else in the
+        // config directory (else `postfix start` warns).
+        let sasl = self.path("config").join("sasl");
+        mkdir(&sasl, 0o755);
+        let sasldb = sasl.join("sasldb2");
+        write(
+            &sasl.join("smtpd.conf"),
+            &format!(
+                "pwcheck_method: auxprop\n\
+                 auxprop_plugin: sasldb\n\
+                 mech_list: PLAIN LOGIN\n\
+                 sasldb_path: {}\n",
+                sasldb.display()
+            ),
+        );
+        // The account's realm is the one smtpd names as its own (`smtpd_sasl_local_domain`).
+        tool(
+            Command::new(SASLPASSWD)
+                .args(["-c", "-p", "-u", &hostname, "-f"])
+                .arg(&sasldb)
+                .arg(user),
+            password,
+        );
+        let (_, postfix_group) = account("postfix");
+        chown(&sasldb, (0, postfix_group));
+        std::fs::set_permissions(&sasldb, std::fs::Permissions::from_mode(0o640))
+            .expect("chmod the sasldb");
+
+        format!(
+            "# Mail for the relayed domain only, and only from a client that logged in.\n\
+             smtpd_relay_restrictions = reject_unauth_destination, permit_sasl_authenticated, \
+             reject\n\
+             smtpd_tls_security_level = may\n\
+             smtpd_tls_cert_file = {certificate}\n\
+             smtpd_tls_key_file = {key}\n\
+             # No AUTH in EHLO before STARTTLS, so credentials never cross in the clear.\n\
+             smtpd_tls_auth_only = yes\n\
+             smtpd_sasl_auth_enable = yes\n\
+             smtpd_sasl_type = cyrus\n\
+             cyrus_sasl_config_path = {sasl}\n\
+             smtpd_sasl_local_domain = {hostname}\n",
+            certificate = certificate.display(),
+            key = key.display(),
+            sasl = sasl.display(),
+        )
     }
 
     /// Runs `postfix -c DIR COMMAND`, failing with Postfix's log when it fails.

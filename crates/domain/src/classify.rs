@@ -52,6 +52,7 @@ pub fn classify(reply: &SmtpReply) -> Classification {
     let specific = reply.enhanced().filter(|s| !is_vague(*s));
     let reason = specific
         .and_then(exact_reason)
+        .or_else(|| policy_denial(reply))
         .or_else(|| reason_from_text(reply.text()))
         .or_else(|| reply.enhanced().and_then(reason_from_status))
         .or_else(|| reason_from_code(reply.code()));
@@ -74,6 +75,16 @@ pub fn classify(reply: &SmtpReply) -> Classification {
         verdict,
         throttle,
     }
+}
+
+/// Postfix's "… rejected: Access denied" under a security/policy code (`5.7.x`) is the
+/// server's own rule — an access map, a relay that wants a login — not a verdict on the
+/// address, though the text begins "Recipient address rejected". Office 365 uses the same
+/// words with `5.4.1` for an address that does not exist, so the code decides.
+fn policy_denial(reply: &SmtpReply) -> Option<Reason> {
+    let policy_code = reply.enhanced().is_some_and(|s| s.subject == 7);
+    (policy_code && reply.text().to_lowercase().contains("rejected: access denied"))
+        .then_some(Reason::PolicyViolation)
 }
 
 /// Codes that say little or are often misused: `X.Y.0`, the catch-all `5.7.1` "not
@@ -438,6 +449,14 @@ mod tests {
                 "550 5.4.1 Recipient address rejected: Access denied. AS(201806281)",
                 Some(UserUnknown),
                 HARD,
+                false,
+            ),
+            // Postfix refusing by its own rule (an access map, or a smarthost's
+            // `permit_sasl_authenticated, reject` to a client that did not log in).
+            (
+                "554 5.7.1 <a@b.example>: Recipient address rejected: Access denied",
+                Some(PolicyViolation),
+                PERMANENT,
                 false,
             ),
             (

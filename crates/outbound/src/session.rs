@@ -104,24 +104,28 @@ pub async fn deliver(
         // The message and its final dot go out in separate writes: without NODELAY, Nagle's
         // algorithm holds the dot until the server's delayed ACK (~40 ms per email).
         let _ = client.stream.set_nodelay(true);
-        match client.read().await {
-            Ok(greeting) if (200..300).contains(&greeting.code) => {}
-            Ok(greeting) => {
-                failures.push(format!(
-                    "{} [{}] refused to talk: {}",
-                    target.host,
-                    target.addr,
-                    to_reply(greeting)
-                ));
+        if config.relay.as_ref().map(|r| r.tls) == Some(RelayTls::Implicit) {
+            // A relay on port 465: TLS from the first byte, then the greeting.
+            let mut client = match client.into_tls(&tls_connector(), &target.host).await {
+                Ok(client) => client,
+                Err(e) => {
+                    failures.push(format!(
+                        "{} [{}]: TLS failed: {e}",
+                        target.host, target.addr
+                    ));
+                    continue;
+                }
+            };
+            if let Err(failure) = greeting(&mut client, target).await {
+                failures.push(failure);
                 continue;
             }
-            Err(e) => {
-                failures.push(format!(
-                    "{} [{}]: no greeting: {e}",
-                    target.host, target.addr
-                ));
-                continue;
-            }
+            let capabilities = ehlo(&mut client, &config.helo_name).await;
+            return send_all(ctx, target, client, &capabilities, emails, report).await;
+        }
+        if let Err(failure) = greeting(&mut client, target).await {
+            failures.push(failure);
+            continue;
         }
         return start(ctx, target, client, emails, report).await;
     }
@@ -132,6 +136,32 @@ pub async fn deliver(
         permanent: false,
     };
     fail_all(&emails, report, outcome).await
+}
+
+/// Waits for the server's greeting; a description of the failure if it will not talk.
+async fn greeting<S: AsyncRead + AsyncWrite + Unpin>(
+    client: &mut SmtpClient<S>,
+    target: &Target,
+) -> Result<(), String> {
+    match client.read().await {
+        Ok(greeting) if (200..300).contains(&greeting.code) => Ok(()),
+        Ok(greeting) => Err(format!(
+            "{} [{}] refused to talk: {}",
+            target.host,
+            target.addr,
+            to_reply(greeting)
+        )),
+        Err(e) => Err(format!(
+            "{} [{}]: no greeting: {e}",
+            target.host, target.addr
+        )),
+    }
+}
+
+/// TLS between MTAs does not verify certificates (as Postfix's `may` and `encrypt` levels):
+/// it protects against passive eavesdropping.
+fn tls_connector() -> tokio_rustls::TlsConnector {
+    build_tls_connector(true).expect("a TLS configuration")
 }
 
 async fn ehlo<S: AsyncRead + AsyncWrite + Unpin>(
@@ -160,10 +190,7 @@ async fn start(
     let relay_tls = config.relay.as_ref().map(|r| r.tls);
     let want_tls = relay_tls != Some(RelayTls::None);
     if want_tls && capabilities.has_capability(EXT_START_TLS) {
-        // Opportunistic STARTTLS between MTAs does not verify certificates (as Postfix's
-        // `may` and `encrypt` levels); it protects against passive eavesdropping.
-        let connector = build_tls_connector(true).expect("a TLS configuration");
-        match client.start_tls(&connector, &target.host).await {
+        match client.start_tls(&tls_connector(), &target.host).await {
             Ok(mut tls) => {
                 tls.timeout = config.command_timeout;
                 let capabilities = ehlo(&mut tls, &config.helo_name).await;
@@ -186,15 +213,26 @@ async fn start(
             }
         }
     }
-    if config.require_tls && want_tls {
+    // Relay credentials never cross in the clear (unless the relay is configured with
+    // `tls = "none"`, on a trusted network).
+    let credentials = config
+        .relay
+        .as_ref()
+        .is_some_and(|r| r.username.is_some() && r.password.is_some());
+    if want_tls && (config.require_tls || credentials) {
         let _ = client.quit().await;
+        let why = if credentials {
+            "the relay's credentials are not sent unencrypted"
+        } else {
+            "require_tls is set"
+        };
         return fail_all(
             &emails,
             report,
             Outcome::NoReply {
                 reason: Reason::FailedStartTls,
                 detail: format!(
-                    "{} [{}] does not offer STARTTLS and require_tls is set",
+                    "{} [{}] does not offer STARTTLS and {why}",
                     target.host, target.addr
                 ),
                 permanent: false,

@@ -335,6 +335,39 @@ async fn through_a_relay_the_relays_250_is_recorded_as_relayed() {
     h.stop().await;
 }
 
+/// smtp-sink offers no STARTTLS: with credentials configured, nothing is sent rather than
+/// the password in the clear, and the email waits for the relay to offer TLS.
+#[tokio::test]
+async fn relay_credentials_are_never_sent_without_tls() {
+    let relay = Sink::start(&[]);
+    let mut config = config(&[]);
+    config.relay = Some(mailtrail_outbound::config::RelayConfig {
+        address: relay.address(),
+        username: Some("mailtrail".into()),
+        password: Some("secret".into()),
+        tls: mailtrail_outbound::config::RelayTls::Starttls,
+    });
+    let h = Harness::start(config, &[]).await;
+    let ids = h.send(&["ana@anywhere.example"]).await;
+    let email = h.wait(&ids[0], |e| e.attempts >= 1).await;
+    assert_eq!(
+        (email.stage, email.reason),
+        (Stage::Sent, Some(Reason::FailedStartTls))
+    );
+    assert!(
+        email
+            .status
+            .as_deref()
+            .unwrap()
+            .contains("not sent unencrypted"),
+        "{:?}",
+        email.status
+    );
+    assert!(email.next_attempt_at_ms.is_some(), "still queued");
+    assert!(relay.messages().is_empty());
+    h.stop().await;
+}
+
 #[tokio::test]
 async fn mail_from_a_domain_with_a_key_carries_a_dkim_signature_that_verifies() {
     use hickory_resolver::config::{NameServerConfig, ResolverConfig, ResolverOpts};

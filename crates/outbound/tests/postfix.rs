@@ -140,8 +140,9 @@ struct Peers {
 
 /// Postfix as `DOMAIN`'s server behind a Postfix smarthost that requires `USER`/`PASSWORD`,
 /// and the worker sending everything through the smarthost as `USER` with `password`
-/// (STARTTLS, the default), retrying for a minute.
-async fn through_smarthost(password: &str) -> (Peers, Harness) {
+/// (STARTTLS, or TLS from the first byte on the smarthost's second port), retrying for a
+/// minute.
+async fn through_smarthost(password: &str, tls: RelayTls) -> (Peers, Harness) {
     let mx = Postfix::start(DOMAIN, &["ana"]);
     let bounces = Sink::start(&[]);
     let mut config = config(&[]);
@@ -152,10 +153,13 @@ async fn through_smarthost(password: &str) -> (Peers, Harness) {
         (USER, PASSWORD),
     );
     config.relay = Some(RelayConfig {
-        address: smarthost.address(),
+        address: match tls {
+            RelayTls::Implicit => smarthost.implicit_tls_address(),
+            _ => smarthost.address(),
+        },
         username: Some(USER.into()),
         password: Some(password.into()),
-        tls: RelayTls::Starttls,
+        tls,
     });
     config.retry.give_up_after = Duration::from_secs(60);
     let peers = Peers {
@@ -168,7 +172,16 @@ async fn through_smarthost(password: &str) -> (Peers, Harness) {
 
 #[tokio::test]
 async fn through_a_smarthost_that_requires_auth_the_right_password_gets_the_email_relayed() {
-    let (peers, h) = through_smarthost(PASSWORD).await;
+    relayed_through_smarthost(RelayTls::Starttls).await;
+}
+
+#[tokio::test]
+async fn a_smarthost_with_tls_from_the_first_byte_relays_too() {
+    relayed_through_smarthost(RelayTls::Implicit).await;
+}
+
+async fn relayed_through_smarthost(tls: RelayTls) {
+    let (peers, h) = through_smarthost(PASSWORD, tls).await;
     let id = h.send_text(&["ana@mx.test"], "Hi Ana").await.remove(0);
     let email = h.settled(&id).await;
     assert_eq!(
@@ -202,7 +215,7 @@ async fn through_a_smarthost_that_requires_auth_the_right_password_gets_the_emai
 /// email stays queued and is retried, and the address is not suppressed.
 #[tokio::test]
 async fn through_a_smarthost_a_wrong_password_keeps_the_email_queued_for_retry() {
-    let (peers, h) = through_smarthost("wrong password").await;
+    let (peers, h) = through_smarthost("wrong password", RelayTls::Starttls).await;
     let id = h.send_text(&["ana@mx.test"], "Hi Ana").await.remove(0);
     let email = h.wait(&id, |e| e.attempts >= 2).await;
     assert_eq!(

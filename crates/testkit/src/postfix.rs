@@ -34,6 +34,8 @@ const SASLPASSWD: &str = "/usr/sbin/saslpasswd2";
 pub struct Postfix {
     pub port: u16,
     pub domain: String,
+    /// A smarthost's second listener, TLS from the first byte (as on port 465).
+    implicit_tls_port: Option<u16>,
     dir: tempfile::TempDir,
 }
 
@@ -160,7 +162,8 @@ impl Postfix {
     /// Starts Postfix as a smarthost: a relay as [`Postfix::start_relay`] that accepts mail
     /// only from a client logged in as `login` (user, password). It offers STARTTLS with a
     /// self-signed certificate (for `mail.DOMAIN`, so a client must not verify it), and AUTH
-    /// PLAIN and LOGIN only after STARTTLS, as Postfix's `smtpd_tls_auth_only` advises.
+    /// PLAIN and LOGIN only after STARTTLS, as Postfix's `smtpd_tls_auth_only` advises. It
+    /// also listens with TLS from the first byte ([`Postfix::implicit_tls_address`]).
     pub fn start_smarthost(
         domain: &str,
         onward: &str,
@@ -209,7 +212,14 @@ impl Postfix {
         // be able to pass through the temp dir.
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
             .expect("chmod the temp dir");
-        let postfix = Postfix { port, domain, dir };
+        let implicit_tls_port =
+            matches!(mode, Mode::Relay { login: Some(_), .. }).then(crate::free_port);
+        let postfix = Postfix {
+            port,
+            domain,
+            implicit_tls_port,
+            dir,
+        };
         postfix.configure(&mode);
         postfix.run(&["start"]);
         postfix.wait_until_listening();
@@ -272,6 +282,12 @@ impl Postfix {
         // chroot is off everywhere (the fifth column): a chrooted daemon would need copies
         // of /etc files inside the queue directory.
         let port = self.port;
+        let implicit_tls = self.implicit_tls_port.map_or(String::new(), |port| {
+            format!(
+                "127.0.0.1:{port} inet n - n - - smtpd -o smtpd_tls_wrappermode=yes \
+                 -o smtpd_tls_security_level=encrypt\n"
+            )
+        });
         write(
             &config.join("master.cf"),
             &format!(
@@ -287,6 +303,7 @@ impl Postfix {
                  error unix - - n - - error\n\
                  retry unix - - n - - error\n\
                  postlog unix-dgram n - n - 1 postlogd\n\
+                 {implicit_tls}\
                  {mode_services}"
             ),
         );
@@ -479,19 +496,28 @@ impl Postfix {
 
     fn wait_until_listening(&self) {
         let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "postfix did not listen on {}:\n{}",
-                self.port,
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
+        for port in std::iter::once(self.port).chain(self.implicit_tls_port) {
+            while TcpStream::connect(("127.0.0.1", port)).is_err() {
+                assert!(
+                    Instant::now() < deadline,
+                    "postfix did not listen on {port}:\n{}",
+                    self.log()
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
         }
     }
 
     pub fn address(&self) -> String {
         format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Where a smarthost takes TLS from the first byte (no STARTTLS), as on port 465.
+    pub fn implicit_tls_address(&self) -> String {
+        let port = self
+            .implicit_tls_port
+            .expect("only a smarthost (Postfix::start_smarthost) listens with implicit TLS");
+        format!("127.0.0.1:{port}")
     }
 
     /// The messages delivered to `user`'s mailbox so far, oldest first.

@@ -83,8 +83,12 @@ pub fn classify(reply: &SmtpReply) -> Classification {
 /// words with `5.4.1` for an address that does not exist, so the code decides.
 fn policy_denial(reply: &SmtpReply) -> Option<Reason> {
     let policy_code = reply.enhanced().is_some_and(|s| s.subject == 7);
-    (policy_code && reply.text().to_lowercase().contains("rejected: access denied"))
-        .then_some(Reason::PolicyViolation)
+    (policy_code
+        && reply
+            .text()
+            .to_lowercase()
+            .contains("rejected: access denied"))
+    .then_some(Reason::PolicyViolation)
 }
 
 /// Codes that say little or are often misused: `X.Y.0`, the catch-all `5.7.1` "not

@@ -12,6 +12,8 @@
 //! - [`webhooks`]: the account's webhook URLs and their delivery history;
 //! - [`domains`]: the account's sending domains, their DNS records and checking them;
 //! - [`track`]: the public open, click and unsubscribe endpoints;
+//! - [`hits`]: how opens and clicks reach the database (a cache of what they need, batching);
+//! - [`every_link`]: the machine-hit rule for a scanner that follows every link of an email;
 //! - [`health`]: the `/healthz` endpoint.
 //!
 //! [`router`] builds the whole app without a socket, so tests drive it with `oneshot`.
@@ -21,8 +23,10 @@ pub mod auth;
 pub mod domains;
 pub mod emails;
 pub mod error;
+pub mod every_link;
 pub mod extract;
 pub mod health;
+pub mod hits;
 pub mod leads;
 pub mod reports;
 pub mod settings;
@@ -100,9 +104,10 @@ impl Modify for BearerKey {
     }
 }
 
-/// Every route with its documentation: the router and the OpenAPI document are both made from
-/// this one list, so a route cannot exist without being documented. Add routes only with
-/// `.routes(routes!(…))` (never `.route`), each handler annotated with `#[utoipa::path]`.
+/// Every route with its documentation but the public tracking ones ([`tracking`]): the router
+/// and the OpenAPI document are both made from these lists, so a route cannot exist without
+/// being documented. Add routes only with `.routes(routes!(…))` (never `.route`), each handler
+/// annotated with `#[utoipa::path]`.
 fn api() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(health::healthz))
@@ -127,6 +132,13 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(domains::list, domains::create))
         .routes(routes!(domains::show, domains::delete))
         .routes(routes!(domains::verify))
+}
+
+/// The public tracking endpoints, as [`api`] but with state of their own ([`hits::Hits`]):
+/// the pixel is the busiest route, and a route with [`AppState`] clones all of it for each
+/// request, which showed in profiles of it.
+fn tracking() -> OpenApiRouter<Arc<hits::Hits>> {
+    OpenApiRouter::new()
         .routes(routes!(track::open))
         .routes(routes!(track::click))
         .routes(routes!(track::unsubscribe_page, track::unsubscribe))
@@ -134,7 +146,7 @@ fn api() -> OpenApiRouter<AppState> {
 
 /// The OpenAPI 3.1 document of every route of [`router`].
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    api().into_openapi()
+    api().into_openapi().merge_from(tracking().into_openapi())
 }
 
 /// The document as served, made once.
@@ -161,8 +173,15 @@ async fn openapi_json() -> impl IntoResponse {
 }
 
 pub fn router(state: AppState) -> Router {
+    let hits = Arc::new(hits::Hits::new(
+        state.store.clone(),
+        state.tokens.clone(),
+        state.hits.clone(),
+    ));
+    let (tracking, _) = tracking().split_for_parts();
     let (router, _) = api().split_for_parts();
     router
+        .merge(tracking.with_state(hits))
         .fallback(error::not_found)
         // axum's own 2 MB default would refuse a 100,000-recipient batch; this limit replaces it.
         .layer(DefaultBodyLimit::disable())

@@ -2,17 +2,22 @@
 //! (open pixel), `GET|HEAD /c/{token}` (click redirect), `GET /u/{token}` (unsubscribe
 //! page) and `POST /u/{token}` (the unsubscribe itself, also RFC 8058 one-click). A forged,
 //! truncated or altered token is a 404 that writes nothing; a click redirects only to the URL
-//! stored for that link of that email.
+//! stored for that link of that email. Opens and clicks are written through [`Hits`]: the
+//! email's context from a cache, the event batched, clicks on emails with several links
+//! first held by [`crate::every_link`].
 
-use axum::extract::{Path, State};
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use mailtrail_domain::token::Purpose;
 use mailtrail_domain::{Event, EventKind, Reason};
 use mailtrail_store::{Effects, Record, now_ms};
 
-use crate::AppState;
 use crate::error::{ApiError, Problem};
+use crate::hits::Hits;
 
 /// A transparent 1×1 GIF (43 bytes).
 const PIXEL: [u8; 43] = [
@@ -68,20 +73,25 @@ fn machine(
     }
 }
 
+/// What was hit: the pixel, or one link of the email (its index and URL).
+enum Hit {
+    Open,
+    Click { link: u16, url: String },
+}
+
 /// Records an open or a click, flagged when a machine made it.
 async fn record_hit(
-    state: &AppState,
+    hits: &Hits,
     email_id: &str,
-    kind: EventKind,
+    hit: Hit,
     method: &Method,
     headers: &HeaderMap,
-    note: Option<String>,
 ) -> Result<(), ApiError> {
-    let context = state
-        .store
-        .hit_context(email_id)
-        .await?
-        .ok_or(ApiError::NotFound)?;
+    let context = hits.context(email_id).await?.ok_or(ApiError::NotFound)?;
+    let (kind, note) = match &hit {
+        Hit::Open => (EventKind::Opened, None),
+        Hit::Click { url, .. } => (EventKind::Clicked, Some(url.clone())),
+    };
     let now = now_ms();
     let since_delivery = context.delivered_at_ms.map(|at| now - at);
     let mut event = Event::new(kind, now);
@@ -101,7 +111,10 @@ async fn record_hit(
         event,
         effects: Effects::default(),
     };
-    state.hits.record(record, false).await;
+    match hit {
+        Hit::Open => hits.open(record).await,
+        Hit::Click { link, .. } => hits.click(record, link, context.links).await,
+    }
     Ok(())
 }
 
@@ -118,26 +131,24 @@ async fn record_hit(
     )
 )]
 pub async fn open(
-    State(state): State<AppState>,
-    method: Method,
-    headers: HeaderMap,
+    State(hits): State<Arc<Hits>>,
     Path(file): Path<String>,
+    request: Request,
 ) -> Result<Response, ApiError> {
     let token = file.strip_suffix(".gif").ok_or(ApiError::NotFound)?;
-    let token = state
+    let token = hits
         .tokens
         .verify(token, Purpose::Open)
         .map_err(|_| ApiError::NotFound)?;
     record_hit(
-        &state,
+        &hits,
         &token.email_id,
-        EventKind::Opened,
-        &method,
-        &headers,
-        None,
+        Hit::Open,
+        request.method(),
+        request.headers(),
     )
     .await?;
-    let mut response = PIXEL.into_response();
+    let mut response = Bytes::from_static(&PIXEL).into_response();
     let h = response.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static("image/gif"));
     h.insert(
@@ -162,29 +173,27 @@ pub async fn open(
     )
 )]
 pub async fn click(
-    State(state): State<AppState>,
-    method: Method,
-    headers: HeaderMap,
+    State(hits): State<Arc<Hits>>,
     Path(token): Path<String>,
+    request: Request,
 ) -> Result<Response, ApiError> {
-    let token = state
+    let token = hits
         .tokens
         .verify(&token, Purpose::Click)
         .map_err(|_| ApiError::NotFound)?;
     let index = token.link.ok_or(ApiError::NotFound)?;
-    let url = state
+    let url = hits
         .store
         .link(&token.email_id, index)
         .await?
         .ok_or(ApiError::NotFound)?;
     let location = HeaderValue::from_str(&url).map_err(|_| ApiError::NotFound)?;
     record_hit(
-        &state,
+        &hits,
         &token.email_id,
-        EventKind::Clicked,
-        &method,
-        &headers,
-        Some(url),
+        Hit::Click { link: index, url },
+        request.method(),
+        request.headers(),
     )
     .await?;
     let mut response = StatusCode::FOUND.into_response();
@@ -219,11 +228,10 @@ fn page(title: &str, body: &str) -> Html<String> {
     )
 )]
 pub async fn unsubscribe_page(
-    State(state): State<AppState>,
+    State(hits): State<Arc<Hits>>,
     Path(token): Path<String>,
 ) -> Result<Html<String>, ApiError> {
-    state
-        .tokens
+    hits.tokens
         .verify(&token, Purpose::Unsubscribe)
         .map_err(|_| ApiError::NotFound)?;
     Ok(page(
@@ -250,14 +258,14 @@ pub async fn unsubscribe_page(
     )
 )]
 pub async fn unsubscribe(
-    State(state): State<AppState>,
+    State(hits): State<Arc<Hits>>,
     Path(token): Path<String>,
 ) -> Result<Html<String>, ApiError> {
-    let token = state
+    let token = hits
         .tokens
         .verify(&token, Purpose::Unsubscribe)
         .map_err(|_| ApiError::NotFound)?;
-    let account_id = state
+    let account_id = hits
         .store
         .email_account(&token.email_id)
         .await?
@@ -267,8 +275,7 @@ pub async fn unsubscribe(
         suppress: true,
         ..Effects::default()
     };
-    state
-        .store
+    hits.store
         .record(&account_id, &token.email_id, &event, effects)
         .await?;
     Ok(page(

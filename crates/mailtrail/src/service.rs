@@ -70,7 +70,7 @@ impl Service {
         let wait_for = |mut stopped: watch::Receiver<bool>| async move {
             let _ = stopped.wait_for(|stop| *stop).await;
         };
-        let (hits, hits_writer) = mailtrail_store::Recorder::spawn(store.clone());
+        let (hits, hits_writer) = mailtrail_store::Recorder::spawn_for_hits(store.clone());
         let domains =
             mailtrail_outbound::domains::Checker::new(&outbound_config, &config.dns_servers)
                 .map_err(anyhow::Error::msg)?;

@@ -210,6 +210,192 @@ async fn opens_clicks_and_unsubscribes_change_the_stage() {
     }
 }
 
+/// A scanner that follows every link of an email at once is recorded as a machine; a person
+/// who clicks two of three links, and the third a while later, is a person. Clicks still held
+/// for the rule when the service gets SIGTERM are written before it exits.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_scanner_following_every_link_at_once_is_a_machine() {
+    let sink = Sink::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let routes = format!("ok.test={}", sink.address());
+    let env = [
+        ("MAILTRAIL_DATA_DIR", data.to_str().unwrap()),
+        ("MAILTRAIL_OUTBOUND_ROUTES", routes.as_str()),
+    ];
+    let created: Value = serde_json::from_slice(
+        &mailtrail(&env)
+            .args(["account", "create", "Shop", "--json"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    let key = created["api_key"].as_str().unwrap().to_owned();
+    let (child, base) = serve(&env);
+    let mut service = KillOnDrop(child);
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let settings = json!({"click_tracking": true, "tracking_base_url": base});
+    let response = client
+        .patch(format!("{base}/v1/settings"))
+        .bearer_auth(&key)
+        .json(&settings)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+
+    // Three emails of three links each, and the tracked links of each as received.
+    let html = "<html><body><a href=\"https://shop.example/1\">one</a> \
+                <a href=\"https://shop.example/2\">two</a> \
+                <a href=\"https://shop.example/3\">three</a></body></html>";
+    let mut emails = Vec::new();
+    for to in ["scanned@ok.test", "person@ok.test", "stopped@ok.test"] {
+        let email = json!({"to": to, "from": "sales@shop.test", "subject": "Offer",
+                           "html": html, "batch": "scan"});
+        let sent: Value = client
+            .post(format!("{base}/v1/emails"))
+            .bearer_auth(&key)
+            .json(&email)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        emails.push(sent["id"].as_str().unwrap().to_owned());
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut links = Vec::new();
+    for id in &emails {
+        let raw = loop {
+            if let Some(m) = sink
+                .messages()
+                .into_iter()
+                .find(|m| m.contains(id.as_str()))
+            {
+                break m;
+            }
+            assert!(Instant::now() < deadline, "never delivered");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        let message = mail_parser::MessageParser::default()
+            .parse(raw.as_bytes())
+            .unwrap();
+        let mut html = message.body_html(0).unwrap().into_owned();
+        let mut tracked = Vec::new();
+        while html.contains(&format!("{base}/c/")) {
+            let url = url_after(&html, &format!("{base}/c/"));
+            html = html.replacen(&url, "", 1);
+            tracked.push(url);
+        }
+        assert_eq!(tracked.len(), 3, "three tracked links");
+        links.push(tracked);
+    }
+    // Past the machine threshold after delivery: only the new rule can flag these clicks.
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let person = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/120.0 Safari/537.36";
+    let click = |url: String| {
+        let client = client.clone();
+        async move {
+            let response = client
+                .get(url)
+                .header("user-agent", person)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 302, "answered at once, held or not");
+        }
+    };
+    let every_link = |links: &[String]| {
+        let [a, b, c] = [0, 1, 2].map(|i| click(links[i].clone()));
+        async move {
+            tokio::join!(a, b, c);
+        }
+    };
+
+    every_link(&links[0]).await;
+    click(links[1][0].clone()).await;
+    click(links[1][1].clone()).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    click(links[1][2].clone()).await;
+
+    // Held clicks are written when their window closes: poll (briefly) for all of them.
+    let clicks = |base: String, id: String| {
+        let (client, key) = (client.clone(), key.clone());
+        async move {
+            let mut last = Value::Null;
+            for _ in 0..100 {
+                last = client
+                    .get(format!("{base}/v1/emails/{id}"))
+                    .bearer_auth(&key)
+                    .send()
+                    .await
+                    .unwrap()
+                    .json()
+                    .await
+                    .unwrap();
+                let clicked: Vec<Value> = last["events"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .filter(|e| e["kind"] == "clicked")
+                    .map(|e| e["machine"].clone())
+                    .collect();
+                if clicked.len() == 3 {
+                    return (last["stage"].as_str().unwrap().to_owned(), clicked);
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            panic!("not three clicks: {last}");
+        }
+    };
+    let machine = Value::from("every-link-at-once");
+    assert_eq!(
+        clicks(base.clone(), emails[0].clone()).await,
+        ("delivered".to_owned(), vec![machine.clone(); 3]),
+        "a machine's clicks imply delivery only"
+    );
+    assert_eq!(
+        clicks(base.clone(), emails[1].clone()).await,
+        ("clicked".to_owned(), vec![Value::Null; 3])
+    );
+
+    // Every link at once, and the service stopped before the window closes.
+    every_link(&links[2]).await;
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe { libc::kill(service.0.id() as i32, libc::SIGTERM) };
+    let status = service.0.wait().unwrap();
+    assert!(status.success(), "serve exits 0 on SIGTERM: {status}");
+    let (child, base) = serve(&env);
+    let _service = KillOnDrop(child);
+    assert_eq!(
+        clicks(base.clone(), emails[2].clone()).await,
+        ("delivered".to_owned(), vec![machine; 3]),
+        "held clicks are written on a clean shutdown"
+    );
+
+    // The batch report counts the machines' clicks apart.
+    let report: Value = client
+        .get(format!("{base}/v1/reports/batches?batches=scan"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let scan = &report["batches"][0];
+    assert_eq!(
+        (scan["clicked"].as_i64(), scan["machine_clicked"].as_i64()),
+        (Some(1), Some(2)),
+        "{report}"
+    );
+}
+
 /// Stops the service however the test ends, so a failing assertion leaves no process behind.
 struct KillOnDrop(std::process::Child);
 

@@ -211,34 +211,6 @@ impl Store {
         Ok(derived)
     }
 
-    /// Records many events in one transaction (one disk flush for all of them): how
-    /// delivery workers keep up with fast peers. An email that no longer exists is skipped.
-    /// Emails are locked in id order (one email's events keep their order) and batch counts
-    /// written last, so concurrent writers on several nodes take locks in the same order.
-    pub async fn record_many(&self, records: &[Record]) -> Result<()> {
-        let mut ordered: Vec<&Record> = records.iter().collect();
-        ordered.sort_by(|a, b| a.email_id.cmp(&b.email_id));
-        let mut tx = self.writer.begin().await?;
-        let mut counts = BatchCounts::default();
-        for r in ordered {
-            self.record_in(
-                &mut tx,
-                &mut counts,
-                &r.account_id,
-                &r.email_id,
-                &r.event,
-                r.effects,
-            )
-            .await?;
-        }
-        counts.apply(&mut tx).await?;
-        tx.commit().await?;
-        for r in records {
-            self.counters.count(&r.event, r.effects.attempted);
-        }
-        Ok(())
-    }
-
     pub(crate) async fn record_in(
         &self,
         tx: &mut Transaction<'static, Any>,

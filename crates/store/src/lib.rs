@@ -11,6 +11,7 @@
 //! - [`leads`]: leads and their bulk import;
 //! - [`erasure`]: erasing a lead's personal data, keeping its block as a hash;
 //! - [`emails`]: emails and their append-only events, with the derived stage kept in step;
+//! - `bulk`: recording many events in one transaction, a few statements per batch;
 //! - [`inbound`]: raw received mail and its processing state;
 //! - [`forwards`]: replies waiting to be forwarded to their email's sender;
 //! - [`protection`]: recent bounce/complaint rates and the pause of an account's sending;
@@ -32,6 +33,7 @@
 
 pub mod accounts;
 pub mod blocks;
+mod bulk;
 pub mod copy;
 pub mod counters;
 pub mod destinations;

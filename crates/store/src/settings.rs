@@ -103,10 +103,12 @@ impl Store {
     }
 
     /// What a tracking hit needs to know about its email, in one round trip: its account,
-    /// when it was first delivered, and the account's machine-hit threshold.
+    /// when it was first delivered, the account's machine-hit threshold and how many links
+    /// the email has.
     pub async fn hit_context(&self, email_id: &str) -> Result<Option<HitContext>> {
         let row = sqlx::query(
-            "SELECT e.account_id, e.delivered_at_ms, s.machine_threshold_secs
+            "SELECT e.account_id, e.delivered_at_ms, s.machine_threshold_secs,
+                    (SELECT COUNT(*) FROM links l WHERE l.email_id = e.id) AS links
              FROM emails e LEFT JOIN account_settings s ON s.account_id = e.account_id
              WHERE e.id = $1",
         )
@@ -120,6 +122,7 @@ impl Store {
                 machine_threshold_secs: row
                     .try_get::<Option<i64>, _>("machine_threshold_secs")?
                     .unwrap_or(Settings::default().machine_threshold_secs),
+                links: row.try_get("links")?,
             })
         })
         .transpose()
@@ -132,4 +135,7 @@ pub struct HitContext {
     pub account_id: String,
     pub delivered_at_ms: Option<i64>,
     pub machine_threshold_secs: i64,
+    /// Tracked links in the email (none without click tracking): a scanner follows them all
+    /// at once.
+    pub links: i64,
 }

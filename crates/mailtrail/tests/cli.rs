@@ -570,3 +570,55 @@ fn a_second_service_on_the_same_data_directory_is_refused() {
         "the lock is free once the first service stopped"
     );
 }
+
+/// `bounce classify` over the shared corpus folder: one line per recipient of every labelled
+/// message, in file order whatever core classified it, and a folder walked like its files.
+#[test]
+fn bounce_classify_prints_every_recipient_of_every_file_in_order() {
+    let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/corpus/bounces");
+    let labels = std::fs::read_to_string(corpus.join("labels.tsv")).expect("the shared corpus");
+    let output = run(mailtrail(&[]).args(["bounce", "classify"]).arg(&corpus));
+    assert!(output.status.success(), "{}", stderr(&output));
+    let lines: Vec<Value> = stdout(&output)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let keys: Vec<(String, u64)> = lines
+        .iter()
+        .map(|l| {
+            (
+                l["file"].as_str().unwrap().to_owned(),
+                l["index"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    let mut sorted = keys.clone();
+    sorted.sort();
+    assert_eq!(
+        keys, sorted,
+        "lines come in file order, then recipient order"
+    );
+    for label in labels.lines().skip(1) {
+        let mut columns = label.split('\t');
+        let key = (
+            columns.next().unwrap().to_owned(),
+            columns.next().unwrap().parse::<u64>().unwrap(),
+        );
+        assert!(keys.contains(&key), "no line for {key:?}");
+    }
+    // Two files named on the command line give exactly their lines of the folder's output.
+    let (a, b) = ("arf-01.eml", "lhost-activehunter-02.eml");
+    let output = run(mailtrail(&[])
+        .args(["bounce", "classify"])
+        .arg(corpus.join(a))
+        .arg(corpus.join(b)));
+    let some: Vec<Value> = stdout(&output)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let expected: Vec<&Value> = lines
+        .iter()
+        .filter(|l| l["file"] == a || l["file"] == b)
+        .collect();
+    assert_eq!(some.iter().collect::<Vec<_>>(), expected);
+}

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
-use serde_json::json;
+use serde::Serialize;
 
 /// Every file under `paths`, folders walked recursively, in a stable order.
 fn files(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
@@ -55,6 +55,21 @@ pub fn classify(paths: &[PathBuf]) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// One output line (PRODUCT.md §8).
+#[derive(Serialize)]
+struct Line<'a> {
+    file: &'a str,
+    index: usize,
+    recipient: &'a Option<String>,
+    action: &'a Option<String>,
+    status: &'a Option<String>,
+    reply_code: Option<u16>,
+    reason: &'a str,
+    hard_bounce: bool,
+    feedback_type: &'a Option<String>,
+    diagnostic: &'a Option<String>,
+}
+
 /// The JSON lines of `files`, in order.
 fn lines(files: &[PathBuf]) -> anyhow::Result<Vec<u8>> {
     let mut out = Vec::new();
@@ -63,19 +78,20 @@ fn lines(files: &[PathBuf]) -> anyhow::Result<Vec<u8>> {
         let report = mailtrail_bounce::classify(&raw);
         let name = display(file);
         for (index, r) in report.recipients.iter().enumerate() {
-            let line = json!({
-                "file": name,
-                "index": index + 1,
-                "recipient": r.recipient,
-                "action": r.action,
-                "status": r.status,
-                "reply_code": r.reply_code,
-                "reason": r.reason.as_str(),
-                "hard_bounce": r.hard_bounce,
-                "feedback_type": r.feedback_type,
-                "diagnostic": r.diagnostic,
-            });
-            writeln!(out, "{line}")?;
+            let line = Line {
+                file: &name,
+                index: index + 1,
+                recipient: &r.recipient,
+                action: &r.action,
+                status: &r.status,
+                reply_code: r.reply_code,
+                reason: r.reason.as_str(),
+                hard_bounce: r.hard_bounce,
+                feedback_type: &r.feedback_type,
+                diagnostic: &r.diagnostic,
+            };
+            serde_json::to_writer(&mut out, &line)?;
+            out.push(b'\n');
         }
     }
     Ok(out)

@@ -6,7 +6,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{mailtrail, serve};
+use common::serve;
 use mailtrail_testkit::smtp_sink::Sink;
 use serde_json::{Value, json};
 
@@ -19,6 +19,14 @@ fn url_after(html: &str, prefix: &str) -> String {
     html[start..start + end].to_owned()
 }
 
+/// A client that shows redirects instead of following them.
+fn without_redirects() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn opens_clicks_and_unsubscribes_change_the_stage() {
     let sink = Sink::start(&[]);
@@ -29,21 +37,11 @@ async fn opens_clicks_and_unsubscribes_change_the_stage() {
         ("MAILTRAIL_DATA_DIR", data.to_str().unwrap()),
         ("MAILTRAIL_OUTBOUND_ROUTES", routes.as_str()),
     ];
-    let created: Value = serde_json::from_slice(
-        &mailtrail(&env)
-            .args(["account", "create", "Shop", "--json"])
-            .output()
-            .unwrap()
-            .stdout,
-    )
-    .unwrap();
-    let key = created["api_key"].as_str().unwrap();
+    let (_, key) = common::create_account(&env, "Shop");
+    let key = key.as_str();
     let (child, base) = serve(&env);
     let _service = KillOnDrop(child);
-    let client = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
+    let client = without_redirects();
 
     let settings =
         json!({"open_tracking": true, "click_tracking": true, "tracking_base_url": base});
@@ -223,21 +221,10 @@ async fn a_scanner_following_every_link_at_once_is_a_machine() {
         ("MAILTRAIL_DATA_DIR", data.to_str().unwrap()),
         ("MAILTRAIL_OUTBOUND_ROUTES", routes.as_str()),
     ];
-    let created: Value = serde_json::from_slice(
-        &mailtrail(&env)
-            .args(["account", "create", "Shop", "--json"])
-            .output()
-            .unwrap()
-            .stdout,
-    )
-    .unwrap();
-    let key = created["api_key"].as_str().unwrap().to_owned();
+    let (_, key) = common::create_account(&env, "Shop");
     let (child, base) = serve(&env);
     let mut service = KillOnDrop(child);
-    let client = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
+    let client = without_redirects();
     let settings = json!({"click_tracking": true, "tracking_base_url": base});
     let response = client
         .patch(format!("{base}/v1/settings"))

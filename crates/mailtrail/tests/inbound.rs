@@ -103,28 +103,10 @@ fn start(sink: &Sink) -> Service {
 impl Service {
     /// Sends one email and waits until the sink has it; returns its id and token.
     async fn delivered_email(&self, sink: &Sink, to: &str) -> (String, String) {
-        let response: Value = reqwest::Client::new()
-            .post(format!("{}/v1/emails", self.base))
-            .bearer_auth(&self.key)
-            .json(
-                &json!({"to": to, "from": "sales@shop.test", "subject": "Offer", "text": "Hello"}),
-            )
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let id = response["id"].as_str().unwrap().to_owned();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let message = loop {
-            let messages = sink.messages();
-            if let Some(m) = messages.iter().find(|m| m.contains(&id)) {
-                break m.clone();
-            }
-            assert!(Instant::now() < deadline, "the sink never got {id}");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        };
+        let email =
+            json!({"to": to, "from": "sales@shop.test", "subject": "Offer", "text": "Hello"});
+        let id = common::send_email(&self.base, &self.key, &email).await;
+        let message = common::received(sink, &id).await;
         let token = message
             .lines()
             .find_map(|l| l.strip_prefix("X-Mailtrail-Token: "))

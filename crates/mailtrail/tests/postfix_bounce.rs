@@ -101,19 +101,10 @@ async fn a_dsn_from_a_real_postfix_fails_the_email_it_had_accepted() {
         Postfix::start_relay_on(relay_port, DOMAIN, &sink.address(), (BOUNCE_DOMAIN, &smtp));
 
     let recipient = format!("ana@{DOMAIN}");
-    let response: Value = reqwest::Client::new()
-        .post(format!("{base}/v1/emails"))
-        .bearer_auth(&key)
-        .json(&json!({
-            "to": recipient, "from": "sales@shop.test", "subject": "Offer", "text": "Hello"
-        }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let id = response["id"].as_str().expect("an email id").to_owned();
+    let email = json!({
+        "to": recipient, "from": "sales@shop.test", "subject": "Offer", "text": "Hello"
+    });
+    let id = common::send_email(&base, &key, &email).await;
 
     // Postfix answers 250 at once and bounces a moment later, so the `delivered` stage may
     // be gone by the time it is polled: it is checked in the event history instead.

@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::serve;
 use mailtrail_testkit::smtp_sink::Sink;
@@ -58,26 +58,8 @@ async fn opens_clicks_and_unsubscribes_change_the_stage() {
     let email = json!({"to": "ana@ok.test", "from": "sales@shop.test", "subject": "Offer",
                        "html": "<html><body><p>See <a href=\"https://shop.example/offer?a=1&amp;b=2\">the offer</a></p></body></html>",
                        "text": "See https://shop.example/offer"});
-    let sent: Value = client
-        .post(format!("{base}/v1/emails"))
-        .bearer_auth(key)
-        .json(&email)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let id = sent["id"].as_str().unwrap().to_owned();
-
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let raw = loop {
-        if let Some(m) = sink.messages().into_iter().find(|m| m.contains(&id)) {
-            break m;
-        }
-        assert!(Instant::now() < deadline, "never delivered");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let id = common::send_email(&base, key, &email).await;
+    let raw = common::received(&sink, &id).await;
     let message = mail_parser::MessageParser::default()
         .parse(raw.as_bytes())
         .unwrap();
@@ -243,32 +225,11 @@ async fn a_scanner_following_every_link_at_once_is_a_machine() {
     for to in ["scanned@ok.test", "person@ok.test", "stopped@ok.test"] {
         let email = json!({"to": to, "from": "sales@shop.test", "subject": "Offer",
                            "html": html, "batch": "scan"});
-        let sent: Value = client
-            .post(format!("{base}/v1/emails"))
-            .bearer_auth(&key)
-            .json(&email)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        emails.push(sent["id"].as_str().unwrap().to_owned());
+        emails.push(common::send_email(&base, &key, &email).await);
     }
-    let deadline = Instant::now() + Duration::from_secs(10);
     let mut links = Vec::new();
     for id in &emails {
-        let raw = loop {
-            if let Some(m) = sink
-                .messages()
-                .into_iter()
-                .find(|m| m.contains(id.as_str()))
-            {
-                break m;
-            }
-            assert!(Instant::now() < deadline, "never delivered");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        };
+        let raw = common::received(&sink, id).await;
         let message = mail_parser::MessageParser::default()
             .parse(raw.as_bytes())
             .unwrap();

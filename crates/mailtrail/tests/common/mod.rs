@@ -128,3 +128,36 @@ pub fn create_account(env: &[(&str, &str)], name: &str) -> (String, String) {
     };
     (field("id"), field("api_key"))
 }
+
+/// `POST /v1/emails` with `email`; returns the new email's id.
+pub async fn send_email(base: &str, key: &str, email: &serde_json::Value) -> String {
+    let sent: serde_json::Value = reqwest::Client::new()
+        .post(format!("{base}/v1/emails"))
+        .bearer_auth(key)
+        .json(email)
+        .send()
+        .await
+        .expect("the API answers")
+        .json()
+        .await
+        .expect("a JSON answer");
+    sent["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no email id in {sent}"))
+        .to_owned()
+}
+
+/// The message the sink received for email `id`, waiting up to 10 s for it.
+pub async fn received(sink: &Sink, id: &str) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        if let Some(message) = sink.messages().into_iter().find(|m| m.contains(id)) {
+            return message;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the sink never got {id}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}

@@ -12,9 +12,8 @@ use mailtrail_domain::stage::unchanged_by;
 use mailtrail_domain::{Event, Milestones, Stage};
 use sqlx::{Any, Row, Transaction};
 
-use crate::emails::{Effects, Record};
-use crate::reports::BatchCounts;
-use crate::webhooks::{EmailFacts, Webhook, live_hooks, outbox};
+use crate::emails::{Effects, InTransaction, Record};
+use crate::webhooks::{EmailFacts, outbox};
 use crate::{Result, Store, StoreError};
 
 /// Emails read and locked per statement.
@@ -53,18 +52,13 @@ impl Store {
         let mut tx = self.writer.begin().await?;
         let emails = self.lock_emails(&mut tx, &ids).await?;
         let mut last_seqs = self.last_seqs(&mut tx, &ids).await?;
-        let mut hooks: HashMap<String, Vec<Webhook>> = HashMap::new();
-        let mut counts = BatchCounts::default();
+        let mut state = InTransaction::default();
         let mut pending: Vec<Pending> = Vec::new();
         let mut grown: Vec<(&str, Milestones)> = Vec::new();
         for (email_id, records) in by_email {
             let Some(email) = emails.get(email_id) else {
                 continue;
             };
-            if !hooks.contains_key(&email.account_id) {
-                let live = live_hooks(&mut tx, &email.account_id).await?;
-                hooks.insert(email.account_id.clone(), live);
-            }
             let facts = EmailFacts {
                 id: email_id,
                 account_id: &email.account_id,
@@ -84,9 +78,12 @@ impl Store {
                 }
                 let event = &record.event;
                 if record.effects == Effects::default() && unchanged_by(stage, event) {
-                    outbox(&mut tx, &hooks[&email.account_id], &facts, event).await?;
+                    let hooks = state.hooks(&mut tx, &email.account_id).await?;
+                    outbox(&mut tx, hooks, &facts, event).await?;
                     let reached = milestones.union(Milestones::of(event));
-                    counts.add(&email.account_id, facts.batch, reached.added_to(milestones));
+                    state
+                        .counts
+                        .add(&email.account_id, facts.batch, reached.added_to(milestones));
                     milestones = reached;
                     seq += 1;
                     pending.push(Pending { record, seq });
@@ -102,7 +99,7 @@ impl Store {
                 let Some(derived) = self
                     .record_in(
                         &mut tx,
-                        &mut counts,
+                        &mut state,
                         &email.account_id,
                         email_id,
                         event,
@@ -125,7 +122,7 @@ impl Store {
         for (email_id, milestones) in grown {
             write_milestones(&mut tx, email_id, milestones).await?;
         }
-        counts.apply(&mut tx).await?;
+        state.counts.apply(&mut tx).await?;
         tx.commit().await?;
         for r in records {
             self.counters.count(&r.event, r.effects.attempted);

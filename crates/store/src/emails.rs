@@ -2,7 +2,7 @@
 //! [`mailtrail_domain::stage::derive`] over the events, rewritten in the same transaction as
 //! every event insert, with the email's row locked, so they can never disagree.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use mailtrail_domain::merge::render;
 use mailtrail_domain::stage::{Derived, derive, unchanged_by};
@@ -11,6 +11,7 @@ use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
 use crate::reports::BatchCounts;
+use crate::webhooks::Webhook;
 use crate::{Result, Store, StoreError, now_ms};
 
 /// What recording an event does to the email's place in the queue and to its address.
@@ -130,6 +131,29 @@ fn event_from_row(row: &AnyRow) -> Result<StoredEvent> {
     })
 }
 
+/// What one recording transaction gathers as it goes: the batch counts it writes at the end,
+/// and each account's live webhooks, read once per transaction rather than once per event.
+#[derive(Default)]
+pub(crate) struct InTransaction {
+    pub counts: BatchCounts,
+    hooks: HashMap<String, Vec<Webhook>>,
+}
+
+impl InTransaction {
+    /// The account's live webhooks, read in `tx` the first time they are asked for.
+    pub async fn hooks(
+        &mut self,
+        tx: &mut Transaction<'static, Any>,
+        account_id: &str,
+    ) -> Result<&[Webhook]> {
+        if !self.hooks.contains_key(account_id) {
+            let live = crate::webhooks::live_hooks(tx, account_id).await?;
+            self.hooks.insert(account_id.to_owned(), live);
+        }
+        Ok(&self.hooks[account_id])
+    }
+}
+
 pub(crate) async fn insert_event(
     tx: &mut Transaction<'static, Any>,
     account_id: &str,
@@ -200,21 +224,22 @@ impl Store {
         effects: Effects,
     ) -> Result<Derived> {
         let mut tx = self.writer.begin().await?;
-        let mut counts = BatchCounts::default();
+        let mut state = InTransaction::default();
         let derived = self
-            .record_in(&mut tx, &mut counts, account_id, email_id, event, effects)
+            .record_in(&mut tx, &mut state, account_id, email_id, event, effects)
             .await?
             .ok_or(StoreError::NotFound)?;
-        counts.apply(&mut tx).await?;
+        state.counts.apply(&mut tx).await?;
         tx.commit().await?;
         self.counters.count(event, effects.attempted);
         Ok(derived)
     }
 
+    /// Records one event within `tx`, adding to what the transaction accumulates.
     pub(crate) async fn record_in(
         &self,
         tx: &mut Transaction<'static, Any>,
-        counts: &mut BatchCounts,
+        state: &mut InTransaction,
         account_id: &str,
         email_id: &str,
         event: &Event,
@@ -234,7 +259,7 @@ impl Store {
         };
         insert_event(tx, account_id, email_id, event).await?;
         let batch: Option<String> = row.try_get("batch")?;
-        let hooks = crate::webhooks::live_hooks(tx, account_id).await?;
+        let hooks = state.hooks(tx, account_id).await?;
         if !hooks.is_empty() {
             let to: String = row.try_get("to_address")?;
             let lead_id: Option<String> = row.try_get("lead_id")?;
@@ -245,14 +270,14 @@ impl Store {
                 lead_id: lead_id.as_deref(),
                 batch: batch.as_deref(),
             };
-            crate::webhooks::outbox(tx, &hooks, &facts, event).await?;
+            crate::webhooks::outbox(tx, hooks, &facts, event).await?;
         }
         let stored: String = row.try_get("stage")?;
         let stored: Stage = stored.parse().map_err(StoreError::Corrupt)?;
         let reached = Milestones::from_bits(row.try_get("milestones")?);
         let milestones = reached.union(Milestones::of(event));
         let added = milestones.added_to(reached);
-        counts.add(account_id, batch.as_deref(), added);
+        state.counts.add(account_id, batch.as_deref(), added);
         if effects == Effects::default() && unchanged_by(stored, event) {
             if !added.is_empty() {
                 sqlx::query("UPDATE emails SET milestones = $1 WHERE id = $2")

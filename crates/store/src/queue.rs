@@ -456,12 +456,12 @@ impl Store {
             queue: QueueChange::Leave,
             ..Effects::default()
         };
-        let mut counts = crate::reports::BatchCounts::default();
+        let mut state = crate::emails::InTransaction::default();
         for id in &ids {
-            self.record_in(&mut tx, &mut counts, account_id, id, &cancelled, effects)
+            self.record_in(&mut tx, &mut state, account_id, id, &cancelled, effects)
                 .await?;
         }
-        counts.apply(&mut tx).await?;
+        state.counts.apply(&mut tx).await?;
         tx.commit().await?;
         for _ in &ids {
             self.counters.count(&cancelled, false);

@@ -31,44 +31,11 @@ impl Drop for Service {
     }
 }
 
-/// A self-signed certificate and its key for `name`, as PEM files in `dir`.
-fn certificate(dir: &std::path::Path, name: &str) -> (String, String) {
-    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
-    let output = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-        ])
-        .args([
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            &format!("/CN={name}"),
-            "-keyout",
-        ])
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .output()
-        .expect("openssl is installed (scripts/install-test-deps)");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let path = |p: std::path::PathBuf| p.to_str().unwrap().to_owned();
-    (path(cert), path(key))
-}
-
 fn start(sink: &Sink) -> Service {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("mailtrail.toml");
-    let (cert, key) = certificate(dir.path(), "bounce.shop.test");
+    let (cert, key) = mailtrail_testkit::self_signed_certificate(dir.path(), "bounce.shop.test");
+    let (cert, key) = (cert.display(), key.display());
     std::fs::write(
         &config,
         format!(

@@ -98,7 +98,7 @@ fn mkdir(path: &Path, mode: u32) {
         .unwrap_or_else(|e| panic!("chmod {}: {e}", path.display()));
 }
 
-/// Runs a setup tool (openssl, saslpasswd2) with `input` on its stdin, failing with its
+/// Runs a setup tool (saslpasswd2) with `input` on its stdin, failing with its
 /// output when it fails.
 fn tool(command: &mut Command, input: &str) {
     let name = command.get_program().to_string_lossy().into_owned();
@@ -413,18 +413,8 @@ impl Postfix {
         let hostname = format!("mail.{}", self.domain);
         let tls = self.path("tls");
         mkdir(&tls, 0o700);
-        let (certificate, key) = (tls.join("cert.pem"), tls.join("key.pem"));
         // smtpd reads the certificate and key as root, before it drops privileges.
-        tool(
-            Command::new("openssl")
-                .args(["req", "-x509", "-nodes", "-days", "1"])
-                .args(["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"])
-                .args(["-subj", &format!("/CN={hostname}"), "-keyout"])
-                .arg(&key)
-                .arg("-out")
-                .arg(&certificate),
-            "",
-        );
+        let (certificate, key) = crate::self_signed_certificate(&tls, &hostname);
 
         // Cyrus SASL reads smtpd.conf (`smtpd_sasl_path` is `smtpd`) from `sasl` in the
         // config directory: Debian's Postfix looks only there, whatever

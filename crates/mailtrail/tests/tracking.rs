@@ -6,9 +6,59 @@ mod common;
 
 use std::time::Duration;
 
-use common::serve;
+use common::{KillOnDrop, serve};
 use mailtrail_testkit::smtp_sink::Sink;
 use serde_json::{Value, json};
+
+/// The service with an account, mailing `ok.test` to a sink that keeps every message.
+struct Tracked {
+    sink: Sink,
+    _dir: tempfile::TempDir,
+    data: String,
+    key: String,
+    service: KillOnDrop,
+    base: String,
+}
+
+impl Tracked {
+    fn start() -> Self {
+        let sink = Sink::start(&[]);
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data").to_str().unwrap().to_owned();
+        let env = environment(&sink, &data);
+        let env = borrowed(&env);
+        let (_, key) = common::create_account(&env, "Shop");
+        let (child, base) = serve(&env);
+        Tracked {
+            sink,
+            _dir: dir,
+            data,
+            key,
+            service: KillOnDrop(child),
+            base,
+        }
+    }
+
+    /// Starts the service again on the same data (after `service` has stopped).
+    fn serve_again(&self) -> (KillOnDrop, String) {
+        let (child, base) = serve(&borrowed(&environment(&self.sink, &self.data)));
+        (KillOnDrop(child), base)
+    }
+}
+
+fn environment(sink: &Sink, data: &str) -> [(&'static str, String); 2] {
+    [
+        ("MAILTRAIL_DATA_DIR", data.to_owned()),
+        (
+            "MAILTRAIL_OUTBOUND_ROUTES",
+            format!("ok.test={}", sink.address()),
+        ),
+    ]
+}
+
+fn borrowed<'a>(env: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
+    env.iter().map(|(k, v)| (*k, v.as_str())).collect()
+}
 
 /// The first URL in `html` that starts with `prefix`.
 fn url_after(html: &str, prefix: &str) -> String {
@@ -29,18 +79,8 @@ fn without_redirects() -> reqwest::Client {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn opens_clicks_and_unsubscribes_change_the_stage() {
-    let sink = Sink::start(&[]);
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let routes = format!("ok.test={}", sink.address());
-    let env = [
-        ("MAILTRAIL_DATA_DIR", data.to_str().unwrap()),
-        ("MAILTRAIL_OUTBOUND_ROUTES", routes.as_str()),
-    ];
-    let (_, key) = common::create_account(&env, "Shop");
-    let key = key.as_str();
-    let (child, base) = serve(&env);
-    let _service = KillOnDrop(child);
+    let tracked = Tracked::start();
+    let (sink, key, base) = (&tracked.sink, tracked.key.as_str(), tracked.base.clone());
     let client = without_redirects();
 
     let settings =
@@ -59,7 +99,7 @@ async fn opens_clicks_and_unsubscribes_change_the_stage() {
                        "html": "<html><body><p>See <a href=\"https://shop.example/offer?a=1&amp;b=2\">the offer</a></p></body></html>",
                        "text": "See https://shop.example/offer"});
     let id = common::send_email(&base, key, &email).await;
-    let raw = common::received(&sink, &id).await;
+    let raw = common::received(sink, &id).await;
     let message = mail_parser::MessageParser::default()
         .parse(raw.as_bytes())
         .unwrap();
@@ -195,17 +235,8 @@ async fn opens_clicks_and_unsubscribes_change_the_stage() {
 /// for the rule when the service gets SIGTERM are written before it exits.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_scanner_following_every_link_at_once_is_a_machine() {
-    let sink = Sink::start(&[]);
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let routes = format!("ok.test={}", sink.address());
-    let env = [
-        ("MAILTRAIL_DATA_DIR", data.to_str().unwrap()),
-        ("MAILTRAIL_OUTBOUND_ROUTES", routes.as_str()),
-    ];
-    let (_, key) = common::create_account(&env, "Shop");
-    let (child, base) = serve(&env);
-    let mut service = KillOnDrop(child);
+    let mut tracked = Tracked::start();
+    let (key, base) = (tracked.key.clone(), tracked.base.clone());
     let client = without_redirects();
     let settings = json!({"click_tracking": true, "tracking_base_url": base});
     let response = client
@@ -229,7 +260,7 @@ async fn a_scanner_following_every_link_at_once_is_a_machine() {
     }
     let mut links = Vec::new();
     for id in &emails {
-        let raw = common::received(&sink, id).await;
+        let raw = common::received(&tracked.sink, id).await;
         let message = mail_parser::MessageParser::default()
             .parse(raw.as_bytes())
             .unwrap();
@@ -315,11 +346,10 @@ async fn a_scanner_following_every_link_at_once_is_a_machine() {
     // Every link at once, and the service stopped before the window closes.
     every_link(&links[2]).await;
     // SAFETY: kill(2) on our own child's pid.
-    unsafe { libc::kill(service.0.id() as i32, libc::SIGTERM) };
-    let status = service.0.wait().unwrap();
+    unsafe { libc::kill(tracked.service.0.id() as i32, libc::SIGTERM) };
+    let status = tracked.service.0.wait().unwrap();
     assert!(status.success(), "serve exits 0 on SIGTERM: {status}");
-    let (child, base) = serve(&env);
-    let _service = KillOnDrop(child);
+    let (_service, base) = tracked.serve_again();
     assert_eq!(
         clicks(base.clone(), emails[2].clone()).await,
         ("delivered".to_owned(), vec![machine; 3]),
@@ -342,14 +372,4 @@ async fn a_scanner_following_every_link_at_once_is_a_machine() {
         (Some(1), Some(2)),
         "{report}"
     );
-}
-
-/// Stops the service however the test ends, so a failing assertion leaves no process behind.
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }

@@ -113,19 +113,15 @@ impl Store {
     /// returns when (µs since the epoch) this message may go, and moves the shared next turn
     /// one interval past it.
     pub async fn next_destination_turn(&self, destination: &str, interval_us: i64) -> Result<i64> {
-        let now = now_us();
-        sqlx::query("INSERT INTO destinations (destination) VALUES ($1) ON CONFLICT DO NOTHING")
-            .bind(destination)
-            .execute(&self.writer)
-            .await?;
+        // One statement per message: the row is made on the destination's first turn.
         let next: i64 = sqlx::query_scalar(
-            "UPDATE destinations
-             SET next_turn_at_us = CASE WHEN next_turn_at_us > $1 THEN next_turn_at_us ELSE $1 END
-                                   + $2
-             WHERE destination = $3
+            "INSERT INTO destinations (destination, next_turn_at_us) VALUES ($3, $1 + $2)
+             ON CONFLICT (destination) DO UPDATE
+                SET next_turn_at_us = CASE WHEN destinations.next_turn_at_us > $1
+                                           THEN destinations.next_turn_at_us ELSE $1 END + $2
              RETURNING next_turn_at_us",
         )
-        .bind(now)
+        .bind(now_us())
         .bind(interval_us)
         .bind(destination)
         .fetch_one(&self.writer)

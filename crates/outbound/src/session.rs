@@ -317,6 +317,7 @@ async fn send_all<S: AsyncRead + AsyncWrite + Unpin>(
     // The DKIM keys for the emails' (account, From): the account's verified sending domain,
     // else the configured keys. A session's emails mostly share both, so one lookup serves.
     let mut signing: Option<((String, String), crate::dkim::Signers)> = None;
+    let pipelining = capabilities.has_capability(EXT_PIPELINING);
     while let Some((email, blocked)) = queue.next() {
         let blocked = blocked.or_else(|| {
             blocked_now
@@ -377,7 +378,6 @@ async fn send_all<S: AsyncRead + AsyncWrite + Unpin>(
                 throttled: false,
             };
         }
-        let pipelining = capabilities.has_capability(EXT_PIPELINING);
         let outcome = transaction(&mut client, target, config, &email, &built, pipelining).await;
         let (outcome, connection_lost) = match outcome {
             Ok(reply) => (Outcome::Reply(reply), false),

@@ -1,34 +1,61 @@
-//! Recording many events in one transaction ([`Store::record_many`]), the write path of group
-//! commit ([`crate::recorder`]). Opens and clicks come in tens of thousands a second, most of
-//! them on emails whose stage they cannot move, so a batch costs a few statements whatever its
-//! size: the emails are read and locked together, the events that leave the stage as it is
-//! are inserted in multi-row statements and each email's milestones are written once. An
-//! event that can move the stage, or that has effects on the queue or the address, goes
-//! through [`Store::record_in`] as if recorded alone, in order with the email's other events.
+//! Recording events, the one write path for them ([`Store::record_many`], and [`Store::record`]
+//! for a single event): delivery outcomes and tracking hits arrive by the thousand, so a batch
+//! costs a few statements whatever its size. The emails are read and locked together, the
+//! events of the emails whose stage the batch may move are read together, each event's stage
+//! is derived in memory as it is appended, and then all events are inserted in multi-row
+//! statements and each email is rewritten once. One email's events keep their order.
 
 use std::collections::{BTreeMap, HashMap};
 
-use mailtrail_domain::stage::unchanged_by;
-use mailtrail_domain::{Event, Milestones, Stage};
+use mailtrail_domain::stage::{Derived, derive, unchanged_by};
+use mailtrail_domain::{Event, EventKind, Milestones, Reason};
 use sqlx::{Any, Row, Transaction};
 
-use crate::emails::{Effects, InTransaction, Record};
+use crate::emails::{Effects, InTransaction, QueueChange, Record, event_from_row};
+use crate::suppressions::{Block, suppress_in};
 use crate::webhooks::{EmailFacts, outbox};
-use crate::{Result, Store, StoreError};
+use crate::{Result, Store, StoreError, now_ms};
 
-/// Emails read and locked per statement.
+/// Emails read, locked or rewritten per statement (twelve parameters a row at most, well
+/// under both backends' limits).
 const EMAILS_PER_STATEMENT: usize = 500;
-/// Events inserted per statement (six parameters each, well under both backends' limits).
+/// Events inserted per statement (six parameters each).
 const EVENTS_PER_STATEMENT: usize = 500;
 
-/// What a batch needs of an email, read with its row locked.
-struct Locked {
+/// An email as the batch sees it: read with its row locked, then changed as its events are
+/// appended in memory.
+struct Email {
     account_id: String,
     to: String,
+    to_key: String,
     lead_id: Option<String>,
     batch: Option<String>,
-    stage: Stage,
+    derived: Derived,
     milestones: Milestones,
+    /// Its milestones as read.
+    stored: Milestones,
+    /// The last `seq` of its events.
+    seq: i64,
+    /// All its events, oldest first; read only when the batch may move its stage.
+    events: Option<Vec<Event>>,
+    /// At least one event of the batch was its account's, and recorded.
+    recorded: bool,
+    rewrite: Rewrite,
+}
+
+/// What the batch's events change in an email's row beyond its milestones.
+#[derive(Default)]
+struct Rewrite {
+    /// The stage, Status and reason were derived again.
+    derived: bool,
+    attempts: i64,
+    soft_5xx: i64,
+    /// The time of the batch's first temporary-looking 5xx.
+    first_soft_5xx_at_ms: Option<i64>,
+    /// The email left the queue (`None`) or is due again: its lease ends either way.
+    queue: Option<Option<i64>>,
+    /// The time of the batch's first delivery evidence.
+    delivered_at_ms: Option<i64>,
 }
 
 /// An event waiting for the batch's multi-row insert, with its place among its email's events.
@@ -40,88 +67,11 @@ struct Pending<'a> {
 impl Store {
     /// Records many events in one transaction (one disk flush for all of them): how delivery
     /// workers keep up with fast peers and the tracking endpoints with a flood of opens. An
-    /// email that no longer exists (or is another account's) is skipped. Emails are locked in
-    /// id order (one email's events keep their order) and batch counts written last, so
-    /// concurrent writers on several nodes take locks in the same order.
+    /// email that no longer exists (or is another account's) is skipped.
     pub async fn record_many(&self, records: &[Record]) -> Result<()> {
-        let mut by_email: BTreeMap<&str, Vec<&Record>> = BTreeMap::new();
-        for record in records {
-            by_email.entry(&record.email_id).or_default().push(record);
-        }
-        let ids: Vec<&str> = by_email.keys().copied().collect();
         let mut tx = self.writer.begin().await?;
-        let emails = self.lock_emails(&mut tx, &ids).await?;
-        let mut last_seqs = self.last_seqs(&mut tx, &ids).await?;
         let mut state = InTransaction::default();
-        let mut pending: Vec<Pending> = Vec::new();
-        let mut grown: Vec<(&str, Milestones)> = Vec::new();
-        for (email_id, records) in by_email {
-            let Some(email) = emails.get(email_id) else {
-                continue;
-            };
-            let facts = EmailFacts {
-                id: email_id,
-                account_id: &email.account_id,
-                to: &email.to,
-                lead_id: email.lead_id.as_deref(),
-                batch: email.batch.as_deref(),
-            };
-            let mut stage = email.stage;
-            let mut milestones = email.milestones;
-            let mut written = milestones;
-            let mut seq = last_seqs.remove(email_id).unwrap_or(0);
-            // Where this email's events start in `pending`.
-            let first = pending.len();
-            for record in records {
-                if record.account_id != email.account_id {
-                    continue;
-                }
-                let event = &record.event;
-                if record.effects == Effects::default() && unchanged_by(stage, event) {
-                    let hooks = state.hooks(&mut tx, &email.account_id).await?;
-                    outbox(&mut tx, hooks, &facts, event).await?;
-                    let reached = milestones.union(Milestones::of(event));
-                    state
-                        .counts
-                        .add(&email.account_id, facts.batch, reached.added_to(milestones));
-                    milestones = reached;
-                    seq += 1;
-                    pending.push(Pending { record, seq });
-                    continue;
-                }
-                // The full path reads the email's events and milestones from the database:
-                // what this batch holds for it so far is written first.
-                insert_events(&mut tx, self, &pending[first..]).await?;
-                pending.truncate(first);
-                if milestones != written {
-                    write_milestones(&mut tx, email_id, milestones).await?;
-                }
-                let Some(derived) = self
-                    .record_in(
-                        &mut tx,
-                        &mut state,
-                        &email.account_id,
-                        email_id,
-                        event,
-                        record.effects,
-                    )
-                    .await?
-                else {
-                    continue;
-                };
-                stage = derived.stage;
-                milestones = milestones.union(Milestones::of(event));
-                written = milestones;
-                seq += 1;
-            }
-            if milestones != written {
-                grown.push((email_id, milestones));
-            }
-        }
-        insert_events(&mut tx, self, &pending).await?;
-        for (email_id, milestones) in grown {
-            write_milestones(&mut tx, email_id, milestones).await?;
-        }
+        self.record_in(&mut tx, &mut state, records).await?;
         state.counts.apply(&mut tx).await?;
         tx.commit().await?;
         for r in records {
@@ -130,16 +80,79 @@ impl Store {
         Ok(())
     }
 
+    /// Records events within `tx`, adding to what the transaction accumulates; returns the
+    /// final derivation of each email found with an event of its account. Emails are locked in id order and batch counts
+    /// are written last (by the caller), so concurrent writers on several nodes take locks
+    /// in the same order.
+    pub(crate) async fn record_in(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        state: &mut InTransaction,
+        records: &[Record],
+    ) -> Result<HashMap<String, Derived>> {
+        let mut by_email: BTreeMap<&str, Vec<&Record>> = BTreeMap::new();
+        for record in records {
+            by_email.entry(&record.email_id).or_default().push(record);
+        }
+        let ids: Vec<&str> = by_email.keys().copied().collect();
+        let mut emails = self.lock_emails(tx, &ids).await?;
+        self.read_last_seqs(tx, &mut emails).await?;
+        // Only an event that may move the stage needs the email's history; every other
+        // one (most opens and clicks) leaves the stored derivation as it is.
+        let moving: Vec<&str> = by_email
+            .iter()
+            .filter(|(id, records)| {
+                emails.get(**id).is_some_and(|email| {
+                    records.iter().any(|r| {
+                        r.account_id == email.account_id
+                            && (r.effects != Effects::default()
+                                || !unchanged_by(email.derived.stage, &r.event))
+                    })
+                })
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        self.read_events(tx, &moving, &mut emails).await?;
+
+        let now = now_ms();
+        let mut pending: Vec<Pending> = Vec::with_capacity(records.len());
+        for (email_id, records) in by_email {
+            let Some(email) = emails.get_mut(email_id) else {
+                continue;
+            };
+            for record in records {
+                if record.account_id != email.account_id {
+                    continue;
+                }
+                email.seq += 1;
+                email.recorded = true;
+                pending.push(Pending {
+                    record,
+                    seq: email.seq,
+                });
+                email.append(tx, state, email_id, record, now).await?;
+            }
+        }
+        insert_events(tx, self, &pending).await?;
+        self.rewrite_emails(tx, &emails).await?;
+        Ok(emails
+            .into_iter()
+            .filter(|(_, email)| email.recorded)
+            .map(|(id, email)| (id, email.derived))
+            .collect())
+    }
+
     /// Reads and locks the emails in id order (`FOR UPDATE` on PostgreSQL).
     async fn lock_emails(
         &self,
         tx: &mut Transaction<'static, Any>,
         ids: &[&str],
-    ) -> Result<HashMap<String, Locked>> {
+    ) -> Result<HashMap<String, Email>> {
         let mut emails = HashMap::with_capacity(ids.len());
         for chunk in ids.chunks(EMAILS_PER_STATEMENT) {
             let sql = format!(
-                "SELECT id, account_id, to_address, lead_id, batch, stage, milestones
+                "SELECT id, account_id, to_address, to_key, lead_id, batch, stage, status,
+                        reason, milestones
                  FROM emails WHERE id IN ({}) ORDER BY id{}",
                 self.placeholders(1, chunk.len()),
                 self.lock_clause()
@@ -150,15 +163,28 @@ impl Store {
             }
             for row in query.fetch_all(&mut **tx).await? {
                 let stage: String = row.try_get("stage")?;
+                let reason: Option<String> = row.try_get("reason")?;
                 emails.insert(
                     row.try_get("id")?,
-                    Locked {
+                    Email {
                         account_id: row.try_get("account_id")?,
                         to: row.try_get("to_address")?,
+                        to_key: row.try_get("to_key")?,
                         lead_id: row.try_get("lead_id")?,
                         batch: row.try_get("batch")?,
-                        stage: stage.parse().map_err(StoreError::Corrupt)?,
+                        derived: Derived {
+                            stage: stage.parse().map_err(StoreError::Corrupt)?,
+                            status: row.try_get("status")?,
+                            reason: reason
+                                .map(|r| r.parse().map_err(StoreError::Corrupt))
+                                .transpose()?,
+                        },
                         milestones: Milestones::from_bits(row.try_get("milestones")?),
+                        stored: Milestones::from_bits(row.try_get("milestones")?),
+                        seq: 0,
+                        events: None,
+                        recorded: false,
+                        rewrite: Rewrite::default(),
                     },
                 );
             }
@@ -170,12 +196,13 @@ impl Store {
     /// its own, so PostgreSQL reads events committed while the lock was awaited). One
     /// index lookup per email: a correlated `MAX`, never a scan of a much-opened email's
     /// events.
-    async fn last_seqs(
+    async fn read_last_seqs(
         &self,
         tx: &mut Transaction<'static, Any>,
-        ids: &[&str],
-    ) -> Result<HashMap<String, i64>> {
-        let mut seqs = HashMap::with_capacity(ids.len());
+        emails: &mut HashMap<String, Email>,
+    ) -> Result<()> {
+        let ids: Vec<&String> = emails.keys().collect();
+        let mut seqs = Vec::with_capacity(ids.len());
         for chunk in ids.chunks(EMAILS_PER_STATEMENT) {
             let sql = format!(
                 "SELECT e.id, (SELECT MAX(v.seq) FROM events v WHERE v.email_id = e.id) AS seq
@@ -184,15 +211,200 @@ impl Store {
             );
             let mut query = sqlx::query(&sql);
             for id in chunk {
-                query = query.bind(*id);
+                query = query.bind(id.as_str());
             }
             for row in query.fetch_all(&mut **tx).await? {
                 if let Some(seq) = row.try_get::<Option<i64>, _>("seq")? {
-                    seqs.insert(row.try_get("id")?, seq);
+                    seqs.push((row.try_get::<String, _>("id")?, seq));
                 }
             }
         }
-        Ok(seqs)
+        for (id, seq) in seqs {
+            if let Some(email) = emails.get_mut(&id) {
+                email.seq = seq;
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads the events of the emails `ids`, oldest first, into `emails`.
+    async fn read_events(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        ids: &[&str],
+        emails: &mut HashMap<String, Email>,
+    ) -> Result<()> {
+        for id in ids {
+            if let Some(email) = emails.get_mut(*id) {
+                email.events = Some(Vec::new());
+            }
+        }
+        for chunk in ids.chunks(EMAILS_PER_STATEMENT) {
+            let sql = format!(
+                "SELECT email_id, seq, kind, at_ms, detail FROM events
+                 WHERE email_id IN ({}) ORDER BY email_id, seq",
+                self.placeholders(1, chunk.len())
+            );
+            let mut query = sqlx::query(&sql);
+            for id in chunk {
+                query = query.bind(*id);
+            }
+            for row in query.fetch_all(&mut **tx).await? {
+                let id: String = row.try_get("email_id")?;
+                let event = event_from_row(&row)?.event;
+                if let Some(events) = emails.get_mut(&id).and_then(|e| e.events.as_mut()) {
+                    events.push(event);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes each changed email once: the rewritten ones (stage, queue, counters) in
+    /// multi-row updates, then those whose milestones alone grew.
+    async fn rewrite_emails(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        emails: &HashMap<String, Email>,
+    ) -> Result<()> {
+        let mut rewritten: Vec<(&String, &Email)> = emails
+            .iter()
+            .filter(|(_, email)| email.rewrite.derived)
+            .collect();
+        rewritten.sort_by_key(|(id, _)| *id);
+        let now = now_ms();
+        for chunk in rewritten.chunks(EMAILS_PER_STATEMENT) {
+            let sql = format!(
+                "WITH v (id, stage, status, reason, now, attempts, soft, soft_at, queue, next_at,
+                         delivered_at, milestones) AS (VALUES {})
+                 UPDATE emails SET stage = v.stage, status = v.status, reason = v.reason,
+                        updated_at_ms = v.now, attempts = emails.attempts + v.attempts,
+                        soft_5xx_attempts = emails.soft_5xx_attempts + v.soft,
+                        first_soft_5xx_at_ms = COALESCE(emails.first_soft_5xx_at_ms, v.soft_at),
+                        next_attempt_at_ms = CASE WHEN v.queue = 1 THEN v.next_at
+                                                  ELSE emails.next_attempt_at_ms END,
+                        lease_until_ms = CASE WHEN v.queue = 1 THEN NULL
+                                              ELSE emails.lease_until_ms END,
+                        delivered_at_ms = COALESCE(emails.delivered_at_ms, v.delivered_at),
+                        milestones = v.milestones
+                 FROM v WHERE emails.id = v.id",
+                self.row_placeholders(chunk.len(), 12)
+            );
+            let mut query = sqlx::query(&sql);
+            for (id, email) in chunk {
+                let Rewrite {
+                    attempts,
+                    soft_5xx,
+                    first_soft_5xx_at_ms,
+                    queue,
+                    delivered_at_ms,
+                    ..
+                } = email.rewrite;
+                query = query
+                    .bind(id.as_str())
+                    .bind(email.derived.stage.as_str())
+                    .bind(email.derived.status.as_deref())
+                    .bind(email.derived.reason.map(Reason::as_str))
+                    .bind(now)
+                    .bind(attempts)
+                    .bind(soft_5xx)
+                    .bind(first_soft_5xx_at_ms)
+                    .bind(i64::from(queue.is_some()))
+                    .bind(queue.flatten())
+                    .bind(delivered_at_ms)
+                    .bind(email.milestones.bits());
+            }
+            query.execute(&mut **tx).await?;
+        }
+        let mut grown: Vec<(&String, Milestones)> = emails
+            .iter()
+            .filter(|(_, email)| !email.rewrite.derived && email.milestones != email.stored)
+            .map(|(id, email)| (id, email.milestones))
+            .collect();
+        grown.sort_by_key(|(id, _)| *id);
+        for chunk in grown.chunks(EMAILS_PER_STATEMENT) {
+            let sql = format!(
+                "WITH v (id, milestones) AS (VALUES {})
+                 UPDATE emails SET milestones = v.milestones FROM v WHERE emails.id = v.id",
+                self.row_placeholders(chunk.len(), 2)
+            );
+            let mut query = sqlx::query(&sql);
+            for (id, milestones) in chunk {
+                query = query.bind(id.as_str()).bind(milestones.bits());
+            }
+            query.execute(&mut **tx).await?;
+        }
+        Ok(())
+    }
+}
+
+impl Email {
+    /// Appends one of this email's events in memory: webhooks, batch counts, and — when it
+    /// may move the stage or has effects — a new derivation and its effects.
+    async fn append(
+        &mut self,
+        tx: &mut Transaction<'static, Any>,
+        state: &mut InTransaction,
+        email_id: &str,
+        record: &Record,
+        now: i64,
+    ) -> Result<()> {
+        let event = &record.event;
+        let facts = EmailFacts {
+            id: email_id,
+            account_id: &self.account_id,
+            to: &self.to,
+            lead_id: self.lead_id.as_deref(),
+            batch: self.batch.as_deref(),
+        };
+        let hooks = state.hooks(tx, &self.account_id).await?;
+        outbox(tx, hooks, &facts, event).await?;
+        let reached = self.milestones.union(Milestones::of(event));
+        state.counts.add(
+            &self.account_id,
+            self.batch.as_deref(),
+            reached.added_to(self.milestones),
+        );
+        self.milestones = reached;
+        let effects = record.effects;
+        if effects == Effects::default() && unchanged_by(self.derived.stage, event) {
+            if let Some(events) = self.events.as_mut() {
+                events.push(event.clone());
+            }
+            return Ok(());
+        }
+        let events = self
+            .events
+            .as_mut()
+            .expect("the events of an email whose stage may move are read first");
+        events.push(event.clone());
+        self.derived = derive(events);
+        let rewrite = &mut self.rewrite;
+        rewrite.derived = true;
+        rewrite.attempts += i64::from(effects.attempted);
+        match effects.queue {
+            QueueChange::Keep => {}
+            QueueChange::Leave => rewrite.queue = Some(None),
+            QueueChange::RetryAt { at_ms, soft_5xx } => {
+                rewrite.queue = Some(Some(at_ms));
+                if soft_5xx {
+                    rewrite.soft_5xx += 1;
+                    rewrite.first_soft_5xx_at_ms.get_or_insert(now);
+                }
+            }
+        }
+        if matches!(event.kind, EventKind::Delivered | EventKind::Relayed) {
+            rewrite.delivered_at_ms.get_or_insert(event.at_ms);
+        }
+        if effects.suppress {
+            let block = Block {
+                reason: event.detail.reason.unwrap_or(Reason::Undefined),
+                status: event.detail.status.clone(),
+                email_id: Some(email_id.to_owned()),
+            };
+            suppress_in(tx, &self.account_id, &self.to_key, &block, "mailtrail").await?;
+        }
+        Ok(())
     }
 }
 
@@ -228,19 +440,6 @@ async fn insert_events(
     Ok(())
 }
 
-async fn write_milestones(
-    tx: &mut Transaction<'static, Any>,
-    email_id: &str,
-    milestones: Milestones,
-) -> Result<()> {
-    sqlx::query("UPDATE emails SET milestones = $1 WHERE id = $2")
-        .bind(milestones.bits())
-        .bind(email_id)
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     //! `record_many` must leave the database exactly as recording each event alone would,
@@ -248,10 +447,10 @@ mod tests {
 
     use std::collections::BTreeMap;
 
-    use mailtrail_domain::{EmailAddress, EventKind};
+    use mailtrail_domain::{EmailAddress, EventKind, Stage};
 
     use super::*;
-    use crate::{BatchStats, Content, QueueChange, QueueEntry, Submission, now_ms};
+    use crate::{BatchStats, Content, QueueEntry, Submission};
 
     /// Two stores on fresh databases of one backend (the temp dir keeps SQLite's files).
     async fn stores(postgres: bool) -> ([Store; 2], Option<tempfile::TempDir>) {
@@ -380,11 +579,15 @@ mod tests {
         .collect()
     }
 
-    type Snapshot = (
-        Vec<(Stage, Option<String>, Vec<(i64, EventKind, Option<String>)>)>,
-        Vec<[i64; 8]>,
-        usize,
+    /// An email's stage, Status, attempts, whether it is queued, and its events.
+    type EmailSnapshot = (
+        Stage,
+        Option<String>,
+        u32,
+        bool,
+        Vec<(i64, EventKind, Option<String>)>,
     );
+    type Snapshot = (Vec<EmailSnapshot>, Vec<[i64; 8]>, usize);
 
     /// What there is to compare, without ids and clock times.
     async fn snapshot(store: &Store, account: &str, hook: &str, ids: &[String]) -> Snapshot {
@@ -396,7 +599,13 @@ mod tests {
                 .into_iter()
                 .map(|e| (e.seq, e.event.kind, e.event.detail.machine))
                 .collect();
-            emails.push((email.stage, email.status, events));
+            emails.push((
+                email.stage,
+                email.status,
+                email.attempts,
+                email.next_attempt_at_ms.is_some(),
+                events,
+            ));
         }
         let counts = |b: BatchStats| {
             [

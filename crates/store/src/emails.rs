@@ -5,14 +5,14 @@
 use std::collections::{BTreeMap, HashMap};
 
 use mailtrail_domain::merge::render;
-use mailtrail_domain::stage::{Derived, derive, unchanged_by};
-use mailtrail_domain::{Event, EventKind, Milestones, Reason, Stage};
+use mailtrail_domain::stage::{Derived, derive};
+use mailtrail_domain::{Event, Reason, Stage};
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
 use crate::reports::BatchCounts;
 use crate::webhooks::Webhook;
-use crate::{Result, Store, StoreError, now_ms};
+use crate::{Result, Store, StoreError};
 
 /// What recording an event does to the email's place in the queue and to its address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -117,7 +117,7 @@ pub(crate) fn subject_from_row(row: &AnyRow) -> Result<String> {
     Ok(render(&template, |name| fields.get(name).cloned(), false))
 }
 
-fn event_from_row(row: &AnyRow) -> Result<StoredEvent> {
+pub(crate) fn event_from_row(row: &AnyRow) -> Result<StoredEvent> {
     let kind: String = row.try_get("kind")?;
     let detail: String = row.try_get("detail")?;
     Ok(StoredEvent {
@@ -152,38 +152,6 @@ impl InTransaction {
         }
         Ok(&self.hooks[account_id])
     }
-}
-
-pub(crate) async fn insert_event(
-    tx: &mut Transaction<'static, Any>,
-    account_id: &str,
-    email_id: &str,
-    event: &Event,
-) -> Result<()> {
-    let detail = serde_json::to_string(&event.detail).expect("event details always serialise");
-    sqlx::query(
-        "INSERT INTO events (email_id, seq, account_id, kind, at_ms, detail)
-         SELECT $1, COALESCE(MAX(seq), 0) + 1, $2, $3, $4, $5 FROM events WHERE email_id = $1",
-    )
-    .bind(email_id)
-    .bind(account_id)
-    .bind(event.kind.as_str())
-    .bind(event.at_ms)
-    .bind(detail)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
-}
-
-async fn events_in(tx: &mut Transaction<'static, Any>, email_id: &str) -> Result<Vec<Event>> {
-    let rows =
-        sqlx::query("SELECT seq, kind, at_ms, detail FROM events WHERE email_id = $1 ORDER BY seq")
-            .bind(email_id)
-            .fetch_all(&mut **tx)
-            .await?;
-    rows.iter()
-        .map(|row| event_from_row(row).map(|stored| stored.event))
-        .collect()
 }
 
 impl Store {
@@ -223,127 +191,23 @@ impl Store {
         event: &Event,
         effects: Effects,
     ) -> Result<Derived> {
+        let record = Record {
+            account_id: account_id.to_owned(),
+            email_id: email_id.to_owned(),
+            event: event.clone(),
+            effects,
+        };
         let mut tx = self.writer.begin().await?;
         let mut state = InTransaction::default();
         let derived = self
-            .record_in(&mut tx, &mut state, account_id, email_id, event, effects)
+            .record_in(&mut tx, &mut state, std::slice::from_ref(&record))
             .await?
+            .remove(email_id)
             .ok_or(StoreError::NotFound)?;
         state.counts.apply(&mut tx).await?;
         tx.commit().await?;
         self.counters.count(event, effects.attempted);
         Ok(derived)
-    }
-
-    /// Records one event within `tx`, adding to what the transaction accumulates.
-    pub(crate) async fn record_in(
-        &self,
-        tx: &mut Transaction<'static, Any>,
-        state: &mut InTransaction,
-        account_id: &str,
-        email_id: &str,
-        event: &Event,
-        effects: Effects,
-    ) -> Result<Option<Derived>> {
-        let Some(row) = sqlx::query(&format!(
-            "SELECT to_key, to_address, lead_id, stage, status, reason, milestones, batch
-             FROM emails WHERE account_id = $1 AND id = $2{}",
-            self.lock_clause()
-        ))
-        .bind(account_id)
-        .bind(email_id)
-        .fetch_optional(&mut **tx)
-        .await?
-        else {
-            return Ok(None);
-        };
-        insert_event(tx, account_id, email_id, event).await?;
-        let batch: Option<String> = row.try_get("batch")?;
-        let hooks = state.hooks(tx, account_id).await?;
-        if !hooks.is_empty() {
-            let to: String = row.try_get("to_address")?;
-            let lead_id: Option<String> = row.try_get("lead_id")?;
-            let facts = crate::webhooks::EmailFacts {
-                id: email_id,
-                account_id,
-                to: &to,
-                lead_id: lead_id.as_deref(),
-                batch: batch.as_deref(),
-            };
-            crate::webhooks::outbox(tx, hooks, &facts, event).await?;
-        }
-        let stored: String = row.try_get("stage")?;
-        let stored: Stage = stored.parse().map_err(StoreError::Corrupt)?;
-        let reached = Milestones::from_bits(row.try_get("milestones")?);
-        let milestones = reached.union(Milestones::of(event));
-        let added = milestones.added_to(reached);
-        state.counts.add(account_id, batch.as_deref(), added);
-        if effects == Effects::default() && unchanged_by(stored, event) {
-            if !added.is_empty() {
-                sqlx::query("UPDATE emails SET milestones = $1 WHERE id = $2")
-                    .bind(milestones.bits())
-                    .bind(email_id)
-                    .execute(&mut **tx)
-                    .await?;
-            }
-            // An open or click that cannot move the stage: the stored derivation stands, and
-            // re-reading every event (hundreds, for a much-opened email) is skipped.
-            let reason: Option<String> = row.try_get("reason")?;
-            return Ok(Some(Derived {
-                stage: stored,
-                status: row.try_get("status")?,
-                reason: reason
-                    .map(|r| r.parse().map_err(StoreError::Corrupt))
-                    .transpose()?,
-            }));
-        }
-        let derived = derive(&events_in(tx, email_id).await?);
-        let now = now_ms();
-        let (changes_queue, next_attempt, soft_5xx) = match effects.queue {
-            QueueChange::Keep => (false, None, false),
-            QueueChange::Leave => (true, None, false),
-            QueueChange::RetryAt { at_ms, soft_5xx } => (true, Some(at_ms), soft_5xx),
-        };
-        sqlx::query(
-            "UPDATE emails SET stage = $1, status = $2, reason = $3, updated_at_ms = $4,
-                    attempts = attempts + $7,
-                    soft_5xx_attempts = soft_5xx_attempts + $8,
-                    first_soft_5xx_at_ms = CASE WHEN $8 = 1 AND first_soft_5xx_at_ms IS NULL
-                                                THEN $4 ELSE first_soft_5xx_at_ms END,
-                    next_attempt_at_ms = CASE WHEN $9 = 1 THEN $6 ELSE next_attempt_at_ms END,
-                    lease_until_ms = CASE WHEN $9 = 1 THEN NULL ELSE lease_until_ms END,
-                    delivered_at_ms = CASE WHEN delivered_at_ms IS NULL AND $10 = 1 THEN $11
-                                           ELSE delivered_at_ms END,
-                    milestones = $12
-             WHERE id = $5",
-        )
-        .bind(derived.stage.as_str())
-        .bind(derived.status.as_deref())
-        .bind(derived.reason.map(Reason::as_str))
-        .bind(now)
-        .bind(email_id)
-        .bind(next_attempt)
-        .bind(i64::from(effects.attempted))
-        .bind(i64::from(soft_5xx))
-        .bind(i64::from(changes_queue))
-        .bind(i64::from(matches!(
-            event.kind,
-            EventKind::Delivered | EventKind::Relayed
-        )))
-        .bind(event.at_ms)
-        .bind(milestones.bits())
-        .execute(&mut **tx)
-        .await?;
-        if effects.suppress {
-            let to_key: String = row.try_get("to_key")?;
-            let block = crate::suppressions::Block {
-                reason: event.detail.reason.unwrap_or(Reason::Undefined),
-                status: event.detail.status.clone(),
-                email_id: Some(email_id.to_owned()),
-            };
-            crate::suppressions::suppress_in(tx, account_id, &to_key, &block, "mailtrail").await?;
-        }
-        Ok(Some(derived))
     }
 
     /// An email's events in the order they were written.

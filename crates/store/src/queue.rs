@@ -10,7 +10,7 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use crate::leads::Fields;
-use crate::{Backend, Effects, QueueChange, Result, Store, StoreError, new_id, now_ms};
+use crate::{Backend, Effects, QueueChange, Record, Result, Store, StoreError, new_id, now_ms};
 
 /// The message an email (or a whole batch) sends, before merge fields.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -456,11 +456,17 @@ impl Store {
             queue: QueueChange::Leave,
             ..Effects::default()
         };
+        let records: Vec<Record> = ids
+            .iter()
+            .map(|id| Record {
+                account_id: account_id.to_owned(),
+                email_id: id.clone(),
+                event: cancelled.clone(),
+                effects,
+            })
+            .collect();
         let mut state = crate::emails::InTransaction::default();
-        for id in &ids {
-            self.record_in(&mut tx, &mut state, account_id, id, &cancelled, effects)
-                .await?;
-        }
+        self.record_in(&mut tx, &mut state, &records).await?;
         state.counts.apply(&mut tx).await?;
         tx.commit().await?;
         for _ in &ids {

@@ -18,6 +18,8 @@ struct Fields {
     action: Option<String>,
     status: Option<String>,
     diagnostic: Option<String>,
+    /// PowerMTA's class of the failure (`X-PowerMTA-BounceCategory`).
+    category: Option<String>,
 }
 
 /// One result per recipient block, or `None` when the message carries no DSN fields.
@@ -88,6 +90,7 @@ fn split_blocks(body: &str) -> Vec<Fields> {
                 "action" => &mut current.action,
                 "status" => &mut current.status,
                 "diagnostic-code" => &mut current.diagnostic,
+                "x-powermta-bouncecategory" => &mut current.category,
                 _ => continue,
             };
             slot.get_or_insert(value);
@@ -186,7 +189,16 @@ fn result(fields: Fields, human: &str, transcript: &str) -> RecipientResult {
             codes,
             &[&reply, context],
             &format!("{reply}\n{context}\n{transcript}"),
+            reason::Notice {
+                delayed: action.as_deref() == Some("delayed"),
+                no_such_mailbox: fields
+                    .category
+                    .as_deref()
+                    .is_some_and(|c| c.eq_ignore_ascii_case("bad-mailbox")),
+            },
         );
+        let said = diagnostic.as_deref().is_some_and(|d| !d.trim().is_empty());
+        let reason = reason::undecided(reason, said);
         let about_storage = matches!(
             reason,
             Reason::MailboxFull | Reason::SystemFull | Reason::MesgTooBig | Reason::ExceedLimit

@@ -17,6 +17,9 @@ static BOUNCE_PHRASES: LazyLock<PhraseTable<Reason>> = LazyLock::new(|| PhraseTa
 static STATE: LazyLock<PhraseTable<Reason>> = LazyLock::new(|| PhraseTable::new(STATE_PHRASES));
 static NO_SUCH_ADDRESS: LazyLock<PhraseSet> =
     LazyLock::new(|| PhraseSet::new(DEFINITELY_NO_SUCH_ADDRESS));
+static NOT_FOUND_HERE: LazyLock<PhraseSet> = LazyLock::new(|| PhraseSet::new(NO_SUCH_ADDRESS_HERE));
+static ATTEMPTS: LazyLock<PhraseTable<()>> =
+    LazyLock::new(|| PhraseTable::new(&[((), &[" attempts"][..])]));
 
 /// Phrases of bounce texts, most specific first, matched ignoring ASCII case on text with runs of
 /// white space collapsed.
@@ -162,6 +165,7 @@ const PHRASES: &[(Reason, &[&str])] = &[
             "relay not permitted",
             "unable to relay",
             "not configured to relay",
+            "insecure mail relay",
             // Amazon SES relays only for the identities verified with it.
             "email address is not verified",
             "no relaying",
@@ -395,26 +399,40 @@ const DEFINITELY_NO_SUCH_ADDRESS: &[&str] = &[
     "recipient name is not recognized",
     "invalid final delivery userid",
     "check if address is correct",
-    "recipient not found",
     "account that you tried to reach does not exist",
-    "address not found",
-    "address couldn't be found",
     "no valid recipients",
-    // Sendmail's local mailer: no content filter runs there.
-    "mail.local: unknown user",
+    // Local delivery agents (Postfix local(8), Sendmail's mail.local, IMail): no content
+    // filter runs there.
+    "unknown user:",
     "not listed in public name & address book",
     "not listed in domino directory",
 ];
+
+/// A notice's own heading for an address it could not find (Gmail's "Address not found").
+/// Without a remote server's reply, the system that sends the notice is the one that looked
+/// the address up; with one, the notice only paraphrases the reply, which then decides.
+const NO_SUCH_ADDRESS_HERE: &[&str] = &["address not found", "address couldn't be found"];
+
+/// What the reporting MTA itself says of a recipient, besides the remote server's words.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Notice {
+    /// RFC 3464 `Action: delayed`: the message still waits in the queue.
+    pub delayed: bool,
+    /// The MTA classed the address as not existing (PowerMTA's `X-PowerMTA-BounceCategory:
+    /// bad-mailbox`), which it decides from the whole session, not from a content filter.
+    pub no_such_mailbox: bool,
+}
 
 /// The reason for one recipient's report, from its codes, its texts (most specific first: the
 /// server's reply, then the notice around it), and the transcript of the session that tells
 /// which command failed.
 ///
-/// A "user unknown" is believed only when the code says so (`X.1.1`) or the server said it
-/// in reply to `RCPT TO`; said after the message was sent (or where the report does not tell
-/// when), it is usually a content filter's excuse, so it counts as `filtered` and does not
-/// condemn the address.
-pub(crate) fn decide(codes: Codes, texts: &[&str], transcript: &str) -> Reason {
+/// A "user unknown" is believed only when the code places it in the envelope (`X.1.1`,
+/// `X.5.*`), when words or the reporting MTA state that the address does not exist, or when
+/// the server said it in reply to `RCPT TO`; said after the message was sent (or where the
+/// report does not tell when), it is usually a content filter's excuse, so it counts as
+/// `filtered` and does not condemn the address.
+pub(crate) fn decide(codes: Codes, texts: &[&str], transcript: &str, notice: Notice) -> Reason {
     // Codes are read apart; dropping them joins phrases that multi-line replies split
     // (`552-5.7.0 … a potential 552-5.7.0 security issue`).
     let plain: Vec<String> = texts
@@ -443,8 +461,14 @@ pub(crate) fn decide(codes: Codes, texts: &[&str], transcript: &str) -> Reason {
         // `X.4.4` ("unable to route") is given for a domain that does not exist and for a
         // name server that did not answer alike: the text tells which.
         (Some(Reason::HostUnknown), Some(text)) if routing_status(codes) => text,
+        // A refusal of the content under a security or policy code (`X.7.*`, RFC 3463): the
+        // site's policy on what it accepts, not a malformed message (`X.6.*`).
+        (None, Some(Reason::ContentError)) if policy_status(codes) => Reason::PolicyViolation,
         (Some(status), _) => status,
         (None, Some(text)) => text,
+        // A message that still waits in the queue: when no words say why, the wait itself is
+        // the reason, not the family of its code.
+        (None, None) if notice.delayed => Reason::Expired,
         (None, None) => codes
             .status
             .and_then(|s| bare_status(s).or_else(|| reason_from_status(s)))
@@ -458,15 +482,34 @@ pub(crate) fn decide(codes: Codes, texts: &[&str], transcript: &str) -> Reason {
     if before_mail && (VAGUE_REFUSALS.contains(&reason) || reason == Reason::Expired) {
         return Reason::Blocked;
     }
-    let address_status = codes
+    // An addressing status (`X.1.*`) or a protocol one (`X.5.*`, RFC 3463: about the commands
+    // exchanged) places the refusal in the envelope, where no content filter has run yet.
+    let envelope_status = codes
         .status
-        .is_some_and(|s| s.subject == 1 && matches!(s.detail, 0 | 1 | 3 | 10));
-    let definite = plain.iter().any(|p| NO_SUCH_ADDRESS.any_in(p));
-    if reason == Reason::UserUnknown && !address_status && !definite && command != Some("RCPT") {
+        .is_some_and(|s| (s.subject == 1 && matches!(s.detail, 0 | 1 | 3 | 10)) || s.subject == 5);
+    let definite = plain.iter().any(|p| {
+        NO_SUCH_ADDRESS.any_in(p) || (codes.reply_code.is_none() && NOT_FOUND_HERE.any_in(p))
+    });
+    let believed = envelope_status || definite || notice.no_such_mailbox;
+    if reason == Reason::UserUnknown && !believed && command != Some("RCPT") {
         Reason::Filtered
     } else {
         reason
     }
+}
+
+/// What no code or words decide: `onhold` when the server said something about the recipient
+/// that no rule reads, `undefined` when it said nothing.
+pub(crate) fn undecided(reason: Reason, said: bool) -> Reason {
+    if reason == Reason::Undefined && said {
+        Reason::OnHold
+    } else {
+        reason
+    }
+}
+
+fn policy_status(codes: Codes) -> bool {
+    codes.status.is_some_and(|s| s.subject == 7)
 }
 
 fn routing_status(codes: Codes) -> bool {
@@ -492,6 +535,15 @@ fn text_reason(plain: &str) -> Option<Reason> {
         .first(plain)
         .or_else(|| reason_from_text(plain))
         .or_else(|| STATE.first(plain))
+        .or_else(|| counts_attempts(plain).then_some(Reason::Expired))
+}
+
+/// A notice that counts its tries ("Delivery failed 20 attempts", "failed after 5 attempts")
+/// tells that the queue gave up retrying, and nothing more.
+fn counts_attempts(plain: &str) -> bool {
+    ATTEMPTS
+        .occurrences(plain)
+        .any(|(start, _, _)| plain[..start].ends_with(|c: char| c.is_ascii_digit()))
 }
 
 /// A hard bounce condemns the address; `notaccept` only when the refusal is permanent.
@@ -524,15 +576,15 @@ fn from_status(status: EnhancedStatus) -> Option<Reason> {
         (_, 7, 25) => RequirePtr,
         (_, 7, 26) => AuthFailure,
         (_, 7, 27) => NotAccept,
-        (_, 7, 9) => PolicyViolation,
         _ => return None,
     })
 }
 
-/// What a status code means when no words say more: `X.7.0` and `X.7.1` ("delivery not
-/// authorized") are security refusals that the domain's reply reading calls rejections.
+/// What a status code means when no words say more: `X.7.0`, `X.7.1` ("delivery not
+/// authorized") and `X.7.9` ("authentication mechanism is too weak", RFC 4954) are security
+/// refusals that the domain's reply reading calls rejections or authentication failures.
 fn bare_status(status: EnhancedStatus) -> Option<Reason> {
-    (status.subject == 7 && status.detail <= 1).then_some(Reason::SecurityError)
+    (status.subject == 7 && matches!(status.detail, 0 | 1 | 9)).then_some(Reason::SecurityError)
 }
 
 fn from_reply_code(code: u16) -> Option<Reason> {

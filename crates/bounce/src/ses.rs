@@ -103,7 +103,8 @@ fn bounced(bounce: Bounce) -> Vec<RecipientResult> {
                 codes.status = Some(status);
             }
             let text = diagnostic.as_deref().unwrap_or_default();
-            let reason = reason::decide(codes, &[text], text);
+            let reason = reason::decide(codes, &[text], text, reason::Notice::default());
+            let reason = reason::undecided(reason, !text.trim().is_empty());
             RecipientResult {
                 recipient: Some(r.email_address.to_ascii_lowercase()),
                 original_recipient: None,

@@ -111,11 +111,10 @@ const CUES: &[(Cue, &[&str])] = &[
     // Yahoo's bounces end the reply with the command in brackets.
     (Cue::Names("RCPT"), &["[rcpt_to]"]),
     (Cue::Names("MAIL"), &["[mail_from]"]),
-    // Postfix's words for a refusal at RCPT time, quoted by many relays without the command.
-    (
-        Cue::Names("RCPT"),
-        &["recipient address rejected", "rcpt to"],
-    ),
+    // The recipient command named in a report (`did not like our RCPT TO:`). Postfix's
+    // "Recipient address rejected" is no such cue: relays and filters quote it after the
+    // message was sent, so it leaves the command unknown.
+    (Cue::Names("RCPT"), &["rcpt to"]),
 ];
 
 static CUE_TABLE: LazyLock<PhraseTable<Cue>> = LazyLock::new(|| PhraseTable::new(CUES));

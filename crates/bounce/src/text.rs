@@ -182,7 +182,14 @@ fn result(
     if codes.status.is_none() && codes.reply_code.is_none() {
         codes = smtp::find(whole);
     }
-    let reason = reason::decide(codes, &[segment, whole], transcript);
+    let reason = reason::decide(
+        codes,
+        &[segment, whole],
+        transcript,
+        reason::Notice::default(),
+    );
+    // Lines about a named recipient that no rule reads leave the reason on hold.
+    let reason = reason::undecided(reason, recipient.is_some() && !segment.trim().is_empty());
     let diagnostic = diagnostic(segment).or_else(|| diagnostic(whole));
     RecipientResult {
         recipient,

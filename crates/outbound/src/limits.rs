@@ -4,7 +4,9 @@
 //! across every node sharing it, not per process.
 //!
 //! A session first waits for one of this node's local permits for the destination (so the
-//! node's own sessions queue in memory, not by polling), then takes a database slot. The slot
+//! node's own sessions queue in memory, not by polling), then, on PostgreSQL, takes a
+//! database slot. SQLite has one node by design, so there the local permit is the slot: a
+//! database slot would only add two commits (two disk flushes) to every session. The slot
 //! is leased for [`SLOT_LEASE`] and renewed while the session runs; a crashed node's slots
 //! come back within a lease. A session that finds every slot held by other nodes retries for
 //! [`SLOT_WAIT`], then gives its emails back to the queue.
@@ -14,7 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use mailtrail_store::{Slot, SlotClaim, Store, StoreError, now_us};
+use mailtrail_store::{Backend, Slot, SlotClaim, Store, StoreError, now_ms, now_us};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 
@@ -54,10 +56,15 @@ pub enum Admission {
 /// A session's place among its destination's: hold it while the session runs, then
 /// [`Session::end`] it.
 pub struct Session {
+    /// The database slot, on a database that several nodes share.
+    shared: Option<SharedSlot>,
+    _local: OwnedSemaphorePermit,
+}
+
+struct SharedSlot {
     store: Store,
     slot: Slot,
     renewal: JoinHandle<()>,
-    _local: OwnedSemaphorePermit,
 }
 
 impl Destinations {
@@ -84,6 +91,17 @@ impl Destinations {
             .or_insert_with(|| Arc::new(Semaphore::new(self.sessions)))
             .clone();
         let permit = local.acquire_owned().await.expect("never closed");
+        if self.store.backend() == Backend::Sqlite {
+            let until_ms = self.store.destination_paused_until(destination).await?;
+            return Ok(if until_ms > now_ms() {
+                Admission::Paused { until_ms }
+            } else {
+                Admission::Open(Session {
+                    shared: None,
+                    _local: permit,
+                })
+            });
+        }
         let holder = format!(
             "{}-{}",
             self.node,
@@ -99,9 +117,11 @@ impl Destinations {
             {
                 SlotClaim::Taken(slot) => {
                     return Ok(Admission::Open(Session {
-                        renewal: tokio::spawn(renew(self.store.clone(), slot.clone())),
-                        store: self.store.clone(),
-                        slot,
+                        shared: Some(SharedSlot {
+                            renewal: tokio::spawn(renew(self.store.clone(), slot.clone())),
+                            store: self.store.clone(),
+                            slot,
+                        }),
                         _local: permit,
                     }));
                 }
@@ -131,16 +151,19 @@ impl Destinations {
 
 impl Session {
     /// Frees the slot for the next session, on any node.
-    pub async fn end(self) {
-        self.renewal.abort();
-        if let Err(e) = self.store.release_destination_slot(&self.slot).await {
-            tracing::warn!(error = %e, destination = %self.slot.destination,
+    pub async fn end(mut self) {
+        let Some(shared) = self.shared.take() else {
+            return;
+        };
+        shared.renewal.abort();
+        if let Err(e) = shared.store.release_destination_slot(&shared.slot).await {
+            tracing::warn!(error = %e, destination = %shared.slot.destination,
                 "cannot free a session slot; it frees itself when its lease runs out");
         }
     }
 }
 
-impl Drop for Session {
+impl Drop for SharedSlot {
     /// A session dropped without [`Session::end`] (its task cancelled) stops renewing: its
     /// slot frees itself within a lease.
     fn drop(&mut self) {

@@ -78,6 +78,17 @@ impl Store {
         Ok(claim)
     }
 
+    /// Until when the destination is paused (0 when it is not), read without taking a slot:
+    /// for a node that has the database to itself and keeps its slots in memory.
+    pub async fn destination_paused_until(&self, destination: &str) -> Result<i64> {
+        let paused: Option<i64> =
+            sqlx::query_scalar("SELECT paused_until_ms FROM destinations WHERE destination = $1")
+                .bind(destination)
+                .fetch_optional(&self.reader)
+                .await?;
+        Ok(paused.unwrap_or(0))
+    }
+
     /// Extends a slot's lease; `false` when it is no longer this holder's (its lease ran out
     /// and another session took it).
     pub async fn renew_destination_slot(&self, slot: &Slot, lease_ms: i64) -> Result<bool> {

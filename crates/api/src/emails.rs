@@ -366,6 +366,11 @@ pub struct EventView {
     pub machine: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub feedback_type: Option<String>,
+    /// Where an open, click or unsubscribe came from.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ip: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user_agent: Option<String>,
 }
 
 impl From<StoredEvent> for EventView {
@@ -379,6 +384,8 @@ impl From<StoredEvent> for EventView {
             attempt: e.detail.attempt,
             machine: e.detail.machine,
             feedback_type: e.detail.feedback_type,
+            ip: e.detail.ip,
+            user_agent: e.detail.user_agent,
         }
     }
 }

@@ -6,12 +6,15 @@
 //! email's context from a cache, the event batched, clicks on emails with several links
 //! first held by [`crate::every_link`].
 
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{Path, Request, State};
+use axum::extract::{ConnectInfo, Path, Request, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
+use mailtrail_domain::event::USER_AGENT_MAX;
 use mailtrail_domain::token::Purpose;
 use mailtrail_domain::{Event, EventKind, Reason};
 use mailtrail_store::{Effects, Record, now_ms};
@@ -79,14 +82,47 @@ enum Hit {
     Click { link: u16, url: String },
 }
 
+/// The address a request came from. Behind a reverse proxy on the same machine (the peer is
+/// a loopback address) it is the last address the proxy added to `X-Forwarded-For`; from
+/// anywhere else that header is only the client's say-so, and the peer's address counts.
+fn client_ip(request: &Parts) -> Option<String> {
+    let peer = request.extensions.get::<ConnectInfo<SocketAddr>>()?.0.ip();
+    let forwarded = || {
+        let header = request.headers.get("x-forwarded-for")?.to_str().ok()?;
+        header.rsplit(',').next()?.trim().parse::<IpAddr>().ok()
+    };
+    let ip = match forwarded() {
+        Some(forwarded) if peer.is_loopback() => forwarded,
+        _ => peer,
+    };
+    Some(ip.to_canonical().to_string())
+}
+
+/// The request's `User-Agent`, cut to what an event keeps.
+fn user_agent(headers: &HeaderMap) -> Option<String> {
+    let agent = String::from_utf8_lossy(headers.get(header::USER_AGENT)?.as_bytes());
+    let mut end = agent.len().min(USER_AGENT_MAX);
+    while !agent.is_char_boundary(end) {
+        end -= 1;
+    }
+    Some(agent[..end].to_owned())
+}
+
+/// Stamps an event with where it came from.
+fn from_client(mut event: Event, request: &Parts) -> Event {
+    event.detail.ip = client_ip(request);
+    event.detail.user_agent = user_agent(&request.headers);
+    event
+}
+
 /// Records an open or a click, flagged when a machine made it.
 async fn record_hit(
     hits: &Hits,
     email_id: &str,
     hit: Hit,
-    method: &Method,
-    headers: &HeaderMap,
+    request: &Parts,
 ) -> Result<(), ApiError> {
+    let (method, headers) = (&request.method, &request.headers);
     let context = hits.context(email_id).await?.ok_or(ApiError::NotFound)?;
     let (kind, note) = match &hit {
         Hit::Open => (EventKind::Opened, None),
@@ -94,7 +130,7 @@ async fn record_hit(
     };
     let now = now_ms();
     let since_delivery = context.delivered_at_ms.map(|at| now - at);
-    let mut event = Event::new(kind, now);
+    let mut event = from_client(Event::new(kind, now), request);
     event.detail.note = note;
     if let Some(why) = machine(
         method,
@@ -140,14 +176,7 @@ pub async fn open(
         .tokens
         .verify(token, Purpose::Open)
         .map_err(|_| ApiError::NotFound)?;
-    record_hit(
-        &hits,
-        &token.email_id,
-        Hit::Open,
-        request.method(),
-        request.headers(),
-    )
-    .await?;
+    record_hit(&hits, &token.email_id, Hit::Open, &request.into_parts().0).await?;
     let mut response = Bytes::from_static(&PIXEL).into_response();
     let h = response.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static("image/gif"));
@@ -192,8 +221,7 @@ pub async fn click(
         &hits,
         &token.email_id,
         Hit::Click { link: index, url },
-        request.method(),
-        request.headers(),
+        &request.into_parts().0,
     )
     .await?;
     let mut response = StatusCode::FOUND.into_response();
@@ -260,6 +288,7 @@ pub async fn unsubscribe_page(
 pub async fn unsubscribe(
     State(hits): State<Arc<Hits>>,
     Path(token): Path<String>,
+    request: Request,
 ) -> Result<Html<String>, ApiError> {
     let token = hits
         .tokens
@@ -270,7 +299,10 @@ pub async fn unsubscribe(
         .email_account(&token.email_id)
         .await?
         .ok_or(ApiError::NotFound)?;
-    let event = Event::new(EventKind::Unsubscribed, now_ms()).with_reason(Reason::Unsubscribed);
+    let event = from_client(
+        Event::new(EventKind::Unsubscribed, now_ms()).with_reason(Reason::Unsubscribed),
+        &request.into_parts().0,
+    );
     let effects = Effects {
         suppress: true,
         ..Effects::default()
@@ -287,6 +319,57 @@ pub async fn unsubscribe(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn parts(peer: &str, forwarded: Option<&str>, agent: Option<&[u8]>) -> Parts {
+        let mut request = Request::builder().uri("/o/x.gif");
+        if let Some(forwarded) = forwarded {
+            request = request.header("x-forwarded-for", forwarded);
+        }
+        if let Some(agent) = agent {
+            request = request.header(header::USER_AGENT, HeaderValue::from_bytes(agent).unwrap());
+        }
+        let mut parts = request.body(()).unwrap().into_parts().0;
+        parts
+            .extensions
+            .insert(ConnectInfo(peer.parse::<SocketAddr>().unwrap()));
+        parts
+    }
+
+    #[test]
+    fn forwarded_addresses_count_only_from_a_proxy_on_this_machine() {
+        let cases = [
+            ("203.0.113.5:4000", None, "203.0.113.5"),
+            ("203.0.113.5:4000", Some("198.51.100.1"), "203.0.113.5"),
+            ("127.0.0.1:4000", Some("198.51.100.1"), "198.51.100.1"),
+            (
+                "127.0.0.1:4000",
+                Some("10.0.0.1, 198.51.100.1"),
+                "198.51.100.1",
+            ),
+            ("[::1]:4000", Some("2001:db8::7"), "2001:db8::7"),
+            ("127.0.0.1:4000", Some("not an address"), "127.0.0.1"),
+            ("[::ffff:192.0.2.8]:4000", None, "192.0.2.8"),
+        ];
+        for (peer, forwarded, expected) in cases {
+            let ip = client_ip(&parts(peer, forwarded, None));
+            assert_eq!(ip.as_deref(), Some(expected), "{peer} {forwarded:?}");
+        }
+    }
+
+    #[test]
+    fn user_agents_are_kept_whole_up_to_the_limit_and_never_split_a_character() {
+        let agent = |bytes: &[u8]| user_agent(&parts("127.0.0.1:1", None, Some(bytes)).headers);
+        assert_eq!(
+            agent(b"Mozilla/5.0 (X11)").as_deref(),
+            Some("Mozilla/5.0 (X11)")
+        );
+        let long = "é".repeat(USER_AGENT_MAX);
+        let kept = agent(long.as_bytes()).unwrap();
+        assert_eq!(kept, "é".repeat(USER_AGENT_MAX / 2));
+        let odd = format!("a{long}");
+        assert_eq!(agent(odd.as_bytes()).unwrap().len(), USER_AGENT_MAX - 1);
+        assert_eq!(user_agent(&HeaderMap::new()), None);
+    }
 
     fn agent(ua: &str) -> HeaderMap {
         let mut headers = HeaderMap::new();

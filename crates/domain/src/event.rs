@@ -107,10 +107,20 @@ pub struct EventDetail {
     pub machine: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub feedback_type: Option<String>,
-    /// Free-form context: the clicked URL, the remote host, a user agent.
+    /// Free-form context: the clicked URL, the remote host.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+    /// The address an open, click or unsubscribe came from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip: Option<String>,
+    /// The `User-Agent` of an open, click or unsubscribe, cut to [`USER_AGENT_MAX`] bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_agent: Option<String>,
 }
+
+/// The most of a user agent kept with an event: real ones are a few hundred bytes, and
+/// anyone on the internet can send a longer one.
+pub const USER_AGENT_MAX: usize = 512;
 
 /// One fact about one email, at a time in milliseconds since the Unix epoch.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

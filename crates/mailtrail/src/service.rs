@@ -89,7 +89,12 @@ impl Service {
                     .with_state(store.clone()),
             );
         let http_server =
-            axum::serve(listener, app).with_graceful_shutdown(wait_for(stopped.clone()));
+            // The peer's address goes with each open, click and unsubscribe.
+            axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+            )
+            .with_graceful_shutdown(wait_for(stopped.clone()));
         let received = std::sync::Arc::new(tokio::sync::Notify::new());
         let processor = Processor::new(store.clone(), outbound.tokens(), received.clone());
         let inbound_tls =

@@ -160,9 +160,11 @@ async fn opens_clicks_and_unsubscribes_change_the_stage() {
         "opened"
     );
 
+    // Through a reverse proxy on the same machine: the address it forwards counts.
     let click = client
         .get(url_after(&html, &format!("{base}/c/")))
         .header("user-agent", person)
+        .header("x-forwarded-for", "198.51.100.4, 203.0.113.9")
         .send()
         .await
         .unwrap();
@@ -178,6 +180,36 @@ async fn opens_clicks_and_unsubscribes_change_the_stage() {
         )
         .await,
         "clicked"
+    );
+    // Each hit keeps where it came from and the agent that made it.
+    let email: Value = client
+        .get(format!("{base}/v1/emails/{id}"))
+        .bearer_auth(key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let hits: Vec<(&str, &str, &str)> = email["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "opened" || e["kind"] == "clicked")
+        .map(|e| {
+            (
+                e["kind"].as_str().unwrap(),
+                e["ip"].as_str().unwrap_or_default(),
+                e["user_agent"].as_str().unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        hits,
+        [
+            ("opened", "127.0.0.1", person),
+            ("clicked", "203.0.113.9", person)
+        ]
     );
 
     let unsubscribe = url_after(&html, &format!("{base}/u/"));

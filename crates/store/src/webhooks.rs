@@ -122,6 +122,8 @@ fn payload(event_id: &str, email: &EmailFacts<'_>, event: &Event) -> String {
             "machine": d.machine.is_some(),
             "machine_reason": d.machine,
             "feedback_type": d.feedback_type,
+            "ip": d.ip,
+            "user_agent": d.user_agent,
         },
     })
     .to_string()

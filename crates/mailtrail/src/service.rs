@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::Context;
+use axum::serve::ListenerExt;
 use mailtrail_api::{AppState, router};
 use mailtrail_inbound::process::Processor;
 use mailtrail_inbound::server::{self, StoreSink};
@@ -91,7 +92,9 @@ impl Service {
         let http_server =
             // The peer's address goes with each open, click and unsubscribe.
             axum::serve(
-                listener,
+                listener.tap_io(|stream| {
+                    let _ = stream.set_nodelay(true);
+                }),
                 app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
             )
             .with_graceful_shutdown(wait_for(stopped.clone()));

@@ -5,9 +5,10 @@
 //! expiry), so the phrases and code meanings particular to them live here and are tried before
 //! the domain's reply phrases.
 
+use std::cell::OnceCell;
 use std::sync::LazyLock;
 
-use mailtrail_domain::classify::{reason_from_status, reason_from_text};
+use mailtrail_domain::classify::{self, reason_from_status};
 use mailtrail_domain::{EnhancedStatus, Reason};
 
 use crate::phrases::{PhraseSet, PhraseTable};
@@ -15,6 +16,11 @@ use crate::smtp::{self, Codes};
 
 static BOUNCE_PHRASES: LazyLock<PhraseTable<Reason>> = LazyLock::new(|| PhraseTable::new(PHRASES));
 static STATE: LazyLock<PhraseTable<Reason>> = LazyLock::new(|| PhraseTable::new(STATE_PHRASES));
+/// The domain's phrases for SMTP replies, as one automaton: what
+/// [`mailtrail_domain::classify::reason_from_text`] finds, without a lower-cased copy of the
+/// notice and a search per phrase.
+static REPLY_PHRASES: LazyLock<PhraseTable<Reason>> =
+    LazyLock::new(|| PhraseTable::new(classify::PHRASES));
 static NO_SUCH_ADDRESS: LazyLock<PhraseSet> =
     LazyLock::new(|| PhraseSet::new(DEFINITELY_NO_SUCH_ADDRESS));
 static NOT_FOUND_HERE: LazyLock<PhraseSet> = LazyLock::new(|| PhraseSet::new(NO_SUCH_ADDRESS_HERE));
@@ -435,17 +441,21 @@ pub(crate) struct Notice {
 pub(crate) fn decide(codes: Codes, texts: &[&str], transcript: &str, notice: Notice) -> Reason {
     // Codes are read apart; dropping them joins phrases that multi-line replies split
     // (`552-5.7.0 … a potential 552-5.7.0 security issue`).
-    let plain: Vec<String> = texts
-        .iter()
-        .map(|text| {
-            text.split_whitespace()
-                .filter(|word| !is_code(word))
-                .collect::<Vec<_>>()
-                .join(" ")
-        })
-        .collect();
+    // Each made only when read: the whole notice rarely is.
+    let plain: Vec<OnceCell<String>> = texts.iter().map(|_| OnceCell::new()).collect();
+    let plain = |i: usize| {
+        plain[i]
+            .get_or_init(|| {
+                texts[i]
+                    .split_whitespace()
+                    .filter(|word| !is_code(word))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+            .as_str()
+    };
     // The server's own words come first; the notice around them only when they say nothing.
-    let from_text = plain.iter().find_map(|plain| text_reason(plain));
+    let from_text = (0..texts.len()).find_map(|i| text_reason(plain(i)));
     // A "recipient rejected" about the message's content (`5.6.0`) is not about the address.
     let from_text = match (from_text, codes.status) {
         (Some(Reason::UserUnknown), Some(status)) if status.subject == 6 => {
@@ -487,11 +497,13 @@ pub(crate) fn decide(codes: Codes, texts: &[&str], transcript: &str, notice: Not
     let envelope_status = codes
         .status
         .is_some_and(|s| (s.subject == 1 && matches!(s.detail, 0 | 1 | 3 | 10)) || s.subject == 5);
-    let definite = plain.iter().any(|p| {
-        NO_SUCH_ADDRESS.any_in(p) || (codes.reply_code.is_none() && NOT_FOUND_HERE.any_in(p))
-    });
-    let believed = envelope_status || definite || notice.no_such_mailbox;
-    if reason == Reason::UserUnknown && !believed && command != Some("RCPT") {
+    let definite = || {
+        (0..texts.len()).map(plain).any(|p| {
+            NO_SUCH_ADDRESS.any_in(p) || (codes.reply_code.is_none() && NOT_FOUND_HERE.any_in(p))
+        })
+    };
+    let believed = || envelope_status || notice.no_such_mailbox || definite();
+    if reason == Reason::UserUnknown && command != Some("RCPT") && !believed() {
         Reason::Filtered
     } else {
         reason
@@ -533,7 +545,7 @@ fn is_code(word: &str) -> bool {
 fn text_reason(plain: &str) -> Option<Reason> {
     BOUNCE_PHRASES
         .first(plain)
-        .or_else(|| reason_from_text(plain))
+        .or_else(|| REPLY_PHRASES.first(plain))
         .or_else(|| STATE.first(plain))
         .or_else(|| counts_attempts(plain).then_some(Reason::Expired))
 }

@@ -155,8 +155,10 @@ fn reason_from_code(code: u16) -> Option<Reason> {
     }
 }
 
-/// Phrases real servers use, most specific first. Matched on lower-cased text.
-const PHRASES: &[(Reason, &[&str])] = &[
+/// Phrases real servers use, most specific first, in lower case: [`reason_from_text`] takes
+/// the first reason with a phrase in the text. The bounce reader, which searches whole
+/// notices, builds one automaton of them instead.
+pub const PHRASES: &[(Reason, &[&str])] = &[
     // Greylisting is a deliberate, temporary block: it must not read as an unknown user.
     (Reason::Blocked, &["greylist", "graylist"]),
     (

@@ -20,6 +20,8 @@ struct Fields {
     diagnostic: Option<String>,
     /// PowerMTA's class of the failure (`X-PowerMTA-BounceCategory`).
     category: Option<String>,
+    /// The server that gave the reply (`Remote-MTA: dns; HOST`).
+    remote_mta: Option<String>,
 }
 
 /// One result per recipient block, or `None` when the message carries no DSN fields.
@@ -91,6 +93,7 @@ fn split_blocks(body: &str) -> Vec<Fields> {
                 "status" => &mut current.status,
                 "diagnostic-code" => &mut current.diagnostic,
                 "x-powermta-bouncecategory" => &mut current.category,
+                "remote-mta" => &mut current.remote_mta,
                 _ => continue,
             };
             slot.get_or_insert(value);
@@ -195,6 +198,9 @@ fn result(fields: Fields, human: &str, transcript: &str) -> RecipientResult {
                     .category
                     .as_deref()
                     .is_some_and(|c| c.eq_ignore_ascii_case("bad-mailbox")),
+                refuses_as_unknown_user: fields.remote_mta.as_deref().is_some_and(|mta| {
+                    reason::refuses_as_unknown_user(mta.rsplit(';').next().unwrap_or(mta))
+                }),
             },
         );
         let said = diagnostic.as_deref().is_some_and(|d| !d.trim().is_empty());

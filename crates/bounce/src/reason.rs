@@ -52,6 +52,8 @@ const PHRASES: &[(Reason, &[&str])] = &[
         &["wasn't able to establish an smtp connection"],
     ),
     (Reason::SystemError, &["unable to contact ldap server"]),
+    // A mailbox the receiving site holds mail for, for now: says nothing of the address.
+    (Reason::OnHold, &["rejected: on hold", "is on hold"]),
     // Postfix's words for a server that refused the connection itself; the "delivery
     // temporarily suspended" it puts before them is about its own queue, not an account.
     (Reason::Blocked, &["refused to talk to me"]),
@@ -427,6 +429,21 @@ pub(crate) struct Notice {
     /// The MTA classed the address as not existing (PowerMTA's `X-PowerMTA-BounceCategory:
     /// bad-mailbox`), which it decides from the whole session, not from a content filter.
     pub no_such_mailbox: bool,
+    /// The remote server is one whose "unknown user" after the message means the recipient's
+    /// own reception settings refused this sender ([`refuses_as_unknown_user`]).
+    pub refuses_as_unknown_user: bool,
+}
+
+/// Servers that answer "550 Unknown user" at the end of DATA when the recipient's reception
+/// settings (a sender or domain filter the person chose) refuse the sender: NTT docomo's
+/// mail servers (`*.docomo.ne.jp`). There the sender was refused, not filtered as spam, and
+/// the address exists; at RCPT the same words still mean an unknown user.
+pub(crate) fn refuses_as_unknown_user(remote_host: &str) -> bool {
+    let host = remote_host
+        .trim()
+        .trim_end_matches('.')
+        .to_ascii_lowercase();
+    host == "docomo.ne.jp" || host.ends_with(".docomo.ne.jp")
 }
 
 /// The reason for one recipient's report, from its codes, its texts (most specific first: the
@@ -504,7 +521,11 @@ pub(crate) fn decide(codes: Codes, texts: &[&str], transcript: &str, notice: Not
     };
     let believed = || envelope_status || notice.no_such_mailbox || definite();
     if reason == Reason::UserUnknown && command != Some("RCPT") && !believed() {
-        Reason::Filtered
+        if notice.refuses_as_unknown_user {
+            Reason::Rejected
+        } else {
+            Reason::Filtered
+        }
     } else {
         reason
     }
@@ -608,5 +629,43 @@ fn from_reply_code(code: u16) -> Option<Reason> {
         553 => Some(Reason::UserUnknown),
         554 => Some(Reason::Rejected),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_docomo_hosts_refuse_senders_as_unknown_users() {
+        for (host, expected) in [
+            ("mfsmax.docomo.ne.jp", true),
+            ("docomo.ne.jp.", true),
+            (" MFSMAX.DOCOMO.NE.JP", true),
+            ("notdocomo.ne.jp", false),
+            ("docomo.ne.jp.mx.example", false),
+            ("mx.example.com", false),
+        ] {
+            assert_eq!(refuses_as_unknown_user(host), expected, "{host}");
+        }
+    }
+
+    #[test]
+    fn a_docomo_unknown_user_is_a_refused_sender_after_data_and_an_unknown_user_at_rcpt() {
+        let reply = "550 Unknown user kijitora@docomo.ne.jp";
+        let notice = Notice {
+            refuses_as_unknown_user: true,
+            ..Notice::default()
+        };
+        let at = |command: &str| {
+            let transcript = format!("{reply} (in reply to {command} command)");
+            decide(smtp::find(reply), &[reply], &transcript, notice)
+        };
+        assert_eq!(at("end of DATA"), Reason::Rejected);
+        assert_eq!(at("RCPT TO"), Reason::UserUnknown);
+        // Elsewhere the same words after DATA are a content filter's excuse.
+        let transcript = format!("{reply} (in reply to end of DATA command)");
+        let elsewhere = decide(smtp::find(reply), &[reply], &transcript, Notice::default());
+        assert_eq!(elsewhere, Reason::Filtered);
     }
 }

@@ -5,11 +5,13 @@
 use std::process::ExitCode;
 
 use mailtrail_store::Store;
+use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use crate::config::Config;
 use crate::service::Service;
 
 pub async fn run(config: &Config, store: Store, sandbox: bool) -> anyhow::Result<ExitCode> {
+    let stop = shutdown_signal();
     let service = Service::start(config, store, sandbox).await?;
     // Scripts and tests read these lines to find the ports when the addresses end in :0.
     println!("mailtrail listening on http://{}", service.http);
@@ -18,31 +20,38 @@ pub async fn run(config: &Config, store: Store, sandbox: bool) -> anyhow::Result
         println!("sandbox: every email goes to the built-in test mail servers (*.sandbox.test)");
     }
     tracing::info!(address = %service.http, smtp_address = %service.smtp, sandbox, "listening");
-    shutdown_signal().await;
+    stop.await;
     service.stop().await?;
     tracing::info!("shut down cleanly");
     Ok(ExitCode::SUCCESS)
 }
 
-/// Resolves on Ctrl-C or SIGTERM.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await
-            }
+/// Listens for Ctrl-C and SIGTERM from the moment it is called, and resolves on the first.
+/// Called before the service announces itself: a signal sent as soon as the listening line
+/// appears must stop the service cleanly, not kill it with the signal's default action.
+pub fn shutdown_signal() -> impl Future<Output = ()> {
+    let interrupt = listen(SignalKind::interrupt(), "Ctrl-C");
+    let terminate = listen(SignalKind::terminate(), "SIGTERM");
+    async move {
+        tokio::select! {
+            () = received(interrupt) => {},
+            () = received(terminate) => {},
         }
-    };
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
+        tracing::info!("shutting down");
     }
-    tracing::info!("shutting down");
+}
+
+fn listen(kind: SignalKind, name: &str) -> Option<Signal> {
+    signal(kind)
+        .inspect_err(|e| tracing::warn!(error = %e, "cannot listen for {name}"))
+        .ok()
+}
+
+async fn received(signal: Option<Signal>) {
+    match signal {
+        Some(mut signal) => {
+            signal.recv().await;
+        }
+        None => std::future::pending().await,
+    }
 }

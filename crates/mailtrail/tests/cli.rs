@@ -88,19 +88,8 @@ async fn serves_the_leads_api_and_stops_cleanly(env: &[(&str, &str)]) {
         .unwrap();
     assert_eq!(created.status(), 201);
     let lead: Value = created.json().await.unwrap();
-    let fetched: Value = client
-        .get(format!(
-            "{}/v1/leads/{}",
-            server.base,
-            lead["id"].as_str().unwrap()
-        ))
-        .bearer_auth(&key)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let path = format!("/v1/leads/{}", lead["id"].as_str().unwrap());
+    let fetched = common::get_json(&server.base, &key, &path).await;
     assert_eq!(fetched["first_name"], "Ana");
 
     let anonymous = client

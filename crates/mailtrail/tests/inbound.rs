@@ -105,15 +105,7 @@ impl Service {
     async fn email(&self, id: &str, until: impl Fn(&Value) -> bool) -> Value {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            let email: Value = reqwest::Client::new()
-                .get(format!("{}/v1/emails/{id}", self.base))
-                .bearer_auth(&self.key)
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let email = common::get_json(&self.base, &self.key, &format!("/v1/emails/{id}")).await;
             if until(&email) || Instant::now() > deadline {
                 return email;
             }

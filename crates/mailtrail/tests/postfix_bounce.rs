@@ -35,15 +35,7 @@ impl Drop for Serve {
 }
 
 async fn email(base: &str, key: &str, id: &str) -> Value {
-    reqwest::Client::new()
-        .get(format!("{base}/v1/emails/{id}"))
-        .bearer_auth(key)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
+    common::get_json(base, key, &format!("/v1/emails/{id}")).await
 }
 
 /// Polls the email until `until` holds or `within` has passed; returns its last state.

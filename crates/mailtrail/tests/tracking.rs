@@ -61,6 +61,21 @@ fn borrowed<'a>(env: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str
 }
 
 /// The first URL in `html` that starts with `prefix`.
+/// The email's stage once it is `expected`, or the last one seen after a few seconds: opens
+/// and clicks are written in batches, so it is polled (briefly).
+async fn wait_for_stage(base: &str, key: &str, id: &str, expected: &str) -> String {
+    let mut last = String::new();
+    for _ in 0..50 {
+        let email = common::get_json(base, key, &format!("/v1/emails/{id}")).await;
+        last = email["stage"].as_str().unwrap().to_owned();
+        if last == expected {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    last
+}
+
 fn url_after(html: &str, prefix: &str) -> String {
     let start = html
         .find(prefix)
@@ -111,31 +126,6 @@ async fn opens_clicks_and_unsubscribes_change_the_stage() {
         "{list_unsubscribe}"
     );
 
-    // Opens and clicks are written in batches: poll (briefly) until the stage shows them.
-    let stage = |client: reqwest::Client,
-                 base: String,
-                 key: String,
-                 id: String,
-                 expected: &'static str| async move {
-        let mut last = String::new();
-        for _ in 0..50 {
-            let email: Value = client
-                .get(format!("{base}/v1/emails/{id}"))
-                .bearer_auth(&key)
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            last = email["stage"].as_str().unwrap().to_owned();
-            if last == expected {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        last
-    };
     let person = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/120.0 Safari/537.36";
     // Wait past the machine threshold after delivery, as a person opening mail later would.
     tokio::time::sleep(Duration::from_millis(2100)).await;
@@ -148,17 +138,7 @@ async fn opens_clicks_and_unsubscribes_change_the_stage() {
         .unwrap();
     assert_eq!(pixel.status(), 200);
     assert_eq!(pixel.bytes().await.unwrap().len(), 43);
-    assert_eq!(
-        stage(
-            client.clone(),
-            base.clone(),
-            key.into(),
-            id.clone(),
-            "opened"
-        )
-        .await,
-        "opened"
-    );
+    assert_eq!(wait_for_stage(&base, key, &id, "opened").await, "opened");
 
     // Through a reverse proxy on the same machine: the address it forwards counts.
     let click = client
@@ -170,27 +150,9 @@ async fn opens_clicks_and_unsubscribes_change_the_stage() {
         .unwrap();
     assert_eq!(click.status(), 302);
     assert_eq!(click.headers()["location"], target);
-    assert_eq!(
-        stage(
-            client.clone(),
-            base.clone(),
-            key.into(),
-            id.clone(),
-            "clicked"
-        )
-        .await,
-        "clicked"
-    );
+    assert_eq!(wait_for_stage(&base, key, &id, "clicked").await, "clicked");
     // Each hit keeps where it came from and the agent that made it.
-    let email: Value = client
-        .get(format!("{base}/v1/emails/{id}"))
-        .bearer_auth(key)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let email = common::get_json(&base, key, &format!("/v1/emails/{id}")).await;
     let hits: Vec<(&str, &str, &str)> = email["events"]
         .as_array()
         .unwrap()
@@ -215,17 +177,7 @@ async fn opens_clicks_and_unsubscribes_change_the_stage() {
     let unsubscribe = url_after(&html, &format!("{base}/u/"));
     let page = client.get(&unsubscribe).send().await.unwrap();
     assert_eq!(page.status(), 200);
-    assert_eq!(
-        stage(
-            client.clone(),
-            base.clone(),
-            key.into(),
-            id.clone(),
-            "clicked"
-        )
-        .await,
-        "clicked"
-    );
+    assert_eq!(wait_for_stage(&base, key, &id, "clicked").await, "clicked");
     let done = client
         .post(&unsubscribe)
         .body("List-Unsubscribe=One-Click")
@@ -234,14 +186,7 @@ async fn opens_clicks_and_unsubscribes_change_the_stage() {
         .unwrap();
     assert_eq!(done.status(), 200);
     assert_eq!(
-        stage(
-            client.clone(),
-            base.clone(),
-            key.into(),
-            id.clone(),
-            "unsubscribed"
-        )
-        .await,
+        wait_for_stage(&base, key, &id, "unsubscribed").await,
         "unsubscribed"
     );
 
@@ -336,19 +281,11 @@ async fn a_scanner_following_every_link_at_once_is_a_machine() {
 
     // Held clicks are written when their window closes: poll (briefly) for all of them.
     let clicks = |base: String, id: String| {
-        let (client, key) = (client.clone(), key.clone());
+        let key = key.clone();
         async move {
             let mut last = Value::Null;
             for _ in 0..100 {
-                last = client
-                    .get(format!("{base}/v1/emails/{id}"))
-                    .bearer_auth(&key)
-                    .send()
-                    .await
-                    .unwrap()
-                    .json()
-                    .await
-                    .unwrap();
+                last = common::get_json(&base, &key, &format!("/v1/emails/{id}")).await;
                 let clicked: Vec<Value> = last["events"]
                     .as_array()
                     .unwrap()

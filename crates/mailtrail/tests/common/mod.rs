@@ -147,6 +147,19 @@ pub async fn send_email(base: &str, key: &str, email: &serde_json::Value) -> Str
         .to_owned()
 }
 
+/// `GET` an API path (`/v1/…`) with an API key, as JSON.
+pub async fn get_json(base: &str, key: &str, path: &str) -> serde_json::Value {
+    reqwest::Client::new()
+        .get(format!("{base}{path}"))
+        .bearer_auth(key)
+        .send()
+        .await
+        .expect("the API answers")
+        .json()
+        .await
+        .expect("a JSON answer")
+}
+
 /// The message the sink received for email `id`, waiting up to 10 s for it.
 pub async fn received(sink: &Sink, id: &str) -> String {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);

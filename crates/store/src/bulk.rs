@@ -96,7 +96,6 @@ impl Store {
         }
         let ids: Vec<&str> = by_email.keys().copied().collect();
         let mut emails = self.lock_emails(tx, &ids).await?;
-        self.read_last_seqs(tx, &mut emails).await?;
         // Only an event that may move the stage needs the email's history; every other
         // one (most opens and clicks) leaves the stored derivation as it is.
         let moving: Vec<&str> = by_email
@@ -112,7 +111,10 @@ impl Store {
             })
             .map(|(id, _)| *id)
             .collect();
+        // Both read once the rows are locked (statements of their own, so PostgreSQL sees
+        // events committed while the locks were awaited); the history gives its last `seq`.
         self.read_events(tx, &moving, &mut emails).await?;
+        self.read_last_seqs(tx, &mut emails).await?;
 
         let now = now_ms();
         let mut pending: Vec<Pending> = Vec::with_capacity(records.len());
@@ -192,16 +194,18 @@ impl Store {
         Ok(emails)
     }
 
-    /// The last `seq` of each email's events, read once its row is locked (a statement of
-    /// its own, so PostgreSQL reads events committed while the lock was awaited). One
-    /// index lookup per email: a correlated `MAX`, never a scan of a much-opened email's
-    /// events.
+    /// The last `seq` of each email whose history was not read. One index lookup per email:
+    /// a correlated `MAX`, never a scan of a much-opened email's events.
     async fn read_last_seqs(
         &self,
         tx: &mut Transaction<'static, Any>,
         emails: &mut HashMap<String, Email>,
     ) -> Result<()> {
-        let ids: Vec<&String> = emails.keys().collect();
+        let ids: Vec<&String> = emails
+            .iter()
+            .filter(|(_, email)| email.events.is_none())
+            .map(|(id, _)| id)
+            .collect();
         let mut seqs = Vec::with_capacity(ids.len());
         for chunk in ids.chunks(EMAILS_PER_STATEMENT) {
             let sql = format!(
@@ -227,7 +231,7 @@ impl Store {
         Ok(())
     }
 
-    /// Reads the events of the emails `ids`, oldest first, into `emails`.
+    /// Reads the events of the emails `ids`, oldest first, into `emails`, and their last `seq`.
     async fn read_events(
         &self,
         tx: &mut Transaction<'static, Any>,
@@ -251,9 +255,12 @@ impl Store {
             }
             for row in query.fetch_all(&mut **tx).await? {
                 let id: String = row.try_get("email_id")?;
-                let event = event_from_row(&row)?.event;
-                if let Some(events) = emails.get_mut(&id).and_then(|e| e.events.as_mut()) {
-                    events.push(event);
+                let stored = event_from_row(&row)?;
+                if let Some(email) = emails.get_mut(&id)
+                    && let Some(events) = email.events.as_mut()
+                {
+                    events.push(stored.event);
+                    email.seq = stored.seq;
                 }
             }
         }

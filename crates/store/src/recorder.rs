@@ -7,8 +7,10 @@
 
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot};
-use tokio::time::{Instant, timeout_at};
+use std::sync::Arc;
+
+use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::time::timeout;
 
 use crate::{Record, Store};
 
@@ -56,6 +58,11 @@ struct Job {
 #[derive(Clone)]
 pub struct Recorder {
     jobs: mpsc::Sender<Job>,
+    /// Cuts the writer's linger short: someone waits for a commit, or a full batch waits.
+    /// Other records reach the writer without waking it.
+    hurry: Arc<Notify>,
+    /// [`Batching::most`] of this writer.
+    most: usize,
 }
 
 impl Recorder {
@@ -72,8 +79,10 @@ impl Recorder {
 
     fn start(store: Store, batching: Batching) -> (Self, tokio::task::JoinHandle<()>) {
         let (jobs, receiver) = mpsc::channel(batching.queue);
-        let writer = tokio::spawn(write_batches(store, receiver, batching));
-        (Self { jobs }, writer)
+        let hurry = Arc::new(Notify::new());
+        let most = batching.most;
+        let writer = tokio::spawn(write_batches(store, receiver, hurry.clone(), batching));
+        (Self { jobs, hurry, most }, writer)
     }
 
     /// Queues a record; with `wait`, returns only once it is committed.
@@ -112,31 +121,36 @@ impl Recorder {
             tracing::error!("the event writer has stopped; this event is not recorded");
             return;
         }
+        let waiting = self.jobs.max_capacity() - self.jobs.capacity();
+        if committed.is_some() || waiting >= self.most {
+            self.hurry.notify_one();
+        }
         if let Some(committed) = committed {
             let _ = committed.await;
         }
     }
 }
 
-async fn write_batches(store: Store, mut receiver: mpsc::Receiver<Job>, batching: Batching) {
+/// The writer: waits for a first record, lets more pile up for the linger (asleep: a record
+/// queued meanwhile does not wake it, which at tens of thousands of hits a second was one
+/// task wake-up and one timer per hit), then writes what is there, up to a batch.
+async fn write_batches(
+    store: Store,
+    mut receiver: mpsc::Receiver<Job>,
+    hurry: Arc<Notify>,
+    batching: Batching,
+) {
     let mut batch = Vec::with_capacity(batching.most);
     while receiver.recv_many(&mut batch, batching.most).await > 0 {
         // Someone waiting for the commit is never kept waiting longer.
-        let until = Instant::now() + batching.linger;
-        let mut write_now = batching.linger.is_zero() || batch.iter().any(|job| job.done.is_some());
-        while !write_now && batch.len() < batching.most {
-            let before = batch.len();
-            match timeout_at(
-                until,
-                receiver.recv_many(&mut batch, batching.most - before),
-            )
-            .await
-            {
-                Ok(received) if received > 0 => {
-                    write_now = batch[before..].iter().any(|job| job.done.is_some());
-                }
-                _ => break,
-            }
+        let waited_for = batch.iter().any(|job| job.done.is_some());
+        if !waited_for && !batching.linger.is_zero() && batch.len() < batching.most {
+            let _ = timeout(batching.linger, hurry.notified()).await;
+        }
+        while batch.len() < batching.most
+            && let Ok(job) = receiver.try_recv()
+        {
+            batch.push(job);
         }
         let records: Vec<Record> = batch
             .iter_mut()
@@ -157,5 +171,129 @@ async fn write_batches(store: Store, mut receiver: mpsc::Receiver<Job>, batching
                 let _ = done.send(());
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::time::Instant;
+
+    use mailtrail_domain::{EmailAddress, Event, EventKind};
+
+    use super::*;
+    use crate::{Content, Effects, QueueEntry, Submission};
+
+    /// A store with one queued email: its account and id.
+    async fn store_with_an_email(dir: &std::path::Path) -> (Store, String, String) {
+        let store = Store::open_sqlite(dir).await.unwrap();
+        let (account, _) = store.create_account("Acme").await.unwrap();
+        let submission = Submission {
+            content: Content {
+                from: "s@shop.test".into(),
+                subject: "Hi".into(),
+                text: Some("Hi".into()),
+                html: None,
+            },
+            batch: None,
+            send_at_ms: None,
+            entries: vec![QueueEntry {
+                to: EmailAddress::parse("a@x.test").unwrap(),
+                lead_id: None,
+                fields: BTreeMap::new(),
+                dropped: None,
+            }],
+        };
+        let ids = store
+            .enqueue(&account, &submission, None, |_| String::new())
+            .await
+            .unwrap();
+        (store, account, ids[0].clone())
+    }
+
+    fn open(account: &str, email: &str) -> Record {
+        Record {
+            account_id: account.to_owned(),
+            email_id: email.to_owned(),
+            event: Event::new(EventKind::Opened, crate::now_ms()),
+            effects: Effects::default(),
+        }
+    }
+
+    async fn opens(store: &Store, account: &str, email: &str) -> usize {
+        let events = store.events(account, email).await.unwrap();
+        events
+            .iter()
+            .filter(|e| e.event.kind == EventKind::Opened)
+            .count()
+    }
+
+    /// A linger no test waits out: whatever is written within the test's few seconds was
+    /// written because the writer was hurried.
+    const LONG: Batching = Batching {
+        most: 4,
+        queue: 16,
+        linger: Duration::from_secs(60),
+    };
+
+    #[tokio::test]
+    async fn a_record_someone_waits_for_is_committed_without_the_linger() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, account, email) = store_with_an_email(dir.path()).await;
+        let (recorder, _writer) = Recorder::start(store.clone(), LONG);
+        // The writer takes this one and lingers.
+        recorder.record(open(&account, &email), false).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::timeout(
+            Duration::from_secs(10),
+            recorder.record(open(&account, &email), true),
+        )
+        .await
+        .expect("committed long before the linger");
+        assert_eq!(
+            opens(&store, &account, &email).await,
+            2,
+            "with the record queued before it"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_full_batch_is_written_without_the_linger() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, account, email) = store_with_an_email(dir.path()).await;
+        let (recorder, _writer) = Recorder::start(store.clone(), LONG);
+        // The writer takes the first record and lingers; then a whole batch piles up.
+        recorder.record(open(&account, &email), false).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        for _ in 0..LONG.most {
+            recorder.record(open(&account, &email), false).await;
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while opens(&store, &account, &email).await < LONG.most {
+            assert!(
+                Instant::now() < deadline,
+                "a full batch waited for the linger"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn the_writer_ends_after_writing_everything_queued() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, account, email) = store_with_an_email(dir.path()).await;
+        let (recorder, writer) = Recorder::start(
+            store.clone(),
+            Batching {
+                linger: Duration::from_millis(50),
+                ..LONG
+            },
+        );
+        for _ in 0..LONG.most + 1 {
+            recorder.record(open(&account, &email), false).await;
+        }
+        drop(recorder);
+        writer.await.unwrap();
+        assert_eq!(opens(&store, &account, &email).await, LONG.most + 1);
     }
 }

@@ -452,12 +452,10 @@ mod tests {
     //! `record_many` must leave the database exactly as recording each event alone would,
     //! on both backends.
 
-    use std::collections::BTreeMap;
-
-    use mailtrail_domain::{EmailAddress, EventKind, Stage};
+    use mailtrail_domain::{EventKind, Stage};
 
     use super::*;
-    use crate::{BatchStats, Content, QueueEntry, Submission};
+    use crate::BatchStats;
 
     /// Two stores on fresh databases of one backend (the temp dir keeps SQLite's files).
     async fn stores(postgres: bool) -> ([Store; 2], Option<tempfile::TempDir>) {
@@ -484,29 +482,13 @@ mod tests {
             .create_webhook(&account, "https://hooks.example/", None)
             .await
             .unwrap();
-        let submission = Submission {
-            content: Content {
-                from: "s@shop.test".into(),
-                subject: "Hi".into(),
-                text: Some("Hi".into()),
-                html: None,
-            },
-            batch: Some("spring".into()),
-            send_at_ms: None,
-            entries: ["a@x.test", "b@x.test", "c@x.test"]
-                .iter()
-                .map(|to| QueueEntry {
-                    to: EmailAddress::parse(to).unwrap(),
-                    lead_id: None,
-                    fields: BTreeMap::new(),
-                    dropped: None,
-                })
-                .collect(),
-        };
-        let ids = store
-            .enqueue(&account, &submission, None, |_| String::new())
-            .await
-            .unwrap();
+        let ids = crate::testing::queue(
+            store,
+            &account,
+            &["a@x.test", "b@x.test", "c@x.test"],
+            Some("spring"),
+        )
+        .await;
         (account, other, hook.id, ids)
     }
 

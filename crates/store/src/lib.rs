@@ -51,6 +51,8 @@ pub mod retention;
 pub mod secrets;
 pub mod settings;
 pub mod suppressions;
+#[cfg(test)]
+mod testing;
 pub mod web;
 pub mod webhooks;
 

@@ -176,38 +176,18 @@ async fn write_batches(
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
     use std::time::Instant;
 
-    use mailtrail_domain::{EmailAddress, Event, EventKind};
+    use mailtrail_domain::{Event, EventKind};
 
     use super::*;
-    use crate::{Content, Effects, QueueEntry, Submission};
+    use crate::Effects;
 
     /// A store with one queued email: its account and id.
     async fn store_with_an_email(dir: &std::path::Path) -> (Store, String, String) {
         let store = Store::open_sqlite(dir).await.unwrap();
         let (account, _) = store.create_account("Acme").await.unwrap();
-        let submission = Submission {
-            content: Content {
-                from: "s@shop.test".into(),
-                subject: "Hi".into(),
-                text: Some("Hi".into()),
-                html: None,
-            },
-            batch: None,
-            send_at_ms: None,
-            entries: vec![QueueEntry {
-                to: EmailAddress::parse("a@x.test").unwrap(),
-                lead_id: None,
-                fields: BTreeMap::new(),
-                dropped: None,
-            }],
-        };
-        let ids = store
-            .enqueue(&account, &submission, None, |_| String::new())
-            .await
-            .unwrap();
+        let ids = crate::testing::queue(&store, &account, &["a@x.test"], None).await;
         (store, account, ids[0].clone())
     }
 

@@ -5,9 +5,8 @@
 //! a loss) or the last fraction of a second of opens and clicks (PRODUCT.md §4); a clean
 //! shutdown loses nothing: the writer ends only after writing everything sent to it.
 
-use std::time::Duration;
-
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::time::timeout;

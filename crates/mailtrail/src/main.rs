@@ -23,9 +23,8 @@ static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 /// wins). One arena, and freed pages given back within a second, not kept ten: with its
 /// defaults `serve` peaked at 269 MB with 1,000,000 emails queued, with these at 156 MB
 /// (`bench/queue_memory.sh`), the same requests/s on the pixel.
-#[allow(non_upper_case_globals)]
 #[unsafe(export_name = "_rjem_malloc_conf")]
-pub static malloc_conf: &[u8; 47] = b"narenas:1,dirty_decay_ms:1000,muzzy_decay_ms:0\0";
+static MALLOC_CONF: &[u8; 47] = b"narenas:1,dirty_decay_ms:1000,muzzy_decay_ms:0\0";
 
 fn main() -> std::process::ExitCode {
     let cli = cli::Cli::parse();

@@ -62,6 +62,9 @@ pub struct AppState {
     /// The DNS records of sending domains and their checks, and whether mail must come from
     /// a verified one.
     pub domains: Arc<mailtrail_outbound::domains::Checker>,
+    /// Which URLs a webhook may have: public addresses only, unless the operator allows
+    /// private targets.
+    pub webhook_targets: mailtrail_webhooks::target::Targets,
 }
 
 /// Bodies larger than this are refused with 413 before they are read. Sized for the

@@ -1,6 +1,9 @@
 //! `/v1/webhooks` (admins): register the URLs an account's events are POSTed to, list and
 //! delete them, and read each one's delivery history (PRODUCT.md §7). Delivery itself is the
 //! `mailtrail-webhooks` dispatcher's job.
+//!
+//! A hook's URL must reach a public address (see `mailtrail_webhooks::target`), and its
+//! secret is in the creation's answer only: listings leave it out.
 
 use axum::Json;
 use axum::extract::{Path, State};
@@ -8,6 +11,7 @@ use axum::http::StatusCode;
 use mailtrail_domain::Role;
 use mailtrail_store::webhooks::event_types;
 use mailtrail_store::{Delivery, Webhook};
+use mailtrail_webhooks::target::Refused;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -19,19 +23,20 @@ use crate::{AppState, rfc3339};
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateWebhook {
-    /// An absolute `http://` or `https://` URL.
+    /// An absolute `http://` or `https://` URL without user info whose host is, and resolves
+    /// to, public addresses only (no loopback, private, link-local or metadata address)
+    /// unless the operator set `[webhooks] allow_private_targets`.
     #[schema(example = "https://crm.example/hooks/mailtrail", max_length = 2000)]
     pub url: String,
     /// Event types to send (see `event_types` in the answer); all of them when absent.
     pub events: Option<Vec<String>>,
 }
 
+/// A hook as listed: without its secret, which only its creation's answer holds.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct WebhookView {
     pub id: String,
     pub url: String,
-    /// Verify `Mailtrail-Signature` with this (HMAC-SHA256 over `"{t}.{body}"`).
-    pub secret: String,
     /// `null` means every event type.
     pub events: Option<Vec<String>>,
     pub created_at: String,
@@ -42,11 +47,20 @@ impl From<Webhook> for WebhookView {
         Self {
             id: w.id,
             url: w.url,
-            secret: w.secret,
             events: w.events,
             created_at: rfc3339(w.created_at_ms),
         }
     }
+}
+
+/// A new hook, with its secret: shown this once.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CreatedWebhook {
+    #[serde(flatten)]
+    pub webhook: WebhookView,
+    /// Verify `Mailtrail-Signature` with this (HMAC-SHA256 over `"{t}.{body}"`). It is not
+    /// shown again: keep it now, or delete the hook and create another.
+    pub secret: String,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -108,22 +122,8 @@ pub struct DeliveryQuery {
     pub account: Option<String>,
 }
 
-fn check_url(url: &str) -> Result<(), ApiError> {
-    let rest = url
-        .strip_prefix("https://")
-        .or_else(|| url.strip_prefix("http://"));
-    let host = rest.map(|r| r.split(['/', '?', '#']).next().unwrap_or_default());
-    match host {
-        Some(host)
-            if !host.is_empty() && !host.contains(char::is_whitespace) && url.len() <= 2000 =>
-        {
-            Ok(())
-        }
-        _ => Err(ApiError::invalid(
-            "url",
-            "must be an absolute http:// or https:// URL with a host",
-        )),
-    }
+fn url_error(refused: Refused) -> ApiError {
+    ApiError::invalid("url", refused.to_string())
 }
 
 #[utoipa::path(
@@ -134,7 +134,7 @@ fn check_url(url: &str) -> Result<(), ApiError> {
     params(AccountQuery),
     request_body = CreateWebhook,
     responses(
-        (status = 201, description = "the hook, with the secret its POSTs are signed with", body = WebhookView),
+        (status = 201, description = "the hook, with the secret its POSTs are signed with (shown only here)", body = CreatedWebhook),
         KeyedErrors,
         BodyErrors,
         RoleErrors,
@@ -144,9 +144,12 @@ pub async fn create(
     State(state): State<AppState>,
     scope: Scoped,
     ApiJson(body): ApiJson<CreateWebhook>,
-) -> Result<(StatusCode, Json<WebhookView>), ApiError> {
+) -> Result<(StatusCode, Json<CreatedWebhook>), ApiError> {
     scope.caller.require(Role::Admin)?;
-    check_url(&body.url)?;
+    if body.url.len() > 2000 {
+        return Err(ApiError::invalid("url", "must be at most 2000 characters"));
+    }
+    let url = state.webhook_targets.parse(&body.url).map_err(url_error)?;
     if let Some(events) = &body.events {
         let known: Vec<&str> = event_types().collect();
         if events.is_empty() {
@@ -162,11 +165,20 @@ pub async fn create(
             ));
         }
     }
-    let hook = state
+    // The lookup last, once everything else is known to be right.
+    state.webhook_targets.check(&url).await.map_err(url_error)?;
+    let mut hook = state
         .store
-        .create_webhook(&scope.account_id, &body.url, body.events.as_deref())
+        .create_webhook(&scope.account_id, url.as_str(), body.events.as_deref())
         .await?;
-    Ok((StatusCode::CREATED, Json(hook.into())))
+    let secret = std::mem::take(&mut hook.secret);
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedWebhook {
+            webhook: hook.into(),
+            secret,
+        }),
+    ))
 }
 
 #[utoipa::path(
@@ -246,25 +258,4 @@ pub async fn deliveries(
     Ok(Json(DeliveryList {
         deliveries: deliveries.into_iter().map(DeliveryView::from).collect(),
     }))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_absolute_http_urls_are_hooks() {
-        for good in ["https://crm.example/hooks", "http://127.0.0.1:9000/h?x=1"] {
-            assert!(check_url(good).is_ok(), "{good}");
-        }
-        for bad in [
-            "ftp://x",
-            "https://",
-            "/relative",
-            "javascript:alert(1)",
-            "http://a b/",
-        ] {
-            assert!(check_url(bad).is_err(), "{bad}");
-        }
-    }
 }

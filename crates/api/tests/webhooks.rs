@@ -1,5 +1,5 @@
 //! `/v1/webhooks` over the API: admins only, URLs and event types checked, history readable,
-//! and another account's hook looks missing.
+//! the secret shown once, internal addresses refused, and another account's hook looks missing.
 
 mod common;
 
@@ -56,11 +56,20 @@ async fn admins_register_hooks_and_read_their_history() {
     assert_eq!(status, StatusCode::CREATED, "{created}");
     let id = created["id"].as_str().unwrap();
     assert!(created["secret"].as_str().unwrap().starts_with("whsec_"));
+    assert_eq!(created["url"], "http://127.0.0.1:9/hook");
 
     let (_, list, _) = app
         .call("GET", "/v1/webhooks", Some(&admin.key), None)
         .await;
     assert_eq!(list["webhooks"].as_array().unwrap().len(), 1);
+    assert_eq!(list["webhooks"][0]["id"], id);
+    assert!(
+        list["webhooks"][0].get("secret").is_none()
+            && !list
+                .to_string()
+                .contains(created["secret"].as_str().unwrap()),
+        "the secret is shown once, at creation: {list}"
+    );
     assert!(
         list["event_types"]
             .as_array()
@@ -125,4 +134,91 @@ async fn admins_register_hooks_and_read_their_history() {
     let (_, history, _) = app.call("GET", &uri, Some(&admin.key), None).await;
     assert_eq!(history["deliveries"][0]["state"], "cancelled");
     assert_eq!(app.store.webhook_backlog().await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn internal_addresses_are_refused_unless_the_operator_allows_private_targets() {
+    let dns = mailtrail_testkit::dns::Dns::start(&[(
+        "hooks.test",
+        "public IN A 8.8.8.8\nloop IN A 127.0.0.1\nmixed IN A 8.8.8.8\nmixed IN A 10.0.0.7\n\
+         metadata IN A 169.254.169.254\nv6 IN AAAA ::1",
+    )]);
+    let mut app = app().await;
+    app.set_webhook_targets(false, dns.address);
+    let (_, admin) = app.store.create_account("Acme").await.unwrap();
+    let create = async |app: &common::App, url: &str| {
+        app.call(
+            "POST",
+            "/v1/webhooks",
+            Some(&admin.key),
+            Some(json!({ "url": url })),
+        )
+        .await
+    };
+    for (url, message) in [
+        (
+            "http://2130706433/",
+            "127.0.0.1 is not a public address (loopback)",
+        ),
+        (
+            "http://[::ffff:10.0.0.1]/",
+            "is not a public address (private, RFC 1918)",
+        ),
+        (
+            "http://good.example@8.8.8.8/",
+            "must not hold a user name or password",
+        ),
+        (
+            "http://localhost:8025/",
+            "localhost is not a public address (loopback)",
+        ),
+        ("http://metadata.google.internal/", "(cloud metadata)"),
+        (
+            "http://loop.hooks.test/",
+            "loop.hooks.test resolves to 127.0.0.1, which is not a public address (loopback)",
+        ),
+        ("http://mixed.hooks.test/", "resolves to 10.0.0.7"),
+        ("http://metadata.hooks.test/", "resolves to 169.254.169.254"),
+        ("http://v6.hooks.test/", "resolves to ::1"),
+        (
+            "http://nowhere.hooks.test/",
+            "nowhere.hooks.test does not resolve",
+        ),
+    ] {
+        let (status, problem, content_type) = create(&app, url).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{url}: {problem}");
+        assert_eq!(content_type, "application/problem+json");
+        assert_eq!(problem["errors"][0]["field"], "url", "{problem}");
+        let said = problem["errors"][0]["message"].as_str().unwrap();
+        assert!(said.contains(message), "{url}: {said}");
+    }
+    let (status, created, _) = create(&app, "http://public.hooks.test:8080/h").await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+
+    app.set_webhook_targets(true, dns.address);
+    for url in [
+        "http://loop.hooks.test/",
+        "http://2130706433:9/",
+        "http://[fd12::1]/",
+    ] {
+        let (status, created, _) = create(&app, url).await;
+        assert_eq!(status, StatusCode::CREATED, "{url} on a LAN: {created}");
+    }
+    let (_, created, _) = create(&app, "http://0x7f.1/").await;
+    assert_eq!(
+        created["url"], "http://127.0.0.1/",
+        "stored as it is connected to"
+    );
+    for url in [
+        "http://metadata.hooks.test/",
+        "http://0.0.0.0:8025/",
+        "http://[fd00:ec2::254]/",
+    ] {
+        let (status, problem, _) = create(&app, url).await;
+        assert_eq!(
+            status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{url} even on a LAN: {problem}"
+        );
+    }
 }

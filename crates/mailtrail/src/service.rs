@@ -75,12 +75,18 @@ impl Service {
         let domains =
             mailtrail_outbound::domains::Checker::new(&outbound_config, &config.dns_servers)
                 .map_err(anyhow::Error::msg)?;
+        // Hook URLs are checked at creation and at each delivery's connect with the same rules
+        // and the same DNS servers as MX lookups.
+        let webhook_targets =
+            mailtrail_webhooks::target::Targets::new(&config.webhooks, &config.dns_servers)
+                .map_err(anyhow::Error::msg)?;
         let state = AppState {
             hits,
             store: store.clone(),
             queued: outbound.waker(),
             tokens: outbound.tokens(),
             domains: std::sync::Arc::new(domains),
+            webhook_targets: webhook_targets.clone(),
         };
         let app = router(state.clone())
             .merge(mailtrail_web::router(state))
@@ -114,9 +120,12 @@ impl Service {
             wait_for(stopped.clone()),
         ));
         let processing = tokio::spawn(processor.run(wait_for(stopped.clone())));
-        let dispatcher =
-            mailtrail_webhooks::Dispatcher::new(store.clone(), config.webhooks.clone())
-                .map_err(anyhow::Error::msg)?;
+        let dispatcher = mailtrail_webhooks::Dispatcher::new(
+            store.clone(),
+            config.webhooks.clone(),
+            webhook_targets,
+        )
+        .map_err(anyhow::Error::msg)?;
         let webhooks = tokio::spawn(dispatcher.run(wait_for(stopped.clone())));
         let forwarder = mailtrail_outbound::forward::Forwarder::new(
             store.clone(),

@@ -44,7 +44,7 @@ pub struct Resolver {
 /// A DNS client of `dns_servers` when given (`ip:port`), else of the system's resolver
 /// configuration. Without `cache`, every lookup asks the servers: a record published a moment
 /// ago is seen at once.
-pub(crate) fn dns_client(
+pub fn dns_client(
     dns_servers: &[SocketAddr],
     cache: bool,
 ) -> Result<Hickory<TokioRuntimeProvider>, String> {

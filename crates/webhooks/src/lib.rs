@@ -11,6 +11,13 @@
 //! The signature, in `Mailtrail-Signature: t=UNIX_SECONDS,v1=HEX`, is HMAC-SHA256 with the
 //! hook's secret over `"{t}.{body}"` ([`sign`], [`verify`]), the scheme Stripe made familiar:
 //! the timestamp lets receivers refuse replays of old deliveries.
+//!
+//! [`target`] decides which URLs a hook may have and which addresses a delivery may connect
+//! to. A delivery to a refused address is recorded as failed at once, with a last error that
+//! starts `blocked:` and never says what the address answered: nothing was sent, and retrying
+//! would only ask DNS again.
+
+pub mod target;
 
 use std::future::Future;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -20,6 +27,8 @@ use mailtrail_store::{Attempt, DueDelivery, Store};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 use tokio::task::JoinSet;
+
+use crate::target::{Refused, Targets};
 
 pub const SIGNATURE_HEADER: &str = "Mailtrail-Signature";
 pub const EVENT_ID_HEADER: &str = "Mailtrail-Event-Id";
@@ -43,6 +52,10 @@ pub struct WebhookConfig {
     /// How often the outbox is checked when it was empty.
     #[serde(with = "humantime_serde")]
     pub poll_interval: Duration,
+    /// Lets hooks point at loopback, private (RFC 1918, ULA) and link-local addresses, for a
+    /// receiver on the operator's own network; off, those are refused at creation and
+    /// blocked at delivery. Metadata, unspecified, multicast and reserved addresses stay refused.
+    pub allow_private_targets: bool,
 }
 
 impl Default for WebhookConfig {
@@ -54,6 +67,7 @@ impl Default for WebhookConfig {
             retry_window: Duration::from_secs(24 * 3600),
             concurrency: 8,
             poll_interval: Duration::from_secs(1),
+            allow_private_targets: false,
         }
     }
 }
@@ -122,14 +136,20 @@ pub struct Dispatcher {
     store: Store,
     config: WebhookConfig,
     client: reqwest::Client,
+    targets: Targets,
 }
 
 impl Dispatcher {
-    pub fn new(store: Store, config: WebhookConfig) -> Result<Self, String> {
+    /// `targets` resolves each hook's host at connect time and keeps only allowed addresses.
+    pub fn new(store: Store, config: WebhookConfig, targets: Targets) -> Result<Self, String> {
         let client = reqwest::Client::builder()
             .timeout(config.timeout)
-            // A receiver's redirect is not followed: the hook's URL is the one that was set.
+            // A receiver's redirect is not followed: the hook's URL is the one that was checked.
             .redirect(reqwest::redirect::Policy::none())
+            // Connections go where the checked addresses are, never through a proxy from the
+            // environment, whose own address is all the resolver would see.
+            .no_proxy()
+            .dns_resolver(std::sync::Arc::new(targets.clone()))
             .user_agent(concat!("Mailtrail-Webhooks/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| format!("cannot build the webhook HTTP client: {e}"))?;
@@ -137,6 +157,7 @@ impl Dispatcher {
             store,
             config,
             client,
+            targets,
         })
     }
 
@@ -167,10 +188,14 @@ impl Dispatcher {
                 while in_flight.len() >= self.config.concurrency.max(1) {
                     in_flight.join_next().await;
                 }
-                let (store, client, config) =
-                    (self.store.clone(), self.client.clone(), self.config.clone());
+                let (store, client, config, targets) = (
+                    self.store.clone(),
+                    self.client.clone(),
+                    self.config.clone(),
+                    self.targets.clone(),
+                );
                 in_flight.spawn(async move {
-                    let attempt = deliver(&client, &config, &delivery).await;
+                    let attempt = deliver(&client, &config, &targets, &delivery).await;
                     if let Err(e) = store.finish_webhook_delivery(&delivery.id, &attempt).await {
                         tracing::warn!(error = %e, delivery = %delivery.id,
                             "cannot record a webhook attempt; it is sent again after its lease");
@@ -186,12 +211,18 @@ impl Dispatcher {
 async fn deliver(
     client: &reqwest::Client,
     config: &WebhookConfig,
+    targets: &Targets,
     delivery: &DueDelivery,
 ) -> Attempt {
+    // A literal address never reaches the resolver: it is checked here.
+    let url = match targets.parse(&delivery.url) {
+        Ok(url) => url,
+        Err(refused) => return blocked(&refused),
+    };
     let body = delivery.payload.clone().into_bytes();
     let signature = sign(&delivery.secret, unix_now(), &body);
     let sent = client
-        .post(&delivery.url)
+        .post(url)
         .header(reqwest::header::CONTENT_TYPE, "application/json")
         .header(EVENT_ID_HEADER, &delivery.event_id)
         .header(SIGNATURE_HEADER, signature)
@@ -208,7 +239,10 @@ async fn deliver(
             Some(response.status().as_u16()),
             format!("the receiver answered {}", response.status()),
         ),
-        Err(e) => (None, format!("no answer: {e}")),
+        Err(e) => match refusal(&e) {
+            Some(refused) => return blocked(refused),
+            None => (None, format!("no answer: {e}")),
+        },
     };
     let delay = backoff(config, delivery.attempts + 1);
     let at_ms = mailtrail_store::now_ms() + delay.as_millis() as i64;
@@ -222,6 +256,26 @@ async fn deliver(
             error,
         }
     }
+}
+
+/// Given up at once: nothing was sent.
+fn blocked(refused: &Refused) -> Attempt {
+    Attempt::GaveUp {
+        status: None,
+        error: format!("blocked: {refused}"),
+    }
+}
+
+/// The resolver's refusal, somewhere in the chain of a failed request's causes.
+fn refusal(error: &reqwest::Error) -> Option<&Refused> {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = cause {
+        if let Some(refused) = e.downcast_ref::<Refused>() {
+            return Some(refused);
+        }
+        cause = e.source();
+    }
+    None
 }
 
 #[cfg(test)]

@@ -1,6 +1,8 @@
 //! Webhooks delivered to a real HTTP receiver on a real socket: signed, retried until the
-//! receiver takes them, the same event id on every try, and given up after the window.
+//! receiver takes them, the same event id on every try, and given up after the window; and
+//! never sent to a private address unless the operator allows it, however the hook names it.
 
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -11,6 +13,8 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use mailtrail_domain::{Event, EventKind, Reason};
 use mailtrail_store::{Content, QueueEntry, Store, Submission};
+use mailtrail_testkit::dns::Dns;
+use mailtrail_webhooks::target::Targets;
 use mailtrail_webhooks::{Dispatcher, EVENT_ID_HEADER, SIGNATURE_HEADER, WebhookConfig, verify};
 use serde_json::Value;
 use tokio::sync::watch;
@@ -56,12 +60,14 @@ async fn receiver(failures: usize) -> (String, Seen) {
     (url, seen)
 }
 
+/// Quick retries; the receivers are on loopback, so private targets are allowed.
 fn fast() -> WebhookConfig {
     WebhookConfig {
         first_delay: Duration::from_millis(100),
         max_delay: Duration::from_millis(400),
         poll_interval: Duration::from_millis(50),
         timeout: Duration::from_secs(2),
+        allow_private_targets: true,
         ..WebhookConfig::default()
     }
 }
@@ -91,10 +97,16 @@ async fn queue(store: &Store, account: &str, to: &str) -> String {
         .remove(0)
 }
 
-/// Runs a dispatcher until `done` holds or 10 s pass.
-async fn dispatch_until(store: &Store, config: WebhookConfig, done: impl Fn() -> bool) {
+/// Runs a dispatcher that resolves names on `dns` until `done` holds or 10 s pass.
+async fn dispatch_until(
+    store: &Store,
+    config: WebhookConfig,
+    dns: &[SocketAddr],
+    done: impl Fn() -> bool,
+) {
     let (stop, stopped) = watch::channel(false);
-    let dispatcher = Dispatcher::new(store.clone(), config).unwrap();
+    let targets = Targets::new(&config, dns).unwrap();
+    let dispatcher = Dispatcher::new(store.clone(), config, targets).unwrap();
     let mut stopped_rx = stopped.clone();
     let running = tokio::spawn(dispatcher.run(async move {
         let _ = stopped_rx.wait_for(|s| *s).await;
@@ -117,7 +129,7 @@ async fn a_receiver_that_fails_twice_gets_the_event_on_the_third_try_with_the_sa
     let email = queue(&store, &account, "ana@x.test").await;
 
     let seen_for_check = seen.clone();
-    dispatch_until(&store, fast(), move || {
+    dispatch_until(&store, fast(), &[], move || {
         seen_for_check.lock().unwrap().len() >= 3
     })
     .await;
@@ -196,7 +208,7 @@ async fn every_event_is_sent_once_per_hook_that_wants_it_and_failures_say_why() 
     store.append_event(&account, &email, &bounce).await.unwrap();
 
     let (a, f) = (all.clone(), failed_only.clone());
-    dispatch_until(&store, fast(), move || {
+    dispatch_until(&store, fast(), &[], move || {
         a.lock().unwrap().len() >= 3 && !f.lock().unwrap().is_empty()
     })
     .await;
@@ -252,7 +264,7 @@ async fn a_receiver_that_never_answers_well_is_given_up_after_the_window() {
         }
     });
     let flag = gave_up.clone();
-    dispatch_until(&store, config, move || *flag.lock().unwrap()).await;
+    dispatch_until(&store, config, &[], move || *flag.lock().unwrap()).await;
     assert!(*gave_up.lock().unwrap(), "the delivery was given up");
     let history = store
         .webhook_deliveries(&account, &hook.id, 1)
@@ -263,4 +275,106 @@ async fn a_receiver_that_never_answers_well_is_given_up_after_the_window() {
         seen.lock().unwrap().len() >= 2,
         "it was retried before giving up"
     );
+}
+
+/// A flag set once every delivery of `hooks` is no longer pending.
+fn settled(store: &Store, account: &str, hooks: &[&str]) -> Arc<Mutex<bool>> {
+    let done = Arc::new(Mutex::new(false));
+    let (flag, store, account) = (done.clone(), store.clone(), account.to_owned());
+    let hooks: Vec<String> = hooks.iter().map(|h| h.to_string()).collect();
+    tokio::spawn(async move {
+        loop {
+            let mut all = true;
+            for hook in &hooks {
+                let history = store.webhook_deliveries(&account, hook, 1).await.unwrap();
+                all &= history.first().is_some_and(|d| d.state != "pending");
+            }
+            if all {
+                *flag.lock().unwrap() = true;
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
+    done
+}
+
+#[tokio::test]
+async fn a_hook_on_loopback_is_blocked_by_address_and_by_name_unless_private_targets_are_allowed() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_sqlite(dir.path()).await.unwrap();
+    let (account, _) = store.create_account("Acme").await.unwrap();
+    let (url, seen) = receiver(0).await;
+    let port = url.split(':').nth(2).unwrap().split('/').next().unwrap();
+    // Made in the store directly, as a hook made before the checks existed (or while the
+    // operator allowed private targets) would be.
+    let literal = store.create_webhook(&account, &url, None).await.unwrap();
+    let by_name = store
+        .create_webhook(
+            &account,
+            &format!("http://hook.rebind.test:{port}/hook"),
+            None,
+        )
+        .await
+        .unwrap();
+    let dns = Dns::start(&[("rebind.test", "hook IN A 127.0.0.1")]);
+    queue(&store, &account, "di@x.test").await;
+
+    let strict = WebhookConfig {
+        allow_private_targets: false,
+        ..fast()
+    };
+    let done = settled(&store, &account, &[&literal.id, &by_name.id]);
+    dispatch_until(&store, strict, &[dns.address], move || {
+        *done.lock().unwrap()
+    })
+    .await;
+
+    assert!(
+        seen.lock().unwrap().is_empty(),
+        "the receiver was never reached"
+    );
+    for (hook, expected) in [
+        (
+            &literal,
+            "blocked: 127.0.0.1 is not a public address (loopback)",
+        ),
+        (
+            &by_name,
+            "blocked: hook.rebind.test resolves to 127.0.0.1, which is not a public address (loopback)",
+        ),
+    ] {
+        let history = store
+            .webhook_deliveries(&account, &hook.id, 1)
+            .await
+            .unwrap();
+        let delivery = &history[0];
+        assert_eq!(delivery.state, "failed", "given up at once: {delivery:?}");
+        assert_eq!((delivery.attempts, delivery.last_status), (1, None));
+        let error = delivery.last_error.as_deref().unwrap_or_default();
+        assert!(error.starts_with(expected), "{error}");
+    }
+
+    // With private targets allowed, the name's address is the one connected to.
+    store.delete_webhook(&account, &literal.id).await.unwrap();
+    store.delete_webhook(&account, &by_name.id).await.unwrap();
+    let lenient = store
+        .create_webhook(
+            &account,
+            &format!("http://hook.rebind.test:{port}/hook"),
+            None,
+        )
+        .await
+        .unwrap();
+    queue(&store, &account, "ed@x.test").await;
+    let seen_for_check = seen.clone();
+    dispatch_until(&store, fast(), &[dns.address], move || {
+        !seen_for_check.lock().unwrap().is_empty()
+    })
+    .await;
+    let history = store
+        .webhook_deliveries(&account, &lenient.id, 1)
+        .await
+        .unwrap();
+    assert_eq!(history[0].state, "delivered", "{:?}", history[0]);
 }

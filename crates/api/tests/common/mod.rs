@@ -14,6 +14,8 @@ use mailtrail_domain::token::TokenKey;
 use mailtrail_outbound::OutboundConfig;
 use mailtrail_outbound::domains::Checker;
 use mailtrail_store::{Recorder, Store};
+use mailtrail_webhooks::WebhookConfig;
+use mailtrail_webhooks::target::Targets;
 use serde_json::Value;
 use tower::ServiceExt;
 
@@ -26,11 +28,13 @@ pub struct App {
     pub store: Store,
     hits: Recorder,
     domains: Arc<Checker>,
+    webhook_targets: Targets,
     _dir: tempfile::TempDir,
 }
 
 /// The router with the default `[outbound]` settings and no DNS behind it: a domain check
-/// finds nothing, at once.
+/// finds nothing, at once. Webhooks may point at private addresses (the tests' receivers are
+/// on loopback).
 pub async fn app() -> App {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open_sqlite(dir.path()).await.unwrap();
@@ -40,11 +44,26 @@ pub async fn app() -> App {
         store,
         hits,
         domains: Arc::new(Checker::new(&OutboundConfig::default(), &[nowhere]).unwrap()),
+        webhook_targets: webhook_targets(true, nowhere),
         _dir: dir,
     }
 }
 
+fn webhook_targets(allow_private_targets: bool, dns: SocketAddr) -> Targets {
+    let config = WebhookConfig {
+        allow_private_targets,
+        ..WebhookConfig::default()
+    };
+    Targets::new(&config, &[dns]).unwrap()
+}
+
 impl App {
+    /// Webhook URLs are checked as a service with `allow_private_targets` checks them, names
+    /// looked up on `dns`.
+    pub fn set_webhook_targets(&mut self, allow_private_targets: bool, dns: SocketAddr) {
+        self.webhook_targets = webhook_targets(allow_private_targets, dns);
+    }
+
     /// Sending domains' records and checks follow these `[outbound]` settings, and are
     /// looked up on `dns`.
     pub fn set_outbound(&mut self, outbound: &OutboundConfig, dns: SocketAddr) {
@@ -94,6 +113,7 @@ impl App {
             tokens: tokens(),
             hits: self.hits.clone(),
             domains: self.domains.clone(),
+            webhook_targets: self.webhook_targets.clone(),
         }
     }
 

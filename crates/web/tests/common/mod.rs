@@ -127,6 +127,11 @@ pub async fn app() -> App {
             )
             .unwrap(),
         ),
+        webhook_targets: mailtrail_webhooks::target::Targets::new(
+            &Default::default(),
+            &["127.0.0.1:9".parse().unwrap()],
+        )
+        .unwrap(),
     };
     let seeded = seed(&store).await;
     App {

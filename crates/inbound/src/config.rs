@@ -22,7 +22,8 @@ pub struct InboundConfig {
     /// Waiting for the next piece of a message.
     #[serde(with = "humantime_serde")]
     pub data_timeout: Duration,
-    /// Protocol errors tolerated in one session before it is closed.
+    /// Refused commands (syntax errors, bad order, relay attempts: every 5xx reply) tolerated
+    /// in one session before it is closed with `421`.
     pub max_errors: usize,
     /// How long raw messages are kept after processing.
     #[serde(with = "humantime_serde")]

@@ -74,6 +74,8 @@ where
     // Some while a message is being received: the receiver and what has come so far.
     let mut data: Option<(DataReceiver, Vec<u8>, bool)> = None;
     let mut errors = 0;
+    // The command line being read, as sent: smtp-proto's parser keeps it only in part.
+    let mut line = Vec::new();
     let mut buf = vec![0u8; 16 * 1024];
     loop {
         let wait = if data.is_some() {
@@ -109,22 +111,25 @@ where
                 transaction = Transaction::default();
                 continue;
             }
-            let request = match commands.ingest(&mut bytes) {
-                Ok(request) => request,
-                Err(ProtoError::NeedsMoreData { .. }) => break,
-                Err(e) => {
-                    errors += 1;
-                    replies.push_str(protocol_error(&e));
-                    if errors >= config.max_errors {
-                        replies.push_str("421 4.7.0 Too many errors, closing the connection\r\n");
-                        let _ = stream.write_all(replies.as_bytes()).await;
-                        return Ending::Closed;
-                    }
-                    continue;
+            let before = bytes.as_slice();
+            let request = commands.ingest(&mut bytes);
+            let consumed = &before[..before.len() - bytes.len()];
+            line.extend_from_slice(
+                &consumed[..consumed.len().min(MAX_LINE.saturating_sub(line.len()))],
+            );
+            if let Err(ProtoError::NeedsMoreData { .. }) = request {
+                break;
+            }
+            let command_line = std::mem::take(&mut line);
+            let too_big = declared_size(&command_line)
+                .is_some_and(|size| size > config.max_message_size as u64);
+            let reply: String = match request {
+                // RFC 1870: a size over the limit is 552, however many digits it has.
+                Err(ProtoError::InvalidParameter { param: "SIZE" }) if too_big => {
+                    TOO_BIG.into()
                 }
-            };
-            let reply = match request {
-                Request::Ehlo { host } => {
+                Err(e) => protocol_error(&e).into(),
+                Ok(Request::Ehlo { host }) => {
                     greeted = true;
                     transaction = Transaction::default();
                     let starttls = if settings.tls == Tls::Offered {
@@ -137,28 +142,27 @@ where
                         config.hostname, config.max_message_size
                     )
                 }
-                Request::Helo { host } | Request::Lhlo { host } => {
+                Ok(Request::Helo { host } | Request::Lhlo { host }) => {
                     greeted = true;
                     transaction = Transaction::default();
                     format!("250 {} greets {host}\r\n", config.hostname)
                 }
-                Request::Mail { from } => {
+                Ok(Request::Mail { from }) => {
                     if !greeted {
                         "503 5.5.1 Say EHLO first\r\n".into()
                     } else if transaction.mail_from.is_some() {
                         "503 5.5.1 Nested MAIL command\r\n".into()
-                    } else if from.size > config.max_message_size {
-                        "552 5.3.4 Message size exceeds fixed limit\r\n".into()
+                    } else if too_big {
+                        TOO_BIG.into()
                     } else {
                         transaction.mail_from = Some(from.address.into_owned());
                         "250 2.1.0 Ok\r\n".into()
                     }
                 }
-                Request::Rcpt { to } => {
+                Ok(Request::Rcpt { to }) => {
                     if transaction.mail_from.is_none() {
                         "503 5.5.1 Need MAIL before RCPT\r\n".into()
                     } else if !accepts(&to.address, settings.bounce_domain) {
-                        errors += 1;
                         format!("550 5.7.1 <{}>: Relay access denied\r\n", to.address)
                     } else if transaction.rcpt_to.len() >= config.max_recipients {
                         "452 4.5.3 Too many recipients\r\n".into()
@@ -167,27 +171,27 @@ where
                         "250 2.1.5 Ok\r\n".into()
                     }
                 }
-                Request::Data => {
+                Ok(Request::Data) => {
                     if transaction.rcpt_to.is_empty() {
                         "503 5.5.1 No valid recipients\r\n".into()
                     } else {
-                        data = Some((DataReceiver::new(), Vec::new(), false));
+                        data = Some((data_receiver(), Vec::new(), false));
                         "354 End data with <CR><LF>.<CR><LF>\r\n".into()
                     }
                 }
-                Request::Bdat { .. } => "502 5.5.1 CHUNKING is not offered\r\n".into(),
-                Request::Rset => {
+                Ok(Request::Bdat { .. }) => "502 5.5.1 CHUNKING is not offered\r\n".into(),
+                Ok(Request::Rset) => {
                     transaction = Transaction::default();
                     "250 2.0.0 Ok\r\n".into()
                 }
-                Request::Noop { .. } => "250 2.0.0 Ok\r\n".into(),
-                Request::Vrfy { .. } => "252 2.5.0 Cannot verify, but will accept the message\r\n".into(),
-                Request::Quit => {
+                Ok(Request::Noop { .. }) => "250 2.0.0 Ok\r\n".into(),
+                Ok(Request::Vrfy { .. }) => "252 2.5.0 Cannot verify, but will accept the message\r\n".into(),
+                Ok(Request::Quit) => {
                     replies.push_str("221 2.0.0 Bye\r\n");
                     let _ = stream.write_all(replies.as_bytes()).await;
                     return Ending::Closed;
                 }
-                Request::StartTls => match settings.tls {
+                Ok(Request::StartTls) => match settings.tls {
                     Tls::Unavailable => "502 5.5.1 STARTTLS is not offered\r\n".into(),
                     Tls::Active => "503 5.5.1 TLS is already active\r\n".into(),
                     Tls::Offered if !greeted => "503 5.5.1 Say EHLO first\r\n".into(),
@@ -201,15 +205,62 @@ where
                         };
                     }
                 },
-                Request::Auth { .. } => "502 5.5.1 AUTH is not offered: this server only receives mail for its own addresses\r\n".into(),
-                _ => "502 5.5.1 Command not implemented\r\n".into(),
+                Ok(Request::Auth { .. }) => "502 5.5.1 AUTH is not offered: this server only receives mail for its own addresses\r\n".into(),
+                Ok(_) => "502 5.5.1 Command not implemented\r\n".into(),
             };
             replies.push_str(&reply);
+            // Every refused command counts, relay probes and garbage alike: a client cannot
+            // try addresses or commands for ever.
+            if reply.starts_with('5') {
+                errors += 1;
+                if errors >= config.max_errors {
+                    replies.push_str(TOO_MANY_ERRORS);
+                    let _ = stream.write_all(replies.as_bytes()).await;
+                    return Ending::Closed;
+                }
+            }
         }
         if !replies.is_empty() && stream.write_all(replies.as_bytes()).await.is_err() {
             return Ending::Closed;
         }
     }
+}
+
+const TOO_BIG: &str = "552 5.3.4 Message size exceeds fixed limit\r\n";
+const TOO_MANY_ERRORS: &str = "421 4.7.0 Too many errors, closing the connection\r\n";
+
+/// The longest command line kept for [`declared_size`]; smtp-proto refuses longer ones.
+const MAX_LINE: usize = smtp_proto::request::receiver::MAX_LINE_LENGTH;
+
+/// A receiver for the data after `354`. smtp-proto's starts as if in the middle of a line, so
+/// a `.` right after the `354` (an empty message) would not end the data and a leading `..`
+/// would not be un-stuffed; fed the CRLF that ended the DATA command, it starts at a line.
+fn data_receiver() -> DataReceiver {
+    let mut receiver = DataReceiver::new();
+    let mut primed = Vec::new();
+    receiver.ingest(&mut b"\r\n".iter(), &mut primed);
+    receiver
+}
+
+/// The `SIZE=` a MAIL command declares (RFC 1870), read from the line as sent, saturating:
+/// smtp-proto's own reading wraps an overflowing value round to a small number, which would
+/// be accepted, or refuses as unsupported. `None` without a number; the largest value when it
+/// is given twice.
+fn declared_size(line: &[u8]) -> Option<u64> {
+    line.split(|b| b.is_ascii_whitespace())
+        .filter_map(|param| {
+            let (name, value) = param.split_at_checked(5)?;
+            name.eq_ignore_ascii_case(b"size=").then_some(value)
+        })
+        .filter_map(|value| {
+            value.iter().try_fold(0u64, |size, &digit| {
+                digit.is_ascii_digit().then(|| {
+                    size.saturating_mul(10)
+                        .saturating_add(u64::from(digit - b'0'))
+                })
+            })
+        })
+        .max()
 }
 
 /// Ends a DATA: stores the message, or says why not.
@@ -403,6 +454,45 @@ mod tests {
             ["220", "250", "250", "250", "354", "250", "221"],
             "{replies}"
         );
+    }
+
+    #[test]
+    fn the_declared_size_is_read_from_the_line_and_saturates() {
+        for (line, size) in [
+            (&b"MAIL FROM:<> SIZE=1000\r\n"[..], Some(1000)),
+            (b"MAIL FROM:<>\r\n", None),
+            (
+                b"mail from:<> size=99999999999999999999999\r\n",
+                Some(u64::MAX),
+            ),
+            (b"MAIL FROM:<> SIZE=abc\r\n", None),
+            (b"MAIL FROM:<> SIZE=\r\n", Some(0)),
+            (b"MAIL FROM:<> SIZE=5 SIZE=7000\r\n", Some(7000)),
+            (b"MAIL FROM:<> BODY=8BITMIME SIZE=12\r\n", Some(12)),
+        ] {
+            assert_eq!(
+                declared_size(line),
+                size,
+                "{}",
+                String::from_utf8_lossy(line)
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn an_empty_message_and_a_leading_dot_after_354() {
+        let input = b"EHLO x\r\nMAIL FROM:<>\r\nRCPT TO:<fbl@bounce.test>\r\nDATA\r\n.\r\n\
+                      MAIL FROM:<>\r\nRCPT TO:<fbl@bounce.test>\r\nDATA\r\n..x\r\n.\r\nQUIT\r\n";
+        let (replies, stored) = converse(input, &InboundConfig::default()).await;
+        assert_eq!(
+            codes(&replies),
+            [
+                "220", "250", "250", "250", "354", "250", "250", "250", "354", "250", "221"
+            ],
+            "{replies}"
+        );
+        let raws: Vec<&[u8]> = stored.iter().map(|(_, _, raw)| raw.as_slice()).collect();
+        assert_eq!(raws, [&b""[..], b".x\r\n"]);
     }
 
     #[tokio::test]

@@ -21,7 +21,9 @@ struct Server {
 
 async fn start(config: InboundConfig) -> Server {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open_sqlite(dir.path()).await.unwrap();
+    let store = Store::open_sqlite(dir.path(), mailtrail_store::MasterKey::generate())
+        .await
+        .unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     let (stop, mut stopped) = watch::channel(false);
@@ -57,7 +59,7 @@ async fn converse(address: std::net::SocketAddr, lines: &[&str]) -> Vec<String> 
         let mut last = String::new();
         loop {
             let mut line = String::new();
-            if read.read_line(&mut line).await.unwrap() == 0 {
+            if read.read_line(&mut line).await.unwrap_or(0) == 0 {
                 return last;
             }
             last = line.trim_end().to_owned();
@@ -68,10 +70,14 @@ async fn converse(address: std::net::SocketAddr, lines: &[&str]) -> Vec<String> 
     };
     reply(&mut read).await;
     for line in lines {
-        write
+        // Once the server has hung up, what is left are the replies it wrote before.
+        if write
             .write_all(format!("{line}\r\n").as_bytes())
             .await
-            .unwrap();
+            .is_err()
+        {
+            break;
+        }
         replies.push(reply(&mut read).await);
     }
     replies
@@ -174,5 +180,97 @@ async fn connections_past_the_limit_are_told_to_come_back_later() {
     tokio::time::sleep(Duration::from_millis(100)).await;
     let replies = converse(server.address, HONEST).await;
     assert_eq!(codes(&replies), ["250", "250", "250", "354", "250", "221"]);
+    server.stop.send(true).unwrap();
+}
+
+/// Every message the server stored, oldest first.
+async fn stored(server: &Server) -> Vec<Vec<u8>> {
+    let claimed = server.store.claim_inbound(100, 1000).await.unwrap();
+    claimed.into_iter().map(|m| m.raw).collect()
+}
+
+#[tokio::test]
+async fn an_empty_message_ends_at_its_dot_and_the_next_commands_are_commands() {
+    let server = start(InboundConfig::default()).await;
+    let lines = [
+        "EHLO empty.test",
+        "MAIL FROM:<>",
+        "RCPT TO:<fbl@bounce.test>",
+        "DATA",
+        ".",
+        "MAIL FROM:<>",
+        "RCPT TO:<reply+t@bounce.test>",
+        "DATA",
+        "..first line dot-stuffed\r\nsecond\r\n.",
+        "QUIT",
+    ];
+    let replies = tokio::time::timeout(Duration::from_secs(5), converse(server.address, &lines))
+        .await
+        .expect("the dot right after 354 ends the message");
+    assert_eq!(
+        codes(&replies),
+        [
+            "250", "250", "250", "354", "250", "250", "250", "354", "250", "221"
+        ],
+        "{replies:?}"
+    );
+    server.stop.send(true).unwrap();
+    assert_eq!(
+        stored(&server).await,
+        [
+            b"".to_vec(),
+            b".first line dot-stuffed\r\nsecond\r\n".to_vec()
+        ]
+    );
+}
+
+#[tokio::test]
+async fn an_overflowing_size_is_refused() {
+    let server = start(InboundConfig::default()).await;
+    let replies = converse(
+        server.address,
+        &[
+            "EHLO big.test",
+            "MAIL FROM:<> SIZE=99999999999999999999999",
+            "MAIL FROM:<> SIZE=18446744073709551616",
+            "MAIL FROM:<> size=10485761",
+            "MAIL FROM:<> SIZE=10485760",
+            "QUIT",
+        ],
+    )
+    .await;
+    assert_eq!(
+        codes(&replies),
+        ["250", "552", "552", "552", "250", "221"],
+        "{replies:?}"
+    );
+    assert!(replies[1].starts_with("552 5.3.4"), "{replies:?}");
+    server.stop.send(true).unwrap();
+}
+
+#[tokio::test]
+async fn a_relay_prober_is_disconnected_at_the_error_limit() {
+    let server = start(InboundConfig {
+        max_errors: 5,
+        ..InboundConfig::default()
+    })
+    .await;
+    let mut lines = vec![
+        "EHLO prober.test".to_owned(),
+        "MAIL FROM:<x@prober.test>".to_owned(),
+    ];
+    lines.extend((0..20).map(|i| format!("RCPT TO:<victim{i}@gmail.com>")));
+    let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
+    let replies = tokio::time::timeout(Duration::from_secs(5), converse(server.address, &lines))
+        .await
+        .unwrap();
+    // Five refusals, the 421 written after the fifth, then nothing: the connection is closed.
+    assert_eq!(
+        codes(&replies[..8]),
+        ["250", "250", "550", "550", "550", "550", "550", "421"],
+        "{replies:?}"
+    );
+    assert!(replies[7].starts_with("421 4.7.0"), "{replies:?}");
+    assert!(replies[8..].iter().all(String::is_empty), "{replies:?}");
     server.stop.send(true).unwrap();
 }

@@ -13,10 +13,14 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use mail_builder::MessageBuilder;
+use mail_builder::headers::address::Address;
 use mail_builder::headers::raw::Raw;
+use mail_builder::headers::text::Text;
 use mail_parser::MessageParser;
 use mail_send::SmtpClientBuilder;
 use mail_send::smtp::message::Message;
+use mailtrail_domain::EmailAddress;
+use mailtrail_domain::merge::one_line;
 use mailtrail_store::{Forward, ForwardOutcome, Store, now_ms};
 
 use crate::OutboundConfig;
@@ -207,6 +211,9 @@ impl Forwarder {
 }
 
 /// The forward: who replied and to what, the reply's text inline, the reply itself attached.
+/// The reply's From and Subject are outside text, decoded (an RFC 2047 word may hold CR LF):
+/// the replier's address is used only when it is one, and every header is a typed value
+/// made one line, so nothing in the reply can write a header of the forward.
 fn build(
     raw: &[u8],
     to: &str,
@@ -216,18 +223,24 @@ fn build(
     bounce_domain: &str,
 ) -> Vec<u8> {
     let reply = MessageParser::default().parse(raw);
-    let replier = reply
+    let sender = reply
         .as_ref()
         .and_then(|m| m.from())
-        .and_then(|f| f.first())
+        .and_then(|f| f.first());
+    let replier = sender
         .and_then(|a| a.address())
-        .unwrap_or(original_to)
-        .to_owned();
-    let subject = reply
-        .as_ref()
-        .and_then(|m| m.subject())
-        .unwrap_or(original_subject)
-        .to_owned();
+        .and_then(|a| EmailAddress::parse(a).ok())
+        .map_or_else(|| original_to.to_owned(), |a| a.to_string());
+    let name = sender
+        .and_then(|a| a.name())
+        .map(|n| one_line(n).trim().to_owned())
+        .filter(|n| !n.is_empty());
+    let subject = one_line(
+        reply
+            .as_ref()
+            .and_then(|m| m.subject())
+            .unwrap_or(original_subject),
+    );
     let text = reply
         .as_ref()
         .and_then(|m| m.body_text(0))
@@ -242,8 +255,8 @@ fn build(
     let mut builder = MessageBuilder::new()
         .from(("Mailtrail", from.as_str()))
         .to(to)
-        .reply_to(replier.as_str())
-        .subject(format!("Reply from {replier}: {subject}"))
+        .reply_to(Address::new_address(name, replier.as_str()))
+        .subject(Text::new(format!("Reply from {replier}: {subject}")))
         .header("Auto-Submitted", Raw::new("auto-forwarded"))
         .header("X-Mailtrail-Email", Raw::new(email_id.to_owned()))
         .text_body(body)
@@ -270,7 +283,7 @@ mod tests {
         );
         let text = String::from_utf8(out).unwrap();
         assert!(text.contains("Auto-Submitted: auto-forwarded"), "{text}");
-        assert!(text.contains("Reply-To: <ana@lead.test>"), "{text}");
+        assert!(text.contains("Reply-To: \"Ana\" <ana@lead.test>"), "{text}");
         assert!(
             text.contains("Subject: Reply from ana@lead.test: Re: Offer"),
             "{text}"
@@ -278,5 +291,64 @@ mod tests {
         assert!(text.contains("To: <sales@shop.test>"), "{text}");
         assert!(text.contains("Yes, call me tomorrow."), "{text}");
         assert!(text.contains("message/rfc822"), "{text}");
+    }
+
+    /// The forward's top-level header names, in order (folded lines joined).
+    fn header_names(message: &str) -> Vec<String> {
+        let head = message.split("\r\n\r\n").next().unwrap_or_default();
+        head.split("\r\n")
+            .filter(|l| !l.starts_with([' ', '\t']))
+            .filter_map(|l| l.split_once(':').map(|(n, _)| n.to_ascii_lowercase()))
+            .collect()
+    }
+
+    #[test]
+    fn nothing_in_a_reply_writes_a_header_of_the_forward() {
+        let cases = [
+            (
+                "From: =?utf-8?Q?Ana=0D=0ABcc:_victim@x.example?= <ana@lead.test>\r\n\
+                 Subject: =?utf-8?Q?Hi=0D=0ABcc:_victim@x.example=0D=0A=0D=0ABODY?=",
+                "ana@lead.test",
+                "Reply from ana@lead.test: Hi Bcc: victim@x.example BODY",
+            ),
+            (
+                "From: =?utf-8?B?QW5hDQpYLUV2aWw6IDE=?= <ana@lead.test>\r\n\
+                 Subject: =?utf-8?B?SGkNClgtRXZpbDogMQ==?=",
+                "ana@lead.test",
+                "Reply from ana@lead.test: Hi X-Evil: 1",
+            ),
+            (
+                "From: =?utf-8?Q?ana@lead.test=0D=0ABcc:_victim@x.example?=\r\n\
+                 Subject: =?utf-8?Q?=00Hi=E2=80=A8there=C2=85?=",
+                "ana@lead.test",
+                "Reply from ana@lead.test:  Hi there ",
+            ),
+        ];
+        for (headers, reply_to, subject) in cases {
+            let raw = format!("{headers}\r\nTo: reply+tok@bounce.shop.test\r\n\r\nYes.\r\n");
+            let out = build(
+                raw.as_bytes(),
+                "sales@shop.test",
+                "Offer",
+                "ana@lead.test",
+                "e1",
+                "bounce.shop.test",
+            );
+            let text = String::from_utf8(out.clone()).unwrap();
+            let names = header_names(&text);
+            for name in ["from", "to", "subject", "reply-to"] {
+                let count = names.iter().filter(|n| *n == name).count();
+                assert_eq!(count, 1, "{count} {name} in\n{text}");
+            }
+            assert!(!names.iter().any(|n| n == "bcc" || n == "x-evil"), "{text}");
+            let forward = MessageParser::default().parse(&out).unwrap();
+            let address = forward.reply_to().and_then(|r| r.first()).unwrap();
+            assert_eq!(address.address(), Some(reply_to), "{text}");
+            assert!(
+                !address.name().unwrap_or_default().contains(['\r', '\n']),
+                "{text}"
+            );
+            assert_eq!(forward.subject(), Some(subject), "{text}");
+        }
     }
 }

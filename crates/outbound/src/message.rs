@@ -4,7 +4,7 @@
 
 use mail_builder::MessageBuilder;
 use mail_builder::headers::raw::Raw;
-use mailtrail_domain::merge::render;
+use mailtrail_domain::merge::{Context, one_line, render};
 use mailtrail_domain::token::{Purpose, TokenKey};
 use mailtrail_store::Claimed;
 
@@ -50,16 +50,17 @@ pub fn build(
         .from(content.from.as_str())
         .to(email.to.as_str())
         .reply_to(format!("reply+{token}@{bounce_domain}"))
-        .subject(render(&content.subject, lookup, false))
+        .subject(render(&content.subject, lookup, Context::Header))
         .message_id(format!("{}@{helo_name}", email.id))
         .date(email.created_at_ms / 1000)
         .header(TOKEN_HEADER, Raw::new(token.clone()))
-        // RFC 8058 one-click, and the mailto form the inbound server handles.
+        // RFC 8058 one-click, and the mailto form the inbound server handles. The URL starts
+        // with the account's tracking base URL, which is outside text in a raw header.
         .header(
             "List-Unsubscribe",
             Raw::new(format!(
                 "<{}>, <mailto:unsubscribe+{token}@{bounce_domain}>",
-                tracking::unsubscribe_url(tracking, tokens, &email.id)
+                one_line(&tracking::unsubscribe_url(tracking, tokens, &email.id))
             )),
         )
         .header(
@@ -68,7 +69,7 @@ pub fn build(
         );
     if let Some(text) = &content.text {
         message = message.text_body(tracking::text(
-            &render(text, lookup, false),
+            &render(text, lookup, Context::Text),
             tracking,
             tokens,
             &email.id,
@@ -76,8 +77,12 @@ pub fn build(
     }
     let mut links = Vec::new();
     if let Some(html) = &content.html {
-        let (html, rewritten) =
-            tracking::html(&render(html, lookup, true), tracking, tokens, &email.id);
+        let (html, rewritten) = tracking::html(
+            &render(html, lookup, Context::Html),
+            tracking,
+            tokens,
+            &email.id,
+        );
         links = rewritten;
         message = message.html_body(html);
     }
@@ -202,5 +207,45 @@ mod tests {
                 .collect::<Vec<_>>()
         };
         assert_eq!(headers(&a.bytes), headers(&b.bytes));
+    }
+
+    #[test]
+    fn no_merge_value_breaks_the_subject_header() {
+        let long = "word ".repeat(60);
+        let cases = [
+            (
+                "Ana\r\nFrom: ceo@bank.example\r\n\r\nNEW BODY",
+                "Hello Ana From: ceo@bank.example NEW BODY",
+            ),
+            ("Ana\0\u{2028}Ünal", "Hello Ana Ünal"),
+            (long.as_str(), &*format!("Hello {long}")),
+        ];
+        let tokens = TokenKey::new(b"k");
+        for (value, subject) in cases {
+            let mut email = email();
+            email.fields = [("first_name".to_owned(), value.to_owned())].into();
+            let built = build(&email, "h", "b", &tokens, &Signers::default(), &tracking());
+            let text = String::from_utf8(built.bytes.clone()).unwrap();
+            let head = text.split("\r\n\r\n").next().unwrap();
+            // Long subjects are folded onto continuation lines, never cut into new headers.
+            let mut subject_lines = head
+                .split("\r\n")
+                .skip_while(|l| !l.starts_with("Subject:"))
+                .enumerate()
+                .take_while(|(i, l)| *i == 0 || l.starts_with([' ', '\t']));
+            assert!(subject_lines.all(|(_, l)| l.len() <= 78), "{head}");
+            let names: Vec<&str> = head
+                .split("\r\n")
+                .filter(|l| !l.starts_with([' ', '\t']))
+                .filter_map(|l| l.split_once(':').map(|(n, _)| n))
+                .collect();
+            for name in ["From", "To", "Subject"] {
+                assert_eq!(names.iter().filter(|n| **n == name).count(), 1, "{head}");
+            }
+            let parsed = mail_parser::MessageParser::default()
+                .parse(&built.bytes)
+                .unwrap();
+            assert_eq!(parsed.subject(), Some(subject), "{head}");
+        }
     }
 }

@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 
+use mailtrail_domain::merge::breaks_header;
 use mailtrail_domain::{EmailAddress, Permission, Reason};
 use mailtrail_store::{
     Content, DomainStatus, Idempotent, QueueEntry, Store, StoreError, Submission,
@@ -77,8 +78,16 @@ fn validate(request: &Request) -> Result<(), SubmitError> {
     if request.subject.trim().is_empty() {
         return Err(invalid("subject", "the subject is empty"));
     }
-    if request.subject.contains(['\r', '\n']) {
-        return Err(invalid("subject", "the subject must be one line"));
+    // The template goes into the Subject header as written; only merge values are made one
+    // line when rendered.
+    if let Some(c) = request.subject.chars().find(|&c| breaks_header(c)) {
+        return Err(invalid(
+            "subject",
+            format!(
+                "the subject must be one line without control characters; it holds U+{:04X}",
+                c as u32
+            ),
+        ));
     }
     if request.text.as_deref().is_none_or(str::is_empty)
         && request.html.as_deref().is_none_or(str::is_empty)
@@ -236,7 +245,9 @@ pub async fn submit_with(
 
     let submission = Submission {
         content: Content {
-            from: request.from,
+            // As checked: the surrounding white space `EmailAddress::parse` allowed (CR LF
+            // too) would end the From header.
+            from: request.from.trim().to_owned(),
             subject: request.subject,
             text: request.text,
             html: request.html,
@@ -268,4 +279,42 @@ pub async fn submit_with(
         })
         .await?;
     Ok(accepted(&ids))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_subject_that_could_end_its_header_is_refused() {
+        let request = |subject: &str| Request {
+            from: "sales@shop.example".into(),
+            subject: subject.into(),
+            text: Some("Hi".into()),
+            recipients: vec![Recipient::default()],
+            ..Request::default()
+        };
+        let cases = [
+            ("Hello {{first_name}}", None),
+            ("Grüße, {{ first_name }} ✓", None),
+            ("   ", Some("the subject is empty")),
+            ("Hi\r\nBcc: x@evil.example", Some("U+000D")),
+            ("Hi\nBcc: x@evil.example", Some("U+000A")),
+            ("Hi\tthere", Some("U+0009")),
+            ("Hi\0", Some("U+0000")),
+            ("Hi\u{7f}", Some("U+007F")),
+            ("Hi\u{85}there", Some("U+0085")),
+            ("Hi\u{2028}there", Some("U+2028")),
+        ];
+        for (subject, refused) in cases {
+            match (validate(&request(subject)), refused) {
+                (Ok(()), None) => {}
+                (Err(SubmitError::Invalid { field, message }), Some(why)) => {
+                    assert_eq!(field, "subject");
+                    assert!(message.contains(why), "{subject:?}: {message}");
+                }
+                (other, _) => panic!("{subject:?}: {other:?}"),
+            }
+        }
+    }
 }

@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use mailtrail_domain::merge::render;
+use mailtrail_domain::merge::{Context, render};
 use mailtrail_domain::stage::{Derived, derive};
 use mailtrail_domain::{Event, Reason, Stage};
 use sqlx::any::AnyRow;
@@ -114,7 +114,11 @@ pub(crate) fn subject_from_row(row: &AnyRow) -> Result<String> {
     let fields: String = row.try_get("fields")?;
     let fields: BTreeMap<String, String> =
         serde_json::from_str(&fields).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    Ok(render(&template, |name| fields.get(name).cloned(), false))
+    Ok(render(
+        &template,
+        |name| fields.get(name).cloned(),
+        Context::Header,
+    ))
 }
 
 pub(crate) fn event_from_row(row: &AnyRow) -> Result<StoredEvent> {

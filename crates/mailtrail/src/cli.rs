@@ -79,6 +79,11 @@ pub enum Command {
     Check,
     /// Write a consistent copy of the embedded database to FILE while the service runs.
     Backup { file: PathBuf },
+    /// The master key the secrets in the database are sealed under.
+    SecretKey {
+        #[command(subcommand)]
+        command: SecretKeyCommand,
+    },
     /// Copy this embedded installation into an empty PostgreSQL database (then point
     /// `database_url` at it).
     Migrate {
@@ -102,6 +107,18 @@ pub enum Command {
     Report {
         #[command(subcommand)]
         command: ReportCommand,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum SecretKeyCommand {
+    /// Re-seal every secret under a new key, in one transaction; the new key replaces the
+    /// key file (the old one is kept as FILE.old). Stop the service (every node) first.
+    Rotate {
+        /// Write the new key to this new file instead of replacing the key file (required
+        /// when the key comes from MAILTRAIL_SECRET_KEY).
+        #[arg(long)]
+        new_key_file: Option<PathBuf>,
     },
 }
 

@@ -35,6 +35,10 @@ pub struct Config {
     pub database_url: Option<String>,
     /// Connections each node opens to PostgreSQL.
     pub database_max_connections: u32,
+    /// The master key secrets in the database are sealed under (created 0600 on first start
+    /// if missing); `DATA_DIR/secret.key` when unset. `MAILTRAIL_SECRET_KEY` (the key itself,
+    /// hex or base64) wins over it. Every node of one database needs the same key.
+    pub secret_key_file: Option<PathBuf>,
     /// `text` for people, `json` for log collectors.
     pub log_format: LogFormat,
     /// DNS servers (`ip:port`) for MX lookups instead of the system's resolver.
@@ -54,6 +58,7 @@ impl Default for Config {
             data_dir: PathBuf::from("./mailtrail-data"),
             database_url: None,
             database_max_connections: 20,
+            secret_key_file: None,
             log_format: LogFormat::Text,
             dns_servers: Vec::new(),
             outbound: OutboundConfig::default(),
@@ -73,11 +78,19 @@ const ENV_KEYS: &[&str] = &[
     "data_dir",
     "database_url",
     "database_max_connections",
+    "secret_key_file",
     "log_format",
     "dns_servers",
 ];
 
 impl Config {
+    /// Where the master key file is: `secret_key_file`, or `secret.key` in `data_dir`.
+    pub fn secret_key_file(&self) -> PathBuf {
+        self.secret_key_file
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join(mailtrail_store::sealed::KEY_FILE))
+    }
+
     pub fn load(file: Option<&Path>) -> anyhow::Result<Self> {
         let mut figment = Figment::from(Serialized::defaults(Config::default()));
         if let Some(file) = file {
@@ -185,7 +198,13 @@ pub fn check(file: Option<&Path>) -> Vec<Problem> {
 }
 
 /// `MAILTRAIL_*` variables that are not configuration keys.
-const NOT_CONFIG_ENV: &[&str] = &["config", "log", "outbound_routes", "long_tests"];
+const NOT_CONFIG_ENV: &[&str] = &[
+    "config",
+    "log",
+    "outbound_routes",
+    "long_tests",
+    "secret_key",
+];
 
 /// Removes the value at `path`; whether there was one.
 fn remove(table: &mut toml::Table, path: &[String]) -> bool {

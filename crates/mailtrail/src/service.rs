@@ -185,7 +185,7 @@ impl Service {
 /// files would release the first one's claims at start and send their emails twice. Held
 /// until the service stops (the OS lets it go if the process dies). Other commands (`report`,
 /// `account create`, …) do not take it and work while the service runs.
-fn lock_data_dir(config: &Config) -> anyhow::Result<Option<std::fs::File>> {
+pub(crate) fn lock_data_dir(config: &Config) -> anyhow::Result<Option<std::fs::File>> {
     if config.database_url.is_some() {
         return Ok(None);
     }

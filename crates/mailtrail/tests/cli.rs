@@ -11,7 +11,7 @@ use common::mailtrail;
 use std::time::{Duration, Instant};
 
 use mailtrail_domain::Permission;
-use mailtrail_store::Store;
+use mailtrail_store::{MasterKey, Store};
 use serde_json::{Value, json};
 
 fn run(command: &mut Command) -> Output {
@@ -112,7 +112,13 @@ async fn serve_on_sqlite() {
 #[tokio::test]
 async fn serve_on_postgres() {
     let url = mailtrail_testkit::postgres::fresh_database();
-    serves_the_leads_api_and_stops_cleanly(&[("MAILTRAIL_DATABASE_URL", &url)]).await;
+    // Nodes on PostgreSQL may take their master key from the environment, no file needed.
+    let key = MasterKey::generate().to_hex();
+    serves_the_leads_api_and_stops_cleanly(&[
+        ("MAILTRAIL_DATABASE_URL", &url),
+        ("MAILTRAIL_SECRET_KEY", &key),
+    ])
+    .await;
 }
 
 #[test]
@@ -218,8 +224,14 @@ fn write_leads(path: &Path, rows: usize, bad_line: Option<usize>) {
     std::fs::write(path, csv).unwrap();
 }
 
+/// The store the binary uses in data directory `dir`, with the key it made there.
+async fn open_store(dir: &Path) -> Store {
+    let key = MasterKey::in_data_dir(dir).unwrap();
+    Store::open_sqlite(dir, key).await.unwrap()
+}
+
 async fn lead_count(dir: &Path, account: &str) -> u64 {
-    let store = Store::open_sqlite(dir).await.unwrap();
+    let store = open_store(dir).await;
     let count = store.count_leads(account).await.unwrap();
     store.close().await;
     count
@@ -310,7 +322,7 @@ async fn import_never_turns_permission_from_no_to_yes() {
     import("email,permission_to_email\nana@example.com,no\nbo@example.com,yes\n");
     import("email,permission_to_email\nANA@example.com,yes\nbo@example.com,no\n");
 
-    let store = Store::open_sqlite(dir.path()).await.unwrap();
+    let store = open_store(dir.path()).await;
     for (address, expected) in [
         ("ana@example.com", Permission::No),
         ("bo@example.com", Permission::No),
@@ -330,7 +342,7 @@ async fn check_reports_a_tampered_stage() {
     let dir = tempfile::tempdir().unwrap();
     let env = [("MAILTRAIL_DATA_DIR", dir.path().to_str().unwrap())];
     let (account, _) = create_account(&env);
-    let store = Store::open_sqlite(dir.path()).await.unwrap();
+    let store = open_store(dir.path()).await;
     let submission = mailtrail_store::Submission {
         content: mailtrail_store::Content {
             from: "sales@example.com".into(),
@@ -513,7 +525,9 @@ async fn backup_and_migrate_move_an_installation() {
     assert!(stdout(&backup).contains("backup written to"));
     let again = run(mailtrail(&env).arg("backup").arg(&file));
     assert!(!again.status.success(), "never overwrites a file");
-    let store = Store::open_sqlite(&restored).await.unwrap();
+    // The backup opens with the installation's key.
+    let key = MasterKey::in_data_dir(&data).unwrap();
+    let store = Store::open_sqlite(&restored, key.clone()).await.unwrap();
     assert!(store.account_exists(&account).await.unwrap());
     store.close().await;
 
@@ -525,7 +539,7 @@ async fn backup_and_migrate_move_an_installation() {
         "{}",
         stdout(&migrated)
     );
-    let target = Store::open_postgres(&url, 2).await.unwrap();
+    let target = Store::open_postgres(&url, 2, key).await.unwrap();
     assert!(target.account_exists(&account).await.unwrap());
     let twice = run(mailtrail(&env).args(["migrate", "--to", &url]));
     assert!(!twice.status.success());

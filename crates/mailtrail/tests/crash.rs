@@ -84,7 +84,8 @@ async fn kill_9_during_delivery_loses_nothing() {
 
     // Let the last run finish everything.
     let deadline = Instant::now() + Duration::from_secs(if long() { 600 } else { 180 });
-    let store = Store::open_sqlite(dir.path()).await.unwrap();
+    let key = mailtrail_store::MasterKey::in_data_dir(dir.path()).unwrap();
+    let store = Store::open_sqlite(dir.path(), key).await.unwrap();
     loop {
         if store.queue_depth().await.unwrap() == 0 || Instant::now() > deadline {
             break;

@@ -260,9 +260,9 @@ async fn bounces_complaints_and_replies_come_back_to_their_emails() {
     );
 
     // Hard bounce and complaint suppressed their addresses; nothing else did.
-    let store = Store::open_sqlite(&service.dir.path().join("data"))
-        .await
-        .unwrap();
+    let data = service.dir.path().join("data");
+    let key = mailtrail_store::MasterKey::in_data_dir(&data).unwrap();
+    let store = Store::open_sqlite(&data, key).await.unwrap();
     let block = |a: &str| {
         let store = store.clone();
         let account = service.account.clone();

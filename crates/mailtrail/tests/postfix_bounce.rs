@@ -138,7 +138,8 @@ async fn a_dsn_from_a_real_postfix_fails_the_email_it_had_accepted() {
     );
 
     // What was matched is the report Postfix wrote, not something this test made up.
-    let store = Store::open_sqlite(&data).await.unwrap();
+    let key = mailtrail_store::MasterKey::in_data_dir(&data).unwrap();
+    let store = Store::open_sqlite(&data, key).await.unwrap();
     let inbound = store.inbound_for_email(&account, &id).await.unwrap();
     assert_eq!(inbound.len(), 1, "one message matched to the email");
     let dsn = String::from_utf8_lossy(&inbound[0].raw);

@@ -378,9 +378,11 @@ async fn every_email_ends_in_the_stage_its_replies_call_for(postgres: bool) {
 
     let started = Instant::now();
     let deadline = started + Duration::from_secs(if long() { 600 } else { 120 });
+    // The key the service made in its data directory.
+    let key = mailtrail_store::MasterKey::in_data_dir(dir.path()).unwrap();
     let store = match &url {
-        Some(url) => Store::open_postgres(url, 5).await.unwrap(),
-        None => Store::open_sqlite(dir.path()).await.unwrap(),
+        Some(url) => Store::open_postgres(url, 5, key).await.unwrap(),
+        None => Store::open_sqlite(dir.path(), key).await.unwrap(),
     };
     let mut queued = u64::MAX;
     while queued > 0 && Instant::now() < deadline {

@@ -86,7 +86,9 @@ async fn register(store: &Store, account: &str, domain: &str, algorithm: KeyAlgo
 #[tokio::test]
 async fn mail_from_a_verified_domain_is_signed_with_its_stored_key_and_verifies_in_dns() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open_sqlite(dir.path()).await.unwrap();
+    let store = Store::open_sqlite(dir.path(), mailtrail_store::MasterKey::generate())
+        .await
+        .unwrap();
     let (acme, _) = store.create_account("Acme").await.unwrap();
     let (globex, _) = store.create_account("Globex").await.unwrap();
     let shop = register(&store, &acme, "shop.test", KeyAlgorithm::Ed25519).await;

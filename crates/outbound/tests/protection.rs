@@ -33,7 +33,9 @@ async fn send(store: &Store, account: &str, n: usize) -> Vec<String> {
 #[tokio::test]
 async fn an_account_that_bounces_too_much_is_paused_and_others_are_not() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open_sqlite(dir.path()).await.unwrap();
+    let store = Store::open_sqlite(dir.path(), mailtrail_store::MasterKey::generate())
+        .await
+        .unwrap();
     let (bad, _) = store.create_account("Bad list").await.unwrap();
     let (good, _) = store.create_account("Good list").await.unwrap();
     let bad_ids = send(&store, &bad, 20).await;

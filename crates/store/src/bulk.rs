@@ -463,13 +463,21 @@ mod tests {
             let mut open = Vec::new();
             for _ in 0..2 {
                 let url = mailtrail_testkit::postgres::fresh_database();
-                open.push(Store::open_postgres(&url, 4).await.unwrap());
+                open.push(
+                    Store::open_postgres(&url, 4, crate::MasterKey::generate())
+                        .await
+                        .unwrap(),
+                );
             }
             return (open.try_into().unwrap(), None);
         }
         let dir = tempfile::tempdir().unwrap();
-        let a = Store::open_sqlite(&dir.path().join("a")).await.unwrap();
-        let b = Store::open_sqlite(&dir.path().join("b")).await.unwrap();
+        let a = Store::open_sqlite(&dir.path().join("a"), crate::MasterKey::generate())
+            .await
+            .unwrap();
+        let b = Store::open_sqlite(&dir.path().join("b"), crate::MasterKey::generate())
+            .await
+            .unwrap();
         ([a, b], Some(dir))
     }
 

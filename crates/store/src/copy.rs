@@ -6,6 +6,9 @@
 //! `mailtrail.db`. The copy reads every table in the order their references need and writes
 //! it into a freshly migrated PostgreSQL that holds no accounts yet, in one transaction, so it
 //! either all arrives or nothing does; column types come from the target's own schema.
+//!
+//! Both keep secrets sealed as they are: a backup is its owner's alone (0600) and opens only
+//! with the installation's master key; the copy needs the target opened with that same key.
 
 use std::path::Path;
 
@@ -66,10 +69,17 @@ impl Store {
         let path = to
             .to_str()
             .ok_or_else(|| StoreError::Conflict(format!("{} is not a UTF-8 path", to.display())))?;
-        sqlx::query("VACUUM INTO $1")
+        // Made empty and private first: VACUUM INTO fills an empty file and keeps its mode.
+        crate::private::create_file(to)
+            .map_err(|e| StoreError::Conflict(format!("cannot create {}: {e}", to.display())))?;
+        let written = sqlx::query("VACUUM INTO $1")
             .bind(path)
             .execute(&self.reader)
-            .await?;
+            .await;
+        if let Err(e) = written {
+            let _ = std::fs::remove_file(to);
+            return Err(e.into());
+        }
         Ok(())
     }
 
@@ -85,6 +95,13 @@ impl Store {
                 "migrate copies an embedded SQLite installation into PostgreSQL".into(),
             ));
         }
+        if self.key().id() != target.key().id() {
+            return Err(StoreError::MasterKey(format!(
+                "the copy keeps secrets sealed under key {}; open the target with that key, not {}",
+                self.key().id(),
+                target.key().id()
+            )));
+        }
         let existing: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM accounts")
             .fetch_one(&target.reader)
             .await?;
@@ -94,6 +111,9 @@ impl Store {
             ));
         }
         let mut tx = target.writer.begin().await?;
+        // Opening the target wrote its own key check (under the same key); the copied one
+        // takes its place.
+        sqlx::query("DELETE FROM secrets").execute(&mut *tx).await?;
         let mut total = 0;
         for table in TABLES {
             let columns: Vec<(String, Column)> = sqlx::query(

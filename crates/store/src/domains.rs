@@ -6,6 +6,7 @@
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
+use crate::sealed::MasterKey;
 use crate::{Result, Store, StoreError, new_id, now_ms};
 
 /// A registered sending domain.
@@ -83,6 +84,8 @@ impl Store {
             last_check_at_ms: None,
             last_check: None,
         };
+        let mut tx = self.writer.begin().await?;
+        self.refuse_stale_key(&mut tx).await?;
         let inserted = sqlx::query(
             "INSERT INTO sending_domains (id, account_id, domain, selector, algorithm, private_key,
                                           public_key_b64, created_at_ms)
@@ -93,14 +96,20 @@ impl Store {
         .bind(&domain.domain)
         .bind(&domain.selector)
         .bind(&domain.algorithm)
-        .bind(&domain.private_key_pem)
+        .bind(
+            self.key()
+                .seal(&key_context(&domain.id), domain.private_key_pem.as_bytes()),
+        )
         .bind(&domain.public_key_b64)
         .bind(domain.created_at_ms)
-        .execute(&self.writer)
+        .execute(&mut *tx)
         .await
         .map_err(StoreError::from);
         match inserted {
-            Ok(_) => Ok(domain),
+            Ok(_) => {
+                tx.commit().await?;
+                Ok(domain)
+            }
             Err(e) if e.is_unique_violation() => Err(StoreError::Conflict(format!(
                 "{} is already a sending domain of this account",
                 new.domain
@@ -117,7 +126,9 @@ impl Store {
         .bind(account_id)
         .fetch_all(&self.reader)
         .await?;
-        rows.iter().map(domain_from_row).collect()
+        rows.iter()
+            .map(|row| domain_from_row(self.key(), row))
+            .collect()
     }
 
     /// One of the account's domains; another account's is `NotFound` like a missing one.
@@ -130,7 +141,7 @@ impl Store {
         .fetch_optional(&self.reader)
         .await?
         .ok_or(StoreError::NotFound)?;
-        domain_from_row(&row)
+        domain_from_row(self.key(), &row)
     }
 
     /// Forgets a domain and its key: mail from it is no longer signed with that key.
@@ -183,7 +194,7 @@ impl Store {
         domain: &str,
     ) -> Result<Option<DomainKey>> {
         let row = sqlx::query(
-            "SELECT selector, algorithm, private_key FROM sending_domains
+            "SELECT id, selector, algorithm, private_key FROM sending_domains
              WHERE account_id = $1 AND domain = $2 AND verified_at_ms IS NOT NULL",
         )
         .bind(account_id)
@@ -194,7 +205,10 @@ impl Store {
             Ok(DomainKey {
                 selector: row.try_get("selector")?,
                 algorithm: row.try_get("algorithm")?,
-                private_key_pem: row.try_get("private_key")?,
+                private_key_pem: self.key().open_text(
+                    &key_context(&row.try_get::<String, _>("id")?),
+                    &row.try_get::<String, _>("private_key")?,
+                )?,
             })
         })
         .transpose()
@@ -218,14 +232,21 @@ impl Store {
     }
 }
 
-fn domain_from_row(row: &AnyRow) -> Result<SendingDomain> {
+/// What a domain's private key is sealed as: bound to its row.
+fn key_context(id: &str) -> String {
+    crate::secrets::context("sending_domains", "private_key", id)
+}
+
+fn domain_from_row(key: &MasterKey, row: &AnyRow) -> Result<SendingDomain> {
+    let id: String = row.try_get("id")?;
     Ok(SendingDomain {
-        id: row.try_get("id")?,
+        private_key_pem: key
+            .open_text(&key_context(&id), &row.try_get::<String, _>("private_key")?)?,
+        id,
         account_id: row.try_get("account_id")?,
         domain: row.try_get("domain")?,
         selector: row.try_get("selector")?,
         algorithm: row.try_get("algorithm")?,
-        private_key_pem: row.try_get("private_key")?,
         public_key_b64: row.try_get("public_key_b64")?,
         created_at_ms: row.try_get("created_at_ms")?,
         verified_at_ms: row.try_get("verified_at_ms")?,

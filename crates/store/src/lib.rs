@@ -21,7 +21,10 @@
 //! - [`recorder`]: group commit of events (delivery outcomes, opens, clicks);
 //! - [`suppressions`]: blocked addresses and their audit trail;
 //! - [`webhooks`]: per-account webhook URLs and the durable outbox of their deliveries;
-//! - [`secrets`]: installation-wide secrets such as the token signing key;
+//! - [`secrets`]: installation-wide secrets such as the token signing key, and keeping every
+//!   secret column sealed under the master key;
+//! - [`sealed`]: the master key, and values encrypted under it;
+//! - `private`: the data directory, database and key file readable by their owner only;
 //! - [`settings`]: account settings, and the links tracked clicks redirect to;
 //! - [`web`]: the web UI's logins, sessions and account picker.
 //!
@@ -43,11 +46,13 @@ pub mod erasure;
 pub mod forwards;
 pub mod inbound;
 pub mod leads;
+mod private;
 pub mod protection;
 pub mod queue;
 pub mod recorder;
 pub mod reports;
 pub mod retention;
+pub mod sealed;
 pub mod secrets;
 pub mod settings;
 pub mod suppressions;
@@ -76,6 +81,7 @@ pub use protection::{Pause, RecentRates};
 pub use queue::{Cancel, Claimed, Content, Idempotent, LeadBrief, QueueEntry, Submission};
 pub use recorder::Recorder;
 pub use reports::{BatchStats, Cursor, EmailFilter, EmailRow, ReplyRow};
+pub use sealed::MasterKey;
 pub use settings::{HitContext, Settings};
 pub use suppressions::{Block, Suppression, SuppressionLogEntry};
 pub use web::{AccountBrief, AccountUser, WebSession, WebUser};
@@ -95,6 +101,10 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("stored data is unreadable: {0}")]
     Corrupt(String),
+    /// The master key is missing, unusable or not the one the database's secrets are
+    /// sealed under.
+    #[error("master key: {0}")]
+    MasterKey(String),
 }
 
 impl StoreError {
@@ -149,22 +159,31 @@ pub struct Store {
     /// Reads that need no lock. The same pool as `writer` on PostgreSQL.
     reader: AnyPool,
     counters: std::sync::Arc<counters::Counters>,
+    /// What the secret columns are sealed under.
+    key: std::sync::Arc<MasterKey>,
 }
 
 impl Store {
     /// Opens (creating if needed) the embedded database `mailtrail.db` under `data_dir`, in WAL
-    /// mode with `synchronous = FULL`: a commit is on disk before Mailtrail answers.
-    pub async fn open_sqlite(data_dir: &Path) -> Result<Self> {
+    /// mode with `synchronous = FULL`: a commit is on disk before Mailtrail answers. Its
+    /// secrets are sealed under `key`, which must be the one they were sealed under before.
+    /// The directory is its owner's alone (0700), the database and its journals 0600.
+    pub async fn open_sqlite(data_dir: &Path, key: MasterKey) -> Result<Self> {
         install_default_drivers();
-        std::fs::create_dir_all(data_dir).map_err(|e| {
-            StoreError::Database(sqlx::Error::Configuration(
-                format!("cannot create data_dir {}: {e}", data_dir.display()).into(),
-            ))
-        })?;
-        let url = format!(
-            "sqlite://{}?mode=rwc",
-            data_dir.join("mailtrail.db").display()
-        );
+        private::create_dir(data_dir)?;
+        let database = data_dir.join("mailtrail.db");
+        // SQLite gives its `-wal` and `-shm` files the database file's mode.
+        if let Err(e) = private::create_file(&database)
+            && e.kind() != std::io::ErrorKind::AlreadyExists
+        {
+            return Err(StoreError::Database(sqlx::Error::Configuration(
+                format!("cannot create {}: {e}", database.display()).into(),
+            )));
+        }
+        for suffix in ["", "-wal", "-shm"] {
+            private::tighten(&data_dir.join(format!("mailtrail.db{suffix}")), 0o600)?;
+        }
+        let url = format!("sqlite://{}?mode=rwc", database.display());
         let pool = |max, temp_store: &'static str| {
             AnyPoolOptions::new()
                 .max_connections(max)
@@ -206,17 +225,21 @@ impl Store {
         let writer = pool(1, "PRAGMA temp_store = MEMORY").connect(&url).await?;
         MIGRATOR.run(&writer).await?;
         let reader = pool(8, "PRAGMA temp_store = DEFAULT").connect(&url).await?;
-        Ok(Self {
+        let store = Self {
             backend: Backend::Sqlite,
             writer,
             reader,
             counters: Default::default(),
-        })
+            key: key.into(),
+        };
+        store.take_up_key().await?;
+        Ok(store)
     }
 
     /// Connects to PostgreSQL at `url` and brings its schema up to date. Several nodes may
-    /// do this at once: sqlx serialises migrations with an advisory lock.
-    pub async fn open_postgres(url: &str, max_connections: u32) -> Result<Self> {
+    /// do this at once: sqlx serialises migrations with an advisory lock. Every node must have
+    /// the same `key`.
+    pub async fn open_postgres(url: &str, max_connections: u32, key: MasterKey) -> Result<Self> {
         install_default_drivers();
         // While PostgreSQL is down or restarting, a request waits at most this long for a
         // connection, then answers 503 (the API) or 451 (SMTP) and the client retries; the
@@ -227,12 +250,15 @@ impl Store {
             .connect(url)
             .await?;
         MIGRATOR.run(&pool).await?;
-        Ok(Self {
+        let store = Self {
             backend: Backend::Postgres,
             writer: pool.clone(),
             reader: pool,
             counters: Default::default(),
-        })
+            key: key.into(),
+        };
+        store.take_up_key().await?;
+        Ok(store)
     }
 
     pub fn backend(&self) -> Backend {

@@ -184,7 +184,9 @@ mod tests {
 
     /// A store with one queued email: its account and id.
     async fn store_with_an_email(dir: &std::path::Path) -> (Store, String, String) {
-        let store = Store::open_sqlite(dir).await.unwrap();
+        let store = Store::open_sqlite(dir, crate::MasterKey::generate())
+            .await
+            .unwrap();
         let (account, _) = store.create_account("Acme").await.unwrap();
         let ids = crate::testing::queue(&store, &account, &["a@x.test"], None).await;
         (store, account, ids[0].clone())

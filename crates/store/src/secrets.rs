@@ -1,28 +1,338 @@
-//! Installation-wide secrets, made once and shared by every node through the database.
+//! Installation-wide secrets, made once and shared by every node through the database, and
+//! keeping every secret column sealed under the master key ([`crate::sealed`]).
+//!
+//! The secret columns are listed once, in [`SEALED`]; each value is sealed as what it is (its
+//! table, column and row, see [`context`]). The `secrets` table also holds the key check: a
+//! known text sealed under the master key, so a node that starts with another key stops at
+//! once with an error that names both keys, before it can seal anything the others cannot
+//! open.
 
 use rand::RngCore;
+use sqlx::{Any, Row, Transaction};
 
-use crate::{Result, Store, now_ms};
+use crate::sealed::{MasterKey, is_sealed};
+use crate::{Result, Store, StoreError, now_ms};
+
+/// Every sealed column: its table, the column that names its row, and the column itself.
+const SEALED: &[(&str, &str, &str)] = &[
+    ("secrets", "name", "value"),
+    ("webhooks", "id", "secret"),
+    ("sending_domains", "id", "private_key"),
+];
+
+/// The `secrets` row holding the key check.
+const KEY_CHECK: &str = "master_key_check";
+const KEY_CHECK_TEXT: &[u8] = b"mailtrail master key check";
+
+/// What a value of `table.column` in row `row` is sealed as: a value opens only in its row.
+pub(crate) fn context(table: &str, column: &str, row: &str) -> String {
+    format!("{table}.{column}/{row}")
+}
+
+/// Where a node is told to look when its key is not the database's.
+const KEY_HINT: &str = "every node must start with the same master key: copy the key file \
+                        (secret_key_file, by default DATA_DIR/secret.key) from a node that \
+                        works, or set the same MAILTRAIL_SECRET_KEY";
 
 impl Store {
-    /// The secret called `name`: 32 random bytes (hex) made on first use. Two nodes racing
-    /// to make it both end up with the one that was stored first.
+    /// The key secret columns are sealed under.
+    pub(crate) fn key(&self) -> &MasterKey {
+        &self.key
+    }
+
+    /// The secret called `name`: 32 random bytes made on first use. Two nodes racing to make
+    /// it both end up with the one that was stored first.
     pub async fn shared_secret(&self, name: &str) -> Result<Vec<u8>> {
+        let context = context("secrets", "value", name);
         let mut fresh = [0u8; 32];
         rand::rngs::OsRng.fill_bytes(&mut fresh);
+        let mut tx = self.writer.begin().await?;
+        self.refuse_stale_key(&mut tx).await?;
         sqlx::query(
             "INSERT INTO secrets (name, value, created_at_ms) VALUES ($1, $2, $3)
              ON CONFLICT (name) DO NOTHING",
         )
         .bind(name)
-        .bind(hex::encode(fresh))
+        .bind(self.key.seal(&context, hex::encode(fresh).as_bytes()))
         .bind(now_ms())
-        .execute(&self.writer)
+        .execute(&mut *tx)
         .await?;
         let value: String = sqlx::query_scalar("SELECT value FROM secrets WHERE name = $1")
             .bind(name)
-            .fetch_one(&self.writer)
+            .fetch_one(&mut *tx)
             .await?;
-        hex::decode(value).map_err(|e| crate::StoreError::Corrupt(e.to_string()))
+        tx.commit().await?;
+        hex::decode(self.key.open_text(&context, &value)?)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))
+    }
+
+    /// Run when the store opens: records the key check if this is the first node, refuses a
+    /// key that is not the database's, and seals any secret an older version stored in clear.
+    pub(crate) async fn take_up_key(&self) -> Result<()> {
+        let check_context = context("secrets", "value", KEY_CHECK);
+        let mut tx = self.writer.begin().await?;
+        sqlx::query(
+            "INSERT INTO secrets (name, value, created_at_ms) VALUES ($1, $2, $3)
+             ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(KEY_CHECK)
+        .bind(self.key.seal(&check_context, KEY_CHECK_TEXT))
+        .bind(now_ms())
+        .execute(&mut *tx)
+        .await?;
+        let check: String = sqlx::query_scalar(&format!(
+            "SELECT value FROM secrets WHERE name = $1{}",
+            self.lock_clause()
+        ))
+        .bind(KEY_CHECK)
+        .fetch_one(&mut *tx)
+        .await?;
+        match self.key.open(&check_context, &check) {
+            Ok(text) if text == KEY_CHECK_TEXT => {}
+            Ok(_) | Err(StoreError::Corrupt(_)) => {
+                return Err(StoreError::MasterKey(format!(
+                    "this node's key {} does not open the database's key check: {KEY_HINT}",
+                    self.key.id()
+                )));
+            }
+            Err(e) => return Err(StoreError::MasterKey(format!("{e}: {KEY_HINT}"))),
+        }
+        let mut sealed_now = 0;
+        for (table, row_column, column) in SEALED {
+            let rows = sqlx::query(&format!(
+                "SELECT {row_column} AS row_name, {column} AS value FROM {table}{}",
+                self.lock_clause()
+            ))
+            .fetch_all(&mut *tx)
+            .await?;
+            for row in rows {
+                let name: String = row.try_get("row_name")?;
+                let value: String = row.try_get("value")?;
+                if self.key.sealed_this(&value) {
+                    continue;
+                }
+                if is_sealed(&value) {
+                    // Left half-rotated, or written by a node with another key.
+                    self.key.open(&context(table, column, &name), &value)?;
+                }
+                let sealed = self
+                    .key
+                    .seal(&context(table, column, &name), value.as_bytes());
+                sqlx::query(&format!(
+                    "UPDATE {table} SET {column} = $1 WHERE {row_column} = $2"
+                ))
+                .bind(sealed)
+                .bind(&name)
+                .execute(&mut *tx)
+                .await?;
+                sealed_now += 1;
+            }
+        }
+        tx.commit().await?;
+        if sealed_now > 0 {
+            tracing::warn!(
+                secrets = sealed_now,
+                key = self.key.id(),
+                "sealed secrets an older version stored in clear; backups taken before now \
+                 still hold them in clear"
+            );
+        }
+        Ok(())
+    }
+
+    /// Fails if the database's secrets are no longer sealed under this node's key (the key
+    /// was rotated since it started), so nothing is sealed under a key the others lost. Run
+    /// in the transaction that seals a new value.
+    pub(crate) async fn refuse_stale_key(&self, tx: &mut Transaction<'static, Any>) -> Result<()> {
+        let check: Option<String> = sqlx::query_scalar(&format!(
+            "SELECT value FROM secrets WHERE name = $1{}",
+            self.lock_clause()
+        ))
+        .bind(KEY_CHECK)
+        .fetch_optional(&mut **tx)
+        .await?;
+        match check {
+            Some(check) if !self.key.sealed_this(&check) => Err(StoreError::MasterKey(format!(
+                "the database's secrets are no longer sealed under this node's key {} (was the \
+                 key rotated?): restart it with the new key",
+                self.key.id()
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    /// Re-seals every secret column under `new`, in one transaction, and makes `new` this
+    /// handle's key; how many values it re-sealed (the key check among them). Other nodes
+    /// must be stopped first and started again with `new`: until then they can neither open
+    /// nor seal secrets.
+    pub async fn rotate_master_key(&mut self, new: MasterKey) -> Result<u64> {
+        let mut tx = self.writer.begin().await?;
+        let mut resealed = 0;
+        for (table, row_column, column) in SEALED {
+            let rows = sqlx::query(&format!(
+                "SELECT {row_column} AS row_name, {column} AS value FROM {table}{}",
+                self.lock_clause()
+            ))
+            .fetch_all(&mut *tx)
+            .await?;
+            for row in rows {
+                let name: String = row.try_get("row_name")?;
+                let value: String = row.try_get("value")?;
+                let context = context(table, column, &name);
+                let plaintext = self.key.open(&context, &value)?;
+                sqlx::query(&format!(
+                    "UPDATE {table} SET {column} = $1 WHERE {row_column} = $2"
+                ))
+                .bind(new.seal(&context, &plaintext))
+                .bind(&name)
+                .execute(&mut *tx)
+                .await?;
+                resealed += 1;
+            }
+        }
+        tx.commit().await?;
+        self.key = new.into();
+        Ok(resealed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::NewDomain;
+
+    const PEM: &str = "-----BEGIN PRIVATE KEY-----\nMC4CAQA=\n-----END PRIVATE KEY-----\n";
+
+    /// An account with a webhook, a sending domain and the token key; their plaintexts.
+    async fn populate(store: &Store) -> (String, Vec<String>) {
+        let (account, _) = store.create_account("Acme").await.unwrap();
+        let hook = store
+            .create_webhook(&account, "https://hooks.example.com/x", None)
+            .await
+            .unwrap();
+        let domain = NewDomain {
+            domain: "shop.test",
+            selector: "s1",
+            algorithm: "ed25519",
+            private_key_pem: PEM,
+            public_key_b64: "MCowBQ==",
+        };
+        store.create_domain(&account, &domain).await.unwrap();
+        let token = hex::encode(store.shared_secret("token").await.unwrap());
+        (account, vec![hook.secret, PEM.to_owned(), token])
+    }
+
+    /// The plaintexts as the store reads them back.
+    async fn read_back(store: &Store, account: &str) -> Vec<String> {
+        vec![
+            store.webhooks(account).await.unwrap()[0].secret.clone(),
+            store
+                .domain(account, "shop.test")
+                .await
+                .unwrap()
+                .private_key_pem,
+            hex::encode(store.shared_secret("token").await.unwrap()),
+        ]
+    }
+
+    /// Every sealed column's stored values.
+    async fn stored(store: &Store) -> Vec<String> {
+        let mut values = Vec::new();
+        for (table, _, column) in SEALED {
+            values.extend(
+                sqlx::query_scalar::<_, String>(&format!("SELECT {column} FROM {table}"))
+                    .fetch_all(&store.reader)
+                    .await
+                    .unwrap(),
+            );
+        }
+        values
+    }
+
+    #[tokio::test]
+    async fn secrets_stored_in_clear_by_an_older_version_are_sealed_when_the_store_opens() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = MasterKey::generate();
+        let store = Store::open_sqlite(dir.path(), key.clone()).await.unwrap();
+        let (account, plain) = populate(&store).await;
+        // What an older version wrote: the plaintexts, and no key check.
+        sqlx::query("DELETE FROM secrets WHERE name = $1")
+            .bind(KEY_CHECK)
+            .execute(&store.writer)
+            .await
+            .unwrap();
+        for ((table, _, column), value) in SEALED.iter().zip([&plain[2], &plain[0], &plain[1]]) {
+            sqlx::query(&format!("UPDATE {table} SET {column} = $1"))
+                .bind(value)
+                .execute(&store.writer)
+                .await
+                .unwrap();
+        }
+        store.close().await;
+
+        let store = Store::open_sqlite(dir.path(), key.clone()).await.unwrap();
+        let values = stored(&store).await;
+        assert_eq!(
+            values.len(),
+            4,
+            "the token, the key check, the hook, the domain"
+        );
+        assert!(values.iter().all(|v| key.sealed_this(v)), "{values:?}");
+        assert_eq!(read_back(&store, &account).await, plain);
+    }
+
+    #[tokio::test]
+    async fn a_store_opened_with_another_key_is_refused_naming_both_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = MasterKey::generate();
+        let store = Store::open_sqlite(dir.path(), key.clone()).await.unwrap();
+        populate(&store).await;
+        store.close().await;
+        let other = MasterKey::generate();
+        let error = Store::open_sqlite(dir.path(), other.clone())
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains(key.id())
+                && error.contains(other.id())
+                && error.contains("secret_key_file"),
+            "{error}"
+        );
+    }
+
+    #[tokio::test]
+    async fn rotation_reseals_everything_and_a_node_left_on_the_old_key_seals_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = MasterKey::generate();
+        let mut store = Store::open_sqlite(dir.path(), old.clone()).await.unwrap();
+        let (account, plain) = populate(&store).await;
+        let stale = Store::open_sqlite(dir.path(), old.clone()).await.unwrap();
+
+        let new = MasterKey::generate();
+        assert_eq!(store.rotate_master_key(new.clone()).await.unwrap(), 4);
+        assert!(stored(&store).await.iter().all(|v| new.sealed_this(v)));
+        assert_eq!(read_back(&store, &account).await, plain);
+
+        let refused = stale
+            .create_webhook(&account, "https://hooks.example.com/y", None)
+            .await
+            .unwrap_err();
+        assert!(matches!(refused, StoreError::MasterKey(_)), "{refused}");
+        assert!(
+            stale.webhooks(&account).await.is_err(),
+            "opened under the old key"
+        );
+        assert_eq!(
+            stored(&store).await.len(),
+            4,
+            "nothing written by the stale node"
+        );
+        stale.close().await;
+        store.close().await;
+
+        assert!(Store::open_sqlite(dir.path(), old).await.is_err());
+        let reopened = Store::open_sqlite(dir.path(), new).await.unwrap();
+        assert_eq!(read_back(&reopened, &account).await, plain);
     }
 }

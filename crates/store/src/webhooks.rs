@@ -14,6 +14,7 @@ use serde_json::json;
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
+use crate::sealed::MasterKey;
 use crate::{Backend, Result, Store, StoreError, new_id, now_ms};
 
 /// Every event type a hook can subscribe to: the event kinds' names.
@@ -33,12 +34,25 @@ pub struct Webhook {
     pub created_at_ms: i64,
 }
 
-impl Webhook {
+/// A live hook as recording an event sees it: which events it wants, not its secret, which
+/// stays sealed until a delivery is sent.
+#[derive(Debug, Clone)]
+pub(crate) struct LiveHook {
+    id: String,
+    events: Option<Vec<String>>,
+}
+
+impl LiveHook {
     fn wants(&self, event_type: &str) -> bool {
         self.events
             .as_ref()
             .is_none_or(|types| types.iter().any(|t| t == event_type))
     }
+}
+
+/// The `events` column: `*` for all.
+fn events_of(column: &str) -> Option<Vec<String>> {
+    (column != "*").then(|| column.split(',').map(str::to_owned).collect())
 }
 
 /// One event's delivery to one hook, as its history shows it.
@@ -142,26 +156,32 @@ pub(crate) struct EmailFacts<'a> {
 pub(crate) async fn live_hooks(
     tx: &mut Transaction<'static, Any>,
     account_id: &str,
-) -> Result<Vec<Webhook>> {
+) -> Result<Vec<LiveHook>> {
     let rows = sqlx::query(
-        "SELECT id, account_id, url, secret, events, created_at_ms FROM webhooks
-         WHERE account_id = $1 AND deleted_at_ms IS NULL",
+        "SELECT id, events FROM webhooks WHERE account_id = $1 AND deleted_at_ms IS NULL",
     )
     .bind(account_id)
     .fetch_all(&mut **tx)
     .await?;
-    rows.iter().map(webhook_from_row).collect()
+    rows.iter()
+        .map(|row| {
+            Ok(LiveHook {
+                id: row.try_get("id")?,
+                events: events_of(&row.try_get::<String, _>("events")?),
+            })
+        })
+        .collect()
 }
 
 /// Writes the outbox rows of one event, one per hook that wants it.
 pub(crate) async fn outbox(
     tx: &mut Transaction<'static, Any>,
-    hooks: &[Webhook],
+    hooks: &[LiveHook],
     email: &EmailFacts<'_>,
     event: &Event,
 ) -> Result<()> {
     let event_type = event.kind.as_str();
-    let wanting: Vec<&Webhook> = hooks.iter().filter(|h| h.wants(event_type)).collect();
+    let wanting: Vec<&LiveHook> = hooks.iter().filter(|h| h.wants(event_type)).collect();
     if wanting.is_empty() {
         return Ok(());
     }
@@ -187,14 +207,19 @@ pub(crate) async fn outbox(
     Ok(())
 }
 
-fn webhook_from_row(row: &AnyRow) -> Result<Webhook> {
-    let events: String = row.try_get("events")?;
+/// What a hook's secret is sealed as: bound to its row.
+fn secret_context(id: &str) -> String {
+    crate::secrets::context("webhooks", "secret", id)
+}
+
+fn webhook_from_row(key: &MasterKey, row: &AnyRow) -> Result<Webhook> {
+    let id: String = row.try_get("id")?;
     Ok(Webhook {
-        id: row.try_get("id")?,
+        secret: key.open_text(&secret_context(&id), &row.try_get::<String, _>("secret")?)?,
+        id,
         account_id: row.try_get("account_id")?,
         url: row.try_get("url")?,
-        secret: row.try_get("secret")?,
-        events: (events != "*").then(|| events.split(',').map(str::to_owned).collect()),
+        events: events_of(&row.try_get::<String, _>("events")?),
         created_at_ms: row.try_get("created_at_ms")?,
     })
 }
@@ -240,6 +265,8 @@ impl Store {
             events: events.map(<[String]>::to_vec),
             created_at_ms: now_ms(),
         };
+        let mut tx = self.writer.begin().await?;
+        self.refuse_stale_key(&mut tx).await?;
         sqlx::query(
             "INSERT INTO webhooks (id, account_id, url, secret, events, created_at_ms)
              VALUES ($1, $2, $3, $4, $5, $6)",
@@ -247,11 +274,15 @@ impl Store {
         .bind(&hook.id)
         .bind(account_id)
         .bind(url)
-        .bind(&hook.secret)
+        .bind(
+            self.key()
+                .seal(&secret_context(&hook.id), hook.secret.as_bytes()),
+        )
         .bind(events.map_or_else(|| "*".to_owned(), |e| e.join(",")))
         .bind(hook.created_at_ms)
-        .execute(&self.writer)
+        .execute(&mut *tx)
         .await?;
+        tx.commit().await?;
         Ok(hook)
     }
 
@@ -264,7 +295,9 @@ impl Store {
         .bind(account_id)
         .fetch_all(&self.reader)
         .await?;
-        rows.iter().map(webhook_from_row).collect()
+        rows.iter()
+            .map(|row| webhook_from_row(self.key(), row))
+            .collect()
     }
 
     /// Stops a hook: it gets no new events and its pending deliveries are cancelled; its
@@ -362,7 +395,8 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
             let row = sqlx::query(
-                "SELECT d.id, w.url, w.secret, d.event_id, d.payload, d.attempts, d.created_at_ms
+                "SELECT d.id, d.webhook_id, w.url, w.secret, d.event_id, d.payload, d.attempts,
+                        d.created_at_ms
                  FROM webhook_deliveries d JOIN webhooks w ON w.id = d.webhook_id
                  WHERE d.id = $1",
             )
@@ -372,7 +406,10 @@ impl Store {
             claimed.push(DueDelivery {
                 id: row.try_get("id")?,
                 url: row.try_get("url")?,
-                secret: row.try_get("secret")?,
+                secret: self.key().open_text(
+                    &secret_context(&row.try_get::<String, _>("webhook_id")?),
+                    &row.try_get::<String, _>("secret")?,
+                )?,
                 event_id: row.try_get("event_id")?,
                 payload: row.try_get("payload")?,
                 attempts: row.try_get::<i64, _>("attempts")? as u32,

@@ -2,10 +2,12 @@
 //! store, and a copy into PostgreSQL carries every row (bytes, counts and stages included).
 
 use mailtrail_domain::{Event, EventKind, Permission, Reason};
-use mailtrail_store::{Content, EmailFilter, NewLead, QueueEntry, Store, StoreError, Submission};
+use mailtrail_store::{
+    Content, EmailFilter, MasterKey, NewDomain, NewLead, QueueEntry, Store, StoreError, Submission,
+};
 
-/// An account with a lead, an email with events (one a hard bounce), a raw inbound message
-/// and a webhook; returns (account, email id).
+/// An account with a lead, an email with events (one a hard bounce), a raw inbound message,
+/// a webhook and a sending domain (their secrets sealed); returns (account, email id).
 async fn populate(store: &Store) -> (String, String) {
     let (account, _) = store.create_account("Acme").await.unwrap();
     let lead = store
@@ -63,6 +65,14 @@ async fn populate(store: &Store) -> (String, String) {
         .create_webhook(&account, "http://127.0.0.1:9/h", None)
         .await
         .unwrap();
+    let domain = NewDomain {
+        domain: "shop.test",
+        selector: "s1",
+        algorithm: "ed25519",
+        private_key_pem: "-----BEGIN PRIVATE KEY-----\nMC4CAQA=\n-----END PRIVATE KEY-----\n",
+        public_key_b64: "MCowBQ==",
+    };
+    store.create_domain(&account, &domain).await.unwrap();
     (account, email)
 }
 
@@ -86,7 +96,21 @@ async fn summary(store: &Store, account: &str, email: &str) -> String {
         batches,
         rows,
         blocked.map(|b| b.block.reason),
-        store.webhooks(account).await.unwrap().len(),
+        store
+            .webhooks(account)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|hook| hook.secret)
+            .chain(
+                store
+                    .domains(account)
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .map(|domain| domain.private_key_pem)
+            )
+            .collect::<Vec<_>>(),
         store.webhook_backlog().await.unwrap(),
     )
 }
@@ -94,7 +118,10 @@ async fn summary(store: &Store, account: &str, email: &str) -> String {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_backup_taken_while_running_opens_as_the_same_data() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open_sqlite(&dir.path().join("live")).await.unwrap();
+    let key = MasterKey::generate();
+    let store = Store::open_sqlite(&dir.path().join("live"), key.clone())
+        .await
+        .unwrap();
     let (account, email) = populate(&store).await;
     let restored_dir = dir.path().join("restored");
     std::fs::create_dir(&restored_dir).unwrap();
@@ -108,7 +135,13 @@ async fn a_backup_taken_while_running_opens_as_the_same_data() {
         "an existing file is never overwritten"
     );
 
-    let restored = Store::open_sqlite(&restored_dir).await.unwrap();
+    // Its secrets stay sealed: it opens with the installation's key, and only with it.
+    let stranger = Store::open_sqlite(&restored_dir, MasterKey::generate()).await;
+    assert!(
+        matches!(stranger, Err(StoreError::MasterKey(_))),
+        "{stranger:?}"
+    );
+    let restored = Store::open_sqlite(&restored_dir, key).await.unwrap();
     assert_eq!(
         summary(&restored, &account, &email).await,
         summary(&store, &account, &email).await
@@ -119,10 +152,23 @@ async fn a_backup_taken_while_running_opens_as_the_same_data() {
 #[tokio::test(flavor = "multi_thread")]
 async fn migrating_to_postgres_copies_every_row_once() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open_sqlite(dir.path()).await.unwrap();
+    let key = MasterKey::generate();
+    let store = Store::open_sqlite(dir.path(), key.clone()).await.unwrap();
     let (account, email) = populate(&store).await;
     let url = mailtrail_testkit::postgres::fresh_database();
-    let target = Store::open_postgres(&url, 5).await.unwrap();
+    let stranger = Store::open_postgres(&url, 5, MasterKey::generate())
+        .await
+        .unwrap();
+    assert!(
+        matches!(
+            store.copy_into(&stranger, |_, _| {}).await,
+            Err(StoreError::MasterKey(_))
+        ),
+        "the copy needs the target opened with the same key"
+    );
+    stranger.close().await;
+    let url = mailtrail_testkit::postgres::fresh_database();
+    let target = Store::open_postgres(&url, 5, key).await.unwrap();
 
     let copied = store.copy_into(&target, |_, _| {}).await.unwrap();
     assert!(copied >= 10, "{copied} rows");

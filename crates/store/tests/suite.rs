@@ -21,7 +21,9 @@ struct Fixture {
 
 async fn sqlite() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open_sqlite(dir.path()).await.unwrap();
+    let store = Store::open_sqlite(dir.path(), mailtrail_store::MasterKey::generate())
+        .await
+        .unwrap();
     let url = format!("sqlite://{}", dir.path().join("mailtrail.db").display());
     Fixture {
         store,
@@ -32,7 +34,9 @@ async fn sqlite() -> Fixture {
 
 async fn postgres() -> Fixture {
     let url = mailtrail_testkit::postgres::fresh_database();
-    let store = Store::open_postgres(&url, 20).await.unwrap();
+    let store = Store::open_postgres(&url, 20, mailtrail_store::MasterKey::generate())
+        .await
+        .unwrap();
     Fixture {
         store,
         url,

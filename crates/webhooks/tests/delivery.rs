@@ -122,7 +122,9 @@ async fn dispatch_until(
 #[tokio::test]
 async fn a_receiver_that_fails_twice_gets_the_event_on_the_third_try_with_the_same_id() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open_sqlite(dir.path()).await.unwrap();
+    let store = Store::open_sqlite(dir.path(), mailtrail_store::MasterKey::generate())
+        .await
+        .unwrap();
     let (account, _) = store.create_account("Acme").await.unwrap();
     let (url, seen) = receiver(2).await;
     let hook = store.create_webhook(&account, &url, None).await.unwrap();
@@ -182,7 +184,9 @@ async fn a_receiver_that_fails_twice_gets_the_event_on_the_third_try_with_the_sa
 #[tokio::test]
 async fn every_event_is_sent_once_per_hook_that_wants_it_and_failures_say_why() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open_sqlite(dir.path()).await.unwrap();
+    let store = Store::open_sqlite(dir.path(), mailtrail_store::MasterKey::generate())
+        .await
+        .unwrap();
     let (account, _) = store.create_account("Acme").await.unwrap();
     let (all_url, all) = receiver(0).await;
     let (failed_url, failed_only) = receiver(0).await;
@@ -241,7 +245,9 @@ async fn every_event_is_sent_once_per_hook_that_wants_it_and_failures_say_why() 
 #[tokio::test]
 async fn a_receiver_that_never_answers_well_is_given_up_after_the_window() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open_sqlite(dir.path()).await.unwrap();
+    let store = Store::open_sqlite(dir.path(), mailtrail_store::MasterKey::generate())
+        .await
+        .unwrap();
     let (account, _) = store.create_account("Acme").await.unwrap();
     let (url, seen) = receiver(usize::MAX).await;
     let hook = store.create_webhook(&account, &url, None).await.unwrap();
@@ -302,7 +308,9 @@ fn settled(store: &Store, account: &str, hooks: &[&str]) -> Arc<Mutex<bool>> {
 #[tokio::test]
 async fn a_hook_on_loopback_is_blocked_by_address_and_by_name_unless_private_targets_are_allowed() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open_sqlite(dir.path()).await.unwrap();
+    let store = Store::open_sqlite(dir.path(), mailtrail_store::MasterKey::generate())
+        .await
+        .unwrap();
     let (account, _) = store.create_account("Acme").await.unwrap();
     let (url, seen) = receiver(0).await;
     let port = url.split(':').nth(2).unwrap().split('/').next().unwrap();

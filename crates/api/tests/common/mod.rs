@@ -37,7 +37,9 @@ pub struct App {
 /// on loopback).
 pub async fn app() -> App {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open_sqlite(dir.path()).await.unwrap();
+    let store = Store::open_sqlite(dir.path(), mailtrail_store::MasterKey::generate())
+        .await
+        .unwrap();
     let (hits, _writer) = Recorder::spawn(store.clone());
     let nowhere: SocketAddr = "127.0.0.1:9".parse().unwrap();
     App {

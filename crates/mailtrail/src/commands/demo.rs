@@ -18,7 +18,7 @@ use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use mailtrail_domain::{EmailAddress, EventKind, Permission, Role, Stage};
 use mailtrail_outbound::submit::{self, Recipient, Request};
-use mailtrail_store::{LeadPatch, NewLead, Settings, Store};
+use mailtrail_store::{LeadPatch, MasterKey, NewLead, Settings, Store};
 use rand::Rng;
 
 use super::accounts::hash_password;
@@ -80,7 +80,9 @@ pub async fn run(config: &Config, no_wait: bool) -> anyhow::Result<ExitCode> {
     let mut config = config.clone();
     config.data_dir = data.path().to_owned();
     config.database_url = None;
-    let store = Store::open_sqlite(data.path()).await?;
+    // Its own key too, beside its data: never the installation's.
+    let key = MasterKey::in_data_dir(data.path())?;
+    let store = Store::open_sqlite(data.path(), key).await?;
     let service = match Service::start(&config, store.clone(), true).await {
         Ok(service) => service,
         Err(e) => {

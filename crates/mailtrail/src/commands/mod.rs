@@ -7,6 +7,7 @@ mod demo;
 mod import;
 mod moving;
 mod report;
+mod secret_key;
 mod send;
 mod serve;
 mod suppression;
@@ -14,11 +15,11 @@ mod suppression;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use mailtrail_store::Store;
+use mailtrail_store::{MasterKey, Store};
 
 use crate::cli::{
-    AccountCommand, BounceCommand, Command, LeadCommand, ReportCommand, SuppressionCommand,
-    UserCommand,
+    AccountCommand, BounceCommand, Command, LeadCommand, ReportCommand, SecretKeyCommand,
+    SuppressionCommand, UserCommand,
 };
 use crate::config::Config;
 
@@ -34,7 +35,14 @@ pub async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
     if let Command::Demo { no_wait } = command {
         return demo::run(&config, no_wait).await;
     }
-    let store = open_store(&config).await?;
+    let (key, source) = secret_key::load(&config)?;
+    let store = open_store(&config, key.clone()).await?;
+    if let Command::SecretKey {
+        command: SecretKeyCommand::Rotate { new_key_file },
+    } = &command
+    {
+        return secret_key::rotate(&config, store, (&key, &source), new_key_file.as_deref()).await;
+    }
     let outcome = match command {
         Command::Serve { sandbox } => serve::run(&config, store.clone(), sandbox).await,
         Command::Account {
@@ -60,7 +68,7 @@ pub async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
         Command::Check => check::run(&store).await,
         Command::Backup { file } => moving::backup(&store, &file).await,
         Command::Migrate { to } => {
-            moving::migrate(&store, &to, config.database_max_connections).await
+            moving::migrate(&store, &to, config.database_max_connections, key).await
         }
         Command::Report {
             command:
@@ -88,7 +96,10 @@ pub async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
                     csv,
                 },
         } => report::batches(&store, &account, batches.as_deref(), csv).await,
-        Command::Bounce { .. } | Command::Demo { .. } | Command::Config { .. } => {
+        Command::Bounce { .. }
+        | Command::Demo { .. }
+        | Command::Config { .. }
+        | Command::SecretKey { .. } => {
             unreachable!("handled before the store is opened (config check: in main)")
         }
         Command::Send {
@@ -137,13 +148,14 @@ pub async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
     outcome
 }
 
-/// PostgreSQL when `database_url` is set, else the embedded SQLite under `data_dir`.
-async fn open_store(config: &Config) -> anyhow::Result<Store> {
+/// PostgreSQL when `database_url` is set, else the embedded SQLite under `data_dir`; its
+/// secrets sealed under `key`.
+async fn open_store(config: &Config, key: MasterKey) -> anyhow::Result<Store> {
     match &config.database_url {
-        Some(url) => Store::open_postgres(url, config.database_max_connections)
+        Some(url) => Store::open_postgres(url, config.database_max_connections, key)
             .await
             .context("cannot open the PostgreSQL database at database_url"),
-        None => Store::open_sqlite(&config.data_dir)
+        None => Store::open_sqlite(&config.data_dir, key)
             .await
             .with_context(|| format!("cannot open the database in {}", config.data_dir.display())),
     }

@@ -48,7 +48,9 @@ pub fn config(routes: &[(&str, &str)]) -> OutboundConfig {
 impl Harness {
     pub async fn start(config: OutboundConfig, dns: &[SocketAddr]) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open_sqlite(dir.path()).await.unwrap();
+        let store = Store::open_sqlite(dir.path(), mailtrail_store::MasterKey::generate())
+            .await
+            .unwrap();
         let (account, _) = store.create_account("Acme").await.unwrap();
         let outbound = Outbound::new(store.clone(), config, dns).await.unwrap();
         let (stop, stopped) = watch::channel(false);

@@ -113,7 +113,9 @@ async fn events(store: &Store, account: &str, email: &str, events: &[Event]) {
 
 pub async fn app() -> App {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open_sqlite(dir.path()).await.unwrap();
+    let store = Store::open_sqlite(dir.path(), mailtrail_store::MasterKey::generate())
+        .await
+        .unwrap();
     let (hits, _writer) = Recorder::spawn(store.clone());
     let state = AppState {
         store: store.clone(),

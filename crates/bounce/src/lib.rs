@@ -188,6 +188,7 @@ fn classify_one(raw: &[u8]) -> (Report, bool) {
             origin: Origin {
                 message_id: ses_origin.message_id.or(origin.message_id),
                 token: ses_origin.token.or(origin.token),
+                replied_to: origin.replied_to,
             },
         };
         return (report, true);

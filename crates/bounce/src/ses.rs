@@ -170,5 +170,6 @@ fn origin(mail: Option<&Mail>) -> Origin {
     Origin {
         message_id: header("message-id"),
         token: header(crate::origin::TOKEN_HEADER),
+        replied_to: Vec::new(),
     }
 }

@@ -1,14 +1,15 @@
 //! Processing received mail: each stored message is classified (bounce, complaint, reply,
 //! auto-reply), matched to the email it answers by its signed token, and its effects applied
-//! (PRODUCT.md §1, §3, §5). A forged or unknown token changes nothing: the message is kept as
-//! `unmatched`. Processing is retried until it completes, so a crash loses nothing. A
-//! person's reply is also marked for forwarding to the sender (see `mailtrail-outbound`'s
-//! `forward`).
+//! (PRODUCT.md §1, §3, §5). Only a verified token matches; an unsigned email id, a forged or
+//! altered token, or one made for another use changes nothing: the message is kept as
+//! `unmatched`, with a note saying why. Processing is retried until it completes, so a crash
+//! loses nothing. A person's reply is also marked for forwarding to the sender (see
+//! `mailtrail-outbound`'s `forward`).
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use mailtrail_bounce::{Kind, Report};
+use mailtrail_bounce::{Kind, Origin, Report};
 use mailtrail_domain::token::{Purpose, TokenKey};
 use mailtrail_domain::{Event, EventKind, Reason};
 use mailtrail_store::{Effects, Pending, Processed, QueueChange, Store, now_ms};
@@ -97,31 +98,10 @@ impl Processor {
     async fn process(&self, message: &Pending) -> Result<Processed, mailtrail_store::StoreError> {
         let report = mailtrail_bounce::classify(&message.raw);
         let to = message.rcpt_to.iter().find_map(|r| address(r));
-        // The token in the address we were sent to, else the one quoted in the returned
-        // headers (feedback loops usually blank the recipient out but keep our header), else
-        // the returned Message-ID, which Mailtrail makes from the email id.
-        let token = match &to {
-            Some(Address::Bounce(t) | Address::Reply(t) | Address::Unsubscribe(t)) => {
-                Some(t.clone())
-            }
-            Some(Address::FeedbackLoop) | None => report.origin.token.clone(),
-        };
         let kind = kind_name(&to, &report);
-        let email_id = match token {
-            Some(token) => self
-                .tokens
-                .verify(&token, Purpose::Message)
-                .ok()
-                .map(|t| t.email_id),
-            None => report
-                .origin
-                .message_id
-                .as_deref()
-                .and_then(|id| id.split_once('@'))
-                .map(|(local, _)| local.to_owned()),
-        };
-        let Some(email_id) = email_id else {
-            return Ok(unmatched(kind, "no valid token"));
+        let email_id = match matched_email(&self.tokens, &to, &report.origin) {
+            Ok(email_id) => email_id,
+            Err(why) => return Ok(unmatched(kind, why)),
         };
         let Some(account_id) = self.store.email_account(&email_id).await? else {
             return Ok(unmatched(kind, "the token names no stored email"));
@@ -145,6 +125,49 @@ impl Processor {
             note: None,
         })
     }
+}
+
+/// The email a message answers: the first token that verifies as the email's own
+/// (PRODUCT.md §5). Sent to a token address (`bounces+`, `reply+`, `unsubscribe+`), that
+/// address's token alone decides, whatever the returned headers quote; otherwise (`fbl@`,
+/// where feedback loops blank the recipient out) the returned token header, then the token in
+/// the returned Message-ID, then those in the Message-IDs the message answers. An email id
+/// alone never matches: it is public (URLs, API answers, webhooks, exports).
+fn matched_email(
+    tokens: &TokenKey,
+    to: &Option<Address>,
+    origin: &Origin,
+) -> Result<String, &'static str> {
+    let candidates: Vec<&str> = match to {
+        Some(Address::Bounce(t) | Address::Reply(t) | Address::Unsubscribe(t)) => vec![t],
+        Some(Address::FeedbackLoop) | None => origin
+            .token
+            .as_deref()
+            .into_iter()
+            .chain(
+                origin
+                    .message_id
+                    .iter()
+                    .chain(&origin.replied_to)
+                    .filter_map(|id| message_id_token(id)),
+            )
+            .collect(),
+    };
+    if candidates.is_empty() {
+        return Err("no token: neither a token header nor a Message-ID of Mailtrail's");
+    }
+    candidates
+        .into_iter()
+        .find_map(|token| tokens.verify(token, Purpose::Message).ok())
+        .map(|token| token.email_id)
+        .ok_or("no valid token: forged, altered or made for another use")
+}
+
+/// The token in a Message-ID Mailtrail made (`EMAIL_ID.TOKEN@helo_name`, see
+/// `mailtrail-outbound`'s `message`): what follows the last dot of the local part.
+fn message_id_token(message_id: &str) -> Option<&str> {
+    let (local, _) = message_id.rsplit_once('@')?;
+    local.rsplit_once('.').map(|(_, token)| token)
 }
 
 fn unmatched(kind: String, why: &str) -> Processed {
@@ -249,5 +272,124 @@ fn effects(to: &Option<Address>, report: &Report, now: i64) -> Vec<(Event, Effec
                 }
             })
             .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ANA: &str = "0199a3b2-7c4d-7e8f-9a0b-1c2d3e4f5a6b";
+    const BO: &str = "0199a3b2-7c4d-7e8f-9a0b-1c2d3e4f5a6c";
+
+    #[test]
+    fn only_a_verified_message_token_matches() {
+        let tokens = TokenKey::new(b"k");
+        let sign = |id: &str, purpose| tokens.sign(purpose, id, None).unwrap();
+        let ana = sign(ANA, Purpose::Message);
+        let bo = sign(BO, Purpose::Message);
+        let mut altered = ana.clone().into_bytes();
+        altered[20] = if altered[20] == b'a' { b'b' } else { b'a' };
+        let altered = String::from_utf8(altered).unwrap();
+        let other_use = sign(ANA, Purpose::Unsubscribe);
+        let id = |token: &str| format!("{ANA}.{token}@mta.test");
+        let fbl = Some(Address::FeedbackLoop);
+        let bounce = |token: &str| Some(Address::Bounce(token.into()));
+        let origin =
+            |message_id: Option<String>, token: Option<&str>, replied_to: &[String]| Origin {
+                message_id,
+                token: token.map(str::to_owned),
+                replied_to: replied_to.to_vec(),
+            };
+        let cases: [(&str, Option<Address>, Origin, Option<&str>); 12] = [
+            (
+                "the public email id alone",
+                fbl.clone(),
+                origin(Some(format!("{ANA}@mta.test")), None, &[]),
+                None,
+            ),
+            ("nothing at all", fbl.clone(), Origin::default(), None),
+            (
+                "the token header",
+                fbl.clone(),
+                origin(None, Some(&ana), &[]),
+                Some(ANA),
+            ),
+            (
+                "the returned Message-ID's token",
+                fbl.clone(),
+                origin(Some(id(&ana)), None, &[]),
+                Some(ANA),
+            ),
+            (
+                "an altered Message-ID token",
+                fbl.clone(),
+                origin(Some(id(&altered)), None, &[]),
+                None,
+            ),
+            (
+                "an altered token header",
+                fbl.clone(),
+                origin(Some(format!("{ANA}@mta.test")), Some(&altered), &[]),
+                None,
+            ),
+            (
+                "a token of another use",
+                fbl.clone(),
+                origin(Some(id(&other_use)), Some(&other_use), &[]),
+                None,
+            ),
+            (
+                "an altered header, a genuine Message-ID",
+                fbl.clone(),
+                origin(Some(id(&ana)), Some(&altered), &[]),
+                Some(ANA),
+            ),
+            (
+                "an auto-reply's In-Reply-To",
+                None,
+                origin(None, None, &["x@y.test".into(), id(&ana)]),
+                Some(ANA),
+            ),
+            (
+                "the address's token",
+                bounce(&ana),
+                Origin::default(),
+                Some(ANA),
+            ),
+            // Sent to a token address, that token decides whatever the returned headers say.
+            (
+                "the address wins over the Message-ID",
+                bounce(&bo),
+                origin(Some(id(&ana)), Some(&ana), &[]),
+                Some(BO),
+            ),
+            (
+                "a forged address is not rescued by headers",
+                bounce(&altered),
+                origin(Some(id(&ana)), Some(&ana), &[]),
+                None,
+            ),
+        ];
+        for (case, to, origin, expected) in cases {
+            let found = matched_email(&tokens, &to, &origin);
+            assert_eq!(found.as_deref().ok(), expected, "{case}: {found:?}");
+        }
+    }
+
+    #[test]
+    fn the_token_is_what_follows_the_last_dot_of_the_local_part() {
+        for (message_id, token) in [
+            ("0199.abc@mta.test", Some("abc")),
+            ("0199@mta.test", None),
+            (
+                "forward.0199.1700000000000@bounce.test",
+                Some("1700000000000"),
+            ),
+            ("no-at-sign.abc", None),
+            ("a.b@host.with.dots", Some("b")),
+        ] {
+            assert_eq!(message_id_token(message_id), token, "{message_id}");
+        }
     }
 }

@@ -51,7 +51,9 @@ pub fn build(
         .to(email.to.as_str())
         .reply_to(format!("reply+{token}@{bounce_domain}"))
         .subject(render(&content.subject, lookup, Context::Header))
-        .message_id(format!("{}@{helo_name}", email.id))
+        // The signed token, so a report quoting only the Message-ID can be verified; the id
+        // before it is for people reading logs. Both are fixed, so every retry repeats it.
+        .message_id(format!("{}.{token}@{helo_name}", email.id))
         .date(email.created_at_ms / 1000)
         .header(TOKEN_HEADER, Raw::new(token.clone()))
         // RFC 8058 one-click, and the mailto form the inbound server handles. The URL starts
@@ -161,7 +163,10 @@ mod tests {
         );
         assert!(text.contains(&format!("X-Mailtrail-Token: {token}")));
         assert!(
-            text.contains("Message-ID: <0199a3b2-7c4d-7e8f-9a0b-1c2d3e4f5a6b@mta.shop.example>")
+            text.contains(&format!(
+                "Message-ID: <0199a3b2-7c4d-7e8f-9a0b-1c2d3e4f5a6b.{token}@mta.shop.example>"
+            )),
+            "{text}"
         );
         assert!(text.contains("Subject: Hello Ana <3"));
         assert!(text.contains("multipart/alternative"));

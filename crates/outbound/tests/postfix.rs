@@ -59,7 +59,12 @@ async fn an_email_to_an_existing_user_reaches_the_mailbox() {
         "{}",
         messages[0]
     );
-    assert!(messages[0].contains(&format!("Message-ID: <{id}@mta.mailtrail.test>")));
+    // `<EMAIL_ID.TOKEN@helo_name>`: the email's id, then its signed token.
+    assert!(
+        messages[0].contains(&format!("Message-ID: <{id}.")),
+        "{}",
+        messages[0]
+    );
     assert!(messages[0].contains("Hi Ana"));
     h.stop().await;
 }
@@ -199,7 +204,12 @@ async fn relayed_through_smarthost(tls: RelayTls) {
     assert_eq!(messages.len(), 1, "{}", peers.smarthost.log());
     // The smarthost's Received line: ESMTPSA is ESMTP over TLS with AUTH (RFC 3848).
     assert!(messages[0].contains("with ESMTPSA id "), "{}", messages[0]);
-    assert!(messages[0].contains(&format!("Message-ID: <{id}@mta.mailtrail.test>")));
+    // `<EMAIL_ID.TOKEN@helo_name>`: the email's id, then its signed token.
+    assert!(
+        messages[0].contains(&format!("Message-ID: <{id}.")),
+        "{}",
+        messages[0]
+    );
     assert!(
         peers
             .smarthost

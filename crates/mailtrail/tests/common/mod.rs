@@ -34,7 +34,7 @@ impl Drop for KillOnDrop {
 }
 
 /// Email id → how many times the sink received it, read from each message's Message-ID
-/// `<{email_id}@helo>`, which every retry of an email repeats.
+/// `<{email_id}.{token}@helo>`, which every retry of an email repeats.
 pub fn arrivals(sink: &Sink) -> HashMap<String, usize> {
     let mut counts = HashMap::new();
     for message in sink.messages() {
@@ -42,7 +42,7 @@ pub fn arrivals(sink: &Sink) -> HashMap<String, usize> {
             .lines()
             .take_while(|l| !l.is_empty())
             .find_map(|l| l.strip_prefix("Message-ID: <"))
-            .and_then(|rest| rest.split('@').next())
+            .and_then(|rest| rest.split(['.', '@']).next())
         {
             *counts.entry(id.to_owned()).or_insert(0) += 1;
         }

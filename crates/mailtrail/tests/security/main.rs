@@ -7,3 +7,4 @@ mod common;
 mod injection;
 mod forged_reports;
 mod smtp_edges;
+mod webhooks;

@@ -8,3 +8,4 @@ mod injection;
 mod forged_reports;
 mod smtp_edges;
 mod webhooks;
+mod secrets;

@@ -30,8 +30,9 @@ pub struct SendEmail {
     pub to: Option<String>,
     #[schema(example = "sales@shop.example", min_length = 1)]
     pub from: String,
-    /// One line; `{{name}}` merge fields are replaced.
-    #[schema(pattern = r"^[^\r\n]*\S[^\r\n]*$")]
+    /// One line without control characters; `{{name}}` merge fields are replaced, and a
+    /// merge value's line breaks and control characters become spaces there.
+    #[schema(pattern = r"^(?=.*\S)[^\x00-\x1f\x7f-\x9f\u2028\u2029]*$")]
     pub subject: String,
     pub text: Option<String>,
     pub html: Option<String>,
@@ -60,8 +61,9 @@ pub struct BatchRecipient {
 pub struct SendBatch {
     #[schema(example = "sales@shop.example", min_length = 1)]
     pub from: String,
-    /// One line; `{{name}}` merge fields are replaced.
-    #[schema(pattern = r"^[^\r\n]*\S[^\r\n]*$")]
+    /// One line without control characters; `{{name}}` merge fields are replaced, and a
+    /// merge value's line breaks and control characters become spaces there.
+    #[schema(pattern = r"^(?=.*\S)[^\x00-\x1f\x7f-\x9f\u2028\u2029]*$")]
     pub subject: String,
     pub text: Option<String>,
     pub html: Option<String>,

@@ -2,7 +2,7 @@
 //! (open pixel), `GET|HEAD /c/{token}` (click redirect), `GET /u/{token}` (unsubscribe
 //! page) and `POST /u/{token}` (the unsubscribe itself, also RFC 8058 one-click). A forged,
 //! truncated or altered token is a 404 that writes nothing; a click redirects only to the URL
-//! stored for that link of that email. Opens and clicks are written through [`Hits`]: the
+//! stored for that link of that email, and only if it is an http(s) one. Opens and clicks are written through [`Hits`]: the
 //! email's context from a cache, the event batched, clicks on emails with several links
 //! first held by [`crate::every_link`].
 
@@ -17,6 +17,7 @@ use axum::response::{Html, IntoResponse, Response};
 use mailtrail_domain::event::USER_AGENT_MAX;
 use mailtrail_domain::token::Purpose;
 use mailtrail_domain::{Event, EventKind, Reason};
+use mailtrail_outbound::tracking::is_web_link;
 use mailtrail_store::{Effects, Record, now_ms};
 
 use crate::error::{ApiError, Problem};
@@ -82,20 +83,47 @@ enum Hit {
     Click { link: u16, url: String },
 }
 
-/// The address a request came from. Behind a reverse proxy on the same machine (the peer is
-/// a loopback address) it is the last address the proxy added to `X-Forwarded-For`; from
-/// anywhere else that header is only the client's say-so, and the peer's address counts.
+/// The connection's peer, when the server recorded it (tests driving the router without a
+/// socket have none).
+fn peer(request: &Parts) -> Option<IpAddr> {
+    Some(
+        request
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()?
+            .0
+            .ip()
+            .to_canonical(),
+    )
+}
+
+/// The last value a proxy added to header `name` (`a, b` → `b`), read only from a reverse
+/// proxy on the same machine (the peer is a loopback address): from anywhere else the
+/// `X-Forwarded-*` headers are only the client's say-so.
+fn from_local_proxy<'a>(request: &'a Parts, name: &str) -> Option<&'a str> {
+    if !peer(request)?.is_loopback() {
+        return None;
+    }
+    let header = request.headers.get(name)?.to_str().ok()?;
+    Some(header.rsplit(',').next()?.trim())
+}
+
+/// The address a request came from: behind a reverse proxy on the same machine, the last
+/// address it added to `X-Forwarded-For`; otherwise the peer's. Also what the web UI's
+/// sign-in throttle counts.
+pub fn client_address(request: &Parts) -> Option<IpAddr> {
+    let forwarded = from_local_proxy(request, "x-forwarded-for").and_then(|ip| ip.parse().ok());
+    let ip: IpAddr = forwarded.or_else(|| peer(request))?;
+    Some(ip.to_canonical())
+}
+
+/// Whether the browser reached a reverse proxy on the same machine over https, as its
+/// `X-Forwarded-Proto` says (the web UI's `Secure` cookies).
+pub fn forwarded_https(request: &Parts) -> bool {
+    from_local_proxy(request, "x-forwarded-proto").is_some_and(|p| p.eq_ignore_ascii_case("https"))
+}
+
 fn client_ip(request: &Parts) -> Option<String> {
-    let peer = request.extensions.get::<ConnectInfo<SocketAddr>>()?.0.ip();
-    let forwarded = || {
-        let header = request.headers.get("x-forwarded-for")?.to_str().ok()?;
-        header.rsplit(',').next()?.trim().parse::<IpAddr>().ok()
-    };
-    let ip = match forwarded() {
-        Some(forwarded) if peer.is_loopback() => forwarded,
-        _ => peer,
-    };
-    Some(ip.to_canonical().to_string())
+    client_address(request).map(|ip| ip.to_string())
 }
 
 /// The request's `User-Agent`, cut to what an event keeps.
@@ -216,6 +244,10 @@ pub async fn click(
         .link(&token.email_id, index)
         .await?
         .ok_or(ApiError::NotFound)?;
+    // A `javascript:` or `data:` target stored before links were checked is never served.
+    if !is_web_link(&url) {
+        return Err(ApiError::NotFound);
+    }
     let location = HeaderValue::from_str(&url).map_err(|_| ApiError::NotFound)?;
     record_hit(
         &hits,
@@ -353,6 +385,27 @@ mod tests {
         for (peer, forwarded, expected) in cases {
             let ip = client_ip(&parts(peer, forwarded, None));
             assert_eq!(ip.as_deref(), Some(expected), "{peer} {forwarded:?}");
+        }
+    }
+
+    #[test]
+    fn https_is_believed_only_from_a_proxy_on_this_machine() {
+        for (peer, proto, https) in [
+            ("127.0.0.1:4000", Some("https"), true),
+            ("[::1]:4000", Some("HTTPS"), true),
+            ("[::ffff:127.0.0.1]:4000", Some("https"), true),
+            ("127.0.0.1:4000", Some("http, https"), true),
+            ("127.0.0.1:4000", Some("https, http"), false),
+            ("127.0.0.1:4000", None, false),
+            ("203.0.113.5:4000", Some("https"), false),
+        ] {
+            let mut parts = parts(peer, None, None);
+            if let Some(proto) = proto {
+                parts
+                    .headers
+                    .insert("x-forwarded-proto", HeaderValue::from_str(proto).unwrap());
+            }
+            assert_eq!(forwarded_https(&parts), https, "{peer} {proto:?}");
         }
     }
 

@@ -191,6 +191,43 @@ async fn forged_altered_and_open_redirect_tokens_write_nothing() {
 }
 
 #[tokio::test]
+async fn stored_script_and_data_links_are_not_redirected_and_write_nothing() {
+    let app = app().await;
+    let (account, id) = delivered_email(&app, "di@example.com").await;
+    // As links were stored before only http(s) ones were tracked.
+    let stored = [
+        URL,
+        "javascript:alert(document.cookie)",
+        "JavaScript:alert(1)",
+        "data:text/html;base64,PHNjcmlwdD5hbGVydCgxKTwvc2NyaXB0Pg==",
+        "vbscript:msgbox(1)",
+        "/relative",
+    ]
+    .map(str::to_owned);
+    app.store.save_links(&id, &stored).await.unwrap();
+    let before = stage(&app, &account, &id).await;
+    for (index, url) in (1..).zip(&stored[1..]) {
+        let token = tokens().sign(Purpose::Click, &id, Some(index)).unwrap();
+        let (status, headers, _) = app
+            .fetch("GET", &format!("/c/{token}"), &[("user-agent", PERSON)])
+            .await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{url}");
+        assert!(headers.get("location").is_none(), "{url}");
+    }
+    assert_eq!(
+        stage(&app, &account, &id).await,
+        before,
+        "nothing was written"
+    );
+    let token = tokens().sign(Purpose::Click, &id, Some(0)).unwrap();
+    let (status, headers, _) = app
+        .fetch("GET", &format!("/c/{token}"), &[("user-agent", PERSON)])
+        .await;
+    assert_eq!(status, StatusCode::FOUND);
+    assert_eq!(headers["location"], URL);
+}
+
+#[tokio::test]
 async fn unsubscribing_takes_a_post_and_blocks_the_address() {
     let app = app().await;
     let (account, id) = delivered_email(&app, "di@example.com").await;

@@ -69,9 +69,19 @@ fn insert_before_body_end(html: &mut String, fragment: &str) {
     }
 }
 
-/// Rewrites every `href` of the HTML to a click-tracking URL, except `mailto:`, `tel:`,
-/// in-page anchors and links marked [`NO_TRACK`]. The stored targets are entity-decoded, so
-/// `&amp;` in a query string reaches the browser as `&`.
+/// Whether `url` is an absolute `http:` or `https:` link: the only ones tracked, and the only
+/// ones the click redirect serves (never `javascript:`, `data:`, `mailto:`, …).
+pub fn is_web_link(url: &str) -> bool {
+    ["http://", "https://"].iter().any(|scheme| {
+        url.get(..scheme.len())
+            .is_some_and(|s| s.eq_ignore_ascii_case(scheme))
+    })
+}
+
+/// Rewrites every http(s) `href` of the HTML ([`is_web_link`]) to a click-tracking URL,
+/// except links marked [`NO_TRACK`]; `mailto:`, `javascript:`, in-page anchors and the like
+/// are left as they are. The stored targets are entity-decoded, so `&amp;` in a query string
+/// reaches the browser as `&`.
 fn rewrite_links(
     html: &str,
     tracking: &Tracking,
@@ -101,12 +111,7 @@ fn rewrite_links(
         let tag_start = lower[..attr].rfind('<').unwrap_or(0);
         let tag_end = lower[attr..].find('>').map_or(html.len(), |n| attr + n);
         let target = decode_entities(html[start..end].trim());
-        let skip = target.is_empty()
-            || target.starts_with('#')
-            || ["mailto:", "tel:", "sms:"]
-                .iter()
-                .any(|s| target.to_ascii_lowercase().starts_with(s))
-            || lower[tag_start..tag_end].contains(NO_TRACK);
+        let skip = !is_web_link(&target) || lower[tag_start..tag_end].contains(NO_TRACK);
         out.push_str(&html[pos..start]);
         if skip {
             out.push_str(&html[start..end]);
@@ -237,6 +242,28 @@ mod tests {
             .find(&format!("https://t.example/o/{token}.gif"))
             .unwrap();
         assert!(pixel < out.find("</BODY>").unwrap());
+    }
+
+    #[test]
+    fn only_http_links_are_tracked() {
+        for (url, web) in [
+            ("https://shop.example/", true),
+            ("HTTP://shop.example/", true),
+            ("javascript:alert(1)", false),
+            (" https://shop.example/", false),
+            ("data:text/html,<script>alert(1)</script>", false),
+            ("/relative", false),
+            ("https:", false),
+            ("", false),
+        ] {
+            assert_eq!(is_web_link(url), web, "{url}");
+        }
+        let tokens = TokenKey::new(b"k");
+        let html = "<a href=\"javascript:alert(1)\">J</a><a href=\"&#106;avascript:x\">E</a>\
+                    <a href=\"data:text/html,x\">D</a><a href=\"/p\">R</a>";
+        let (out, links) = super::html(html, &tracking(false, true), &tokens, ID);
+        assert!(links.is_empty(), "{links:?}");
+        assert!(out.starts_with(html), "{out}");
     }
 
     #[test]

@@ -274,15 +274,22 @@ fn email_csv(
     Body::from_stream(futures_util::StreamExt::chain(header, pages))
 }
 
-/// One CSV record, quoted where needed. A cell that a spreadsheet would run as a formula
-/// (`=`, `+`, `-`, `@` first) is prefixed with `'` so an exported subject cannot attack the
-/// person who opens the file.
+/// What a cell may not start with: a spreadsheet runs it as a formula (`=`, `+`, `-`, `@`,
+/// their full-width forms, which some spreadsheets fold to them), or skips it to find one
+/// (TAB, CR, LF).
+const FORMULA_STARTS: [char; 11] = [
+    '=', '+', '-', '@', '\u{ff1d}', '\u{ff0b}', '\u{ff0d}', '\u{ff20}', '\t', '\r', '\n',
+];
+
+/// One CSV record, quoted where needed: every CSV export (API, web UI, `mailtrail report`)
+/// writes its rows with this. A cell that could start a formula ([`FORMULA_STARTS`]) is
+/// prefixed with `'`, so an exported subject cannot attack the person who opens the file.
 pub fn csv_line(cells: &[&str]) -> Vec<u8> {
     let mut writer = csv::Writer::from_writer(Vec::new());
     let safe: Vec<String> = cells
         .iter()
         .map(|c| {
-            if c.starts_with(['=', '+', '-', '@']) {
+            if c.starts_with(FORMULA_STARTS) {
                 format!("'{c}")
             } else {
                 (*c).to_owned()
@@ -503,5 +510,22 @@ mod tests {
     fn csv_cells_are_quoted_and_formulas_defused() {
         let line = String::from_utf8(csv_line(&["a,b", "=HYPERLINK(\"x\")", "plain"])).unwrap();
         assert_eq!(line, "\"a,b\",\"'=HYPERLINK(\"\"x\"\")\",plain\n");
+        for (cell, written) in [
+            ("+1", "'+1"),
+            ("-2+3", "'-2+3"),
+            ("@SUM(A1)", "'@SUM(A1)"),
+            ("\u{ff1d}1+1", "'\u{ff1d}1+1"),
+            ("\u{ff0b}1", "'\u{ff0b}1"),
+            ("\u{ff0d}1", "'\u{ff0d}1"),
+            ("\u{ff20}A1", "'\u{ff20}A1"),
+            ("\t=1+1", "'\t=1+1"),
+            ("\r=1+1", "\"'\r=1+1\""),
+            ("\n=1+1", "\"'\n=1+1\""),
+            ("a=1", "a=1"),
+            ("", "\"\""),
+        ] {
+            let line = String::from_utf8(csv_line(&[cell])).unwrap();
+            assert_eq!(line, format!("{written}\n"), "{cell:?}");
+        }
     }
 }

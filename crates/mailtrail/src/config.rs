@@ -43,11 +43,16 @@ pub struct Config {
     pub log_format: LogFormat,
     /// DNS servers (`ip:port`) for MX lookups instead of the system's resolver.
     pub dns_servers: Vec<SocketAddr>,
+    /// Serve `/metrics` on this address only (not on `http_listen`).
+    pub metrics_listen: Option<SocketAddr>,
+    /// Require `Authorization: Bearer <metrics_token>` to read `/metrics`.
+    pub metrics_token: Option<String>,
     pub outbound: OutboundConfig,
     pub inbound: InboundConfig,
     pub webhooks: WebhookConfig,
     pub protection: ProtectionConfig,
     pub retention: RetentionConfig,
+    pub web: mailtrail_web::WebConfig,
 }
 
 impl Default for Config {
@@ -61,11 +66,14 @@ impl Default for Config {
             secret_key_file: None,
             log_format: LogFormat::Text,
             dns_servers: Vec::new(),
+            metrics_listen: None,
+            metrics_token: None,
             outbound: OutboundConfig::default(),
             inbound: InboundConfig::default(),
             webhooks: WebhookConfig::default(),
             protection: ProtectionConfig::default(),
             retention: RetentionConfig::default(),
+            web: mailtrail_web::WebConfig::default(),
         }
     }
 }
@@ -81,6 +89,8 @@ const ENV_KEYS: &[&str] = &[
     "secret_key_file",
     "log_format",
     "dns_servers",
+    "metrics_listen",
+    "metrics_token",
 ];
 
 impl Config {

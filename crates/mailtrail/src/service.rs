@@ -88,13 +88,28 @@ impl Service {
             domains: std::sync::Arc::new(domains),
             webhook_targets: webhook_targets.clone(),
         };
-        let app = router(state.clone())
-            .merge(mailtrail_web::router(state))
-            .merge(
-                axum::Router::new()
-                    .route("/metrics", axum::routing::get(crate::metrics::metrics))
-                    .with_state(store.clone()),
-            );
+        let web = mailtrail_web::router(
+            state.clone(),
+            &config.web,
+            &outbound_config.tracking_base_url,
+        );
+        let mut app = router(state).merge(web);
+        // With `metrics_listen`, /metrics is served there and not on the public address.
+        let metrics = crate::metrics::router(store.clone(), config.metrics_token.as_deref());
+        let metrics_server = match config.metrics_listen {
+            Some(address) => {
+                let listener = TcpListener::bind(address)
+                    .await
+                    .with_context(|| format!("cannot listen on metrics_listen {address}"))?;
+                let serving = axum::serve(listener, metrics)
+                    .with_graceful_shutdown(wait_for(stopped.clone()));
+                Some(tokio::spawn(async move { serving.await }))
+            }
+            None => {
+                app = app.merge(metrics);
+                None
+            }
+        };
         let http_server =
             // The peer's address goes with each open, click and unsubscribe.
             axum::serve(
@@ -147,6 +162,12 @@ impl Service {
         let delivery = tokio::spawn(outbound.run(wait_for(stopped)));
         let running = tokio::spawn(async move {
             http_server.await.context("the HTTP server failed")?;
+            if let Some(metrics) = metrics_server {
+                metrics
+                    .await
+                    .context("the metrics server panicked")?
+                    .context("the metrics server failed")?;
+            }
             // The router and its recorder are gone: the writer ends once buffered opens and
             // clicks are written, so a clean shutdown loses none.
             hits_writer.await.context("the open/click writer failed")?;

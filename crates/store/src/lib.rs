@@ -9,6 +9,7 @@
 //! - [`blocks`]: the suppression and permission check right before each attempt;
 //! - [`domains`]: sending domains, their DKIM keys and the last check of their DNS records;
 //! - [`leads`]: leads and their bulk import;
+//! - [`login_throttle`]: failed sign-ins and the locks they earn, and single-use sign-in forms;
 //! - [`erasure`]: erasing a lead's personal data, keeping its block as a hash;
 //! - [`emails`]: emails and their append-only events, with the derived stage kept in step;
 //! - `bulk`: recording many events in one transaction, a few statements per batch;
@@ -46,6 +47,7 @@ pub mod erasure;
 pub mod forwards;
 pub mod inbound;
 pub mod leads;
+pub mod login_throttle;
 mod private;
 pub mod protection;
 pub mod queue;

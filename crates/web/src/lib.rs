@@ -3,6 +3,8 @@
 //!
 //! - [`session`]: the session cookie, its server-side record, and [`session::Viewer`], the
 //!   signed-in person and the account in view;
+//! - [`client`]: where a request came from, and whether its cookies are `Secure`;
+//! - [`throttle`]: the limits on failed sign-ins ([`WebConfig`]);
 //! - [`csrf`]: every POST carries the session's CSRF token ([`csrf::Posted`]);
 //! - [`error`]: failures as HTML pages (403, 404, …) or a redirect to sign in;
 //! - [`layout`]: the page chrome: title, nav bar, the operator's account picker;
@@ -16,23 +18,35 @@
 
 mod assets;
 mod chart;
+mod client;
 mod csrf;
 mod error;
 mod format;
 mod layout;
 mod pages;
 mod session;
+mod throttle;
 
-use axum::Router;
+use std::sync::Arc;
+
 use axum::middleware::map_response;
 use axum::response::Redirect;
 use axum::routing::{get, post};
+use axum::{Extension, Router};
 use mailtrail_api::AppState;
 
 use pages::{batches, emails, leads, login, reports, settings, suppressions};
+pub use throttle::WebConfig;
 
-/// Every page of the UI, with its state applied.
-pub fn router(state: AppState) -> Router {
+/// Every page of the UI, with its state applied. `public_url` is where browsers reach the
+/// service (`[outbound] tracking_base_url`): with `https://` its cookies are always `Secure`.
+pub fn router(state: AppState, config: &WebConfig, public_url: &str) -> Router {
+    let site = client::Site {
+        https: public_url
+            .get(..8)
+            .is_some_and(|scheme| scheme.eq_ignore_ascii_case("https://")),
+        limits: throttle::Limits::from(config),
+    };
     Router::new()
         .route("/", get(|| async { Redirect::to("/leads") }))
         .route("/login", get(login::form).post(login::submit))
@@ -52,5 +66,6 @@ pub fn router(state: AppState) -> Router {
         .route("/settings/domains/remove", post(settings::remove_domain))
         .route(assets::STYLESHEET, get(assets::stylesheet))
         .layer(map_response(assets::security_headers))
+        .layer(Extension(Arc::new(site)))
         .with_state(state)
 }

@@ -1,5 +1,6 @@
 //! Sessions: a random 256-bit token in the `mailtrail_session` cookie (HttpOnly,
-//! SameSite=Lax, Secure unless the host is loopback), stored server-side as its SHA-256 so
+//! SameSite=Lax, Secure when the browser uses https, see [`crate::client`]), stored
+//! server-side as its SHA-256 so
 //! every node shares it, ending after 12 hours without use. [`Viewer`] is the extractor every
 //! page takes: the signed-in person, their CSRF token, and the account in view.
 
@@ -53,10 +54,10 @@ pub(crate) fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> 
         .map(|(_, v)| v)
 }
 
-/// A `Set-Cookie` value; `max_age_secs: Some(0)` deletes the cookie. `Secure` unless the
-/// request came to a loopback host, where plain HTTP is the norm.
+/// A `Set-Cookie` value; `max_age_secs: Some(0)` deletes the cookie. `secure` when the
+/// browser reached the service over https ([`crate::client::Client`]).
 pub(crate) fn set_cookie(
-    headers: &HeaderMap,
+    secure: bool,
     name: &str,
     value: &str,
     max_age_secs: Option<i64>,
@@ -65,22 +66,10 @@ pub(crate) fn set_cookie(
     if let Some(age) = max_age_secs {
         cookie.push_str(&format!("; Max-Age={age}"));
     }
-    if !is_loopback(headers) {
+    if secure {
         cookie.push_str("; Secure");
     }
     HeaderValue::from_str(&cookie).unwrap_or_else(|_| HeaderValue::from_static(""))
-}
-
-fn is_loopback(headers: &HeaderMap) -> bool {
-    let host = headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or("");
-    let name = match host.strip_prefix('[') {
-        Some(v6) => v6.split(']').next().unwrap_or(""),
-        None => host.split(':').next().unwrap_or(""),
-    };
-    matches!(name, "127.0.0.1" | "localhost" | "::1")
 }
 
 /// Starts a session for a user; returns the cookie's token.
@@ -225,18 +214,15 @@ mod tests {
     }
 
     #[test]
-    fn cookies_are_secure_except_on_loopback() {
-        for (host, secure) in [
-            ("127.0.0.1:8025", false),
-            ("localhost", false),
-            ("[::1]:80", false),
-            ("mailtrail.example.com", true),
-            ("localhost.evil.test", true),
-        ] {
-            let value = set_cookie(&headers(&[("host", host)]), COOKIE, "t", None);
+    fn cookies_are_secure_when_asked_and_always_http_only() {
+        for secure in [false, true] {
+            let value = set_cookie(secure, COOKIE, "t", Some(0));
             let value = value.to_str().unwrap();
-            assert!(value.contains("HttpOnly; SameSite=Lax"), "{value}");
-            assert_eq!(value.ends_with("; Secure"), secure, "{host}: {value}");
+            assert!(
+                value.starts_with("mailtrail_session=t; Path=/; HttpOnly; SameSite=Lax; Max-Age=0"),
+                "{value}"
+            );
+            assert_eq!(value.ends_with("; Secure"), secure, "{value}");
         }
     }
 

@@ -141,6 +141,55 @@ async fn signing_in_fails_alike_for_a_wrong_password_and_an_unknown_email() {
 }
 
 #[tokio::test]
+async fn a_sign_in_form_works_once_and_failures_lock_the_login_known_or_not() {
+    let app = app().await;
+    let page = call(&app, "GET", "/login", None, None).await;
+    let (cookie, csrf) = (page.cookie("mailtrail_login").unwrap(), page.csrf());
+    let cookie = format!("mailtrail_login={cookie}");
+    let post = async |password: &str| {
+        let body = form(&[("csrf", &csrf), ("email", ADMIN), ("password", password)]);
+        call(&app, "POST", "/login", Some(&cookie), Some(&body)).await
+    };
+    let failed = post("wrong").await;
+    assert_eq!(failed.status, StatusCode::UNAUTHORIZED);
+    assert_ne!(failed.csrf(), csrf, "a new token with the answer");
+    assert_ne!(
+        format!(
+            "mailtrail_login={}",
+            failed.cookie("mailtrail_login").unwrap()
+        ),
+        cookie
+    );
+    assert_eq!(post(PASSWORD).await.status, StatusCode::FORBIDDEN, "spent");
+
+    for email in [ADMIN, "nobody@acme.test"] {
+        let already = usize::from(email == ADMIN);
+        for attempt in already..5 {
+            let answer = try_sign_in(&app, email, "wrong").await;
+            let expected = if attempt < 4 {
+                StatusCode::UNAUTHORIZED
+            } else {
+                StatusCode::TOO_MANY_REQUESTS
+            };
+            assert_eq!(answer.status, expected, "{email} attempt {attempt}");
+        }
+        let locked = try_sign_in(&app, email, PASSWORD).await;
+        assert_eq!(locked.status, StatusCode::TOO_MANY_REQUESTS, "{email}");
+        assert_eq!(locked.headers["retry-after"], "30");
+        assert!(
+            locked
+                .body
+                .contains("Too many failed sign-ins. Try again in 30 seconds."),
+            "{}",
+            locked.body
+        );
+        assert_eq!(locked.cookie("mailtrail_session"), None);
+    }
+    // Another login is not locked by these.
+    sign_in(&app, USER).await;
+}
+
+#[tokio::test]
 async fn pages_need_a_session_and_send_people_back_after_signing_in() {
     let app = app().await;
     let answer = call(&app, "GET", "/reports/emails?stage=failed", None, None).await;

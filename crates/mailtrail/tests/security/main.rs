@@ -4,8 +4,10 @@
 
 #[path = "../common/mod.rs"]
 mod common;
-mod injection;
+mod edges;
 mod forged_reports;
+mod injection;
+mod login;
+mod secrets;
 mod smtp_edges;
 mod webhooks;
-mod secrets;

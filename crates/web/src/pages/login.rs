@@ -1,21 +1,28 @@
 //! `GET/POST /login` and `POST /logout`. A wrong email and a wrong password get the same
 //! answer (401) after the same work: an unknown email is checked against a dummy hash.
-//! The sign-in form's CSRF token is a short-lived cookie of its own (double submit), since
-//! there is no session yet.
+//! Failed sign-ins are throttled per login and per client address ([`crate::throttle`]): a
+//! locked login gets 429 with `Retry-After` whether it exists or not, without a password
+//! check. The sign-in form's CSRF token is issued by the server and works once (it is kept in
+//! the database until spent), and is also a short-lived cookie of its own (double submit),
+//! since there is no session yet; every answer to a POST that shows the form again carries a
+//! fresh one.
 
 use argon2::{Argon2, PasswordHash, PasswordVerifier};
 use askama::Template;
 use axum::body::Bytes;
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use mailtrail_api::AppState;
+use mailtrail_store::now_ms;
 use serde::Deserialize;
 
+use crate::client::Client;
 use crate::csrf::{Posted, checked_form};
 use crate::error::WebError;
 use crate::pages::render;
-use crate::session::{self, COOKIE, cookie, set_cookie};
+use crate::session::{self, COOKIE, cookie, set_cookie, token_hash};
+use crate::throttle::{address_key, login_key, retry_after_secs};
 
 /// Holds the sign-in form's CSRF token.
 const LOGIN_COOKIE: &str = "mailtrail_login";
@@ -33,6 +40,8 @@ struct LoginPage {
     next: String,
     email: String,
     failed: bool,
+    /// "30 seconds": how long sign-in is locked, when it is.
+    locked: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -58,20 +67,51 @@ fn local_path(next: Option<&str>) -> &str {
     .unwrap_or("/leads")
 }
 
-pub(crate) async fn form(
-    headers: HeaderMap,
-    Query(query): Query<NextQuery>,
+/// A wait as the page says it: "30 seconds", "2 minutes" (rounded up).
+fn wait_text(secs: i64) -> String {
+    match secs {
+        1 => "1 second".to_owned(),
+        ..120 => format!("{secs} seconds"),
+        _ => format!("{} minutes", (secs + 59) / 60),
+    }
+}
+
+/// The sign-in page with a newly issued form token, answered with `status`.
+async fn sign_in_page(
+    state: &AppState,
+    client: &Client,
+    status: StatusCode,
+    page: LoginPage,
 ) -> Result<Response, WebError> {
     let csrf = session::new_token();
+    state
+        .store
+        .issue_login_form(&token_hash(&csrf), now_ms() + LOGIN_FORM_SECS * 1000)
+        .await?;
+    let page = LoginPage { csrf, ..page };
+    let cookie = set_cookie(
+        client.secure,
+        LOGIN_COOKIE,
+        &page.csrf,
+        Some(LOGIN_FORM_SECS),
+    );
+    Ok((status, [(header::SET_COOKIE, cookie)], render(&page)?).into_response())
+}
+
+pub(crate) async fn form(
+    State(state): State<AppState>,
+    client: Client,
+    Query(query): Query<NextQuery>,
+) -> Result<Response, WebError> {
     let page = LoginPage {
         title: "Sign in",
-        csrf: csrf.clone(),
+        csrf: String::new(),
         next: local_path(query.next.as_deref()).to_owned(),
         email: String::new(),
         failed: false,
+        locked: None,
     };
-    let cookie = set_cookie(&headers, LOGIN_COOKIE, &csrf, Some(LOGIN_FORM_SECS));
-    Ok(([(header::SET_COOKIE, cookie)], render(&page)?).into_response())
+    sign_in_page(&state, &client, StatusCode::OK, page).await
 }
 
 /// Whether `password` matches the PHC string `hash`; a malformed hash matches nothing.
@@ -89,42 +129,104 @@ fn verify(password: &str, hash: &str) -> bool {
 
 pub(crate) async fn submit(
     State(state): State<AppState>,
+    client: Client,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, WebError> {
     let expected = cookie(&headers, LOGIN_COOKIE).ok_or(WebError::Csrf)?;
     let form: LoginForm = checked_form(&body, expected)?;
+    let now = now_ms();
+    if !state
+        .store
+        .spend_login_form(&token_hash(expected), now)
+        .await?
+    {
+        return Err(WebError::Csrf);
+    }
+    let login = login_key(&form.email);
+    let address = client.address.map(address_key);
+    let keys: Vec<&str> = [Some(login.as_str()), address.as_deref()]
+        .into_iter()
+        .flatten()
+        .collect();
+    let again = |locked: Option<String>| LoginPage {
+        title: "Sign in",
+        csrf: String::new(),
+        next: local_path(form.next.as_deref()).to_owned(),
+        email: form.email.clone(),
+        failed: locked.is_none(),
+        locked,
+    };
+    if let Some(until) = state.store.login_locked_until(&keys, now).await? {
+        return locked(&state, &client, until, now, again).await;
+    }
+
     let user = state.store.web_user(&form.email).await?;
     let hash = user
         .as_ref()
         .map_or(DUMMY_HASH, |u| u.password_hash.as_str())
         .to_owned();
-    let password = form.password;
+    let password = form.password.clone();
     // Argon2 takes tens of milliseconds of CPU: keep it off the async workers.
     let matches = tokio::task::spawn_blocking(move || verify(&password, &hash))
         .await
         .map_err(|e| WebError::Internal(e.to_string()))?;
     let Some(user) = user.filter(|_| matches) else {
-        let page = LoginPage {
-            title: "Sign in",
-            csrf: expected.to_owned(),
-            next: local_path(form.next.as_deref()).to_owned(),
-            email: form.email,
-            failed: true,
+        let limits = client.site.limits;
+        let mut until = None;
+        for (key, limit, by) in [
+            (Some(&login), limits.login, "login"),
+            (address.as_ref(), limits.address, "address"),
+        ] {
+            let Some(key) = key else { continue };
+            let Some(locked) = state.store.record_login_failure(key, &limit, now).await? else {
+                continue;
+            };
+            tracing::warn!(
+                target: "audit",
+                login = ?form.email,
+                client = ?client.address,
+                by,
+                locked_secs = retry_after_secs(locked, now),
+                "sign-in locked after repeated failures"
+            );
+            until = until.max(Some(locked));
+        }
+        return match until {
+            Some(until) => locked(&state, &client, until, now, again).await,
+            None => sign_in_page(&state, &client, StatusCode::UNAUTHORIZED, again(None)).await,
         };
-        return Ok((StatusCode::UNAUTHORIZED, render(&page)?).into_response());
     };
+    state.store.clear_login_failures(&login).await?;
     let token = session::start(&state, &user.id).await?;
     let mut response = Redirect::to(local_path(form.next.as_deref())).into_response();
     let cookies = response.headers_mut();
     cookies.append(
         header::SET_COOKIE,
-        set_cookie(&headers, COOKIE, &token, None),
+        set_cookie(client.secure, COOKIE, &token, None),
     );
     cookies.append(
         header::SET_COOKIE,
-        set_cookie(&headers, LOGIN_COOKIE, "", Some(0)),
+        set_cookie(client.secure, LOGIN_COOKIE, "", Some(0)),
     );
+    Ok(response)
+}
+
+/// The answer while sign-in is locked until `until` (ms): 429, `Retry-After`, and the form
+/// again with a message saying how long to wait.
+async fn locked(
+    state: &AppState,
+    client: &Client,
+    until: i64,
+    now: i64,
+    page: impl FnOnce(Option<String>) -> LoginPage,
+) -> Result<Response, WebError> {
+    let secs = retry_after_secs(until, now);
+    let page = page(Some(wait_text(secs)));
+    let mut response = sign_in_page(state, client, StatusCode::TOO_MANY_REQUESTS, page).await?;
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(secs));
     Ok(response)
 }
 
@@ -134,7 +236,7 @@ pub(crate) struct Nothing {}
 
 pub(crate) async fn logout(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    client: Client,
     posted: Posted<Nothing>,
 ) -> Result<Response, WebError> {
     state
@@ -144,7 +246,7 @@ pub(crate) async fn logout(
     let mut response = Redirect::to("/login").into_response();
     response.headers_mut().append(
         header::SET_COOKIE,
-        set_cookie(&headers, COOKIE, "", Some(0)),
+        set_cookie(client.secure, COOKIE, "", Some(0)),
     );
     Ok(response)
 }
@@ -167,6 +269,20 @@ mod tests {
             (None, "/leads"),
         ] {
             assert_eq!(local_path(next), to, "{next:?}");
+        }
+    }
+
+    #[test]
+    fn waits_read_as_seconds_then_minutes() {
+        for (secs, text) in [
+            (1, "1 second"),
+            (30, "30 seconds"),
+            (119, "119 seconds"),
+            (120, "2 minutes"),
+            (121, "3 minutes"),
+            (900, "15 minutes"),
+        ] {
+            assert_eq!(wait_text(secs), text);
         }
     }
 

@@ -49,7 +49,11 @@ pub struct App {
 impl App {
     /// The service as the binary serves it: the API and the web UI side by side.
     pub fn router(&self) -> Router {
-        mailtrail_api::router(self.state.clone()).merge(mailtrail_web::router(self.state.clone()))
+        mailtrail_api::router(self.state.clone()).merge(mailtrail_web::router(
+            self.state.clone(),
+            &Default::default(),
+            "http://127.0.0.1:8025",
+        ))
     }
 }
 

@@ -1,0 +1,225 @@
+//! Sign-in throttling, shared by every node: failed sign-ins counted per key (a login or a
+//! client address, named by the caller), the lock they earn — each one twice as long as the
+//! last, up to a cap — and the single-use tokens of sign-in forms. What a failure does to a
+//! key's count is [`after_failure`], pure and tested here.
+
+use sqlx::Row;
+
+use crate::{Result, Store};
+
+/// When failures of one key lock it, and for how long.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoginLimit {
+    /// Failures that start the first lock.
+    pub failures: u32,
+    /// A key with no failure and no lock for this long is forgotten (ms).
+    pub window_ms: i64,
+    /// The first lock (ms); each later one doubles it.
+    pub lock_ms: i64,
+    /// The longest lock (ms).
+    pub lock_max_ms: i64,
+}
+
+/// One key's row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+struct Failures {
+    failures: i64,
+    locks: i64,
+    locked_until_ms: i64,
+    last_failure_ms: i64,
+}
+
+/// The key's row after one more failure at `now`. Once a key has been locked, every further
+/// failure (after the lock, since a locked key is not checked) locks it again, twice as long:
+/// a script gets `failures` guesses, then one per lock.
+fn after_failure(previous: Option<Failures>, limit: &LoginLimit, now: i64) -> Failures {
+    let mut next = previous
+        .filter(|p| now - p.last_failure_ms.max(p.locked_until_ms) < limit.window_ms)
+        .unwrap_or_default();
+    next.failures += 1;
+    next.last_failure_ms = now;
+    if next.locks > 0 || next.failures >= i64::from(limit.failures) {
+        let doubled = limit.lock_ms.saturating_mul(1 << next.locks.min(32));
+        next.locked_until_ms = now + doubled.min(limit.lock_max_ms);
+        next.locks += 1;
+        next.failures = 0;
+    }
+    next
+}
+
+impl Store {
+    /// The latest end of a lock on any of `keys` still running at `now` (ms), if any.
+    pub async fn login_locked_until(&self, keys: &[&str], now: i64) -> Result<Option<i64>> {
+        let mut until = None;
+        for key in keys {
+            let locked: Option<i64> = sqlx::query_scalar(
+                "SELECT locked_until_ms FROM login_failures
+                 WHERE key = $1 AND locked_until_ms > $2",
+            )
+            .bind(*key)
+            .bind(now)
+            .fetch_optional(&self.reader)
+            .await?;
+            until = until.max(locked);
+        }
+        Ok(until)
+    }
+
+    /// Counts a failed sign-in against `key`; the end of the lock it started, if it did.
+    /// Keys quiet for longer than the window are deleted on the way.
+    pub async fn record_login_failure(
+        &self,
+        key: &str,
+        limit: &LoginLimit,
+        now: i64,
+    ) -> Result<Option<i64>> {
+        let mut tx = self.writer.begin().await?;
+        sqlx::query(
+            "DELETE FROM login_failures WHERE last_failure_ms < $1 AND locked_until_ms < $1",
+        )
+        .bind(now - limit.window_ms)
+        .execute(&mut *tx)
+        .await?;
+        let row = sqlx::query(&format!(
+            "SELECT failures, locks, locked_until_ms, last_failure_ms FROM login_failures
+             WHERE key = $1{}",
+            self.lock_clause()
+        ))
+        .bind(key)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let previous = row
+            .map(|row| {
+                Ok::<_, sqlx::Error>(Failures {
+                    failures: row.try_get("failures")?,
+                    locks: row.try_get("locks")?,
+                    locked_until_ms: row.try_get("locked_until_ms")?,
+                    last_failure_ms: row.try_get("last_failure_ms")?,
+                })
+            })
+            .transpose()?;
+        let next = after_failure(previous, limit, now);
+        sqlx::query(
+            "INSERT INTO login_failures (key, failures, locks, locked_until_ms, last_failure_ms)
+             VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (key) DO UPDATE SET failures = $2, locks = $3, locked_until_ms = $4,
+                 last_failure_ms = $5",
+        )
+        .bind(key)
+        .bind(next.failures)
+        .bind(next.locks)
+        .bind(next.locked_until_ms)
+        .bind(next.last_failure_ms)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        let started = previous.is_none_or(|p| p.locked_until_ms != next.locked_until_ms);
+        Ok((started && next.locked_until_ms > now).then_some(next.locked_until_ms))
+    }
+
+    /// Forgets the failures of `key` (after a successful sign-in).
+    pub async fn clear_login_failures(&self, key: &str) -> Result<()> {
+        sqlx::query("DELETE FROM login_failures WHERE key = $1")
+            .bind(key)
+            .execute(&self.writer)
+            .await?;
+        Ok(())
+    }
+
+    /// Keeps a new sign-in form's token (its hash) until it is spent or `expires_at_ms`.
+    pub async fn issue_login_form(&self, token_hash: &str, expires_at_ms: i64) -> Result<()> {
+        sqlx::query("INSERT INTO login_forms (token_hash, expires_at_ms) VALUES ($1, $2)")
+            .bind(token_hash)
+            .bind(expires_at_ms)
+            .execute(&self.writer)
+            .await?;
+        Ok(())
+    }
+
+    /// Spends a sign-in form's token: whether it was issued, not yet spent and not expired at
+    /// `now`. Expired tokens are deleted on the way.
+    pub async fn spend_login_form(&self, token_hash: &str, now: i64) -> Result<bool> {
+        let mut tx = self.writer.begin().await?;
+        sqlx::query("DELETE FROM login_forms WHERE expires_at_ms <= $1")
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        let spent = sqlx::query("DELETE FROM login_forms WHERE token_hash = $1")
+            .bind(token_hash)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        tx.commit().await?;
+        Ok(spent == 1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIMIT: LoginLimit = LoginLimit {
+        failures: 3,
+        window_ms: 60_000,
+        lock_ms: 1_000,
+        lock_max_ms: 5_000,
+    };
+
+    /// (failures, locks, locked until) after failures at each time, from nothing.
+    fn replay(times: &[i64]) -> Vec<(i64, i64, i64)> {
+        let mut row = None;
+        times
+            .iter()
+            .map(|&now| {
+                let next = after_failure(row, &LIMIT, now);
+                row = Some(next);
+                (next.failures, next.locks, next.locked_until_ms)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn failures_lock_then_each_further_failure_locks_twice_as_long_up_to_the_cap() {
+        assert_eq!(
+            replay(&[0, 10, 20, 1_100, 3_200, 7_300, 12_400, 17_500]),
+            [
+                (1, 0, 0),
+                (2, 0, 0),
+                // The third failure: locked for the first lock.
+                (0, 1, 1_020),
+                // After it: 2 s, 4 s, then the 5 s cap.
+                (0, 2, 3_100),
+                (0, 3, 7_200),
+                (0, 4, 12_300),
+                (0, 5, 17_400),
+                (0, 6, 22_500),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_key_quiet_for_the_window_is_forgotten() {
+        for (times, expected) in [
+            // Two failures, then a quiet minute: counting starts again.
+            (&[0, 10, 60_010][..], (1, 0, 0)),
+            // A lock, then a quiet minute after it ended: the next failure is a first one.
+            (&[0, 1, 2, 61_002], (1, 0, 0)),
+            // A lock whose end is less than the window ago is remembered.
+            (&[0, 1, 2, 60_500], (0, 2, 62_500)),
+        ] {
+            assert_eq!(replay(times).last(), Some(&expected), "{times:?}");
+        }
+    }
+
+    #[test]
+    fn huge_lock_counts_do_not_overflow() {
+        let row = Failures {
+            failures: 0,
+            locks: 1_000,
+            locked_until_ms: 0,
+            last_failure_ms: 0,
+        };
+        let next = after_failure(Some(row), &LIMIT, 10);
+        assert_eq!(next.locked_until_ms, 5_010);
+    }
+}

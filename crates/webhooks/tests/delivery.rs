@@ -386,3 +386,34 @@ async fn a_hook_on_loopback_is_blocked_by_address_and_by_name_unless_private_tar
         .unwrap();
     assert_eq!(history[0].state, "delivered", "{:?}", history[0]);
 }
+
+#[tokio::test]
+async fn an_https_hook_is_reached_over_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_sqlite(dir.path(), mailtrail_store::MasterKey::generate())
+        .await
+        .unwrap();
+    let (account, _) = store.create_account("Acme").await.unwrap();
+    // Not a TLS server: it keeps the first bytes the dispatcher sends.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("https://{}/hook", listener.local_addr().unwrap());
+    let first = Arc::new(Mutex::new(None::<u8>));
+    let seen = first.clone();
+    tokio::spawn(async move {
+        use tokio::io::AsyncReadExt;
+        let (mut stream, _) = listener.accept().await.unwrap();
+        let mut byte = [0u8; 1];
+        stream.read_exact(&mut byte).await.unwrap();
+        *seen.lock().unwrap() = Some(byte[0]);
+    });
+    store.create_webhook(&account, &url, None).await.unwrap();
+    queue(&store, &account, "fa@x.test").await;
+
+    let check = first.clone();
+    dispatch_until(&store, fast(), &[], move || check.lock().unwrap().is_some()).await;
+    assert_eq!(
+        *first.lock().unwrap(),
+        Some(0x16),
+        "the first record is a TLS handshake"
+    );
+}

@@ -240,7 +240,8 @@ async fn deliver(
             format!("the receiver answered {}", response.status()),
         ),
         Err(e) => match refusal(&e) {
-            Some(refused) => return blocked(refused),
+            Some(refused) if refused.is_blocked() => return blocked(refused),
+            Some(unresolved) => (None, format!("no answer: {unresolved}")),
             None => (None, format!("no answer: {e}")),
         },
     };

@@ -180,6 +180,14 @@ pub enum Refused {
     Unresolved { host: String, error: String },
 }
 
+impl Refused {
+    /// Whether the address itself is refused, rather than DNS not answering: a delivery is
+    /// blocked for the first and retried for the second.
+    pub fn is_blocked(&self) -> bool {
+        !matches!(self, Refused::Unresolved { .. })
+    }
+}
+
 fn hint(private: bool) -> &'static str {
     if private {
         "; an operator can allow private targets with [webhooks] allow_private_targets = true"
@@ -262,11 +270,9 @@ impl Targets {
             host: name.to_owned(),
             error,
         };
-        // A fully qualified name: the resolver's search domains are not tried.
-        let fqdn = format!("{}.", name.trim_end_matches('.'));
         let ips: Vec<IpAddr> = self
             .dns
-            .lookup_ip(fqdn)
+            .lookup_ip(name)
             .await
             .map_err(|e| unresolved(e.to_string()))?
             .iter()

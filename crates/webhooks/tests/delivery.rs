@@ -283,7 +283,7 @@ async fn a_receiver_that_never_answers_well_is_given_up_after_the_window() {
     );
 }
 
-/// A flag set once every delivery of `hooks` is no longer pending.
+/// A flag set once the latest delivery of each of `hooks` was attempted.
 fn settled(store: &Store, account: &str, hooks: &[&str]) -> Arc<Mutex<bool>> {
     let done = Arc::new(Mutex::new(false));
     let (flag, store, account) = (done.clone(), store.clone(), account.to_owned());
@@ -293,7 +293,7 @@ fn settled(store: &Store, account: &str, hooks: &[&str]) -> Arc<Mutex<bool>> {
             let mut all = true;
             for hook in &hooks {
                 let history = store.webhook_deliveries(&account, hook, 1).await.unwrap();
-                all &= history.first().is_some_and(|d| d.state != "pending");
+                all &= history.first().is_some_and(|d| d.attempts > 0);
             }
             if all {
                 *flag.lock().unwrap() = true;
@@ -325,6 +325,15 @@ async fn a_hook_on_loopback_is_blocked_by_address_and_by_name_unless_private_tar
         )
         .await
         .unwrap();
+    // A name DNS does not know is a failure like any other, retried.
+    let unknown = store
+        .create_webhook(
+            &account,
+            &format!("http://gone.rebind.test:{port}/hook"),
+            None,
+        )
+        .await
+        .unwrap();
     let dns = Dns::start(&[("rebind.test", "hook IN A 127.0.0.1")]);
     queue(&store, &account, "di@x.test").await;
 
@@ -332,7 +341,7 @@ async fn a_hook_on_loopback_is_blocked_by_address_and_by_name_unless_private_tar
         allow_private_targets: false,
         ..fast()
     };
-    let done = settled(&store, &account, &[&literal.id, &by_name.id]);
+    let done = settled(&store, &account, &[&literal.id, &by_name.id, &unknown.id]);
     dispatch_until(&store, strict, &[dns.address], move || {
         *done.lock().unwrap()
     })
@@ -363,9 +372,21 @@ async fn a_hook_on_loopback_is_blocked_by_address_and_by_name_unless_private_tar
         assert!(error.starts_with(expected), "{error}");
     }
 
+    let history = store
+        .webhook_deliveries(&account, &unknown.id, 1)
+        .await
+        .unwrap();
+    let error = history[0].last_error.as_deref().unwrap_or_default();
+    assert_eq!(history[0].state, "pending", "{:?}", history[0]);
+    assert!(
+        error.starts_with("no answer: gone.rebind.test does not resolve"),
+        "{error}"
+    );
+
     // With private targets allowed, the name's address is the one connected to.
-    store.delete_webhook(&account, &literal.id).await.unwrap();
-    store.delete_webhook(&account, &by_name.id).await.unwrap();
+    for hook in [&literal, &by_name, &unknown] {
+        store.delete_webhook(&account, &hook.id).await.unwrap();
+    }
     let lenient = store
         .create_webhook(
             &account,

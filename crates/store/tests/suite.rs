@@ -80,6 +80,7 @@ on_both_backends!(
     retention_deletes_old_finished_emails_and_raw_mail_but_keeps_counts,
     web_users_are_found_by_their_normalised_email,
     web_sessions_expire_are_touched_and_end,
+    sign_in_failures_lock_keys_and_forms_are_spent_once,
     operators_choose_among_every_account,
     sending_domains_are_per_account_and_give_their_key_only_once_verified,
     an_accounts_users_are_listed_without_other_accounts_or_operators,
@@ -1626,4 +1627,70 @@ async fn an_accounts_users_are_listed_without_other_accounts_or_operators(f: Fix
     assert!(users[0].created_at_ms > 0);
     assert_eq!(f.store.users(&globex).await.unwrap().len(), 1);
     assert!(f.store.users("no-such-account").await.unwrap().is_empty());
+}
+
+async fn sign_in_failures_lock_keys_and_forms_are_spent_once(f: Fixture) {
+    use mailtrail_store::login_throttle::LoginLimit;
+    let store = &f.store;
+    let limit = LoginLimit {
+        failures: 2,
+        window_ms: 60_000,
+        lock_ms: 1_000,
+        lock_max_ms: 3_000,
+    };
+    let (login, other) = ("login:a", "address:192.0.2.1");
+    assert_eq!(
+        store.record_login_failure(login, &limit, 0).await.unwrap(),
+        None
+    );
+    assert_eq!(
+        store.login_locked_until(&[login, other], 10).await.unwrap(),
+        None
+    );
+    assert_eq!(
+        store.record_login_failure(login, &limit, 10).await.unwrap(),
+        Some(1_010)
+    );
+    assert_eq!(
+        store.login_locked_until(&[other, login], 20).await.unwrap(),
+        Some(1_010)
+    );
+    assert_eq!(
+        store.login_locked_until(&[login], 1_010).await.unwrap(),
+        None
+    );
+    // Locked again, twice as long, by the next failure after the lock.
+    assert_eq!(
+        store
+            .record_login_failure(login, &limit, 1_100)
+            .await
+            .unwrap(),
+        Some(3_100)
+    );
+    store.clear_login_failures(login).await.unwrap();
+    assert_eq!(
+        store.login_locked_until(&[login], 1_200).await.unwrap(),
+        None
+    );
+    assert_eq!(
+        store
+            .record_login_failure(login, &limit, 1_300)
+            .await
+            .unwrap(),
+        None,
+        "counting starts again"
+    );
+
+    store.issue_login_form("form-a", 5_000).await.unwrap();
+    store.issue_login_form("form-b", 1_000).await.unwrap();
+    assert!(store.spend_login_form("form-a", 2_000).await.unwrap());
+    assert!(
+        !store.spend_login_form("form-a", 2_000).await.unwrap(),
+        "spent"
+    );
+    assert!(
+        !store.spend_login_form("form-b", 2_000).await.unwrap(),
+        "expired"
+    );
+    assert!(!store.spend_login_form("never-issued", 2_000).await.unwrap());
 }

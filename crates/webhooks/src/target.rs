@@ -204,12 +204,13 @@ pub struct Targets {
 }
 
 impl Targets {
-    /// Resolves with `dns_servers` when given (`ip:port`), else with the system's resolver,
-    /// without a cache: each delivery checks what the name points to now.
+    /// Resolves with `dns_servers` when given (`ip:port`), else with the system's resolver.
+    /// Answers are cached for their TTL: every address connected to is checked whether it
+    /// came from the cache or not, so the cache only spares the resolver one query per POST.
     pub fn new(config: &WebhookConfig, dns_servers: &[SocketAddr]) -> Result<Self, String> {
         Ok(Self {
             allow_private: config.allow_private_targets,
-            dns: mailtrail_outbound::resolve::dns_client(dns_servers, false)?,
+            dns: mailtrail_outbound::resolve::dns_client(dns_servers, true)?,
         })
     }
 

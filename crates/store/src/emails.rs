@@ -11,7 +11,7 @@ use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
 use crate::reports::BatchCounts;
-use crate::webhooks::Webhook;
+use crate::webhooks::LiveHook;
 use crate::{Result, Store, StoreError};
 
 /// What recording an event does to the email's place in the queue and to its address.
@@ -140,7 +140,7 @@ pub(crate) fn event_from_row(row: &AnyRow) -> Result<StoredEvent> {
 #[derive(Default)]
 pub(crate) struct InTransaction {
     pub counts: BatchCounts,
-    hooks: HashMap<String, Vec<Webhook>>,
+    hooks: HashMap<String, Vec<LiveHook>>,
 }
 
 impl InTransaction {
@@ -149,7 +149,7 @@ impl InTransaction {
         &mut self,
         tx: &mut Transaction<'static, Any>,
         account_id: &str,
-    ) -> Result<&[Webhook]> {
+    ) -> Result<&[LiveHook]> {
         if !self.hooks.contains_key(account_id) {
             let live = crate::webhooks::live_hooks(tx, account_id).await?;
             self.hooks.insert(account_id.to_owned(), live);

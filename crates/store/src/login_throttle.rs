@@ -20,6 +20,15 @@ pub struct LoginLimit {
     pub lock_max_ms: i64,
 }
 
+/// What [`Store::record_login_failure`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Counted {
+    /// The key is locked until then (ms): nothing was counted.
+    AlreadyLocked(i64),
+    /// Counted; `Some(until)` when this failure started a lock.
+    Counted(Option<i64>),
+}
+
 /// One key's row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 struct Failures {
@@ -65,14 +74,15 @@ impl Store {
         Ok(until)
     }
 
-    /// Counts a failed sign-in against `key`; the end of the lock it started, if it did.
-    /// Keys quiet for longer than the window are deleted on the way.
+    /// Counts a failed sign-in against `key`, unless the key is locked at `now` (two attempts
+    /// that passed [`Store::login_locked_until`] together meet here, so concurrent guesses
+    /// cannot outrun the lock). Keys quiet for longer than the window are deleted on the way.
     pub async fn record_login_failure(
         &self,
         key: &str,
         limit: &LoginLimit,
         now: i64,
-    ) -> Result<Option<i64>> {
+    ) -> Result<Counted> {
         let mut tx = self.writer.begin().await?;
         sqlx::query(
             "DELETE FROM login_failures WHERE last_failure_ms < $1 AND locked_until_ms < $1",
@@ -98,6 +108,9 @@ impl Store {
                 })
             })
             .transpose()?;
+        if let Some(locked) = previous.filter(|p| p.locked_until_ms > now) {
+            return Ok(Counted::AlreadyLocked(locked.locked_until_ms));
+        }
         let next = after_failure(previous, limit, now);
         sqlx::query(
             "INSERT INTO login_failures (key, failures, locks, locked_until_ms, last_failure_ms)
@@ -113,8 +126,9 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
-        let started = previous.is_none_or(|p| p.locked_until_ms != next.locked_until_ms);
-        Ok((started && next.locked_until_ms > now).then_some(next.locked_until_ms))
+        Ok(Counted::Counted(
+            (next.locked_until_ms > now).then_some(next.locked_until_ms),
+        ))
     }
 
     /// Forgets the failures of `key` (after a successful sign-in).

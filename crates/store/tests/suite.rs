@@ -1630,7 +1630,7 @@ async fn an_accounts_users_are_listed_without_other_accounts_or_operators(f: Fix
 }
 
 async fn sign_in_failures_lock_keys_and_forms_are_spent_once(f: Fixture) {
-    use mailtrail_store::login_throttle::LoginLimit;
+    use mailtrail_store::login_throttle::{Counted, LoginLimit};
     let store = &f.store;
     let limit = LoginLimit {
         failures: 2,
@@ -1639,45 +1639,27 @@ async fn sign_in_failures_lock_keys_and_forms_are_spent_once(f: Fixture) {
         lock_max_ms: 3_000,
     };
     let (login, other) = ("login:a", "address:192.0.2.1");
-    assert_eq!(
-        store.record_login_failure(login, &limit, 0).await.unwrap(),
-        None
-    );
-    assert_eq!(
-        store.login_locked_until(&[login, other], 10).await.unwrap(),
-        None
-    );
-    assert_eq!(
-        store.record_login_failure(login, &limit, 10).await.unwrap(),
-        Some(1_010)
-    );
-    assert_eq!(
-        store.login_locked_until(&[other, login], 20).await.unwrap(),
-        Some(1_010)
-    );
-    assert_eq!(
-        store.login_locked_until(&[login], 1_010).await.unwrap(),
-        None
-    );
+    let fail = async |now| {
+        store
+            .record_login_failure(login, &limit, now)
+            .await
+            .unwrap()
+    };
+    let locked = async |keys: &[&str], now| store.login_locked_until(keys, now).await.unwrap();
+    assert_eq!(fail(0).await, Counted::Counted(None));
+    assert_eq!(locked(&[login, other], 10).await, None);
+    assert_eq!(fail(10).await, Counted::Counted(Some(1_010)));
+    assert_eq!(locked(&[other, login], 20).await, Some(1_010));
+    // A guess that passed the check alongside the one that locked is not counted.
+    assert_eq!(fail(20).await, Counted::AlreadyLocked(1_010));
+    assert_eq!(locked(&[login], 1_010).await, None);
     // Locked again, twice as long, by the next failure after the lock.
-    assert_eq!(
-        store
-            .record_login_failure(login, &limit, 1_100)
-            .await
-            .unwrap(),
-        Some(3_100)
-    );
+    assert_eq!(fail(1_100).await, Counted::Counted(Some(3_100)));
     store.clear_login_failures(login).await.unwrap();
+    assert_eq!(locked(&[login], 1_200).await, None);
     assert_eq!(
-        store.login_locked_until(&[login], 1_200).await.unwrap(),
-        None
-    );
-    assert_eq!(
-        store
-            .record_login_failure(login, &limit, 1_300)
-            .await
-            .unwrap(),
-        None,
+        fail(1_300).await,
+        Counted::Counted(None),
         "counting starts again"
     );
 

@@ -264,3 +264,35 @@ async fn a_sign_in_form_works_once() {
     // …and the form it signed in with is spent too.
     assert_eq!(sign_in(base, &fresh, EMAIL, PASSWORD).await.status, 403);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn guesses_sent_together_do_not_outrun_the_lock() {
+    let service = Service::start(None);
+    let base = service.base.clone();
+    let mut forms = Vec::new();
+    for _ in 0..20 {
+        forms.push(fetch_form(&base).await);
+    }
+    let guesses: Vec<_> = forms
+        .into_iter()
+        .enumerate()
+        .map(|(n, form)| {
+            let base = base.clone();
+            tokio::spawn(async move {
+                sign_in(&base, &form, EMAIL, &format!("guess {n}"))
+                    .await
+                    .status
+            })
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    for guess in guesses {
+        statuses.push(guess.await.unwrap());
+    }
+    let checked = statuses.iter().filter(|s| **s == 401).count();
+    assert!(
+        checked <= 4,
+        "at most login_failures - 1 plain refusals: {statuses:?}"
+    );
+    assert_eq!(checked + statuses.iter().filter(|s| **s == 429).count(), 20);
+}

@@ -14,6 +14,7 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use mailtrail_api::AppState;
+use mailtrail_store::login_throttle::Counted;
 use mailtrail_store::now_ms;
 use serde::Deserialize;
 
@@ -160,6 +161,17 @@ pub(crate) async fn submit(
     if let Some(until) = state.store.login_locked_until(&keys, now).await? {
         return locked(&state, &client, until, now, again).await;
     }
+    // Counted as a failure before the password is checked, and forgotten if it was right:
+    // guesses sent together cannot all slip in before the lock.
+    let limits = client.site.limits;
+    let login_lock = match state
+        .store
+        .record_login_failure(&login, &limits.login, now)
+        .await?
+    {
+        Counted::AlreadyLocked(until) => return locked(&state, &client, until, now, again).await,
+        Counted::Counted(lock) => lock,
+    };
 
     let user = state.store.web_user(&form.email).await?;
     let hash = user
@@ -172,27 +184,23 @@ pub(crate) async fn submit(
         .await
         .map_err(|e| WebError::Internal(e.to_string()))?;
     let Some(user) = user.filter(|_| matches) else {
-        let limits = client.site.limits;
-        let mut until = None;
-        for (key, limit, by) in [
-            (Some(&login), limits.login, "login"),
-            (address.as_ref(), limits.address, "address"),
-        ] {
-            let Some(key) = key else { continue };
-            let Some(locked) = state.store.record_login_failure(key, &limit, now).await? else {
-                continue;
-            };
-            tracing::warn!(
-                target: "audit",
-                login = ?form.email,
-                client = ?client.address,
-                by,
-                locked_secs = retry_after_secs(locked, now),
-                "sign-in locked after repeated failures"
-            );
-            until = until.max(Some(locked));
+        let address_lock = match &address {
+            Some(key) => match state
+                .store
+                .record_login_failure(key, &limits.address, now)
+                .await?
+            {
+                Counted::AlreadyLocked(until) => Some(until),
+                Counted::Counted(lock) => {
+                    lock.inspect(|&until| audit(&form.email, &client, "address", until, now))
+                }
+            },
+            None => None,
+        };
+        if let Some(until) = login_lock {
+            audit(&form.email, &client, "login", until, now);
         }
-        return match until {
+        return match login_lock.max(address_lock) {
             Some(until) => locked(&state, &client, until, now, again).await,
             None => sign_in_page(&state, &client, StatusCode::UNAUTHORIZED, again(None)).await,
         };
@@ -210,6 +218,19 @@ pub(crate) async fn submit(
         set_cookie(client.secure, LOGIN_COOKIE, "", Some(0)),
     );
     Ok(response)
+}
+
+/// The audit line of a lock starting on key `by` (`login` or `address`). The login is
+/// logged as typed (escaped): it may be no account's.
+fn audit(email: &str, client: &Client, by: &str, until: i64, now: i64) {
+    tracing::warn!(
+        target: "audit",
+        login = ?email,
+        client = ?client.address,
+        by,
+        locked_secs = retry_after_secs(until, now),
+        "sign-in locked after repeated failures"
+    );
 }
 
 /// The answer while sign-in is locked until `until` (ms): 429, `Retry-After`, and the form

@@ -5,6 +5,7 @@
 use axum::Json;
 use axum::extract::State;
 use mailtrail_domain::Role;
+use mailtrail_domain::base_url::parse_base_url;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -131,15 +132,10 @@ pub async fn update(
         settings.click_tracking = on;
     }
     if let Some(url) = patch.tracking_base_url {
-        if let Some(url) = &url
-            && !(url.starts_with("https://") || url.starts_with("http://"))
-        {
-            return Err(ApiError::invalid(
-                "tracking_base_url",
-                "an http:// or https:// URL",
-            ));
-        }
-        settings.tracking_base_url = url.map(|u| u.trim_end_matches('/').to_owned());
+        settings.tracking_base_url = url
+            .map(|u| parse_base_url(&u))
+            .transpose()
+            .map_err(|e| ApiError::invalid("tracking_base_url", e.to_string()))?;
     }
     if let Some(secs) = patch.machine_threshold_secs {
         if !(0..=3600).contains(&secs) {

@@ -10,9 +10,11 @@
 //! - [`reply`]: SMTP replies with their enhanced status codes (RFC 3463).
 //! - [`token`]: signed tokens tying bounces, replies, opens and clicks to their email.
 //! - [`merge`]: merge fields in subjects and bodies.
+//! - [`base_url`]: the public base URL of an account's tracking links.
 //! - [`retry`]: when a soft-bounced email is tried again, or given up (PRODUCT.md §2).
 
 pub mod address;
+pub mod base_url;
 pub mod classify;
 pub mod event;
 pub mod lead;

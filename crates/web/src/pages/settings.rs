@@ -10,6 +10,7 @@ use axum::extract::{Query, State};
 use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Redirect, Response};
 use mailtrail_api::AppState;
+use mailtrail_domain::base_url::parse_base_url;
 use mailtrail_domain::{EmailAddress, Role};
 use mailtrail_outbound::dkim::KeyAlgorithm;
 use mailtrail_outbound::domains::{Check, DnsRecord, Purpose, RegisterError, normalize, register};
@@ -241,9 +242,17 @@ impl SettingsForm {
     fn wanted(&self) -> Result<Wanted, Vec<String>> {
         let mut errors = Vec::new();
         let url = self.tracking_base_url.trim();
-        if !(url.is_empty() || url.starts_with("https://") || url.starts_with("http://")) {
-            errors.push("The tracking base URL must start with https:// or http://.".to_owned());
-        }
+        let tracking_base_url = if url.is_empty() {
+            None
+        } else {
+            match parse_base_url(url) {
+                Ok(url) => Some(url),
+                Err(e) => {
+                    errors.push(format!("The tracking base URL is refused: {e}."));
+                    None
+                }
+            }
+        };
         let threshold = self.machine_threshold_secs.trim().parse::<i64>();
         if !matches!(threshold, Ok(0..=3600)) {
             errors.push(
@@ -271,7 +280,7 @@ impl SettingsForm {
             settings: Settings {
                 open_tracking: self.open_tracking.is_some(),
                 click_tracking: self.click_tracking.is_some(),
-                tracking_base_url: (!url.is_empty()).then(|| url.trim_end_matches('/').to_owned()),
+                tracking_base_url,
                 machine_threshold_secs: threshold.unwrap_or_default(),
             },
             reply_forward_to,
@@ -465,6 +474,15 @@ mod tests {
         assert_eq!(w.settings.tracking_base_url, None);
         assert!(w.reply_forward_to.is_some());
         assert_eq!(form("ftp://x", "5", "").wanted().unwrap_err().len(), 1);
+        assert_eq!(
+            form("https://t.example.com/\"><img src=x>", "5", "")
+                .wanted()
+                .unwrap_err(),
+            [
+                "The tracking base URL is refused: it holds '\"', which a URL may not hold \
+                 (percent-encode it)."
+            ]
+        );
         assert_eq!(form("", "3601", "").wanted().unwrap_err().len(), 1);
         assert_eq!(form("x", "soon", "").wanted().unwrap_err().len(), 2);
         let errors = form("", "5", "no-at-sign").wanted().unwrap_err();

@@ -169,10 +169,11 @@ pub enum Refused {
         class: &'static str,
         private: bool,
     },
-    #[error("{host} resolves to {ip}, which is not a public address ({class}){}", hint(*.private))]
+    /// Says which class of address a name resolved to, never the address: an admin must not
+    /// be able to map internal DNS (the system's search domains included) through hook URLs.
+    #[error("{host} resolves to an address that is not public ({class}){}", hint(*.private))]
     Resolved {
         host: String,
-        ip: IpAddr,
         class: &'static str,
         private: bool,
     },
@@ -288,7 +289,6 @@ impl Targets {
         let (class, private) = self.allowed(classify(ip)).err()?;
         Some(Refused::Resolved {
             host: host.to_owned(),
-            ip,
             class,
             private,
         })

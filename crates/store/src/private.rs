@@ -9,8 +9,16 @@ use std::path::Path;
 
 use crate::{Result, StoreError};
 
-/// Creates `dir` (and its missing parents) 0700, or tightens it to 0700 if it exists.
+/// Creates `dir` (and its missing parents) 0700, or tightens it to 0700 if it exists: for
+/// the data directory, which is Mailtrail's own.
 pub(crate) fn create_dir(dir: &Path) -> Result<()> {
+    create_missing_dir(dir)?;
+    tighten(dir, 0o700)
+}
+
+/// Creates `dir` and its missing parents 0700; an existing directory is left as it is, for
+/// one the operator chose (`secret_key_file = /etc/mailtrail/secret.key`) is theirs.
+pub(crate) fn create_missing_dir(dir: &Path) -> Result<()> {
     DirBuilder::new()
         .recursive(true)
         .mode(0o700)
@@ -19,8 +27,7 @@ pub(crate) fn create_dir(dir: &Path) -> Result<()> {
             StoreError::Database(sqlx::Error::Configuration(
                 format!("cannot create the directory {}: {e}", dir.display()).into(),
             ))
-        })?;
-    tighten(dir, 0o700)
+        })
 }
 
 /// Creates the new file `path` 0600; an existing one is an error.

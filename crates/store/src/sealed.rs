@@ -96,12 +96,13 @@ impl MasterKey {
     }
 
     /// The key in `path`, made there (0600, in a 0700 directory if it has to create one) if
-    /// the file does not exist. A file others may read is tightened to 0600, and said so.
-    /// Several processes starting at once all end up with the one key first written.
+    /// the file does not exist. A file others may read is tightened to 0600, and said so; an
+    /// existing directory is never changed. Several processes starting at once all end up
+    /// with the one key first written.
     pub fn load_or_create(path: &Path) -> Result<Self> {
         if !path.exists() {
             if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-                private::create_dir(parent)?;
+                private::create_missing_dir(parent)?;
             }
             match Self::generate().write_new(path) {
                 Ok(key) => {
@@ -126,8 +127,10 @@ impl MasterKey {
     }
 
     /// [`MasterKey::load_or_create`] on the data directory's key file, where it is when no
-    /// other is configured.
+    /// other is configured. The data directory is Mailtrail's own: it is made, or tightened
+    /// to, 0700 first.
     pub fn in_data_dir(data_dir: &Path) -> Result<Self> {
+        private::create_dir(data_dir)?;
         Self::load_or_create(&data_dir.join(KEY_FILE))
     }
 
@@ -327,7 +330,7 @@ mod tests {
         let made = MasterKey::load_or_create(&path).unwrap();
         let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode(&path), 0o600);
-        assert_eq!(mode(path.parent().unwrap()), 0o700);
+        assert_eq!(mode(path.parent().unwrap()), 0o700, "made private");
         assert_eq!(MasterKey::load_or_create(&path).unwrap().id(), made.id());
         // A file others could read is tightened; one that is not a key is an error.
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
@@ -341,5 +344,28 @@ mod tests {
         let message = MasterKey::load_or_create(&path).unwrap_err().to_string();
         assert!(message.contains(&path.display().to_string()), "{message}");
         assert!(!format!("{made:?}").contains(&made.to_hex()));
+    }
+
+    #[test]
+    fn an_operators_directory_is_left_as_it_is_and_the_data_directory_made_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        let chmod = |p: &Path, mode| {
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap()
+        };
+        // secret_key_file = /etc/mailtrail/secret.key
+        let etc = dir.path().join("etc");
+        std::fs::create_dir(&etc).unwrap();
+        chmod(&etc, 0o755);
+        MasterKey::load_or_create(&etc.join(KEY_FILE)).unwrap();
+        assert_eq!(mode(&etc), 0o755, "the operator's directory");
+        assert_eq!(mode(&etc.join(KEY_FILE)), 0o600);
+
+        let data = dir.path().join("data");
+        std::fs::create_dir(&data).unwrap();
+        chmod(&data, 0o755);
+        MasterKey::in_data_dir(&data).unwrap();
+        assert_eq!(mode(&data), 0o700, "the data directory");
     }
 }

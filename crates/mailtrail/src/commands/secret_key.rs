@@ -26,8 +26,13 @@ pub fn load(config: &Config) -> anyhow::Result<(MasterKey, Source)> {
         return Ok((key, Source::Environment));
     }
     let file = config.secret_key_file();
-    let key =
-        MasterKey::load_or_create(&file).context("set secret_key_file or MAILTRAIL_SECRET_KEY")?;
+    // The data directory is Mailtrail's own and made private; a configured file's directory
+    // is the operator's and left as it is.
+    let key = match &config.secret_key_file {
+        Some(file) => MasterKey::load_or_create(file),
+        None => MasterKey::in_data_dir(&config.data_dir),
+    }
+    .context("set secret_key_file or MAILTRAIL_SECRET_KEY")?;
     Ok((key, Source::File(file)))
 }
 

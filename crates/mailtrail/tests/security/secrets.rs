@@ -6,7 +6,7 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-use mailtrail_store::{MasterKey, Store};
+use mailtrail_store::MasterKey;
 use serde_json::{Value, json};
 
 use crate::common::{self, KillOnDrop};
@@ -104,20 +104,30 @@ async fn the_data_directory_and_backups_hold_no_secret_in_clear_and_are_the_owne
     }
 }
 
-/// The token signing key in hex, as the service has it: read with the key file from a
-/// backup of the data directory (`scratch`), so the files under test stay as they are.
+/// The token signing key in hex, as the service has it: the row the service made, read with
+/// the key file from a backup of the data directory (`scratch`), so the files under test stay
+/// as they are. Read, never made: a key made here would be a fresh one no file could hold.
 async fn token_key(data: &Path, scratch: &Path) -> String {
     std::fs::create_dir(scratch).unwrap();
+    let copy = scratch.join("mailtrail.db");
     let output = common::mailtrail(&[("MAILTRAIL_DATA_DIR", data.to_str().unwrap())])
         .arg("backup")
-        .arg(scratch.join("mailtrail.db"))
+        .arg(&copy)
         .output()
         .unwrap();
     assert!(output.status.success());
-    let key = MasterKey::in_data_dir(data).unwrap();
-    let store = Store::open_sqlite(scratch, key).await.unwrap();
-    let token = store.shared_secret("token").await.unwrap();
-    let token = token.iter().map(|b| format!("{b:02x}")).collect();
-    store.close().await;
-    token
+    let url = format!("sqlite://{}?mode=ro", copy.display());
+    let mut db = <sqlx::SqliteConnection as sqlx::Connection>::connect(&url)
+        .await
+        .unwrap();
+    let sealed: Option<String> =
+        sqlx::query_scalar("SELECT value FROM secrets WHERE name = 'token'")
+            .fetch_optional(&mut db)
+            .await
+            .unwrap();
+    let sealed = sealed.expect("the service made its token key");
+    // Sealed as the value of `secrets.value` in row `token`.
+    // Parsed, not loaded: loading would tighten the modes under test.
+    let key = MasterKey::parse(&std::fs::read_to_string(data.join("secret.key")).unwrap()).unwrap();
+    key.open_text("secrets.value/token", &sealed).unwrap()
 }

@@ -197,6 +197,9 @@ impl Store {
                             "PRAGMA synchronous = FULL",
                             "PRAGMA busy_timeout = 10000",
                             "PRAGMA foreign_keys = ON",
+                            // What a write frees is zeroed, not left in the page: a secret
+                            // re-sealed or deleted leaves no copy of its old bytes.
+                            "PRAGMA secure_delete = ON",
                             temp_store,
                         ] {
                             conn.execute(pragma).await?;

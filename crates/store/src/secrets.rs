@@ -11,7 +11,7 @@ use rand::RngCore;
 use sqlx::{Any, Row, Transaction};
 
 use crate::sealed::{MasterKey, is_sealed};
-use crate::{Result, Store, StoreError, now_ms};
+use crate::{Backend, Result, Store, StoreError, now_ms};
 
 /// Every sealed column: its table, the column that names its row, and the column itself.
 const SEALED: &[(&str, &str, &str)] = &[
@@ -98,35 +98,17 @@ impl Store {
             Err(e) => return Err(StoreError::MasterKey(format!("{e}: {KEY_HINT}"))),
         }
         let mut sealed_now = 0;
-        for (table, row_column, column) in SEALED {
-            let rows = sqlx::query(&format!(
-                "SELECT {row_column} AS row_name, {column} AS value FROM {table}{}",
-                self.lock_clause()
-            ))
-            .fetch_all(&mut *tx)
-            .await?;
-            for row in rows {
-                let name: String = row.try_get("row_name")?;
-                let value: String = row.try_get("value")?;
-                if self.key.sealed_this(&value) {
-                    continue;
-                }
-                if is_sealed(&value) {
-                    // Left half-rotated, or written by a node with another key.
-                    self.key.open(&context(table, column, &name), &value)?;
-                }
-                let sealed = self
-                    .key
-                    .seal(&context(table, column, &name), value.as_bytes());
-                sqlx::query(&format!(
-                    "UPDATE {table} SET {column} = $1 WHERE {row_column} = $2"
-                ))
-                .bind(sealed)
-                .bind(&name)
-                .execute(&mut *tx)
-                .await?;
-                sealed_now += 1;
+        for stored in self.sealed_values(&mut tx).await? {
+            if self.key.sealed_this(&stored.value) {
+                continue;
             }
+            if is_sealed(&stored.value) {
+                // Left half-rotated, or written by a node with another key.
+                self.key.open(&stored.context(), &stored.value)?;
+            }
+            let sealed = self.key.seal(&stored.context(), stored.value.as_bytes());
+            stored.replace(&mut tx, sealed).await?;
+            sealed_now += 1;
         }
         tx.commit().await?;
         if sealed_now > 0 {
@@ -136,6 +118,8 @@ impl Store {
                 "sealed secrets an older version stored in clear; backups taken before now \
                  still hold them in clear"
             );
+            self.erase_old_values("the secrets it stored in clear")
+                .await;
         }
         Ok(())
     }
@@ -168,31 +152,109 @@ impl Store {
     pub async fn rotate_master_key(&mut self, new: MasterKey) -> Result<u64> {
         let mut tx = self.writer.begin().await?;
         let mut resealed = 0;
-        for (table, row_column, column) in SEALED {
+        for stored in self.sealed_values(&mut tx).await? {
+            let plaintext = self.key.open(&stored.context(), &stored.value)?;
+            let sealed = new.seal(&stored.context(), &plaintext);
+            stored.replace(&mut tx, sealed).await?;
+            resealed += 1;
+        }
+        tx.commit().await?;
+        self.key = new.into();
+        self.erase_old_values("the values sealed under the old key")
+            .await;
+        Ok(resealed)
+    }
+
+    /// Every value of every sealed column, its row locked until `tx` ends.
+    async fn sealed_values(&self, tx: &mut Transaction<'static, Any>) -> Result<Vec<Stored>> {
+        let mut values = Vec::new();
+        for &(table, row_column, column) in SEALED {
             let rows = sqlx::query(&format!(
                 "SELECT {row_column} AS row_name, {column} AS value FROM {table}{}",
                 self.lock_clause()
             ))
-            .fetch_all(&mut *tx)
+            .fetch_all(&mut **tx)
             .await?;
             for row in rows {
-                let name: String = row.try_get("row_name")?;
-                let value: String = row.try_get("value")?;
-                let context = context(table, column, &name);
-                let plaintext = self.key.open(&context, &value)?;
-                sqlx::query(&format!(
-                    "UPDATE {table} SET {column} = $1 WHERE {row_column} = $2"
-                ))
-                .bind(new.seal(&context, &plaintext))
-                .bind(&name)
-                .execute(&mut *tx)
-                .await?;
-                resealed += 1;
+                values.push(Stored {
+                    table,
+                    row_column,
+                    column,
+                    row: row.try_get("row_name")?,
+                    value: row.try_get("value")?,
+                });
             }
         }
-        tx.commit().await?;
-        self.key = new.into();
-        Ok(resealed)
+        Ok(values)
+    }
+
+    /// After values were replaced in place (sealed, or re-sealed under a new key): erases
+    /// what the database files still hold of the old ones. An UPDATE leaves the old bytes in
+    /// the page's free space, in free pages and in the WAL's frames; `secure_delete` zeroes
+    /// what this version frees, but not what an older one left. On SQLite the database is
+    /// rebuilt (`VACUUM`) and the WAL emptied; on PostgreSQL old row versions stay in the
+    /// tables' files until `VACUUM FULL`, which takes locks other nodes would wait on, so the
+    /// log says what to run. Failing here loses nothing: the values are sealed already.
+    async fn erase_old_values(&self, what: &str) {
+        match self.backend {
+            Backend::Sqlite => {
+                let erased = async {
+                    sqlx::query("VACUUM").execute(&self.writer).await?;
+                    let (busy, _, _): (i64, i64, i64) =
+                        sqlx::query_as("PRAGMA wal_checkpoint(TRUNCATE)")
+                            .fetch_one(&self.writer)
+                            .await?;
+                    Ok::<_, StoreError>(busy == 0)
+                };
+                match erased.await {
+                    Ok(true) => tracing::info!("erased {what} from the database files"),
+                    Ok(false) => tracing::warn!(
+                        "the WAL could not be emptied while the database was in use: it may \
+                         still hold {what} until the service is restarted"
+                    ),
+                    Err(e) => tracing::warn!(
+                        error = %e,
+                        "could not rebuild the database to erase {what}: free disk space (as \
+                         much as the database takes) and run `sqlite3 mailtrail.db VACUUM` \
+                         with the service stopped"
+                    ),
+                }
+            }
+            Backend::Postgres => tracing::warn!(
+                "old row versions may still hold {what}: run `VACUUM FULL secrets, webhooks, \
+                 sending_domains` at a quiet time; the WAL archive and replicas keep them until \
+                 they are recycled"
+            ),
+        }
+    }
+}
+
+/// One value of a sealed column, and where it is.
+struct Stored {
+    table: &'static str,
+    row_column: &'static str,
+    column: &'static str,
+    row: String,
+    value: String,
+}
+
+impl Stored {
+    /// What the value is sealed as.
+    fn context(&self) -> String {
+        context(self.table, self.column, &self.row)
+    }
+
+    /// Writes `sealed` in this value's place.
+    async fn replace(&self, tx: &mut Transaction<'static, Any>, sealed: String) -> Result<()> {
+        sqlx::query(&format!(
+            "UPDATE {} SET {} = $1 WHERE {} = $2",
+            self.table, self.column, self.row_column
+        ))
+        .bind(sealed)
+        .bind(&self.row)
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
     }
 }
 
@@ -249,6 +311,19 @@ mod tests {
         values
     }
 
+    /// Neither the database nor its WAL holds any of `values`, anywhere in their bytes.
+    fn assert_erased(dir: &std::path::Path, values: &[String]) {
+        for file in ["mailtrail.db", "mailtrail.db-wal"] {
+            let bytes = std::fs::read(dir.join(file)).unwrap_or_default();
+            for value in values {
+                assert!(
+                    !bytes.windows(value.len()).any(|w| w == value.as_bytes()),
+                    "{file} still holds {value:?}"
+                );
+            }
+        }
+    }
+
     #[tokio::test]
     async fn secrets_stored_in_clear_by_an_older_version_are_sealed_when_the_store_opens() {
         let dir = tempfile::tempdir().unwrap();
@@ -271,6 +346,9 @@ mod tests {
         store.close().await;
 
         let store = Store::open_sqlite(dir.path(), key.clone()).await.unwrap();
+        assert_erased(dir.path(), &plain);
+        let wal = std::fs::metadata(dir.path().join("mailtrail.db-wal")).unwrap();
+        assert_eq!(wal.len(), 0, "the WAL was emptied");
         let values = stored(&store).await;
         assert_eq!(
             values.len(),
@@ -310,7 +388,9 @@ mod tests {
         let stale = Store::open_sqlite(dir.path(), old.clone()).await.unwrap();
 
         let new = MasterKey::generate();
+        let under_old = stored(&store).await;
         assert_eq!(store.rotate_master_key(new.clone()).await.unwrap(), 4);
+        assert_erased(dir.path(), &under_old);
         assert!(stored(&store).await.iter().all(|v| new.sealed_this(v)));
         assert_eq!(read_back(&store, &account).await, plain);
 

@@ -1,5 +1,6 @@
 //! DKIM signatures (RFC 6376) per sending domain: when the From domain of an email has a key,
-//! the message is signed with it (RSA-SHA256 or Ed25519-SHA256, chosen by the key), so
+//! the message is signed with it — RSA-SHA256 by default, as Gmail and Yahoo require of bulk
+//! senders, and optionally a second, Ed25519-SHA256 (RFC 8463) signature beside it — so
 //! receivers can tie the mail to the domain. A key is the account's own, made when it
 //! registered the domain and used once the domain is verified, or one configured in
 //! `[outbound.dkim]`; the account's wins.
@@ -12,7 +13,7 @@ use mail_auth::common::crypto::{Ed25519Key, RsaKey, Sha256};
 use mail_auth::common::headers::HeaderWriter;
 use mail_auth::dkim::{DkimSigner, Done};
 use mailtrail_domain::EmailAddress;
-use mailtrail_store::{Store, StoreError};
+use mailtrail_store::{SendingDomain, Store, StoreError};
 use rsa::pkcs8::{EncodePrivateKey, EncodePublicKey};
 use rustls_pki_types::PrivateKeyDer;
 use rustls_pki_types::pem::PemObject;
@@ -28,22 +29,40 @@ pub struct DkimKeyConfig {
     pub private_key: PathBuf,
 }
 
-/// The headers signed: those a forwarder must not change, and those that identify the mail.
-const SIGNED_HEADERS: [&str; 8] = [
+/// The headers signed, as given to mail-auth, which signs every copy of a listed name in the
+/// message and, per listing it finds no copy for, lists the name once more in `h=` (signing the
+/// null string, RFC 6376 §5.4). So a name absent from the message (Cc, In-Reply-To, …) is
+/// signed as absent, and From, To and Subject, listed twice, are over-signed: `h=` names each
+/// once more than it appears, and a copy added later breaks the signature. List-Unsubscribe
+/// and List-Unsubscribe-Post are signed because one-click only counts when they are
+/// (RFC 8058 §4); Feedback-ID because Gmail reads it only from signed mail.
+const SIGNED_HEADERS: [&str; 17] = [
+    "From",
     "From",
     "To",
+    "To",
+    "Subject",
     "Subject",
     "Date",
     "Message-ID",
     "Reply-To",
+    "Cc",
+    "In-Reply-To",
+    "References",
     "MIME-Version",
     "Content-Type",
+    "List-Unsubscribe",
+    "List-Unsubscribe-Post",
+    "Feedback-ID",
 ];
 
-enum Signer {
+enum Key {
     Rsa(DkimSigner<RsaKey<Sha256>, Done>),
     Ed25519(DkimSigner<Ed25519Key, Done>),
 }
+
+/// A domain's signatures: one per key, an Ed25519 one beside the RSA one when it has both.
+struct Signer(Vec<Key>);
 
 /// The signing keys of every configured domain, and possibly one account's key for the From
 /// domain of the email at hand (see [`Signers::with_account_key`]).
@@ -74,25 +93,30 @@ impl Signers {
         })
     }
 
-    /// The `DKIM-Signature: …\r\n` header for a message from `from_domain`, if it has a key.
+    /// The `DKIM-Signature: …\r\n` headers for a message from `from_domain`, if it has a key:
+    /// one per key of the domain.
     pub fn sign(&self, from_domain: &str, message: &[u8]) -> Option<String> {
         let from_domain = from_domain.to_lowercase();
         let signer = match &self.account {
             Some((domain, signer)) if *domain == from_domain => signer,
             _ => self.by_domain.get(&from_domain)?,
         };
-        let signature = match signer {
-            Signer::Rsa(signer) => signer.sign(message),
-            Signer::Ed25519(signer) => signer.sign(message),
-        };
-        match signature {
-            Ok(signature) => Some(signature.to_header()),
-            Err(e) => {
-                tracing::error!(error = %e, domain = %from_domain, "DKIM signing failed; sending unsigned");
-                None
+        let mut headers = String::new();
+        for key in &signer.0 {
+            let signature = match key {
+                Key::Rsa(key) => key.sign(message),
+                Key::Ed25519(key) => key.sign(message),
+            };
+            match signature {
+                Ok(signature) => headers.push_str(&signature.to_header()),
+                Err(e) => {
+                    tracing::error!(error = %e, domain = %from_domain, "DKIM signing failed; sending without this signature")
+                }
             }
         }
+        (!headers.is_empty()).then_some(headers)
     }
+
     /// These signers, plus the key of `from`'s domain when it is a verified sending domain of
     /// the account. A stored key that no longer loads is logged and left out: the mail goes
     /// out with the configured key, or unsigned, rather than not at all.
@@ -122,54 +146,76 @@ impl Signers {
     }
 }
 
-/// The kind of key a sending domain signs with.
+/// The keys a sending domain signs with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum KeyAlgorithm {
-    /// Ed25519-SHA256 (RFC 8463): short keys and signatures.
+    /// RSA-SHA256 with a 2048-bit key: what Gmail, Yahoo and every other receiver verify.
     #[default]
-    Ed25519,
-    /// RSA-SHA256 with a 2048-bit key, for receivers that do not verify Ed25519 yet.
     Rsa,
+    /// The RSA key and an Ed25519 key (RFC 8463) published at a second selector
+    /// ([`second_selector`]): every message carries both signatures, and a receiver that does
+    /// not verify Ed25519 still has the RSA one.
+    RsaEd25519,
+    /// Ed25519 alone, as domains were registered before RSA became the default. It still
+    /// signs, but receivers like Gmail do not verify Ed25519, so that mail has no DKIM pass
+    /// there; a new domain cannot choose it.
+    Ed25519,
 }
 
 impl KeyAlgorithm {
-    /// The name in the DKIM record's `k=` tag, and as stored.
+    /// The name in the API, the web form and the store.
     pub fn as_str(self) -> &'static str {
         match self {
-            KeyAlgorithm::Ed25519 => "ed25519",
             KeyAlgorithm::Rsa => "rsa",
+            KeyAlgorithm::RsaEd25519 => "rsa+ed25519",
+            KeyAlgorithm::Ed25519 => "ed25519",
         }
     }
 
     pub fn parse(name: &str) -> Option<Self> {
         match name {
-            "ed25519" => Some(KeyAlgorithm::Ed25519),
             "rsa" => Some(KeyAlgorithm::Rsa),
+            "rsa+ed25519" => Some(KeyAlgorithm::RsaEd25519),
+            "ed25519" => Some(KeyAlgorithm::Ed25519),
             _ => None,
         }
     }
+
+    /// The kind for a new domain; Ed25519 alone is refused with what to choose instead.
+    pub fn for_new_domain(name: &str) -> Result<Self, String> {
+        match Self::parse(name) {
+            Some(KeyAlgorithm::Ed25519) => Err("Ed25519 alone is not verified by Gmail and most \
+                 receivers: choose rsa, or rsa+ed25519 for an Ed25519 signature beside the \
+                 RSA one"
+                .to_owned()),
+            Some(algorithm) => Ok(algorithm),
+            None => Err("choose rsa (the default) or rsa+ed25519".to_owned()),
+        }
+    }
+}
+
+/// Where a domain's Ed25519 key is published when it signs with RSA too: beside the RSA
+/// key's selector, so both records exist at once.
+pub fn second_selector(selector: &str) -> String {
+    format!("{selector}-ed25519")
 }
 
 /// A new key pair for a sending domain.
 #[derive(Debug, Clone)]
 pub struct KeyPair {
-    /// PKCS#8 PEM, as [`Signers`] loads it.
+    /// PKCS#8 PEM, as [`Signers`] loads it: for [`KeyAlgorithm::RsaEd25519`] the RSA key,
+    /// then the Ed25519 one.
     pub private_key_pem: String,
-    /// The DKIM record's `p=`: the raw Ed25519 key, or the RSA SubjectPublicKeyInfo.
+    /// The DKIM record's `p=` of the first key: the RSA SubjectPublicKeyInfo, or the raw
+    /// Ed25519 key. The second key's is derived from its private half ([`published_keys`]).
     pub public_key_b64: String,
 }
 
-/// Makes a key pair. RSA-2048 takes a noticeable moment: run it off the async threads.
+/// Makes the keys. RSA-2048 takes a noticeable moment: run it off the async threads.
 pub fn generate(algorithm: KeyAlgorithm) -> Result<KeyPair, String> {
-    let (private_der, public) = match algorithm {
-        KeyAlgorithm::Ed25519 => {
-            let der = Ed25519Key::generate_pkcs8().map_err(|e| e.to_string())?;
-            let public = Ed25519Key::from_pkcs8_der(&der)
-                .map_err(|e| e.to_string())?
-                .public_key();
-            (der, public)
-        }
-        KeyAlgorithm::Rsa => {
+    let (first_der, public) = match algorithm {
+        KeyAlgorithm::Ed25519 => ed25519_key()?,
+        KeyAlgorithm::Rsa | KeyAlgorithm::RsaEd25519 => {
             let key =
                 rsa::RsaPrivateKey::new(&mut rand::rngs::OsRng, 2048).map_err(|e| e.to_string())?;
             let private = key.to_pkcs8_der().map_err(|e| e.to_string())?;
@@ -180,10 +226,67 @@ pub fn generate(algorithm: KeyAlgorithm) -> Result<KeyPair, String> {
             (private.as_bytes().to_vec(), public.as_bytes().to_vec())
         }
     };
+    let mut private_key_pem = pem(&first_der);
+    if algorithm == KeyAlgorithm::RsaEd25519 {
+        private_key_pem.push_str(&pem(&ed25519_key()?.0));
+    }
     Ok(KeyPair {
-        private_key_pem: pem(&private_der),
+        private_key_pem,
         public_key_b64: data_encoding::BASE64.encode(&public),
     })
+}
+
+/// A new Ed25519 key: PKCS#8 DER and the raw public key.
+fn ed25519_key() -> Result<(Vec<u8>, Vec<u8>), String> {
+    let der = Ed25519Key::generate_pkcs8().map_err(|e| e.to_string())?;
+    let public = Ed25519Key::from_pkcs8_der(&der)
+        .map_err(|e| e.to_string())?
+        .public_key();
+    Ok((der, public))
+}
+
+/// One DKIM key record a sending domain publishes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublishedKey {
+    pub selector: String,
+    /// The `k=` tag: `rsa` or `ed25519`.
+    pub kind: &'static str,
+    /// The `p=` tag.
+    pub public_key_b64: String,
+}
+
+/// The key records of a sending domain, in the order its signatures are made: the stored
+/// key at its selector and, for `rsa+ed25519`, the Ed25519 key at [`second_selector`].
+pub fn published_keys(domain: &SendingDomain) -> Vec<PublishedKey> {
+    let algorithm = KeyAlgorithm::parse(&domain.algorithm).unwrap_or_default();
+    let mut keys = vec![PublishedKey {
+        selector: domain.selector.clone(),
+        kind: if algorithm == KeyAlgorithm::Ed25519 {
+            "ed25519"
+        } else {
+            "rsa"
+        },
+        public_key_b64: domain.public_key_b64.clone(),
+    }];
+    if algorithm == KeyAlgorithm::RsaEd25519 {
+        let second = PrivateKeyDer::pem_slice_iter(domain.private_key_pem.as_bytes())
+            .nth(1)
+            .and_then(Result::ok);
+        match second
+            .as_ref()
+            .map(|der| Ed25519Key::from_pkcs8_der(der.secret_der()))
+        {
+            Some(Ok(key)) => keys.push(PublishedKey {
+                selector: second_selector(&domain.selector),
+                kind: "ed25519",
+                public_key_b64: data_encoding::BASE64.encode(&key.public_key()),
+            }),
+            _ => {
+                tracing::error!(domain = %domain.domain, "the stored Ed25519 key of a sending domain does not load")
+            }
+        }
+    }
+    keys
 }
 
 /// PKCS#8 DER as a `PRIVATE KEY` PEM block.
@@ -198,13 +301,42 @@ fn pem(der: &[u8]) -> String {
     out
 }
 
+/// The signer of every key in `pem`: one key, or an RSA key and then an Ed25519 key, which
+/// signs at [`second_selector`].
 fn signer(domain: &str, selector: &str, pem: &[u8]) -> Result<Signer, String> {
-    let der = PrivateKeyDer::from_pem_slice(pem)
-        .map_err(|e| format!("DKIM key for {domain}: not a PEM private key: {e}"))?;
+    let mut keys = Vec::new();
+    for der in PrivateKeyDer::pem_slice_iter(pem) {
+        let der = der.map_err(|e| format!("DKIM key for {domain}: not a PEM private key: {e}"))?;
+        let key = match keys.as_slice() {
+            [] => key(domain, selector, der)?,
+            [Key::Rsa(_)] => match key(domain, &second_selector(selector), der)? {
+                ed25519 @ Key::Ed25519(_) => ed25519,
+                Key::Rsa(_) => {
+                    return Err(format!(
+                        "DKIM key for {domain}: the key after the RSA key must be Ed25519"
+                    ));
+                }
+            },
+            _ => {
+                return Err(format!(
+                    "DKIM key for {domain}: a PEM holds one key, or an RSA key and then an \
+                     Ed25519 key"
+                ));
+            }
+        };
+        keys.push(key);
+    }
+    if keys.is_empty() {
+        return Err(format!("DKIM key for {domain}: no PEM private key in it"));
+    }
+    Ok(Signer(keys))
+}
+
+fn key(domain: &str, selector: &str, der: PrivateKeyDer<'_>) -> Result<Key, String> {
     if let PrivateKeyDer::Pkcs8(pkcs8) = &der
         && let Ok(key) = Ed25519Key::from_pkcs8_der(pkcs8.secret_pkcs8_der())
     {
-        return Ok(Signer::Ed25519(
+        return Ok(Key::Ed25519(
             DkimSigner::from_key(key)
                 .domain(domain)
                 .selector(selector)
@@ -213,7 +345,7 @@ fn signer(domain: &str, selector: &str, pem: &[u8]) -> Result<Signer, String> {
     }
     let key = RsaKey::<Sha256>::from_key_der(der)
         .map_err(|e| format!("DKIM key for {domain}: neither Ed25519 nor RSA: {e}"))?;
-    Ok(Signer::Rsa(
+    Ok(Key::Rsa(
         DkimSigner::from_key(key)
             .domain(domain)
             .selector(selector)
@@ -272,27 +404,155 @@ mod tests {
 mod generated_keys {
     use super::*;
 
-    /// A generated key signs, as PEM loaded the way a configured key is, and its public half
-    /// is the one published.
+    fn domain(algorithm: KeyAlgorithm, pair: &KeyPair) -> SendingDomain {
+        SendingDomain {
+            id: "d".into(),
+            account_id: "a".into(),
+            domain: "shop.test".into(),
+            selector: "mt1".into(),
+            algorithm: algorithm.as_str().into(),
+            private_key_pem: pair.private_key_pem.clone(),
+            public_key_b64: pair.public_key_b64.clone(),
+            return_path: "bounces.shop.test".into(),
+            created_at_ms: 0,
+            verified_at_ms: None,
+            last_check_at_ms: None,
+            last_check: None,
+        }
+    }
+
+    /// The tags of a `DKIM-Signature:` header, unfolded, whitespace removed.
+    fn tags(header: &str) -> BTreeMap<String, String> {
+        let value = header.split_once(':').unwrap().1;
+        value
+            .split(';')
+            .filter_map(|tag| tag.split_once('='))
+            .map(|(n, v)| (n.trim().to_owned(), v.split_whitespace().collect()))
+            .collect()
+    }
+
+    /// Every kind of key loads the way a stored key is loaded, signs once per key at the
+    /// selector its record is published at, and its public halves are the ones published.
     #[test]
-    fn generated_keys_of_both_kinds_load_and_sign() {
-        for algorithm in [KeyAlgorithm::Ed25519, KeyAlgorithm::Rsa] {
+    fn generated_keys_of_every_kind_sign_once_per_published_key() {
+        let message = b"From: s@shop.test\r\nTo: a@b.test\r\nSubject: Hi\r\n\r\nHello\r\n";
+        let cases: [(KeyAlgorithm, &[(&str, &str)]); 3] = [
+            (KeyAlgorithm::Rsa, &[("mt1", "rsa")]),
+            (
+                KeyAlgorithm::RsaEd25519,
+                &[("mt1", "rsa"), ("mt1-ed25519", "ed25519")],
+            ),
+            (KeyAlgorithm::Ed25519, &[("mt1", "ed25519")]),
+        ];
+        for (algorithm, expected) in cases {
             let pair = generate(algorithm).unwrap();
             assert!(
                 pair.private_key_pem
                     .starts_with("-----BEGIN PRIVATE KEY-----\n")
             );
-            let signer = signer("shop.test", "mt1", pair.private_key_pem.as_bytes()).unwrap();
-            let public = data_encoding::BASE64
-                .decode(pair.public_key_b64.as_bytes())
-                .unwrap();
-            match (algorithm, &signer) {
-                (KeyAlgorithm::Ed25519, Signer::Ed25519(_)) => assert_eq!(public.len(), 32),
-                // A SubjectPublicKeyInfo around a 2048-bit modulus.
-                (KeyAlgorithm::Rsa, Signer::Rsa(_)) => assert!(public.len() > 256),
-                _ => panic!("{algorithm:?} loaded as the other kind"),
+            let published = published_keys(&domain(algorithm, &pair));
+            let kinds: Vec<(&str, &str)> = published
+                .iter()
+                .map(|k| (k.selector.as_str(), k.kind))
+                .collect();
+            assert_eq!(kinds, expected, "{algorithm:?}");
+            for key in &published {
+                let public = data_encoding::BASE64
+                    .decode(key.public_key_b64.as_bytes())
+                    .unwrap();
+                match key.kind {
+                    "ed25519" => assert_eq!(public.len(), 32),
+                    // A SubjectPublicKeyInfo around a 2048-bit modulus.
+                    _ => assert!(public.len() > 256, "{algorithm:?}"),
+                }
             }
+            let signers = Signers {
+                by_domain: Arc::new(HashMap::from([(
+                    "shop.test".to_owned(),
+                    signer("shop.test", "mt1", pair.private_key_pem.as_bytes()).unwrap(),
+                )])),
+                account: None,
+            };
+            let headers = signers.sign("shop.test", message).unwrap();
+            let signatures: Vec<(String, String)> = headers
+                .split("DKIM-Signature:")
+                .skip(1)
+                .map(|h| {
+                    let tags = tags(&format!("DKIM-Signature:{h}"));
+                    (tags["s"].clone(), tags["a"].clone())
+                })
+                .collect();
+            let wanted: Vec<(String, String)> = expected
+                .iter()
+                .map(|(s, k)| (s.to_string(), format!("{k}-sha256")))
+                .collect();
+            assert_eq!(signatures, wanted, "{headers}");
             assert_eq!(KeyAlgorithm::parse(algorithm.as_str()), Some(algorithm));
+        }
+    }
+
+    /// How mail-auth turns [`SIGNED_HEADERS`] into `h=`: every copy present is signed, From,
+    /// To and Subject once more than they appear, and an absent name once (the null string,
+    /// RFC 6376 §5.4), so neither a second From nor a Cc can be added without breaking it.
+    #[test]
+    fn h_signs_every_copy_and_over_signs_from_to_and_subject() {
+        let pair = generate(KeyAlgorithm::Ed25519).unwrap();
+        let signer = signer("shop.test", "mt1", pair.private_key_pem.as_bytes()).unwrap();
+        let Key::Ed25519(key) = &signer.0[0] else {
+            panic!("an Ed25519 key")
+        };
+        let one_of_each = "From: s@shop.test\r\nTo: a@b.test\r\nSubject: Hi\r\n\
+            List-Unsubscribe: <https://t.test/u/1>\r\n\
+            List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n\
+            Feedback-ID: b:a:mailtrail:mt\r\nX-Mailtrail-Token: t\r\n\r\nHello\r\n";
+        let two_recipients = "From: s@shop.test\r\nTo: a@b.test\r\nTo: c@b.test\r\n\
+            Cc: d@b.test\r\nSubject: Hi\r\n\r\nHello\r\n";
+        let cases = [
+            (one_of_each, "from", 2),
+            (one_of_each, "to", 2),
+            (one_of_each, "subject", 2),
+            (one_of_each, "list-unsubscribe", 1),
+            (one_of_each, "list-unsubscribe-post", 1),
+            (one_of_each, "feedback-id", 1),
+            (one_of_each, "cc", 1),
+            (one_of_each, "references", 1),
+            (one_of_each, "x-mailtrail-token", 0),
+            (two_recipients, "to", 3),
+            (two_recipients, "cc", 1),
+            (two_recipients, "from", 2),
+        ];
+        for (message, name, count) in cases {
+            let header = key.sign(message.as_bytes()).unwrap().to_header();
+            let h = tags(&header)["h"].to_ascii_lowercase();
+            let listed = h.split(':').filter(|n| *n == name).count();
+            assert_eq!(listed, count, "{name} in h={h}");
+        }
+    }
+
+    #[test]
+    fn a_new_domain_gets_rsa_and_never_ed25519_alone() {
+        let cases = [
+            ("rsa", Ok(KeyAlgorithm::Rsa)),
+            ("rsa+ed25519", Ok(KeyAlgorithm::RsaEd25519)),
+            ("ed25519", Err("Gmail")),
+            ("dsa", Err("choose rsa")),
+        ];
+        for (name, expected) in cases {
+            match (KeyAlgorithm::for_new_domain(name), expected) {
+                (Ok(got), Ok(want)) => assert_eq!(got, want),
+                (Err(why), Err(part)) => assert!(why.contains(part), "{name}: {why}"),
+                (got, want) => panic!("{name}: {got:?}, wanted {want:?}"),
+            }
+        }
+        assert_eq!(KeyAlgorithm::default(), KeyAlgorithm::Rsa);
+    }
+
+    #[test]
+    fn a_pem_with_keys_in_another_order_is_refused() {
+        let ed = generate(KeyAlgorithm::Ed25519).unwrap().private_key_pem;
+        for pem in [ed.repeat(2), String::new()] {
+            let error = signer("shop.test", "mt1", pem.as_bytes()).err().unwrap();
+            assert!(error.contains("shop.test"), "{error}");
         }
     }
 }

@@ -68,7 +68,8 @@ pub fn build(
         .header(
             "List-Unsubscribe-Post",
             Raw::new("List-Unsubscribe=One-Click"),
-        );
+        )
+        .header("Feedback-ID", Raw::new(feedback_id(email)));
     if let Some(text) = &content.text {
         message = message.text_body(tracking::text(
             &render(text, lookup, Context::Text),
@@ -106,6 +107,29 @@ pub fn build(
     }
 }
 
+/// Gmail's `Feedback-ID: a:b:c:SenderId` (its feedback loop reports complaint rates per
+/// value): the batch, the account and the product, with `mt` as the sender id. A batch name is
+/// the user's: every character but letters, digits, `.`, `_` and `-` becomes `_` (a colon
+/// would shift the fields, and nothing in it may end the header line), at most 40 of them;
+/// an email outside a batch has `-`.
+fn feedback_id(email: &Claimed) -> String {
+    let batch: String = match email.batch.as_deref() {
+        Some(batch) if !batch.is_empty() => batch
+            .chars()
+            .take(40)
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect(),
+        _ => "-".to_owned(),
+    };
+    format!("{batch}:{}:mailtrail:mt", email.account_id)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -125,6 +149,7 @@ mod tests {
                 text: Some("Hi {{first_name}}".into()),
                 html: Some("<p>Hi {{first_name}}</p>".into()),
             },
+            batch: None,
             attempts: 0,
             soft_5xx_attempts: 0,
             first_soft_5xx_at_ms: None,
@@ -178,6 +203,45 @@ mod tests {
         );
         assert!(text.contains(&format!("<mailto:unsubscribe+{token}@bounce.shop.example>")));
         assert!(text.contains("List-Unsubscribe-Post: List-Unsubscribe=One-Click"));
+    }
+
+    #[test]
+    fn the_feedback_id_names_the_batch_and_the_account_and_nothing_else() {
+        let cases = [
+            (None, "-:acct:mailtrail:mt"),
+            (Some(""), "-:acct:mailtrail:mt"),
+            (
+                Some("spring-2026_v2.1"),
+                "spring-2026_v2.1:acct:mailtrail:mt",
+            ),
+            (
+                Some("Sale: 50%\r\nBcc: x@evil.test"),
+                "Sale__50___Bcc__x_evil.test:acct:mailtrail:mt",
+            ),
+            (Some("Ünal Ω"), "_nal__:acct:mailtrail:mt"),
+            (
+                Some(&*"x".repeat(300)),
+                &*format!("{}:acct:mailtrail:mt", "x".repeat(40)),
+            ),
+        ];
+        for (batch, expected) in cases {
+            let mut email = email();
+            email.batch = batch.map(str::to_owned);
+            assert_eq!(feedback_id(&email), expected, "{batch:?}");
+        }
+        let built = build(
+            &email(),
+            "h",
+            "b",
+            &TokenKey::new(b"k"),
+            &Signers::default(),
+            &tracking(),
+        );
+        let text = String::from_utf8(built.bytes).unwrap();
+        assert!(
+            text.contains("\r\nFeedback-ID: -:acct:mailtrail:mt\r\n"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -212,6 +212,7 @@ mod tests {
                 text: None,
                 html: None,
             },
+            batch: None,
             attempts,
             soft_5xx_attempts: 0,
             first_soft_5xx_at_ms: None,

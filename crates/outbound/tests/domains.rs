@@ -24,6 +24,7 @@ fn email(account: &str, from: &str) -> Claimed {
             text: Some("Hi Ana".into()),
             html: None,
         },
+        batch: None,
         attempts: 0,
         soft_5xx_attempts: 0,
         first_soft_5xx_at_ms: None,

@@ -78,6 +78,8 @@ pub struct Claimed {
     pub to_domain: String,
     pub fields: Fields,
     pub content: Content,
+    /// The batch it was sent in, if any: it names the campaign in the Feedback-ID header.
+    pub batch: Option<String>,
     pub attempts: u32,
     pub soft_5xx_attempts: u32,
     pub first_soft_5xx_at_ms: Option<i64>,
@@ -407,7 +409,7 @@ impl Store {
         let mut claimed = Vec::with_capacity(ids.len());
         for chunk in ids.chunks(LOOKUP_CHUNK) {
             let sql = format!(
-                "SELECT e.id, e.account_id, e.lead_id, e.to_address, e.to_domain, e.fields,
+                "SELECT e.id, e.account_id, e.lead_id, e.to_address, e.to_domain, e.fields, e.batch,
                         e.attempts, e.soft_5xx_attempts, e.first_soft_5xx_at_ms, e.created_at_ms,
                         c.from_address, c.subject, c.text_body, c.html_body
                  FROM emails e JOIN contents c ON c.id = e.content_id
@@ -539,6 +541,7 @@ fn claimed_from_row(row: &AnyRow) -> Result<Claimed> {
             text: row.try_get("text_body")?,
             html: row.try_get("html_body")?,
         },
+        batch: row.try_get("batch")?,
         attempts: row.try_get::<i64, _>("attempts")? as u32,
         soft_5xx_attempts: row.try_get::<i64, _>("soft_5xx_attempts")? as u32,
         first_soft_5xx_at_ms: row.try_get("first_soft_5xx_at_ms")?,

@@ -21,7 +21,8 @@ pub struct ProtectionConfig {
     pub min_sent: i64,
     /// Hard bounces per email sent (Amazon SES pauses at 10 %).
     pub max_bounce_rate: f64,
-    /// Complaints per email sent (SES pauses at 0.5 %).
+    /// Complaints per email sent: 0.3 %, the rate above which Gmail tells bulk senders
+    /// their mail will be rejected or sent to spam (its 2024 sender requirements).
     pub max_complaint_rate: f64,
     #[serde(with = "humantime_serde")]
     pub check_interval: Duration,
@@ -34,7 +35,7 @@ impl Default for ProtectionConfig {
             window: Duration::from_secs(24 * 3600),
             min_sent: 200,
             max_bounce_rate: 0.10,
-            max_complaint_rate: 0.005,
+            max_complaint_rate: 0.003,
             check_interval: Duration::from_secs(60),
         }
     }
@@ -126,13 +127,32 @@ mod tests {
             None,
             "too few emails yet"
         );
-        assert_eq!(verdict(&rates(1000, 100, 5), &config), None, "at, not over");
+        assert_eq!(verdict(&rates(1000, 100, 3), &config), None, "at, not over");
+        assert_eq!(
+            verdict(&rates(199, 0, 199), &config),
+            None,
+            "under the minimum volume"
+        );
         let bounce = verdict(&rates(1000, 101, 0), &config).unwrap();
         assert!(
             bounce.starts_with("hard-bounce rate 10.1% over the last 1day"),
             "{bounce}"
         );
-        let complaint = verdict(&rates(1000, 0, 6), &config).unwrap();
-        assert!(complaint.starts_with("complaint rate 0.60%"), "{complaint}");
+        let complaint = verdict(&rates(1000, 0, 4), &config).unwrap();
+        assert!(
+            complaint.starts_with(
+                "complaint rate 0.40% over the last 1day (4 of 1000 emails) is above 0.30%"
+            ),
+            "{complaint}"
+        );
+        let configured = ProtectionConfig {
+            max_complaint_rate: 0.005,
+            ..ProtectionConfig::default()
+        };
+        assert_eq!(
+            verdict(&rates(1000, 0, 4), &configured),
+            None,
+            "configurable"
+        );
     }
 }

@@ -15,6 +15,19 @@ pub struct Dns {
 impl Dns {
     /// Serves `zones`: (zone name, zone file body without `$ORIGIN`/SOA/NS, which are added).
     pub fn start(zones: &[(&str, &str)]) -> Self {
+        Self::start_on(crate::free_port(), zones)
+    }
+
+    /// Stops this server and serves `zones` on the same address: a resolver that keeps asking
+    /// it sees the answers change (a record's TTL, `name 1 IN A …`, says when).
+    pub fn restart(&mut self, zones: &[(&str, &str)]) {
+        let port = self.address.port();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        *self = Self::start_on(port, zones);
+    }
+
+    fn start_on(port: u16, zones: &[(&str, &str)]) -> Self {
         let nsd = "/usr/sbin/nsd";
         assert!(
             Path::new(nsd).exists(),
@@ -24,7 +37,6 @@ impl Dns {
             .prefix("nsd-")
             .tempdir()
             .expect("a temp dir");
-        let port = crate::free_port();
         let d = dir.path().display();
         let mut conf = format!(
             "server:\n  ip-address: 127.0.0.1@{port}\n  port: {port}\n  username: \"\"\n  chroot: \"\"\n  \

@@ -3,6 +3,7 @@
 //! never sent to a private address unless the operator allows it, however the hook names it.
 
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -12,7 +13,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use mailtrail_domain::{Event, EventKind, Reason};
-use mailtrail_store::{Content, QueueEntry, Store, Submission};
+use mailtrail_store::{Content, Delivery, QueueEntry, Store, Submission};
 use mailtrail_testkit::dns::Dns;
 use mailtrail_webhooks::target::Targets;
 use mailtrail_webhooks::{Dispatcher, EVENT_ID_HEADER, SIGNATURE_HEADER, WebhookConfig, verify};
@@ -72,6 +73,22 @@ fn fast() -> WebhookConfig {
     }
 }
 
+/// A store in `dir` with one account; the account's id.
+async fn store_with_account(dir: &Path) -> (Store, String) {
+    let store = Store::open_sqlite(dir, mailtrail_store::MasterKey::generate())
+        .await
+        .unwrap();
+    let (account, _) = store.create_account("Acme").await.unwrap();
+    (store, account)
+}
+
+/// The latest delivery to `hook`.
+async fn latest(store: &Store, account: &str, hook: &str) -> Delivery {
+    let mut history = store.webhook_deliveries(account, hook, 1).await.unwrap();
+    assert!(!history.is_empty(), "no delivery to {hook}");
+    history.remove(0)
+}
+
 /// Queues one email to `to`; returns its id.
 async fn queue(store: &Store, account: &str, to: &str) -> String {
     let submission = Submission {
@@ -104,8 +121,18 @@ async fn dispatch_until(
     dns: &[SocketAddr],
     done: impl Fn() -> bool,
 ) {
-    let (stop, stopped) = watch::channel(false);
     let targets = Targets::new(&config, dns).unwrap();
+    dispatch_with(store, config, targets, done).await
+}
+
+/// [`dispatch_until`] with `targets` (and the answers they have cached).
+async fn dispatch_with(
+    store: &Store,
+    config: WebhookConfig,
+    targets: Targets,
+    done: impl Fn() -> bool,
+) {
+    let (stop, stopped) = watch::channel(false);
     let dispatcher = Dispatcher::new(store.clone(), config, targets).unwrap();
     let mut stopped_rx = stopped.clone();
     let running = tokio::spawn(dispatcher.run(async move {
@@ -122,10 +149,7 @@ async fn dispatch_until(
 #[tokio::test]
 async fn a_receiver_that_fails_twice_gets_the_event_on_the_third_try_with_the_same_id() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open_sqlite(dir.path(), mailtrail_store::MasterKey::generate())
-        .await
-        .unwrap();
-    let (account, _) = store.create_account("Acme").await.unwrap();
+    let (store, account) = store_with_account(dir.path()).await;
     let (url, seen) = receiver(2).await;
     let hook = store.create_webhook(&account, &url, None).await.unwrap();
     let email = queue(&store, &account, "ana@x.test").await;
@@ -184,10 +208,7 @@ async fn a_receiver_that_fails_twice_gets_the_event_on_the_third_try_with_the_sa
 #[tokio::test]
 async fn every_event_is_sent_once_per_hook_that_wants_it_and_failures_say_why() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open_sqlite(dir.path(), mailtrail_store::MasterKey::generate())
-        .await
-        .unwrap();
-    let (account, _) = store.create_account("Acme").await.unwrap();
+    let (store, account) = store_with_account(dir.path()).await;
     let (all_url, all) = receiver(0).await;
     let (failed_url, failed_only) = receiver(0).await;
     store
@@ -245,10 +266,7 @@ async fn every_event_is_sent_once_per_hook_that_wants_it_and_failures_say_why() 
 #[tokio::test]
 async fn a_receiver_that_never_answers_well_is_given_up_after_the_window() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open_sqlite(dir.path(), mailtrail_store::MasterKey::generate())
-        .await
-        .unwrap();
-    let (account, _) = store.create_account("Acme").await.unwrap();
+    let (store, account) = store_with_account(dir.path()).await;
     let (url, seen) = receiver(usize::MAX).await;
     let hook = store.create_webhook(&account, &url, None).await.unwrap();
     queue(&store, &account, "cy@x.test").await;
@@ -256,35 +274,27 @@ async fn a_receiver_that_never_answers_well_is_given_up_after_the_window() {
         retry_window: Duration::from_millis(500),
         ..fast()
     };
-    let (s, h, a) = (store.clone(), hook.id.clone(), account.clone());
-    let gave_up = Arc::new(Mutex::new(false));
-    let flag = gave_up.clone();
-    tokio::spawn(async move {
-        loop {
-            let history = s.webhook_deliveries(&a, &h, 1).await.unwrap();
-            if history.first().is_some_and(|d| d.state == "failed") {
-                *flag.lock().unwrap() = true;
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    });
+    let gave_up = once(&store, &account, &[&hook.id], |d| d.state == "failed");
     let flag = gave_up.clone();
     dispatch_until(&store, config, &[], move || *flag.lock().unwrap()).await;
     assert!(*gave_up.lock().unwrap(), "the delivery was given up");
-    let history = store
-        .webhook_deliveries(&account, &hook.id, 1)
-        .await
-        .unwrap();
-    assert_eq!(history[0].last_status, Some(500));
+    assert_eq!(
+        latest(&store, &account, &hook.id).await.last_status,
+        Some(500)
+    );
     assert!(
         seen.lock().unwrap().len() >= 2,
         "it was retried before giving up"
     );
 }
 
-/// A flag set once the latest delivery of each of `hooks` was attempted.
-fn settled(store: &Store, account: &str, hooks: &[&str]) -> Arc<Mutex<bool>> {
+/// A flag set once the latest delivery of each of `hooks` is `ready`.
+fn once(
+    store: &Store,
+    account: &str,
+    hooks: &[&str],
+    ready: fn(&Delivery) -> bool,
+) -> Arc<Mutex<bool>> {
     let done = Arc::new(Mutex::new(false));
     let (flag, store, account) = (done.clone(), store.clone(), account.to_owned());
     let hooks: Vec<String> = hooks.iter().map(|h| h.to_string()).collect();
@@ -293,7 +303,7 @@ fn settled(store: &Store, account: &str, hooks: &[&str]) -> Arc<Mutex<bool>> {
             let mut all = true;
             for hook in &hooks {
                 let history = store.webhook_deliveries(&account, hook, 1).await.unwrap();
-                all &= history.first().is_some_and(|d| d.attempts > 0);
+                all &= history.first().is_some_and(ready);
             }
             if all {
                 *flag.lock().unwrap() = true;
@@ -308,10 +318,7 @@ fn settled(store: &Store, account: &str, hooks: &[&str]) -> Arc<Mutex<bool>> {
 #[tokio::test]
 async fn a_hook_on_loopback_is_blocked_by_address_and_by_name_unless_private_targets_are_allowed() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open_sqlite(dir.path(), mailtrail_store::MasterKey::generate())
-        .await
-        .unwrap();
-    let (account, _) = store.create_account("Acme").await.unwrap();
+    let (store, account) = store_with_account(dir.path()).await;
     let (url, seen) = receiver(0).await;
     let port = url.split(':').nth(2).unwrap().split('/').next().unwrap();
     // Made in the store directly, as a hook made before the checks existed (or while the
@@ -341,7 +348,8 @@ async fn a_hook_on_loopback_is_blocked_by_address_and_by_name_unless_private_tar
         allow_private_targets: false,
         ..fast()
     };
-    let done = settled(&store, &account, &[&literal.id, &by_name.id, &unknown.id]);
+    let hooks = [literal.id.as_str(), &by_name.id, &unknown.id];
+    let done = once(&store, &account, &hooks, |d| d.attempts > 0);
     dispatch_until(&store, strict, &[dns.address], move || {
         *done.lock().unwrap()
     })
@@ -361,23 +369,16 @@ async fn a_hook_on_loopback_is_blocked_by_address_and_by_name_unless_private_tar
             "blocked: hook.rebind.test resolves to an address that is not public (loopback)",
         ),
     ] {
-        let history = store
-            .webhook_deliveries(&account, &hook.id, 1)
-            .await
-            .unwrap();
-        let delivery = &history[0];
+        let delivery = latest(&store, &account, &hook.id).await;
         assert_eq!(delivery.state, "failed", "given up at once: {delivery:?}");
         assert_eq!((delivery.attempts, delivery.last_status), (1, None));
         let error = delivery.last_error.as_deref().unwrap_or_default();
         assert!(error.starts_with(expected), "{error}");
     }
 
-    let history = store
-        .webhook_deliveries(&account, &unknown.id, 1)
-        .await
-        .unwrap();
-    let error = history[0].last_error.as_deref().unwrap_or_default();
-    assert_eq!(history[0].state, "pending", "{:?}", history[0]);
+    let delivery = latest(&store, &account, &unknown.id).await;
+    let error = delivery.last_error.as_deref().unwrap_or_default();
+    assert_eq!(delivery.state, "pending", "{delivery:?}");
     assert!(
         error.starts_with("no answer: gone.rebind.test does not resolve"),
         "{error}"
@@ -401,20 +402,47 @@ async fn a_hook_on_loopback_is_blocked_by_address_and_by_name_unless_private_tar
         !seen_for_check.lock().unwrap().is_empty()
     })
     .await;
-    let history = store
-        .webhook_deliveries(&account, &lenient.id, 1)
-        .await
-        .unwrap();
-    assert_eq!(history[0].state, "delivered", "{:?}", history[0]);
+    let delivery = latest(&store, &account, &lenient.id).await;
+    assert_eq!(delivery.state, "delivered", "{delivery:?}");
+}
+
+#[tokio::test]
+async fn a_name_re_pointed_at_loopback_is_blocked_once_its_cached_answer_expires() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, account) = store_with_account(dir.path()).await;
+    let (url, seen) = receiver(0).await;
+    let port = url.split(':').nth(2).unwrap().split('/').next().unwrap();
+    let url = format!("http://hook.rebind.test:{port}/hook");
+    // Public for a second when the hook is made: the check caches that answer.
+    let mut dns = Dns::start(&[("rebind.test", "hook 1 IN A 8.8.8.8")]);
+    let strict = WebhookConfig {
+        allow_private_targets: false,
+        ..fast()
+    };
+    let targets = Targets::new(&strict, &[dns.address]).unwrap();
+    targets.check(&targets.parse(&url).unwrap()).await.unwrap();
+    let hook = store.create_webhook(&account, &url, None).await.unwrap();
+
+    // The same server then answers loopback, and the cached answer's second passes.
+    dns.restart(&[("rebind.test", "hook 1 IN A 127.0.0.1")]);
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    queue(&store, &account, "gu@x.test").await;
+    let done = once(&store, &account, &[&hook.id], |d| d.attempts > 0);
+    dispatch_with(&store, strict, targets, move || *done.lock().unwrap()).await;
+
+    assert!(seen.lock().unwrap().is_empty(), "the receiver was reached");
+    let delivery = latest(&store, &account, &hook.id).await;
+    let error = delivery.last_error.as_deref().unwrap_or_default();
+    assert!(
+        error.starts_with("blocked: hook.rebind.test resolves to an address that is not public"),
+        "{delivery:?}"
+    );
 }
 
 #[tokio::test]
 async fn an_https_hook_is_reached_over_tls() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open_sqlite(dir.path(), mailtrail_store::MasterKey::generate())
-        .await
-        .unwrap();
-    let (account, _) = store.create_account("Acme").await.unwrap();
+    let (store, account) = store_with_account(dir.path()).await;
     // Not a TLS server: it keeps the first bytes the dispatcher sends.
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("https://{}/hook", listener.local_addr().unwrap());

@@ -84,45 +84,49 @@ impl Store {
         now: i64,
     ) -> Result<Counted> {
         let mut tx = self.writer.begin().await?;
-        sqlx::query(
-            "DELETE FROM login_failures WHERE last_failure_ms < $1 AND locked_until_ms < $1",
-        )
-        .bind(now - limit.window_ms)
-        .execute(&mut *tx)
-        .await?;
-        let row = sqlx::query(&format!(
-            "SELECT failures, locks, locked_until_ms, last_failure_ms FROM login_failures
-             WHERE key = $1{}",
-            self.lock_clause()
-        ))
-        .bind(key)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let previous = row
-            .map(|row| {
-                Ok::<_, sqlx::Error>(Failures {
-                    failures: row.try_get("failures")?,
-                    locks: row.try_get("locks")?,
-                    locked_until_ms: row.try_get("locked_until_ms")?,
-                    last_failure_ms: row.try_get("last_failure_ms")?,
-                })
-            })
-            .transpose()?;
-        if let Some(locked) = previous.filter(|p| p.locked_until_ms > now) {
-            return Ok(Counted::AlreadyLocked(locked.locked_until_ms));
-        }
-        let next = after_failure(previous, limit, now);
-        sqlx::query(
+        // Inserting a zero row or locking the one there, in one statement: on PostgreSQL a
+        // `SELECT … FOR UPDATE` of a row that does not exist yet locks nothing, so the first
+        // guesses sent together would each start from nothing and count as one.
+        let row = sqlx::query(
             "INSERT INTO login_failures (key, failures, locks, locked_until_ms, last_failure_ms)
-             VALUES ($1, $2, $3, $4, $5)
-             ON CONFLICT (key) DO UPDATE SET failures = $2, locks = $3, locked_until_ms = $4,
-                 last_failure_ms = $5",
+             VALUES ($1, 0, 0, 0, 0)
+             ON CONFLICT (key) DO UPDATE SET failures = login_failures.failures
+             RETURNING failures, locks, locked_until_ms, last_failure_ms",
+        )
+        .bind(key)
+        .fetch_one(&mut *tx)
+        .await?;
+        let previous = Failures {
+            failures: row.try_get("failures")?,
+            locks: row.try_get("locks")?,
+            locked_until_ms: row.try_get("locked_until_ms")?,
+            last_failure_ms: row.try_get("last_failure_ms")?,
+        };
+        if previous.locked_until_ms > now {
+            return Ok(Counted::AlreadyLocked(previous.locked_until_ms));
+        }
+        let next = after_failure(Some(previous), limit, now);
+        sqlx::query(
+            "UPDATE login_failures SET failures = $2, locks = $3, locked_until_ms = $4,
+                 last_failure_ms = $5
+             WHERE key = $1",
         )
         .bind(key)
         .bind(next.failures)
         .bind(next.locks)
         .bind(next.locked_until_ms)
         .bind(next.last_failure_ms)
+        .execute(&mut *tx)
+        .await?;
+        // Last, and skipping rows another attempt holds: pruning never waits, so it cannot
+        // close a cycle with an attempt waiting for this one's key.
+        sqlx::query(&format!(
+            "DELETE FROM login_failures WHERE key IN (
+                 SELECT key FROM login_failures
+                 WHERE last_failure_ms < $1 AND locked_until_ms < $1{})",
+            self.skip_locked_clause()
+        ))
+        .bind(now - limit.window_ms)
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;

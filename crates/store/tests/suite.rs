@@ -81,6 +81,7 @@ on_both_backends!(
     web_users_are_found_by_their_normalised_email,
     web_sessions_expire_are_touched_and_end,
     sign_in_failures_lock_keys_and_forms_are_spent_once,
+    first_sign_in_failures_sent_together_are_each_counted,
     operators_choose_among_every_account,
     sending_domains_are_per_account_and_give_their_key_only_once_verified,
     an_accounts_users_are_listed_without_other_accounts_or_operators,
@@ -1675,4 +1676,46 @@ async fn sign_in_failures_lock_keys_and_forms_are_spent_once(f: Fixture) {
         "expired"
     );
     assert!(!store.spend_login_form("never-issued", 2_000).await.unwrap());
+}
+
+/// Failures of a key with no row yet, sent together: each is counted (a lock on a row that
+/// does not exist yet locks nothing, so they must not all start from nothing), and the ones
+/// after the limit find the key locked.
+async fn first_sign_in_failures_sent_together_are_each_counted(f: Fixture) {
+    use mailtrail_store::login_throttle::{Counted, LoginLimit};
+    let limit = LoginLimit {
+        failures: 5,
+        window_ms: 60_000,
+        lock_ms: 60_000,
+        lock_max_ms: 60_000,
+    };
+    let store = Arc::new(f.store);
+    // A race is a matter of luck: a few keys, each its own burst.
+    for round in 0..5 {
+        let key = format!("login:together-{round}");
+        let tasks: Vec<_> = (0..20)
+            .map(|_| {
+                let (store, key) = (store.clone(), key.clone());
+                tokio::spawn(async move {
+                    store
+                        .record_login_failure(&key, &limit, 1_000)
+                        .await
+                        .unwrap()
+                })
+            })
+            .collect();
+        let mut counted = Vec::new();
+        for task in tasks {
+            counted.push(task.await.unwrap());
+        }
+        let plain = counted.iter().filter(|c| **c == Counted::Counted(None));
+        let locking = counted
+            .iter()
+            .filter(|c| matches!(c, Counted::Counted(Some(_))));
+        assert_eq!(
+            (plain.count(), locking.count()),
+            (4, 1),
+            "limit - 1 failures, then the one that locks: {counted:?}"
+        );
+    }
 }

@@ -25,9 +25,10 @@ pub struct CreateDomain {
     /// The domain of the From addresses, e.g. `shop.example`.
     #[schema(example = "shop.example")]
     pub domain: String,
-    /// The DKIM key's kind: `ed25519` (the default) or `rsa` (2048 bits, for receivers that
-    /// do not check Ed25519 signatures yet).
-    #[schema(example = "ed25519")]
+    /// The DKIM keys: `rsa` (the default; RSA-2048, what Gmail and Yahoo verify) or
+    /// `rsa+ed25519` (each message also carries an Ed25519 signature, published at a second
+    /// selector). Ed25519 alone is refused: most receivers do not verify it.
+    #[schema(example = "rsa")]
     pub algorithm: Option<String>,
 }
 
@@ -93,7 +94,8 @@ pub struct CheckView {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct DomainView {
     pub domain: String,
-    /// `ed25519` or `rsa`.
+    /// `rsa`, `rsa+ed25519`, or `ed25519` for a domain registered before RSA was the
+    /// default (its DKIM record's description says what that costs).
     pub algorithm: String,
     /// The DKIM selector (`s=` of the signatures).
     pub selector: String,

@@ -66,7 +66,7 @@ async fn registering_a_domain_answers_the_records_to_publish_but_never_the_key()
         domain["domain"], "shop.test",
         "stored as From domains compare"
     );
-    assert_eq!(domain["algorithm"], "ed25519", "the default");
+    assert_eq!(domain["algorithm"], "rsa", "the default");
     assert_eq!(domain["verified"], false);
     assert_eq!(domain["last_check"], Value::Null);
     let selector = domain["selector"].as_str().unwrap();
@@ -77,7 +77,7 @@ async fn registering_a_domain_answers_the_records_to_publish_but_never_the_key()
         dkim["value"]
             .as_str()
             .unwrap()
-            .starts_with("v=DKIM1; k=ed25519; p="),
+            .starts_with("v=DKIM1; k=rsa; p="),
         "{dkim}"
     );
     let spf = record(&domain, "spf");
@@ -100,20 +100,43 @@ async fn registering_a_domain_answers_the_records_to_publish_but_never_the_key()
         )
     );
 
-    // An RSA key on request, and SPF naming the configured source address.
+    // An Ed25519 signature beside the RSA one on request, its key at a second selector; and
+    // SPF naming the configured source address.
     config.source_address = Some("192.0.2.7".parse().unwrap());
     app.set_outbound(&config, "127.0.0.1:9".parse().unwrap());
     let rsa = register(
         &app,
         &key,
-        json!({"domain": "news.shop.test", "algorithm": "rsa"}),
+        json!({"domain": "news.shop.test", "algorithm": "rsa+ed25519"}),
     )
     .await;
-    assert!(
-        record(&rsa, "dkim")["value"]
-            .as_str()
-            .unwrap()
-            .starts_with("v=DKIM1; k=rsa; p=MII"),
+    assert_eq!(rsa["algorithm"], "rsa+ed25519");
+    let selector = rsa["selector"].as_str().unwrap();
+    let keys: Vec<(&str, &str)> = rsa["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["purpose"] == "dkim")
+        .map(|r| {
+            let value = r["value"].as_str().unwrap();
+            (
+                r["name"].as_str().unwrap(),
+                value.split("; p=").next().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            (
+                &*format!("{selector}._domainkey.news.shop.test"),
+                "v=DKIM1; k=rsa"
+            ),
+            (
+                &*format!("{selector}-ed25519._domainkey.news.shop.test"),
+                "v=DKIM1; k=ed25519"
+            ),
+        ],
         "{rsa}"
     );
     assert_eq!(record(&rsa, "spf")["value"], "v=spf1 ip4:192.0.2.7 -all");
@@ -142,6 +165,10 @@ async fn registering_a_domain_answers_the_records_to_publish_but_never_the_key()
         (json!({"domain": "not a domain"}), "domain"),
         (json!({"domain": "ana@shop.test"}), "domain"),
         (json!({"domain": "x.test", "algorithm": "dsa"}), "algorithm"),
+        (
+            json!({"domain": "x.test", "algorithm": "ed25519"}),
+            "algorithm",
+        ),
     ] {
         let (status, problem, _) = app
             .call("POST", "/v1/domains", Some(&key), Some(body.clone()))

@@ -15,6 +15,7 @@ use mailtrail_store::SendingDomain;
 use serde::{Deserialize, Serialize};
 
 use crate::OutboundConfig;
+use crate::dkim::{KeyAlgorithm, PublishedKey};
 use crate::submit::Senders;
 
 /// What a record is for.
@@ -96,8 +97,9 @@ pub enum RegisterError {
     Key(String),
 }
 
-/// Registers a sending domain for an account with a new key pair (Ed25519 unless `algorithm`
-/// says `rsa`) and a fresh selector: what the API and the web UI both do.
+/// Registers a sending domain for an account with a new RSA-2048 key (and an Ed25519 key
+/// beside it when `algorithm` says `rsa+ed25519`) and a fresh selector: what the API and the
+/// web UI both do.
 pub async fn register(
     store: &mailtrail_store::Store,
     account_id: &str,
@@ -107,8 +109,8 @@ pub async fn register(
     let domain = normalize(domain).map_err(|e| RegisterError::Invalid("domain", e))?;
     let algorithm = match algorithm.map(str::trim).filter(|a| !a.is_empty()) {
         None => crate::dkim::KeyAlgorithm::default(),
-        Some(name) => crate::dkim::KeyAlgorithm::parse(name)
-            .ok_or_else(|| RegisterError::Invalid("algorithm", "use ed25519 or rsa".into()))?,
+        Some(name) => crate::dkim::KeyAlgorithm::for_new_domain(name)
+            .map_err(|why| RegisterError::Invalid("algorithm", why))?,
     };
     // An RSA key takes a moment to make: off the threads that answer requests.
     let pair = tokio::task::spawn_blocking(move || crate::dkim::generate(algorithm))
@@ -176,27 +178,11 @@ impl Checker {
         let name = &domain.domain;
         let mechanism = self.spf_mechanism();
         let bounce = &self.bounce_domain;
-        let mut dkim = "The public half of the domain's DKIM key: receivers check Mailtrail's \
-                        signature with it. It must carry exactly this p= value."
-            .to_owned();
-        if domain.algorithm == "rsa" {
-            dkim.push_str(
-                " In a zone file, split the value into quoted strings of at most 255 \
-                 characters; DNS panels do that themselves.",
-            );
-        }
-        vec![
-            DnsRecord {
-                purpose: Purpose::Dkim,
-                kind: "TXT",
-                name: format!("{}._domainkey.{name}", domain.selector),
-                value: format!(
-                    "v=DKIM1; k={}; p={}",
-                    domain.algorithm, domain.public_key_b64
-                ),
-                required: true,
-                description: dkim,
-            },
+        let mut records: Vec<DnsRecord> = crate::dkim::published_keys(domain)
+            .into_iter()
+            .map(|key| dkim_record(domain, key))
+            .collect();
+        records.extend([
             DnsRecord {
                 purpose: Purpose::Spf,
                 kind: "TXT",
@@ -225,20 +211,25 @@ impl Checker {
                     self.helo_name
                 ),
             },
-        ]
+        ]);
+        records
     }
 
     /// Looks every record up now.
     pub async fn check(&self, domain: &SendingDomain) -> Check {
-        let (dkim, spf, mx) = tokio::join!(
-            self.check_dkim(domain),
-            self.check_spf(&domain.domain),
-            self.check_mx()
-        );
-        Check {
-            verified: dkim.ok && spf.ok,
-            records: vec![dkim, spf, mx],
-        }
+        let keys = crate::dkim::published_keys(domain);
+        let dkim = async {
+            let mut checks = Vec::new();
+            for key in &keys {
+                checks.push(self.check_dkim(domain, key).await);
+            }
+            checks
+        };
+        let (mut records, spf, mx) =
+            tokio::join!(dkim, self.check_spf(&domain.domain), self.check_mx());
+        let verified = records.iter().all(|dkim| dkim.ok) && spf.ok;
+        records.extend([spf, mx]);
+        Check { verified, records }
     }
 
     /// The strings of every TXT record at `name`, each record's strings joined (long values
@@ -263,16 +254,24 @@ impl Checker {
         }
     }
 
-    async fn check_dkim(&self, domain: &SendingDomain) -> RecordCheck {
-        let name = format!("{}._domainkey.{}", domain.selector, domain.domain);
+    async fn check_dkim(&self, domain: &SendingDomain, key: &PublishedKey) -> RecordCheck {
+        let name = format!("{}._domainkey.{}", key.selector, domain.domain);
         let (ok, detail) = match self.txt(&name).await {
             Err(e) => (false, e),
             Ok(records) if records.is_empty() => (false, format!("no TXT record at {name}")),
             Ok(records) => {
                 let published: Vec<String> =
                     records.iter().filter_map(|r| dkim_public_key(r)).collect();
-                if published.contains(&domain.public_key_b64) {
-                    (true, "the domain's key is published".to_owned())
+                if published.contains(&key.public_key_b64) {
+                    let found = if domain.algorithm == KeyAlgorithm::Ed25519.as_str() {
+                        format!(
+                            "the domain's key is published, but it is Ed25519 alone: \
+                             {ED25519_ALONE}"
+                        )
+                    } else {
+                        "the domain's key is published".to_owned()
+                    };
+                    (true, found)
                 } else if published.is_empty() {
                     (
                         false,
@@ -384,6 +383,44 @@ impl Checker {
             ok,
             detail,
         }
+    }
+}
+
+/// Said of a domain signing with Ed25519 alone, as domains were registered before RSA was
+/// the default.
+const ED25519_ALONE: &str = "Gmail, Yahoo and most receivers do not verify Ed25519 \
+     signatures, so mail from this domain has no DKIM pass there: add the domain again with \
+     an RSA key (delete it, add it, publish the new record) to sign as they require.";
+
+/// The TXT record of one of a domain's DKIM keys.
+fn dkim_record(domain: &SendingDomain, key: PublishedKey) -> DnsRecord {
+    let mut description = match (key.kind, domain.algorithm.as_str()) {
+        ("ed25519", "ed25519") => format!(
+            "The public half of the domain's DKIM key: receivers check Mailtrail's signature \
+             with it. It must carry exactly this p= value. The key is Ed25519 alone: \
+             {ED25519_ALONE}"
+        ),
+        ("ed25519", _) => "The public half of the domain's Ed25519 key (RFC 8463): each \
+             message carries an Ed25519 signature beside the RSA one, for receivers that \
+             verify it; the others ignore it. It must carry exactly this p= value."
+            .to_owned(),
+        _ => "The public half of the domain's RSA-2048 DKIM key: receivers check Mailtrail's \
+             signature with it. It must carry exactly this p= value."
+            .to_owned(),
+    };
+    if key.kind == "rsa" {
+        description.push_str(
+            " In a zone file, split the value into quoted strings of at most 255 characters; \
+             DNS panels do that themselves.",
+        );
+    }
+    DnsRecord {
+        purpose: Purpose::Dkim,
+        kind: "TXT",
+        name: format!("{}._domainkey.{}", key.selector, domain.domain),
+        value: format!("v=DKIM1; k={}; p={}", key.kind, key.public_key_b64),
+        required: true,
+        description,
     }
 }
 

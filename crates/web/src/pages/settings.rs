@@ -368,9 +368,6 @@ pub(crate) async fn add_domain(
             query(&[("added", &domain.domain)])
         ))
         .into_response()),
-        Err(RegisterError::Invalid("algorithm", _)) => {
-            refused("Choose the key's algorithm: Ed25519 or RSA.".to_owned()).await
-        }
         Err(RegisterError::Invalid(_, why)) => refused(format!("{why}.")).await,
         Err(RegisterError::Key(e)) => Err(WebError::Internal(e)),
         Err(RegisterError::Store(StoreError::Conflict(why))) => refused(format!("{why}.")).await,

@@ -324,12 +324,9 @@ async fn a_hook_on_loopback_is_blocked_by_address_and_by_name_unless_private_tar
     // Made in the store directly, as a hook made before the checks existed (or while the
     // operator allowed private targets) would be.
     let literal = store.create_webhook(&account, &url, None).await.unwrap();
+    let name_url = format!("http://hook.rebind.test:{port}/hook");
     let by_name = store
-        .create_webhook(
-            &account,
-            &format!("http://hook.rebind.test:{port}/hook"),
-            None,
-        )
+        .create_webhook(&account, &name_url, None)
         .await
         .unwrap();
     // A name DNS does not know is a failure like any other, retried.
@@ -389,11 +386,7 @@ async fn a_hook_on_loopback_is_blocked_by_address_and_by_name_unless_private_tar
         store.delete_webhook(&account, &hook.id).await.unwrap();
     }
     let lenient = store
-        .create_webhook(
-            &account,
-            &format!("http://hook.rebind.test:{port}/hook"),
-            None,
-        )
+        .create_webhook(&account, &name_url, None)
         .await
         .unwrap();
     queue(&store, &account, "ed@x.test").await;

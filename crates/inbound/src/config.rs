@@ -55,7 +55,20 @@ impl Default for InboundConfig {
 /// feedback-loop address, and mailto unsubscribes.
 const LOCAL_PARTS: [&str; 4] = ["bounces+", "reply+", "unsubscribe+", "fbl"];
 
-/// Whether mail for `recipient` is Mailtrail's to take (anything else would be relaying).
+/// The domain of `recipient` when it is a VERP bounce address, `bounces+TOKEN@DOMAIN`: the
+/// one address Mailtrail answers to at a sending domain's return path, accepted when DOMAIN
+/// is a registered return path.
+pub fn bounce_to_return_path(recipient: &str) -> Option<&str> {
+    let (local, domain) = recipient.rsplit_once('@')?;
+    let token = local
+        .get(..8)
+        .filter(|prefix| prefix.eq_ignore_ascii_case("bounces+"))
+        .map(|_| &local[8..])?;
+    (!token.is_empty() && !domain.is_empty()).then_some(domain)
+}
+
+/// Whether mail for `recipient` is Mailtrail's to take at its bounce domain (anything else
+/// would be relaying, unless [`bounce_to_return_path`] names a registered return path).
 pub fn accepts(recipient: &str, bounce_domain: &str) -> bool {
     let Some((local, domain)) = recipient.rsplit_once('@') else {
         return false;
@@ -96,6 +109,24 @@ mod tests {
             "no-at-sign",
         ] {
             assert!(!accepts(no, domain), "{no}");
+        }
+    }
+
+    #[test]
+    fn only_verp_bounce_addresses_name_a_return_path() {
+        for (recipient, domain) in [
+            ("bounces+abc@bounces.shop.test", Some("bounces.shop.test")),
+            ("BOUNCES+abc@Bounces.Shop.Test", Some("Bounces.Shop.Test")),
+            ("bounces+@bounces.shop.test", None),
+            ("bounces+abc@", None),
+            ("reply+abc@bounces.shop.test", None),
+            ("fbl@bounces.shop.test", None),
+            ("unsubscribe+abc@bounces.shop.test", None),
+            ("bounce+abc@bounces.shop.test", None),
+            ("é@x", None),
+            ("no-at-sign", None),
+        ] {
+            assert_eq!(bounce_to_return_path(recipient), domain, "{recipient}");
         }
     }
 }

@@ -30,6 +30,13 @@ impl Sink for StoreSink {
         self.received.notify_one();
         Ok(())
     }
+
+    async fn is_return_path(&self, domain: &str) -> Result<bool, String> {
+        self.store
+            .is_return_path(domain)
+            .await
+            .map_err(|e| e.to_string())
+    }
 }
 
 /// How long sessions in flight may take to end after shutdown, before they are cut.

@@ -9,7 +9,7 @@ use smtp_proto::request::receiver::{DataReceiver, RequestReceiver};
 use smtp_proto::{Error as ProtoError, Request};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use crate::config::{InboundConfig, accepts};
+use crate::config::{InboundConfig, accepts, bounce_to_return_path};
 
 /// Where a complete message goes: stored durably, or refused.
 pub trait Sink {
@@ -20,6 +20,14 @@ pub trait Sink {
         rcpt_to: &[String],
         raw: &[u8],
     ) -> impl Future<Output = Result<(), String>> + Send;
+
+    /// Whether `domain` is a sending domain's registered return path, whose `bounces+TOKEN@`
+    /// addresses Mailtrail accepts; `Err` with a reason when that cannot be known right now.
+    /// A sink that knows none accepts only the bounce domain's addresses.
+    fn is_return_path(&self, domain: &str) -> impl Future<Output = Result<bool, String>> + Send {
+        let _ = domain;
+        async { Ok(false) }
+    }
 }
 
 /// What the session needs to know.
@@ -160,9 +168,17 @@ where
                     }
                 }
                 Ok(Request::Rcpt { to }) => {
+                    let ours = if transaction.mail_from.is_none() {
+                        Ok(false)
+                    } else {
+                        is_ours(&to.address, settings.bounce_domain, sink).await
+                    };
                     if transaction.mail_from.is_none() {
                         "503 5.5.1 Need MAIL before RCPT\r\n".into()
-                    } else if !accepts(&to.address, settings.bounce_domain) {
+                    } else if let Err(why) = ours {
+                        tracing::error!(%why, "cannot look return paths up; the client is told to retry");
+                        "451 4.3.0 Cannot check the recipient now, try again later\r\n".into()
+                    } else if ours == Ok(false) {
                         format!("550 5.7.1 <{}>: Relay access denied\r\n", to.address)
                     } else if transaction.rcpt_to.len() >= config.max_recipients {
                         "452 4.5.3 Too many recipients\r\n".into()
@@ -263,6 +279,18 @@ fn declared_size(line: &[u8]) -> Option<u64> {
         .max()
 }
 
+/// Whether mail for `recipient` is Mailtrail's: one of its addresses at the bounce domain, or
+/// a VERP bounce address at a registered return path (asked of the sink: RCPT is not hot).
+async fn is_ours(recipient: &str, bounce_domain: &str, sink: &impl Sink) -> Result<bool, String> {
+    if accepts(recipient, bounce_domain) {
+        return Ok(true);
+    }
+    match bounce_to_return_path(recipient) {
+        Some(domain) => sink.is_return_path(domain).await,
+        None => Ok(false),
+    }
+}
+
 /// Ends a DATA: stores the message, or says why not.
 async fn finish(
     transaction: &Transaction,
@@ -324,6 +352,14 @@ mod tests {
                 .unwrap()
                 .push((from.into(), to.to_vec(), raw.to_vec()));
             Ok(())
+        }
+
+        /// One registered return path; the database is down for another.
+        async fn is_return_path(&self, domain: &str) -> Result<bool, String> {
+            match domain {
+                "db-down.test" => Err("the database is down".into()),
+                _ => Ok(domain.eq_ignore_ascii_case("bounces.shop.test")),
+            }
         }
     }
 
@@ -396,6 +432,28 @@ mod tests {
         );
         assert!(replies.contains("550 5.7.1 <victim@gmail.com>: Relay access denied"));
         assert!(stored.is_empty());
+    }
+
+    #[tokio::test]
+    async fn bounces_are_accepted_at_registered_return_paths_only() {
+        let input = b"EHLO x\r\nMAIL FROM:<>\r\nRCPT TO:<bounces+tok@Bounces.Shop.Test>\r\n\
+                      RCPT TO:<reply+tok@bounces.shop.test>\r\nRCPT TO:<fbl@bounces.shop.test>\r\n\
+                      RCPT TO:<bounces+tok@bounces.other.test>\r\nRCPT TO:<bounces+tok@db-down.test>\r\n\
+                      DATA\r\nSubject: failed\r\n\r\nx\r\n.\r\nQUIT\r\n";
+        let (replies, stored) = converse(input, &InboundConfig::default()).await;
+        assert_eq!(
+            codes(&replies),
+            [
+                "220", "250", "250", "250", "550", "550", "550", "451", "354", "250", "221"
+            ],
+            "{replies}"
+        );
+        assert!(
+            replies.contains("550 5.7.1 <bounces+tok@bounces.other.test>: Relay access denied")
+        );
+        assert!(replies.contains("451 4.3.0"), "{replies}");
+        assert_eq!(stored.len(), 1);
+        assert_eq!(stored[0].1, ["bounces+tok@Bounces.Shop.Test"]);
     }
 
     #[tokio::test]

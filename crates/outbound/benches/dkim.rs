@@ -64,6 +64,7 @@ fn per_message(signers: &Signers) -> f64 {
             &email,
             "mta.shop.test",
             "bounce.shop.test",
+            "bounces.shop.test",
             &tokens,
             signers,
             &tracking,
@@ -89,7 +90,6 @@ fn main() {
             )),
         ),
     ];
-    let mut baseline = 0.0;
     // Both signatures, as a domain registered with `rsa+ed25519` signs: one PEM, RSA first.
     let both = dir.path().join("both.pem");
     let pems: Vec<u8> = [&configs[2].1, &configs[1].1]
@@ -98,6 +98,7 @@ fn main() {
         .collect();
     std::fs::write(&both, pems).expect("the combined key");
     let configs = configs.into_iter().chain([("rsa+ed25519", Some(both))]);
+    let mut baseline = 0.0;
     println!(
         "{:<12} {:>14} {:>14} {:>16}",
         "key", "µs / message", "messages / s", "signing µs"

@@ -17,7 +17,8 @@ pub const TOKEN_HEADER: &str = "X-Mailtrail-Token";
 /// A message ready for the wire.
 #[derive(Debug, Clone)]
 pub struct Built {
-    /// `bounces+TOKEN@bounce_domain`.
+    /// `bounces+TOKEN@RETURN_PATH`: the From domain's return path when it is a verified
+    /// sending domain (so SPF aligns for DMARC), else the installation's bounce domain.
     pub envelope_from: String,
     pub bytes: Vec<u8>,
     /// The original URLs of the links rewritten for click tracking, by index: stored before
@@ -26,11 +27,14 @@ pub struct Built {
 }
 
 /// Builds the message; `signers` adds a DKIM signature when the From domain has a key, and
-/// `tracking` the unsubscribe link and headers, the pixel and the click redirects.
+/// `tracking` the unsubscribe link and headers, the pixel and the click redirects. Bounces
+/// come back to `return_path`; replies and mailto unsubscribes to `bounce_domain`, which the
+/// inbound server accepts them at (a return path takes bounces only).
 pub fn build(
     email: &Claimed,
     helo_name: &str,
     bounce_domain: &str,
+    return_path: &str,
     tokens: &TokenKey,
     signers: &Signers,
     tracking: &Tracking,
@@ -101,7 +105,7 @@ pub fn build(
         bytes.splice(0..0, signature.into_bytes());
     }
     Built {
-        envelope_from: format!("bounces+{token}@{bounce_domain}"),
+        envelope_from: format!("bounces+{token}@{return_path}"),
         bytes,
         links,
     }
@@ -172,6 +176,7 @@ mod tests {
             &email(),
             "mta.shop.example",
             "bounce.shop.example",
+            "bounces.shop.example",
             &tokens,
             &Signers::default(),
             &tracking(),
@@ -180,7 +185,7 @@ mod tests {
         let token = tokens.sign(Purpose::Message, &email().id, None).unwrap();
         assert_eq!(
             built.envelope_from,
-            format!("bounces+{token}@bounce.shop.example")
+            format!("bounces+{token}@bounces.shop.example")
         );
         assert!(
             text.contains(&format!("Reply-To: <reply+{token}@bounce.shop.example>")),
@@ -233,6 +238,7 @@ mod tests {
             &email(),
             "h",
             "b",
+            "b",
             &TokenKey::new(b"k"),
             &Signers::default(),
             &tracking(),
@@ -251,6 +257,7 @@ mod tests {
             &email(),
             "h",
             "b",
+            "b",
             &tokens,
             &Signers::default(),
             &tracking(),
@@ -258,6 +265,7 @@ mod tests {
         let b = build(
             &email(),
             "h",
+            "b",
             "b",
             &tokens,
             &Signers::default(),
@@ -293,7 +301,15 @@ mod tests {
         for (value, subject) in cases {
             let mut email = email();
             email.fields = [("first_name".to_owned(), value.to_owned())].into();
-            let built = build(&email, "h", "b", &tokens, &Signers::default(), &tracking());
+            let built = build(
+                &email,
+                "h",
+                "b",
+                "b",
+                &tokens,
+                &Signers::default(),
+                &tracking(),
+            );
             let text = String::from_utf8(built.bytes.clone()).unwrap();
             let head = text.split("\r\n\r\n").next().unwrap();
             // Long subjects are folded onto continuation lines, never cut into new headers.

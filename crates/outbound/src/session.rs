@@ -314,9 +314,10 @@ async fn send_all<S: AsyncRead + AsyncWrite + Unpin>(
     };
     let mut blocked_now: HashSet<String> = HashSet::new();
     let mut queue = emails.into_iter().zip(blocked);
-    // The DKIM keys for the emails' (account, From): the account's verified sending domain,
-    // else the configured keys. A session's emails mostly share both, so one lookup serves.
-    let mut signing: Option<((String, String), crate::dkim::Signers)> = None;
+    // The DKIM keys and return path for the emails' (account, From): the account's verified
+    // sending domain's, else the configured keys and the bounce domain. A session's emails
+    // mostly share both, so one lookup serves.
+    let mut signing: Option<((String, String), crate::dkim::Signers, Option<String>)> = None;
     let pipelining = capabilities.has_capability(EXT_PIPELINING);
     while let Some((email, blocked)) = queue.next() {
         let blocked = blocked.or_else(|| {
@@ -340,13 +341,9 @@ async fn send_all<S: AsyncRead + AsyncWrite + Unpin>(
             };
         }
         let key = (email.account_id.clone(), email.content.from.clone());
-        if signing.as_ref().is_none_or(|(k, _)| *k != key) {
-            match ctx
-                .signers
-                .with_account_key(ctx.store, &email.account_id, &email.content.from)
-                .await
-            {
-                Ok(signers) => signing = Some((key, signers)),
+        if signing.as_ref().is_none_or(|(k, ..)| *k != key) {
+            match sending_identity(ctx, &email.account_id, &email.content.from).await {
+                Ok((signers, return_path)) => signing = Some((key, signers, return_path)),
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot read the sending domain's key; leaving the rest for later");
                     return Ending::Stopped {
@@ -358,13 +355,14 @@ async fn send_all<S: AsyncRead + AsyncWrite + Unpin>(
                 }
             }
         }
-        let Some((_, signers)) = &signing else {
+        let Some((_, signers, return_path)) = &signing else {
             unreachable!("set just above")
         };
         let built = build(
             &email,
             &config.helo_name,
             config.bounce_domain(),
+            return_path.as_deref().unwrap_or(config.bounce_domain()),
             ctx.tokens,
             signers,
             &ctx.tracking[&email.account_id],
@@ -404,6 +402,28 @@ async fn send_all<S: AsyncRead + AsyncWrite + Unpin>(
 /// MAIL, RCPT and DATA for one email — in one write when the server offers PIPELINING
 /// (RFC 2920), else one at a time. `Ok` with the reply that decides it; `Err` when the
 /// connection is no longer usable.
+/// How mail from `from` goes out for the account: its DKIM signers and, when `from`'s domain
+/// is one of its verified sending domains, that domain's return path.
+async fn sending_identity(
+    ctx: &Context<'_>,
+    account_id: &str,
+    from: &str,
+) -> Result<(crate::dkim::Signers, Option<String>), mailtrail_store::StoreError> {
+    let signers = ctx
+        .signers
+        .with_account_key(ctx.store, account_id, from)
+        .await?;
+    let return_path = match mailtrail_domain::EmailAddress::parse(from) {
+        Ok(from) => {
+            ctx.store
+                .verified_return_path(account_id, from.domain())
+                .await?
+        }
+        Err(_) => None,
+    };
+    Ok((signers, return_path))
+}
+
 async fn transaction<S: AsyncRead + AsyncWrite + Unpin>(
     client: &mut SmtpClient<S>,
     target: &Target,

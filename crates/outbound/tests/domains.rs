@@ -47,6 +47,7 @@ async fn built(store: &Store, email: &Claimed) -> String {
         email,
         "mta.mailtrail.test",
         "mta.mailtrail.test",
+        "mta.mailtrail.test",
         &TokenKey::new(b"k"),
         &signers,
         &tracking,

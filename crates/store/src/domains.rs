@@ -1,7 +1,8 @@
 //! Sending domains: per account, the domains its mail comes From, each with its own DKIM key
 //! pair, and the outcome of the last DNS check of the records the account publishes for it.
-//! Mail from a verified domain is signed with its key; whether mail from other domains is
-//! refused is the submitter's policy, not the store's.
+//! Mail from a verified domain is signed with its key and carries the domain's own return path
+//! as its envelope sender; whether mail from other domains is refused is the submitter's
+//! policy, not the store's.
 
 use sqlx::Row;
 use sqlx::any::AnyRow;
@@ -24,6 +25,9 @@ pub struct SendingDomain {
     pub private_key_pem: String,
     /// The `p=` value of the DKIM record.
     pub public_key_b64: String,
+    /// The envelope sender's domain (`bounces+TOKEN@RETURN_PATH`): the domain itself or a
+    /// name under it, so SPF on it aligns with the From domain.
+    pub return_path: String,
     pub created_at_ms: i64,
     /// When a check last found its records in place; `None` until then, and after a check
     /// that did not.
@@ -41,6 +45,11 @@ pub struct NewDomain<'a> {
     pub algorithm: &'a str,
     pub private_key_pem: &'a str,
     pub public_key_b64: &'a str,
+}
+
+/// The return path a domain gets unless it is registered with another: `bounces.DOMAIN`.
+pub fn default_return_path(domain: &str) -> String {
+    format!("bounces.{domain}")
 }
 
 /// The signing key of a verified domain.
@@ -62,14 +71,27 @@ pub enum DomainStatus {
 }
 
 const COLUMNS: &str = "id, account_id, domain, selector, algorithm, private_key, public_key_b64,
-                       created_at_ms, verified_at_ms, last_check_at_ms, last_check";
+                       return_path, created_at_ms, verified_at_ms, last_check_at_ms, last_check";
 
 impl Store {
-    /// Registers a domain; one the account already has is a `Conflict`.
+    /// Registers a domain with the default return path; one the account already has is a
+    /// `Conflict`.
     pub async fn create_domain(
         &self,
         account_id: &str,
         new: &NewDomain<'_>,
+    ) -> Result<SendingDomain> {
+        self.create_domain_with_return_path(account_id, new, &default_return_path(new.domain))
+            .await
+    }
+
+    /// Registers a domain whose mail is sent from `return_path` (already checked to be the
+    /// domain or a name under it).
+    pub async fn create_domain_with_return_path(
+        &self,
+        account_id: &str,
+        new: &NewDomain<'_>,
+        return_path: &str,
     ) -> Result<SendingDomain> {
         let domain = SendingDomain {
             id: new_id(),
@@ -79,6 +101,7 @@ impl Store {
             algorithm: new.algorithm.to_owned(),
             private_key_pem: new.private_key_pem.to_owned(),
             public_key_b64: new.public_key_b64.to_owned(),
+            return_path: return_path.to_owned(),
             created_at_ms: now_ms(),
             verified_at_ms: None,
             last_check_at_ms: None,
@@ -88,8 +111,8 @@ impl Store {
         self.refuse_stale_key(&mut tx).await?;
         let inserted = sqlx::query(
             "INSERT INTO sending_domains (id, account_id, domain, selector, algorithm, private_key,
-                                          public_key_b64, created_at_ms)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                                          public_key_b64, return_path, created_at_ms)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         )
         .bind(&domain.id)
         .bind(account_id)
@@ -101,6 +124,7 @@ impl Store {
                 .seal(&key_context(&domain.id), domain.private_key_pem.as_bytes()),
         )
         .bind(&domain.public_key_b64)
+        .bind(&domain.return_path)
         .bind(domain.created_at_ms)
         .execute(&mut *tx)
         .await
@@ -159,7 +183,8 @@ impl Store {
     }
 
     /// Records a DNS check: a passing one keeps the first time the domain was verified, a
-    /// failing one unverifies it.
+    /// failing one unverifies it. A passing check has found the return path's records too,
+    /// so from then on the domain's mail is sent from its return path.
     pub async fn record_domain_check(
         &self,
         account_id: &str,
@@ -170,6 +195,8 @@ impl Store {
         let updated = sqlx::query(
             "UPDATE sending_domains
              SET verified_at_ms = CASE WHEN $3 = 1 THEN COALESCE(verified_at_ms, $4) ELSE NULL END,
+                 return_path_verified_at_ms =
+                     CASE WHEN $3 = 1 THEN COALESCE(return_path_verified_at_ms, $4) ELSE NULL END,
                  last_check_at_ms = $4,
                  last_check = $5
              WHERE account_id = $1 AND domain = $2",
@@ -214,6 +241,36 @@ impl Store {
         .transpose()
     }
 
+    /// The return path of mail From `domain`, if it is a verified domain of the account whose
+    /// return path records were found; `None` sends from the installation's bounce domain.
+    pub async fn verified_return_path(
+        &self,
+        account_id: &str,
+        domain: &str,
+    ) -> Result<Option<String>> {
+        let row = sqlx::query(
+            "SELECT return_path FROM sending_domains
+             WHERE account_id = $1 AND domain = $2 AND verified_at_ms IS NOT NULL
+               AND return_path_verified_at_ms IS NOT NULL",
+        )
+        .bind(account_id)
+        .bind(domain)
+        .fetch_optional(&self.reader)
+        .await?;
+        Ok(row.map(|row| row.try_get("return_path")).transpose()?)
+    }
+
+    /// Whether some account registered `name` as a return path, verified or not: bounces of
+    /// mail sent while a domain was verified still arrive after a failed check.
+    pub async fn is_return_path(&self, name: &str) -> Result<bool> {
+        let row =
+            sqlx::query("SELECT 1 AS found FROM sending_domains WHERE return_path = $1 LIMIT 1")
+                .bind(name.to_ascii_lowercase())
+                .fetch_optional(&self.reader)
+                .await?;
+        Ok(row.is_some())
+    }
+
     pub async fn domain_status(&self, account_id: &str, domain: &str) -> Result<DomainStatus> {
         let row = sqlx::query(
             "SELECT verified_at_ms FROM sending_domains WHERE account_id = $1 AND domain = $2",
@@ -248,6 +305,7 @@ fn domain_from_row(key: &MasterKey, row: &AnyRow) -> Result<SendingDomain> {
         selector: row.try_get("selector")?,
         algorithm: row.try_get("algorithm")?,
         public_key_b64: row.try_get("public_key_b64")?,
+        return_path: row.try_get("return_path")?,
         created_at_ms: row.try_get("created_at_ms")?,
         verified_at_ms: row.try_get("verified_at_ms")?,
         last_check_at_ms: row.try_get("last_check_at_ms")?,

@@ -96,22 +96,38 @@ fn peer(request: &Parts) -> Option<IpAddr> {
     )
 }
 
-/// The last value a proxy added to header `name` (`a, b` → `b`), read only from a reverse
-/// proxy on the same machine (the peer is a loopback address): from anywhere else the
+/// The last value a proxy added to header `name` (`a, b` → `b`; of several `name:` lines, the
+/// last line's: HAProxy appends a line of its own after the client's), read only from a
+/// reverse proxy on the same machine (the peer is a loopback address): from anywhere else the
 /// `X-Forwarded-*` headers are only the client's say-so.
 fn from_local_proxy<'a>(request: &'a Parts, name: &str) -> Option<&'a str> {
     if !peer(request)?.is_loopback() {
         return None;
     }
-    let header = request.headers.get(name)?.to_str().ok()?;
+    let header = request
+        .headers
+        .get_all(name)
+        .iter()
+        .next_back()?
+        .to_str()
+        .ok()?;
     Some(header.rsplit(',').next()?.trim())
+}
+
+/// An address as proxies write it in `X-Forwarded-For`: `192.0.2.1`, `2001:db8::1`, or with
+/// the client's port, `192.0.2.1:4000`, `[2001:db8::1]:4000`.
+fn forwarded_ip(value: &str) -> Option<IpAddr> {
+    value
+        .parse()
+        .ok()
+        .or_else(|| value.parse::<SocketAddr>().ok().map(|a| a.ip()))
 }
 
 /// The address a request came from: behind a reverse proxy on the same machine, the last
 /// address it added to `X-Forwarded-For`; otherwise the peer's. Also what the web UI's
 /// sign-in throttle counts.
 pub fn client_address(request: &Parts) -> Option<IpAddr> {
-    let forwarded = from_local_proxy(request, "x-forwarded-for").and_then(|ip| ip.parse().ok());
+    let forwarded = from_local_proxy(request, "x-forwarded-for").and_then(forwarded_ip);
     let ip: IpAddr = forwarded.or_else(|| peer(request))?;
     Some(ip.to_canonical())
 }
@@ -352,10 +368,11 @@ pub async fn unsubscribe(
 mod tests {
     use super::*;
 
-    fn parts(peer: &str, forwarded: Option<&str>, agent: Option<&[u8]>) -> Parts {
+    /// A request from `peer` with one `X-Forwarded-For` line for each of `forwarded`.
+    fn parts(peer: &str, forwarded: &[&str], agent: Option<&[u8]>) -> Parts {
         let mut request = Request::builder().uri("/o/x.gif");
-        if let Some(forwarded) = forwarded {
-            request = request.header("x-forwarded-for", forwarded);
+        for line in forwarded {
+            request = request.header("x-forwarded-for", *line);
         }
         if let Some(agent) = agent {
             request = request.header(header::USER_AGENT, HeaderValue::from_bytes(agent).unwrap());
@@ -369,18 +386,37 @@ mod tests {
 
     #[test]
     fn forwarded_addresses_count_only_from_a_proxy_on_this_machine() {
-        let cases = [
-            ("203.0.113.5:4000", None, "203.0.113.5"),
-            ("203.0.113.5:4000", Some("198.51.100.1"), "203.0.113.5"),
-            ("127.0.0.1:4000", Some("198.51.100.1"), "198.51.100.1"),
+        let cases: [(&str, &[&str], &str); 14] = [
+            ("203.0.113.5:4000", &[], "203.0.113.5"),
+            // A client that is no proxy on this machine says what it likes: ignored.
+            ("203.0.113.5:4000", &["198.51.100.1"], "203.0.113.5"),
+            ("[2001:db8::9]:4000", &["198.51.100.1"], "2001:db8::9"),
+            ("127.0.0.1:4000", &["198.51.100.1"], "198.51.100.1"),
+            // The client's own item comes first, the proxy's last.
             (
                 "127.0.0.1:4000",
-                Some("10.0.0.1, 198.51.100.1"),
+                &["10.0.0.1, 198.51.100.1"],
                 "198.51.100.1",
             ),
-            ("[::1]:4000", Some("2001:db8::7"), "2001:db8::7"),
-            ("127.0.0.1:4000", Some("not an address"), "127.0.0.1"),
-            ("[::ffff:192.0.2.8]:4000", None, "192.0.2.8"),
+            // A proxy that appends a line of its own (HAProxy): the client's line is not it.
+            (
+                "127.0.0.1:4000",
+                &["10.0.0.1", "198.51.100.1"],
+                "198.51.100.1",
+            ),
+            (
+                "127.0.0.1:4000",
+                &["10.0.0.1, 10.0.0.2", "198.51.100.3, 198.51.100.1"],
+                "198.51.100.1",
+            ),
+            ("[::1]:4000", &["2001:db8::7"], "2001:db8::7"),
+            // With the client's port.
+            ("127.0.0.1:4000", &["198.51.100.1:5123"], "198.51.100.1"),
+            ("127.0.0.1:4000", &["[2001:db8::7]:5123"], "2001:db8::7"),
+            ("127.0.0.1:4000", &["::ffff:198.51.100.2"], "198.51.100.2"),
+            ("127.0.0.1:4000", &["not an address"], "127.0.0.1"),
+            ("127.0.0.1:4000", &["198.51.100.1", "unknown"], "127.0.0.1"),
+            ("[::ffff:192.0.2.8]:4000", &[], "192.0.2.8"),
         ];
         for (peer, forwarded, expected) in cases {
             let ip = client_ip(&parts(peer, forwarded, None));
@@ -399,7 +435,7 @@ mod tests {
             ("127.0.0.1:4000", None, false),
             ("203.0.113.5:4000", Some("https"), false),
         ] {
-            let mut parts = parts(peer, None, None);
+            let mut parts = parts(peer, &[], None);
             if let Some(proto) = proto {
                 parts
                     .headers
@@ -411,7 +447,7 @@ mod tests {
 
     #[test]
     fn user_agents_are_kept_whole_up_to_the_limit_and_never_split_a_character() {
-        let agent = |bytes: &[u8]| user_agent(&parts("127.0.0.1:1", None, Some(bytes)).headers);
+        let agent = |bytes: &[u8]| user_agent(&parts("127.0.0.1:1", &[], Some(bytes)).headers);
         assert_eq!(
             agent(b"Mozilla/5.0 (X11)").as_deref(),
             Some("Mozilla/5.0 (X11)")

@@ -7,7 +7,8 @@
 //! - [`message`]: the MIME message of one email, with its tokens;
 //! - [`dkim`]: DKIM signing per sending domain, and making the keys of registered domains;
 //! - [`domains`]: the DNS records of a sending domain, and checking them by lookup;
-//! - [`tracking`]: the unsubscribe link, open pixel and click redirects added at send time;
+//! - [`tracking`]: the unsubscribe link, open pixel and click redirects added at send time
+//!   (`text_links` finds the URLs of a text part for it);
 //! - [`forward`]: sends people's replies on to the email's sender;
 //! - [`resolve`]: where an email for a domain goes: a route, the relay, or MX hosts;
 //! - [`limits`]: per-destination sessions, rate and pause, shared by every node;
@@ -27,6 +28,7 @@ pub mod protection;
 pub mod resolve;
 pub mod session;
 pub mod submit;
+mod text_links;
 pub mod tracking;
 pub mod worker;
 

@@ -42,7 +42,13 @@ pub fn build(
     let token = tokens
         .sign(Purpose::Message, &email.id, None)
         .expect("email ids are UUIDs");
+    let unsubscribe = tracking::unsubscribe_url(tracking, tokens, &email.id);
+    // `{{unsubscribe_url}}` is always this email's own, whatever the fields say: the sender's
+    // footer then is the unsubscribe link, and tracking adds no second one.
     let lookup = |name: &str| {
+        if name == tracking::UNSUBSCRIBE_FIELD {
+            return Some(unsubscribe.clone());
+        }
         email
             .fields
             .get(name)
@@ -66,7 +72,7 @@ pub fn build(
             "List-Unsubscribe",
             Raw::new(format!(
                 "<{}>, <mailto:unsubscribe+{token}@{bounce_domain}>",
-                one_line(&tracking::unsubscribe_url(tracking, tokens, &email.id))
+                one_line(&unsubscribe)
             )),
         )
         .header(
@@ -74,24 +80,25 @@ pub fn build(
             Raw::new("List-Unsubscribe=One-Click"),
         )
         .header("Feedback-ID", Raw::new(feedback_id(email)));
+    // The HTML part first, so a URL of the text part that the HTML links to shares its index.
+    let mut links = Vec::new();
+    if let Some(html) = &content.html {
+        message = message.html_body(tracking::html(
+            &render(html, lookup, Context::Html),
+            tracking,
+            tokens,
+            &email.id,
+            &mut links,
+        ));
+    }
     if let Some(text) = &content.text {
         message = message.text_body(tracking::text(
             &render(text, lookup, Context::Text),
             tracking,
             tokens,
             &email.id,
+            &mut links,
         ));
-    }
-    let mut links = Vec::new();
-    if let Some(html) = &content.html {
-        let (html, rewritten) = tracking::html(
-            &render(html, lookup, Context::Html),
-            tracking,
-            tokens,
-            &email.id,
-        );
-        links = rewritten;
-        message = message.html_body(html);
     }
     let mut bytes = message
         .write_to_vec()

@@ -1,7 +1,18 @@
-//! What tracking adds to a message at send time (PRODUCT.md §4): the visible unsubscribe
-//! link (always), the open pixel (with open tracking on), and every link of the HTML part
-//! rewritten to a signed redirect (with click tracking on). Pure string work, tested here.
+//! What tracking adds to a message at send time (PRODUCT.md §4, §7): the visible unsubscribe
+//! link (always), the open pixel (with open tracking on), and every real link rewritten to a
+//! signed redirect (with click tracking on).
+//!
+//! The HTML part goes through one pass of `lol_html`, a streaming rewriter that tokenizes as a
+//! browser does. So only the `href` of an `<a>` or `<area>` element is ever a link: a
+//! stylesheet's `<link href>`, a `<base href>`, a comment (Outlook's `<!--[if mso]>` included),
+//! visible text and other attributes that merely contain `href=` stay byte for byte as written.
+//! The same pass puts the pixel and the unsubscribe link before `</body>`.
 
+use std::cell::Cell;
+use std::rc::Rc;
+
+use lol_html::html_content::{ContentType, Element};
+use lol_html::{RewriteStrSettings, element, end, end_tag, rewrite_str};
 use mailtrail_domain::token::{Purpose, TokenKey};
 
 /// The tracking switches and base URL for one email.
@@ -16,6 +27,10 @@ pub struct Tracking {
 /// An attribute that keeps one link out of click tracking: `<a data-notrack href=…>`.
 pub const NO_TRACK: &str = "data-notrack";
 
+/// The merge field that becomes the email's unsubscribe URL, so a sender's own footer
+/// (`<a href="{{unsubscribe_url}}">`) is the unsubscribe link and no second one is added.
+pub const UNSUBSCRIBE_FIELD: &str = "unsubscribe_url";
+
 /// The URL of the email's unsubscribe page.
 pub fn unsubscribe_url(tracking: &Tracking, tokens: &TokenKey, email_id: &str) -> String {
     let token = tokens
@@ -24,49 +39,166 @@ pub fn unsubscribe_url(tracking: &Tracking, tokens: &TokenKey, email_id: &str) -
     format!("{}/u/{token}", tracking.base_url)
 }
 
-/// The HTML part as sent, and the original URLs of the links it rewrote, by index.
+/// The HTML part as sent. The original URL of each link rewritten is pushed to `links`; its
+/// index there is the one its redirect token carries.
 pub fn html(
     html: &str,
     tracking: &Tracking,
     tokens: &TokenKey,
     email_id: &str,
-) -> (String, Vec<String>) {
-    let (mut out, links) = if tracking.clicks {
-        rewrite_links(html, tracking, tokens, email_id)
-    } else {
-        (html.to_owned(), Vec::new())
-    };
-    let mut footer = String::new();
-    if tracking.opens {
-        let token = tokens
-            .sign(Purpose::Open, email_id, None)
-            .expect("email ids are UUIDs");
-        footer.push_str(&format!(
-            "<img src=\"{}/o/{token}.gif\" width=\"1\" height=\"1\" alt=\"\" style=\"display:none\">",
-            tracking.base_url
-        ));
-    }
-    footer.push_str(&format!(
-        "<p style=\"font-size:12px;color:#666\"><a href=\"{}\">Unsubscribe</a></p>",
-        unsubscribe_url(tracking, tokens, email_id)
-    ));
-    insert_before_body_end(&mut out, &footer);
-    (out, links)
+    links: &mut Vec<String>,
+) -> String {
+    let unsubscribe = unsubscribe_url(tracking, tokens, email_id);
+    let footer = Rc::new(Footer {
+        pixel: tracking.opens.then(|| {
+            let token = tokens
+                .sign(Purpose::Open, email_id, None)
+                .expect("email ids are UUIDs");
+            format!(
+                "<img src=\"{}/o/{token}.gif\" width=\"1\" height=\"1\" alt=\"\" style=\"display:none\">",
+                tracking.base_url
+            )
+        }),
+        link: format!(
+            "<p style=\"font-size:12px;color:#666\"><a href=\"{}\">Unsubscribe</a></p>",
+            htmlize::escape_attribute(&unsubscribe)
+        ),
+        has_unsubscribe: Cell::new(false),
+        placed: Cell::new(false),
+    });
+    let at_body_end = Rc::clone(&footer);
+    let at_document_end = Rc::clone(&footer);
+    let seen = Rc::clone(&footer);
+    let settings = RewriteStrSettings::new()
+        .append_element_content_handler(element!("a[href], area[href]", |el| {
+            let Some(target) = el.get_attribute("href").map(|raw| target(&raw)) else {
+                return Ok(());
+            };
+            if target == unsubscribe {
+                seen.has_unsubscribe.set(true);
+            } else if tracking.clicks && is_web_link(&target) && !el.has_attribute(NO_TRACK) {
+                redirect(el, tracking, tokens, email_id, links.len())?;
+                links.push(target);
+            }
+            Ok(())
+        }))
+        .append_element_content_handler(element!("body", move |el| {
+            let footer = Rc::clone(&at_body_end);
+            if let Some(handlers) = el.end_tag_handlers() {
+                handlers.push(end_tag!(move |end| {
+                    if !footer.placed.replace(true) {
+                        end.before(&footer.html(), ContentType::Html);
+                    }
+                    Ok(())
+                }));
+            }
+            Ok(())
+        }))
+        // A document without `</body>` gets the footer at its very end, as it always has.
+        .append_document_content_handler(end!(move |end| {
+            if !at_document_end.placed.replace(true) {
+                end.append(&at_document_end.html(), ContentType::Html);
+            }
+            Ok(())
+        }))
+        // Not strict: markup a tokenizer alone cannot place (`<select><script>`, …) is read
+        // as browsers most often do instead of failing the whole message. Email has no ESI.
+        .with_strict(false)
+        .with_enable_esi_tags(false);
+    rewrite_str(html, settings)
+        .expect("handlers that never fail, no memory limit and no strict mode leave no error")
 }
 
-/// The text part as sent: the unsubscribe link at the end.
-pub fn text(text: &str, tracking: &Tracking, tokens: &TokenKey, email_id: &str) -> String {
-    format!(
-        "{text}\r\n\r\n--\r\nUnsubscribe: {}\r\n",
-        unsubscribe_url(tracking, tokens, email_id)
-    )
+/// What goes before `</body>`: the pixel, and the unsubscribe link unless the sender's
+/// template already has one.
+struct Footer {
+    pixel: Option<String>,
+    link: String,
+    /// Set by the link handler on an `href` equal to the unsubscribe URL.
+    has_unsubscribe: Cell<bool>,
+    /// Set when the footer has been written, at `</body>` or the end of the document.
+    placed: Cell<bool>,
 }
 
-fn insert_before_body_end(html: &mut String, fragment: &str) {
-    match html.to_ascii_lowercase().rfind("</body>") {
-        Some(at) => html.insert_str(at, fragment),
-        None => html.push_str(fragment),
+impl Footer {
+    fn html(&self) -> String {
+        let mut html = self.pixel.clone().unwrap_or_default();
+        if !self.has_unsubscribe.get() {
+            html.push_str(&self.link);
+        }
+        html
     }
+}
+
+/// Points `el`'s `href` at the click redirect of link `index`.
+fn redirect(
+    el: &mut Element<'_, '_>,
+    tracking: &Tracking,
+    tokens: &TokenKey,
+    email_id: &str,
+    index: usize,
+) -> lol_html::HandlerResult {
+    let token = tokens
+        .sign(Purpose::Click, email_id, Some(click_index(index)))
+        .expect("email ids are UUIDs");
+    let url = format!("{}/c/{token}", tracking.base_url);
+    el.set_attribute("href", &htmlize::escape_attribute(&url))?;
+    Ok(())
+}
+
+/// The index a click token carries: past the last one, links share it.
+fn click_index(index: usize) -> u16 {
+    u16::try_from(index).unwrap_or(u16::MAX)
+}
+
+/// The URL a browser follows for an `href` as written: character references decoded as in
+/// an attribute (every named reference of the HTML standard, numeric ones), then what the
+/// URL parser drops first (leading and trailing spaces and controls, every tab and line
+/// break). This is the target stored, so the redirect leads exactly where the link did.
+fn target(raw: &str) -> String {
+    htmlize::unescape_attribute(raw)
+        .trim_matches(|c: char| c <= ' ')
+        .chars()
+        .filter(|c| !matches!(c, '\t' | '\n' | '\r'))
+        .collect()
+}
+
+/// The text part as sent: with click tracking on, each http(s) URL in it rewritten to a
+/// redirect (a URL the HTML part also links to shares that link's index); then the
+/// unsubscribe link at the end, unless the text has it already ([`UNSUBSCRIBE_FIELD`]).
+pub fn text(
+    text: &str,
+    tracking: &Tracking,
+    tokens: &TokenKey,
+    email_id: &str,
+    links: &mut Vec<String>,
+) -> String {
+    let unsubscribe = unsubscribe_url(tracking, tokens, email_id);
+    let mut out = String::with_capacity(text.len());
+    let mut pos = 0;
+    if tracking.clicks {
+        for url in crate::text_links::find(text) {
+            let target = &text[url.clone()];
+            if target == unsubscribe {
+                continue;
+            }
+            let index = links.iter().position(|l| l == target).unwrap_or_else(|| {
+                links.push(target.to_owned());
+                links.len() - 1
+            });
+            let token = tokens
+                .sign(Purpose::Click, email_id, Some(click_index(index)))
+                .expect("email ids are UUIDs");
+            out.push_str(&text[pos..url.start]);
+            out.push_str(&format!("{}/c/{token}", tracking.base_url));
+            pos = url.end;
+        }
+    }
+    out.push_str(&text[pos..]);
+    if !text.contains(&unsubscribe) {
+        out.push_str(&format!("\r\n\r\n--\r\nUnsubscribe: {unsubscribe}\r\n"));
+    }
+    out
 }
 
 /// Whether `url` is an absolute `http:` or `https:` link: the only ones tracked, and the only
@@ -76,96 +208,6 @@ pub fn is_web_link(url: &str) -> bool {
         url.get(..scheme.len())
             .is_some_and(|s| s.eq_ignore_ascii_case(scheme))
     })
-}
-
-/// Rewrites every http(s) `href` of the HTML ([`is_web_link`]) to a click-tracking URL,
-/// except links marked [`NO_TRACK`]; `mailto:`, `javascript:`, in-page anchors and the like
-/// are left as they are. The stored targets are entity-decoded, so `&amp;` in a query string
-/// reaches the browser as `&`.
-fn rewrite_links(
-    html: &str,
-    tracking: &Tracking,
-    tokens: &TokenKey,
-    email_id: &str,
-) -> (String, Vec<String>) {
-    let lower = html.to_ascii_lowercase();
-    let mut out = String::with_capacity(html.len());
-    let mut links = Vec::new();
-    let mut pos = 0;
-    while let Some(found) = lower[pos..].find("href=") {
-        let attr = pos + found;
-        let value_start = attr + 5;
-        let quote = html[value_start..].chars().next();
-        let (start, end) = match quote {
-            Some(q @ ('"' | '\'')) => match html[value_start + 1..].find(q) {
-                Some(len) => (value_start + 1, value_start + 1 + len),
-                None => break,
-            },
-            _ => {
-                let len = html[value_start..]
-                    .find(|c: char| c.is_whitespace() || c == '>')
-                    .unwrap_or(html.len() - value_start);
-                (value_start, value_start + len)
-            }
-        };
-        let tag_start = lower[..attr].rfind('<').unwrap_or(0);
-        let tag_end = lower[attr..].find('>').map_or(html.len(), |n| attr + n);
-        let target = decode_entities(html[start..end].trim());
-        let skip = !is_web_link(&target) || lower[tag_start..tag_end].contains(NO_TRACK);
-        out.push_str(&html[pos..start]);
-        if skip {
-            out.push_str(&html[start..end]);
-        } else {
-            let index = u16::try_from(links.len()).unwrap_or(u16::MAX);
-            let token = tokens
-                .sign(Purpose::Click, email_id, Some(index))
-                .expect("email ids are UUIDs");
-            out.push_str(&format!("{}/c/{token}", tracking.base_url));
-            links.push(target);
-        }
-        pos = end;
-    }
-    out.push_str(&html[pos..]);
-    (out, links)
-}
-
-/// Decodes the HTML character references that appear in URLs.
-fn decode_entities(value: &str) -> String {
-    let mut out = String::with_capacity(value.len());
-    let mut rest = value;
-    while let Some(amp) = rest.find('&') {
-        out.push_str(&rest[..amp]);
-        let after = &rest[amp + 1..];
-        let decoded = after.find(';').filter(|n| *n <= 10).and_then(|n| {
-            let name = &after[..n];
-            let c = match name {
-                "amp" => Some('&'),
-                "lt" => Some('<'),
-                "gt" => Some('>'),
-                "quot" => Some('"'),
-                "apos" | "#39" => Some('\''),
-                _ => name
-                    .strip_prefix("#x")
-                    .or_else(|| name.strip_prefix("#X"))
-                    .and_then(|hex| u32::from_str_radix(hex, 16).ok())
-                    .or_else(|| name.strip_prefix('#').and_then(|d| d.parse().ok()))
-                    .and_then(char::from_u32),
-            }?;
-            Some((c, n))
-        });
-        match decoded {
-            Some((c, n)) => {
-                out.push(c);
-                rest = &after[n + 1..];
-            }
-            None => {
-                out.push('&');
-                rest = after;
-            }
-        }
-    }
-    out.push_str(rest);
-    out
 }
 
 #[cfg(test)]
@@ -182,6 +224,12 @@ mod tests {
         }
     }
 
+    fn html(html: &str, tracking: &Tracking, tokens: &TokenKey) -> (String, Vec<String>) {
+        let mut links = Vec::new();
+        let out = super::html(html, tracking, tokens, ID, &mut links);
+        (out, links)
+    }
+
     #[test]
     fn links_are_rewritten_and_their_targets_kept_exactly() {
         let tokens = TokenKey::new(b"k");
@@ -192,7 +240,7 @@ mod tests {
              <a href=\"#here\">H</a> <a data-notrack href=\"https://keep.example\">K</a> \
              <a href=\"tel:+123\">T</a> <a href=\"{long}\">L</a></body></html>"
         );
-        let (out, links) = super::html(&html, &tracking(false, true), &tokens, ID);
+        let (out, links) = self::html(&html, &tracking(false, true), &tokens);
         assert_eq!(
             links,
             [
@@ -225,23 +273,87 @@ mod tests {
     fn tracking_off_leaves_the_html_alone_but_adds_the_unsubscribe_link() {
         let tokens = TokenKey::new(b"k");
         let html = "<p><a href=\"https://shop.example/?a=1&amp;b=2\">Shop</a></p>";
-        let (out, links) = super::html(html, &tracking(false, false), &tokens, ID);
+        let (out, links) = self::html(html, &tracking(false, false), &tokens);
         assert!(links.is_empty());
         assert!(out.starts_with(html));
         let unsubscribe = unsubscribe_url(&tracking(false, false), &tokens, ID);
         assert!(out.contains(&unsubscribe));
-        assert!(text("Hi", &tracking(false, false), &tokens, ID).contains(&unsubscribe));
+        let text = text(
+            "Hi https://shop.example/",
+            &tracking(false, false),
+            &tokens,
+            ID,
+            &mut Vec::new(),
+        );
+        assert!(text.starts_with("Hi https://shop.example/\r\n"), "{text}");
+        assert!(text.contains(&unsubscribe));
     }
 
     #[test]
     fn the_pixel_goes_before_the_end_of_the_body() {
         let tokens = TokenKey::new(b"k");
-        let (out, _) = super::html("<body>Hi</BODY>", &tracking(true, false), &tokens, ID);
         let token = tokens.sign(Purpose::Open, ID, None).unwrap();
-        let pixel = out
-            .find(&format!("https://t.example/o/{token}.gif"))
-            .unwrap();
-        assert!(pixel < out.find("</BODY>").unwrap());
+        let pixel = format!("https://t.example/o/{token}.gif");
+        for (html, before) in [
+            ("<body>Hi</BODY>", Some("</BODY>")),
+            (
+                "<html><body>Hi</body><!-- </body> --></html>",
+                Some("</body><!--"),
+            ),
+            ("<p>Hi</p>", None),
+        ] {
+            let (out, _) = self::html(html, &tracking(true, false), &tokens);
+            assert_eq!(out.matches(&pixel).count(), 1, "{out}");
+            match before {
+                Some(end) => assert!(out.find(&pixel) < out.find(end), "{out}"),
+                None => assert!(out.starts_with(html), "{out}"),
+            }
+        }
+    }
+
+    #[test]
+    fn the_senders_own_unsubscribe_link_is_kept_and_not_doubled() {
+        let tokens = TokenKey::new(b"k");
+        let url = unsubscribe_url(&tracking(true, true), &tokens, ID);
+        let html = format!("<body><p><a href=\"{url}\">Leave this list</a></p></body>");
+        let (out, links) = self::html(&html, &tracking(true, true), &tokens);
+        assert!(
+            links.is_empty(),
+            "the unsubscribe link is never a click: {links:?}"
+        );
+        assert_eq!(out.matches(&url).count(), 1, "{out}");
+        assert!(!out.contains(">Unsubscribe<"), "{out}");
+        let text = text(
+            &format!("Leave: {url}"),
+            &tracking(true, true),
+            &tokens,
+            ID,
+            &mut Vec::new(),
+        );
+        assert_eq!(text, format!("Leave: {url}"));
+    }
+
+    #[test]
+    fn text_links_are_rewritten_only_with_click_tracking_on() {
+        let tokens = TokenKey::new(b"k");
+        let mut links = vec!["https://shop.example/a".to_owned()];
+        let out = text(
+            "See https://shop.example/a, and (https://shop.example/b).",
+            &tracking(false, true),
+            &tokens,
+            ID,
+            &mut links,
+        );
+        assert_eq!(links, ["https://shop.example/a", "https://shop.example/b"]);
+        let click = |i| tokens.sign(Purpose::Click, ID, Some(i)).unwrap();
+        assert!(
+            out.starts_with(&format!(
+                "See https://t.example/c/{}, and (https://t.example/c/{}).",
+                click(0),
+                click(1)
+            )),
+            "{out}"
+        );
     }
 
     #[test]
@@ -261,16 +373,33 @@ mod tests {
         let tokens = TokenKey::new(b"k");
         let html = "<a href=\"javascript:alert(1)\">J</a><a href=\"&#106;avascript:x\">E</a>\
                     <a href=\"data:text/html,x\">D</a><a href=\"/p\">R</a>";
-        let (out, links) = super::html(html, &tracking(false, true), &tokens, ID);
+        let (out, links) = self::html(html, &tracking(false, true), &tokens);
         assert!(links.is_empty(), "{links:?}");
         assert!(out.starts_with(html), "{out}");
     }
 
     #[test]
-    fn entities_decode() {
-        assert_eq!(
-            decode_entities("a&amp;b&#38;c&#x26;d&lt;&unknown;&"),
-            "a&b&c&d<&unknown;&"
-        );
+    fn targets_are_what_a_browser_follows() {
+        for (raw, followed) in [
+            (
+                "https://a.example/?x=1&amp;y=2",
+                "https://a.example/?x=1&y=2",
+            ),
+            (
+                "https://a.example/&#38;&#x26;&quot;&lt;",
+                "https://a.example/&&\"<",
+            ),
+            ("https://a.example/caf&eacute;", "https://a.example/café"),
+            // In an attribute a reference without `;` before `=` or a letter is text.
+            (
+                "https://a.example/?a=1&copy=2",
+                "https://a.example/?a=1&copy=2",
+            ),
+            ("https://a.example/&unknown;", "https://a.example/&unknown;"),
+            ("  https://a.example/\n  ", "https://a.example/"),
+            ("https://a.exa\tmple/p\r\nq", "https://a.example/pq"),
+        ] {
+            assert_eq!(target(raw), followed, "{raw}");
+        }
     }
 }

@@ -1,7 +1,7 @@
 //! `/v1/domains` (admins): an account's sending domains. Registering one makes its DKIM key
 //! and answers the DNS records to publish; verifying looks them up now. Mail from a verified
-//! domain is signed with its key, and with `require_verified_domains` on, mail from any other
-//! domain is refused.
+//! domain is signed with its key and sent from its return path, and with
+//! `require_verified_domains` on, mail from any other domain is refused.
 
 use axum::Json;
 use axum::extract::{Path, State};
@@ -30,12 +30,17 @@ pub struct CreateDomain {
     /// selector). Ed25519 alone is refused: most receivers do not verify it.
     #[schema(example = "rsa")]
     pub algorithm: Option<String>,
+    /// The envelope sender's domain for its mail (bounces come back to
+    /// `bounces+…@RETURN_PATH`): the domain itself or a name under it, so SPF aligns with
+    /// the From domain for DMARC. By default `bounces.DOMAIN`.
+    #[schema(example = "bounces.shop.example")]
+    pub return_path: Option<String>,
 }
 
 /// A DNS record to publish.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct RecordView {
-    /// `dkim`, `spf` or `return_path`.
+    /// `dkim`, `spf` (on the return path), `return_path` (its MX) or `dmarc`.
     pub purpose: &'static str,
     /// `TXT` or `MX`.
     #[serde(rename = "type")]
@@ -63,7 +68,7 @@ impl From<DnsRecord> for RecordView {
 /// How one record looked in DNS.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct RecordCheckView {
-    /// `dkim`, `spf` or `return_path`.
+    /// `dkim`, `spf` (on the return path), `return_path` (its MX) or `dmarc`.
     pub purpose: &'static str,
     pub name: String,
     pub ok: bool,
@@ -86,7 +91,8 @@ impl From<RecordCheck> for RecordCheckView {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct CheckView {
     pub at: String,
-    /// The DKIM and SPF records checked out.
+    /// The DKIM record, and the return path's SPF and MX, checked out (DMARC is reported,
+    /// not required).
     pub verified: bool,
     pub records: Vec<RecordCheckView>,
 }
@@ -99,7 +105,9 @@ pub struct DomainView {
     pub algorithm: String,
     /// The DKIM selector (`s=` of the signatures).
     pub selector: String,
-    /// Mail from the domain is signed with its key.
+    /// The envelope sender's domain of its mail once verified: `bounces+…@RETURN_PATH`.
+    pub return_path: String,
+    /// Mail from the domain is signed with its key and sent from its return path.
     pub verified: bool,
     /// When a check first found the records in place (since the last failed one).
     pub verified_at: Option<String>,
@@ -142,6 +150,7 @@ fn view(state: &AppState, domain: SendingDomain) -> DomainView {
         domain: domain.domain,
         algorithm: domain.algorithm,
         selector: domain.selector,
+        return_path: domain.return_path,
         records,
         last_check,
     }
@@ -178,6 +187,7 @@ pub async fn create(
         &scope.account_id,
         &body.domain,
         body.algorithm.as_deref(),
+        body.return_path.as_deref(),
     )
     .await
     .map_err(|e| match e {

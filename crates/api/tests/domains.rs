@@ -1,6 +1,7 @@
 //! Sending domains through the API: registering one answers the records to publish (never
-//! the private key), verifying looks them up in real DNS (NSD) and says record by record what
-//! is missing, and with `require_verified_domains` on, mail from any other domain is refused.
+//! the private key) — DKIM, SPF and MX on its return path, DMARC — verifying looks them up in
+//! real DNS (NSD) and says record by record what is missing, and with
+//! `require_verified_domains` on, mail from any other domain is refused.
 
 mod common;
 
@@ -35,7 +36,7 @@ fn record<'a>(domain: &'a Value, purpose: &str) -> &'a Value {
 }
 
 /// A record's zone-file line: `name` relative to `zone`, TXT values quoted in pieces of at
-/// most 255 characters, as DNS requires.
+/// most 255 characters, as DNS requires; an MX's host made absolute.
 fn zone_line(record: &Value, zone: &str) -> String {
     let name = record["name"].as_str().unwrap();
     let relative = name
@@ -44,6 +45,9 @@ fn zone_line(record: &Value, zone: &str) -> String {
         .filter(|n| !n.is_empty())
         .unwrap_or("@");
     let value = record["value"].as_str().unwrap();
+    if record["type"] == "MX" {
+        return format!("{relative} IN MX {value}.");
+    }
     let quoted: Vec<String> = value
         .as_bytes()
         .chunks(255)
@@ -68,6 +72,7 @@ async fn registering_a_domain_answers_the_records_to_publish_but_never_the_key()
     );
     assert_eq!(domain["algorithm"], "rsa", "the default");
     assert_eq!(domain["verified"], false);
+    assert_eq!(domain["return_path"], "bounces.shop.test", "the default");
     assert_eq!(domain["last_check"], Value::Null);
     let selector = domain["selector"].as_str().unwrap();
     let dkim = record(&domain, "dkim");
@@ -85,17 +90,33 @@ async fn registering_a_domain_answers_the_records_to_publish_but_never_the_key()
         (&spf["type"], &spf["name"], &spf["value"]),
         (
             &json!("TXT"),
-            &json!("shop.test"),
+            &json!("bounces.shop.test"),
             &json!("v=spf1 a:mta.mailtrail.test -all")
-        )
+        ),
+        "SPF on the return path, not on the installation's bounce domain"
     );
     let mx = record(&domain, "return_path");
     assert_eq!(
         (&mx["type"], &mx["name"], &mx["value"], &mx["required"]),
         (
             &json!("MX"),
-            &json!("bounces.mailtrail.test"),
+            &json!("bounces.shop.test"),
             &json!("10 mta.mailtrail.test"),
+            &json!(true)
+        )
+    );
+    let dmarc = record(&domain, "dmarc");
+    assert_eq!(
+        (
+            &dmarc["type"],
+            &dmarc["name"],
+            &dmarc["value"],
+            &dmarc["required"]
+        ),
+        (
+            &json!("TXT"),
+            &json!("_dmarc.shop.test"),
+            &json!("v=DMARC1; p=none"),
             &json!(false)
         )
     );
@@ -107,10 +128,13 @@ async fn registering_a_domain_answers_the_records_to_publish_but_never_the_key()
     let rsa = register(
         &app,
         &key,
-        json!({"domain": "news.shop.test", "algorithm": "rsa+ed25519"}),
+        json!({"domain": "news.shop.test", "algorithm": "rsa+ed25519", "return_path": "RP.News.Shop.Test"}),
     )
     .await;
     assert_eq!(rsa["algorithm"], "rsa+ed25519");
+    assert_eq!(rsa["return_path"], "rp.news.shop.test");
+    assert_eq!(record(&rsa, "spf")["name"], "rp.news.shop.test");
+    assert_eq!(record(&rsa, "return_path")["name"], "rp.news.shop.test");
     let selector = rsa["selector"].as_str().unwrap();
     let keys: Vec<(&str, &str)> = rsa["records"]
         .as_array()
@@ -169,6 +193,15 @@ async fn registering_a_domain_answers_the_records_to_publish_but_never_the_key()
             json!({"domain": "x.test", "algorithm": "ed25519"}),
             "algorithm",
         ),
+        // A return path outside the domain would not align with it.
+        (
+            json!({"domain": "x.test", "return_path": "bounces.other.test"}),
+            "return_path",
+        ),
+        (
+            json!({"domain": "x.test", "return_path": "evilx.test"}),
+            "return_path",
+        ),
     ] {
         let (status, problem, _) = app
             .call("POST", "/v1/domains", Some(&key), Some(body.clone()))
@@ -225,28 +258,36 @@ async fn a_domain_verifies_once_real_dns_serves_its_records_and_each_missing_one
     let broken = register(&app, &key, json!({"domain": "broken.test"})).await;
     register(&app, &key, json!({"domain": "bare.test"})).await;
 
-    // broken.test publishes partner.test's key under its own selector, and no SPF record.
+    // shop.test publishes every record as shown; partner.test an SPF record of its own and a
+    // strict DMARC; broken.test partner.test's key under its own selector, and no SPF record.
     let stolen = json!({
         "name": record(&broken, "dkim")["name"],
         "value": record(&partner, "dkim")["value"],
     });
+    let all = |domain: &Value, zone: &str| {
+        ["dkim", "spf", "return_path", "dmarc"]
+            .map(|purpose| zone_line(record(domain, purpose), zone))
+            .join("\n")
+    };
     let dns = Dns::start(&[
-        (
-            "shop.test",
-            &format!(
-                "{}\n{}",
-                zone_line(record(&shop, "dkim"), "shop.test"),
-                zone_line(record(&shop, "spf"), "shop.test")
-            ),
-        ),
+        ("shop.test", &all(&shop, "shop.test")),
         (
             "partner.test",
             &format!(
-                "{}\n@ IN TXT \"v=spf1 include:_spf.elsewhere.test -all\"",
-                zone_line(record(&partner, "dkim"), "partner.test")
+                "{}\n{}\nbounces IN TXT \"v=spf1 include:_spf.elsewhere.test -all\"\n\
+                 _dmarc IN TXT \"v=DMARC1; p=reject; aspf=s; adkim=s\"",
+                zone_line(record(&partner, "dkim"), "partner.test"),
+                zone_line(record(&partner, "return_path"), "partner.test"),
             ),
         ),
-        ("broken.test", &zone_line(&stolen, "broken.test")),
+        (
+            "broken.test",
+            &format!(
+                "{}\n{}\n_dmarc IN TXT \"v=DMARC1; p=none\"\n_dmarc IN TXT \"v=DMARC1; p=reject\"",
+                zone_line(&stolen, "broken.test"),
+                zone_line(record(&broken, "return_path"), "broken.test"),
+            ),
+        ),
         ("bare.test", "www IN A 127.0.0.1"),
         (
             "mailtrail.test",
@@ -259,10 +300,18 @@ async fn a_domain_verifies_once_real_dns_serves_its_records_and_each_missing_one
     assert_eq!(shop["verified"], true, "{shop}");
     assert!(shop["verified_at"].is_string());
     assert_eq!(shop["last_check"]["verified"], true);
-    for purpose in ["dkim", "spf", "return_path"] {
+    for purpose in ["dkim", "spf", "return_path", "dmarc"] {
         assert!(check(&shop, purpose).0, "{purpose}: {shop}");
     }
     assert!(check(&shop, "spf").1.contains("names a:mta.mailtrail.test"));
+    assert_eq!(
+        check(&shop, "return_path").1,
+        "the MX of bounces.shop.test is mta.mailtrail.test"
+    );
+    assert_eq!(
+        check(&shop, "dmarc").1,
+        "policy p=none; SPF on bounces.shop.test aligns, and DKIM aligns"
+    );
     let (_, shown, _) = app
         .call("GET", "/v1/domains/shop.test", Some(&key), None)
         .await;
@@ -277,6 +326,14 @@ async fn a_domain_verifies_once_real_dns_serves_its_records_and_each_missing_one
         ok && detail.contains("does not name a:mta.mailtrail.test"),
         "{detail}"
     );
+    // Strict SPF alignment: the return path under partner.test no longer aligns; reported,
+    // but DMARC does not decide verification.
+    let (ok, detail) = check(&partner, "dmarc");
+    assert!(
+        !ok && detail.contains("policy p=reject; aspf=s")
+            && detail.contains("DKIM aligns (adkim=s"),
+        "{detail}"
+    );
 
     let broken = verify(&app, &key, "broken.test").await;
     assert_eq!(broken["verified"], false, "{broken}");
@@ -285,10 +342,9 @@ async fn a_domain_verifies_once_real_dns_serves_its_records_and_each_missing_one
     assert!(!ok && detail.contains("carries another key"), "{detail}");
     let (ok, detail) = check(&broken, "spf");
     assert!(!ok && detail.contains("no SPF record"), "{detail}");
-    assert!(
-        check(&broken, "return_path").0,
-        "the bounce domain's MX is fine"
-    );
+    assert!(check(&broken, "return_path").0, "its MX is published");
+    let (ok, detail) = check(&broken, "dmarc");
+    assert!(!ok && detail.contains("2 DMARC records"), "{detail}");
 
     let bare = verify(&app, &key, "bare.test").await;
     assert_eq!(bare["verified"], false);
@@ -298,16 +354,27 @@ async fn a_domain_verifies_once_real_dns_serves_its_records_and_each_missing_one
         !ok && detail == format!("no TXT record at {selector}._domainkey.bare.test"),
         "{detail}"
     );
+    let (ok, detail) = check(&bare, "return_path");
+    assert!(
+        !ok && detail == "bounces.bare.test has no MX record",
+        "{detail}"
+    );
 
-    // With the bounce domain's MX gone, the domain still verifies: the MX is only reported.
-    let mut elsewhere = outbound();
-    elsewhere.bounce_domain = Some("nomx.shop.test".into());
-    app.set_outbound(&elsewhere, dns.address);
+    // Without the return path's MX, bounces could not come back: not verified any more.
+    let mut without_mx = all(&shop, "shop.test");
+    without_mx = without_mx
+        .lines()
+        .filter(|l| !l.contains(" MX "))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let mut dns = dns;
+    dns.restart(&[("shop.test", &without_mx)]);
     let shop = verify(&app, &key, "shop.test").await;
-    assert_eq!(shop["verified"], true, "{shop}");
+    assert_eq!(shop["verified"], false, "{shop}");
+    assert_eq!(shop["verified_at"], Value::Null);
     let (ok, detail) = check(&shop, "return_path");
     assert!(
-        !ok && detail.contains("nomx.shop.test has no MX"),
+        !ok && detail.contains("bounces.shop.test has no MX"),
         "{detail}"
     );
 }

@@ -1,9 +1,15 @@
 //! Sending domains: the DNS records an account publishes for a domain it sends from — its
-//! DKIM key, SPF, and the MX of the return path — and checking them by DNS lookup.
+//! DKIM key, and for its return path (the envelope sender's domain, `bounces.DOMAIN` unless
+//! registered otherwise) an SPF record and an MX — plus a DMARC record, and checking them by
+//! DNS lookup.
 //!
-//! A domain is verified when its DKIM record carries the domain's key and it has an SPF
-//! record. The bounce domain's MX is reported but does not decide: it is one record for the
-//! whole installation, the operator's to publish rather than each account's.
+//! A domain is verified when its DKIM record carries the domain's key and its return path has
+//! an SPF record and an MX: then its mail is signed with its key and sent from
+//! `bounces+TOKEN@RETURN_PATH`, so both DKIM (`d=DOMAIN`) and SPF (on a name under DOMAIN,
+//! relaxed alignment) align with the From domain for DMARC. The DMARC record is checked and
+//! reported — its policy, and whether a strict `aspf` would break SPF alignment — but does
+//! not decide: without one, mail is still signed and aligned, and receivers fall back to the
+//! organisational domain's record.
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -25,6 +31,7 @@ pub enum Purpose {
     Dkim,
     Spf,
     ReturnPath,
+    Dmarc,
 }
 
 impl Purpose {
@@ -33,6 +40,7 @@ impl Purpose {
             Purpose::Dkim => "dkim",
             Purpose::Spf => "spf",
             Purpose::ReturnPath => "return_path",
+            Purpose::Dmarc => "dmarc",
         }
     }
 }
@@ -63,7 +71,7 @@ pub struct RecordCheck {
 /// The outcome of checking a domain's records.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Check {
-    /// The DKIM and SPF records check out.
+    /// The DKIM record, and the return path's SPF and MX, check out.
     pub verified: bool,
     pub records: Vec<RecordCheck>,
 }
@@ -78,6 +86,23 @@ pub fn normalize(domain: &str) -> Result<String, String> {
     EmailAddress::parse(&format!("postmaster@{domain}"))
         .map(|address| address.domain().to_owned())
         .map_err(|_| format!("'{domain}' is not a domain name"))
+}
+
+/// The return path of `domain` (normalised): `requested` if it is the domain itself or a name
+/// under it — SPF on anything else would not align with the From domain — else the default.
+pub fn return_path(domain: &str, requested: Option<&str>) -> Result<String, String> {
+    let Some(requested) = requested.map(str::trim).filter(|r| !r.is_empty()) else {
+        return Ok(mailtrail_store::default_return_path(domain));
+    };
+    let name = normalize(requested)?;
+    if name == domain || name.ends_with(&format!(".{domain}")) {
+        Ok(name)
+    } else {
+        Err(format!(
+            "'{requested}' is not {domain} or a name under it (like bounces.{domain}): SPF on \
+             it would not align with From addresses at {domain}"
+        ))
+    }
 }
 
 /// A selector for a new key, different for every key so a replaced key is never confused
@@ -98,15 +123,18 @@ pub enum RegisterError {
 }
 
 /// Registers a sending domain for an account with a new RSA-2048 key (and an Ed25519 key
-/// beside it when `algorithm` says `rsa+ed25519`) and a fresh selector: what the API and the
-/// web UI both do.
+/// beside it when `algorithm` says `rsa+ed25519`), a fresh selector and its return path (see [`return_path`]): what the API and
+/// the web UI both do.
 pub async fn register(
     store: &mailtrail_store::Store,
     account_id: &str,
     domain: &str,
     algorithm: Option<&str>,
+    requested_return_path: Option<&str>,
 ) -> Result<SendingDomain, RegisterError> {
     let domain = normalize(domain).map_err(|e| RegisterError::Invalid("domain", e))?;
+    let return_path = return_path(&domain, requested_return_path)
+        .map_err(|e| RegisterError::Invalid("return_path", e))?;
     let algorithm = match algorithm.map(str::trim).filter(|a| !a.is_empty()) {
         None => crate::dkim::KeyAlgorithm::default(),
         Some(name) => crate::dkim::KeyAlgorithm::for_new_domain(name)
@@ -119,7 +147,7 @@ pub async fn register(
         .map_err(RegisterError::Key)?;
     let selector = new_selector();
     store
-        .create_domain(
+        .create_domain_with_return_path(
             account_id,
             &mailtrail_store::NewDomain {
                 domain: &domain,
@@ -128,6 +156,7 @@ pub async fn register(
                 private_key_pem: &pair.private_key_pem,
                 public_key_b64: &pair.public_key_b64,
             },
+            &return_path,
         )
         .await
         .map_err(RegisterError::Store)
@@ -138,7 +167,6 @@ pub struct Checker {
     /// Uncached, so a record published a moment ago is seen at once.
     dns: Hickory<TokioRuntimeProvider>,
     helo_name: String,
-    bounce_domain: String,
     source_address: Option<IpAddr>,
     senders: Senders,
 }
@@ -149,7 +177,6 @@ impl Checker {
         Ok(Self {
             dns: crate::resolve::dns_client(dns_servers, false)?,
             helo_name: config.helo_name.clone(),
-            bounce_domain: config.bounce_domain().to_owned(),
             source_address: config.source_address,
             senders: if config.require_verified_domains {
                 Senders::VerifiedDomains
@@ -176,8 +203,8 @@ impl Checker {
     /// The records to publish for `domain`.
     pub fn records(&self, domain: &SendingDomain) -> Vec<DnsRecord> {
         let name = &domain.domain;
+        let return_path = &domain.return_path;
         let mechanism = self.spf_mechanism();
-        let bounce = &self.bounce_domain;
         let mut records: Vec<DnsRecord> = crate::dkim::published_keys(domain)
             .into_iter()
             .map(|key| dkim_record(domain, key))
@@ -186,29 +213,44 @@ impl Checker {
             DnsRecord {
                 purpose: Purpose::Spf,
                 kind: "TXT",
-                name: name.clone(),
+                name: return_path.clone(),
                 value: format!("v=spf1 {mechanism} -all"),
                 required: true,
                 description: format!(
-                    "Authorises Mailtrail's sending host ({mechanism}) to send for {name}. If \
-                     {name} has an SPF record already, add {mechanism} to it instead: two SPF \
-                     records are an error. Receivers check SPF on the envelope sender's \
-                     domain, {bounce}, so it needs {mechanism} too."
+                    "Mail from {name} is sent with the envelope sender bounces+…@{return_path}, \
+                     and receivers check SPF on that name: this record authorises Mailtrail's \
+                     sending host ({mechanism}). It is under {name}, so SPF aligns with the From \
+                     domain for DMARC. If {return_path} has an SPF record already, add \
+                     {mechanism} to it instead: two SPF records are an error."
                 ),
             },
             DnsRecord {
                 purpose: Purpose::ReturnPath,
                 kind: "MX",
-                name: bounce.clone(),
+                name: return_path.clone(),
                 value: format!("10 {}", self.helo_name),
+                required: true,
+                description: format!(
+                    "Bounces come back to bounces+…@{return_path}: this MX brings them to \
+                     Mailtrail's inbound SMTP server {}, which accepts only those addresses \
+                     there.",
+                    self.helo_name
+                ),
+            },
+            DnsRecord {
+                purpose: Purpose::Dmarc,
+                kind: "TXT",
+                name: format!("_dmarc.{name}"),
+                value: "v=DMARC1; p=none".to_owned(),
                 required: false,
                 description: format!(
-                    "The return path: bounces and replies come back to bounces+…@{bounce} and \
-                     reply+…@{bounce}, and this MX brings them to Mailtrail's inbound SMTP \
-                     server {}. One record for the whole installation, usually published by \
-                     its operator: it is reported but does not decide whether {name} is \
-                     verified.",
-                    self.helo_name
+                    "Gmail and Yahoo want a DMARC record from bulk senders. p=none only asks \
+                     for reports; once they show your mail passing, move to p=quarantine or \
+                     p=reject. To get aggregate reports add rua=mailto: and a mailbox of your \
+                     own: Mailtrail does not read DMARC reports, and a mailbox outside {name} \
+                     must authorise it in DNS (RFC 7489 §7.1). Keep aspf relaxed (the \
+                     default): the return path {return_path} aligns with {name} only then. \
+                     Recommended; the domain is verified without it."
                 ),
             },
         ]);
@@ -225,10 +267,14 @@ impl Checker {
             }
             checks
         };
-        let (mut records, spf, mx) =
-            tokio::join!(dkim, self.check_spf(&domain.domain), self.check_mx());
-        let verified = records.iter().all(|dkim| dkim.ok) && spf.ok;
-        records.extend([spf, mx]);
+        let (mut records, spf, mx, dmarc) = tokio::join!(
+            dkim,
+            self.check_spf(&domain.return_path),
+            self.check_mx(&domain.return_path),
+            self.check_dmarc(domain)
+        );
+        let verified = records.iter().all(|dkim| dkim.ok) && spf.ok && mx.ok;
+        records.extend([spf, mx, dmarc]);
         Check { verified, records }
     }
 
@@ -338,8 +384,53 @@ impl Checker {
         }
     }
 
-    async fn check_mx(&self) -> RecordCheck {
-        let name = &self.bounce_domain;
+    async fn check_dmarc(&self, domain: &SendingDomain) -> RecordCheck {
+        let name = format!("_dmarc.{}", domain.domain);
+        let (ok, detail) = match self.txt(&name).await {
+            Err(e) => (false, e),
+            Ok(records) => {
+                let published: Vec<&String> = records
+                    .iter()
+                    .filter(|r| r.trim_start().to_ascii_lowercase().starts_with("v=dmarc1"))
+                    .collect();
+                match published.as_slice() {
+                    [] => (
+                        false,
+                        format!(
+                            "no DMARC record (a TXT record starting v=DMARC1) at {name}: \
+                             receivers use the organisational domain's, if any"
+                        ),
+                    ),
+                    [record] => match dmarc(record) {
+                        None => (
+                            false,
+                            format!(
+                                "the DMARC record at {name} has no valid p= (none, quarantine \
+                                 or reject): receivers ignore it"
+                            ),
+                        ),
+                        Some(dmarc) => dmarc_detail(&dmarc, domain),
+                    },
+                    more => (
+                        false,
+                        format!(
+                            "{} DMARC records at {name}: receivers ignore them all (RFC 7489 \
+                             §6.6.3); keep one",
+                            more.len()
+                        ),
+                    ),
+                }
+            }
+        };
+        RecordCheck {
+            purpose: Purpose::Dmarc,
+            name,
+            ok,
+            detail,
+        }
+    }
+
+    async fn check_mx(&self, name: &str) -> RecordCheck {
         let (ok, detail) = match self.dns.mx_lookup(format!("{name}.")).await {
             Ok(lookup) => {
                 let hosts: Vec<String> = lookup
@@ -364,8 +455,8 @@ impl Checker {
                     (
                         true,
                         format!(
-                            "the MX of {name} is {}, not {}: bounces and replies reach \
-                             Mailtrail only if that host hands them on",
+                            "the MX of {name} is {}, not {}: bounces reach Mailtrail only if \
+                             that host hands them on",
                             hosts.join(", "),
                             self.helo_name
                         ),
@@ -379,11 +470,62 @@ impl Checker {
         };
         RecordCheck {
             purpose: Purpose::ReturnPath,
-            name: name.clone(),
+            name: name.to_owned(),
             ok,
             detail,
         }
     }
+}
+
+/// A DMARC record's tags that decide how mail from the domain is judged (RFC 7489 §6.3).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Dmarc {
+    /// `none`, `quarantine` or `reject`.
+    policy: String,
+    /// `aspf=s`: the envelope sender's domain must be the From domain itself.
+    strict_spf: bool,
+    /// `adkim=s`: the signature's `d=` must be the From domain itself.
+    strict_dkim: bool,
+}
+
+/// Reads a DMARC record: `None` unless it starts with `v=DMARC1` and has a valid `p=`, as
+/// receivers ignore such a record.
+fn dmarc(record: &str) -> Option<Dmarc> {
+    let mut tags = record
+        .split(';')
+        .map(str::trim)
+        .filter(|tag| !tag.is_empty())
+        .map(|tag| {
+            let (name, value) = tag.split_once('=').unwrap_or((tag, ""));
+            (
+                name.trim().to_ascii_lowercase(),
+                value.trim().to_ascii_lowercase(),
+            )
+        });
+    if tags.next()? != ("v".to_owned(), "dmarc1".to_owned()) {
+        return None;
+    }
+    let (mut policy, mut strict_spf, mut strict_dkim) = (None, false, false);
+    for (name, value) in tags {
+        match name.as_str() {
+            "p" => policy = Some(value),
+            "aspf" => strict_spf = value == "s",
+            "adkim" => strict_dkim = value == "s",
+            _ => {}
+        }
+    }
+    let policy = policy.filter(|p| ["none", "quarantine", "reject"].contains(&p.as_str()))?;
+    Some(Dmarc {
+        policy,
+        strict_spf,
+        strict_dkim,
+    })
+}
+
+/// Whether SPF on `return_path` aligns with From addresses at `domain` under `dmarc`: always
+/// when they are the same name, for a name under it only in relaxed mode.
+fn spf_aligns(dmarc: &Dmarc, domain: &str, return_path: &str) -> bool {
+    return_path == domain || !dmarc.strict_spf
 }
 
 /// Said of a domain signing with Ed25519 alone, as domains were registered before RSA was
@@ -432,6 +574,34 @@ fn dkim_public_key(record: &str) -> Option<String> {
     })
 }
 
+/// What a published DMARC record means for this domain's mail: its policy, and whether SPF
+/// and DKIM still align; `ok` unless SPF cannot align.
+fn dmarc_detail(dmarc: &Dmarc, domain: &SendingDomain) -> (bool, String) {
+    let policy = format!("policy p={}", dmarc.policy);
+    // DKIM signs with d=DOMAIN, the From domain itself: aligned even with adkim=s.
+    let dkim = if dmarc.strict_dkim {
+        "DKIM aligns (adkim=s, and the signature's d= is the From domain itself)"
+    } else {
+        "DKIM aligns"
+    };
+    if spf_aligns(dmarc, &domain.domain, &domain.return_path) {
+        (
+            true,
+            format!("{policy}; SPF on {} aligns, and {dkim}", domain.return_path),
+        )
+    } else {
+        (
+            false,
+            format!(
+                "{policy}; aspf=s: SPF on the return path {} does not align with {} in strict \
+                 mode, so DMARC rests on DKIM alone ({dkim}). Remove aspf=s (relaxed is the \
+                 default) for SPF to count",
+                domain.return_path, domain.domain
+            ),
+        )
+    }
+}
+
 fn is_spf(record: &str) -> bool {
     let lower = record.trim_start().to_ascii_lowercase();
     lower == "v=spf1" || lower.starts_with("v=spf1 ")
@@ -476,5 +646,59 @@ mod tests {
         assert!(is_spf("v=spf1 -all") && is_spf("V=SPF1") && !is_spf("v=spf10 a"));
         assert!(mentions("v=spf1 mx +a:mta.example -all", "a:mta.example"));
         assert!(!mentions("v=spf1 a:mta.example.org -all", "a:mta.example"));
+    }
+
+    #[test]
+    fn a_return_path_is_the_domain_or_a_name_under_it() {
+        for (requested, expected) in [
+            (None, Ok("bounces.shop.example")),
+            (Some("  "), Ok("bounces.shop.example")),
+            (Some("Mail.Shop.Example."), Ok("mail.shop.example")),
+            (Some("a.b.shop.example"), Ok("a.b.shop.example")),
+            (Some("shop.example"), Ok("shop.example")),
+            (Some("bounces.other.example"), Err(())),
+            (Some("evilshop.example"), Err(())),
+            (Some("shop.example.evil"), Err(())),
+            (Some("x@bounces.shop.example"), Err(())),
+        ] {
+            assert_eq!(
+                return_path("shop.example", requested).map_err(|_| ()),
+                expected.map(str::to_owned),
+                "{requested:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn dmarc_records_are_read_as_receivers_read_them() {
+        let policy = |p: &str, strict_spf, strict_dkim| {
+            Some(Dmarc {
+                policy: p.into(),
+                strict_spf,
+                strict_dkim,
+            })
+        };
+        for (record, expected) in [
+            ("v=DMARC1; p=none", policy("none", false, false)),
+            (
+                "v=DMARC1;p=Reject;aspf=s;adkim=s;rua=mailto:d@shop.example",
+                policy("reject", true, true),
+            ),
+            (
+                " v = DMARC1 ; p = quarantine ; aspf = r ; ",
+                policy("quarantine", false, false),
+            ),
+            ("v=DMARC1; sp=reject", None),
+            ("v=DMARC1; p=always", None),
+            ("p=none; v=DMARC1", None),
+            ("v=spf1 -all", None),
+        ] {
+            assert_eq!(dmarc(record), expected, "{record}");
+        }
+        let relaxed = dmarc("v=DMARC1; p=none").unwrap();
+        let strict = dmarc("v=DMARC1; p=none; aspf=s").unwrap();
+        assert!(spf_aligns(&relaxed, "shop.example", "bounces.shop.example"));
+        assert!(!spf_aligns(&strict, "shop.example", "bounces.shop.example"));
+        assert!(spf_aligns(&strict, "shop.example", "shop.example"));
     }
 }

@@ -47,6 +47,7 @@ struct DomainRow {
     domain: String,
     algorithm: &'static str,
     selector: String,
+    return_path: String,
     verified: bool,
     verified_at: Option<String>,
     added: String,
@@ -77,6 +78,7 @@ struct SettingsPage {
     domain_error: Option<String>,
     new_domain: String,
     new_algorithm: String,
+    new_return_path: String,
     users: Vec<UserRow>,
 }
 
@@ -133,7 +135,8 @@ fn record_row(record: DnsRecord, check: Option<&Check>) -> RecordRow {
         purpose: match record.purpose {
             Purpose::Dkim => "DKIM key",
             Purpose::Spf => "SPF",
-            Purpose::ReturnPath => "Return path",
+            Purpose::ReturnPath => "Return path MX",
+            Purpose::Dmarc => "DMARC",
         },
         name: record.name,
         value: record.value,
@@ -165,6 +168,7 @@ fn domain_row(state: &AppState, domain: SendingDomain) -> DomainRow {
         last_check_at: domain.last_check_at_ms.map(time),
         domain: domain.domain,
         selector: domain.selector,
+        return_path: domain.return_path,
         records,
     }
 }
@@ -194,6 +198,7 @@ async fn load(
         domain_error: None,
         new_domain: String::new(),
         new_algorithm: KeyAlgorithm::default().as_str().to_owned(),
+        new_return_path: String::new(),
         users: users
             .into_iter()
             .map(|u| UserRow {
@@ -326,23 +331,27 @@ async fn domain_refused(
     viewer: &Viewer,
     uri: &Uri,
     error: String,
-    typed: Option<(String, String)>,
+    typed: Option<AddDomainForm>,
 ) -> Result<Response, WebError> {
     let mut page = load(state, viewer, uri, None).await?;
     page.domain_error = Some(error);
-    if let Some((domain, algorithm)) = typed {
-        page.new_domain = domain;
-        page.new_algorithm = algorithm;
+    if let Some(typed) = typed {
+        page.new_domain = typed.domain;
+        page.new_algorithm = typed.algorithm;
+        page.new_return_path = typed.return_path;
     }
     Ok((StatusCode::UNPROCESSABLE_ENTITY, render(&page)?).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Clone, Deserialize)]
 pub(crate) struct AddDomainForm {
     #[serde(default)]
     domain: String,
     #[serde(default)]
     algorithm: String,
+    /// Empty for the default, `bounces.DOMAIN`.
+    #[serde(default)]
+    return_path: String,
 }
 
 /// `POST /settings/domains`: registers a domain with a new DKIM key, as `POST /v1/domains`.
@@ -353,14 +362,15 @@ pub(crate) async fn add_domain(
 ) -> Result<Response, WebError> {
     let Posted { viewer, form } = posted;
     viewer.require(Role::Admin, ADMINS_ONLY)?;
-    let typed = Some((form.domain.clone(), form.algorithm.clone()));
     let created = register(
         &state.store,
         &viewer.account_id,
         &form.domain,
         Some(form.algorithm.as_str()),
+        Some(form.return_path.as_str()),
     )
     .await;
+    let typed = Some(form);
     let refused = |why: String| domain_refused(&state, &viewer, &uri, why, typed.clone());
     match created {
         Ok(domain) => Ok(Redirect::to(&format!(

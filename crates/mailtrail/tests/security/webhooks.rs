@@ -162,33 +162,29 @@ async fn a_hook_whose_name_is_re_pointed_at_loopback_is_blocked_not_reached() {
     let data = root.path().join("data");
     let data = data.to_str().unwrap();
 
-    // When the hook is made, its name points at a public address.
-    let public = Dns::start(&[("rebind.test", "hook IN A 8.8.8.8")]);
-    let servers = format!("[{}]", public.address);
+    // When the hook is made, its name points at a public address, for a second (its TTL).
+    let mut dns = Dns::start(&[("rebind.test", "hook 1 IN A 8.8.8.8")]);
+    let servers = format!("[{}]", dns.address);
     let env = environment(data, &servers);
     let (_, key) = common::create_account(&env, "Shop");
     let url = format!("http://hook.rebind.test:{port}/events");
-    let hook_id = {
-        let (child, base) = common::serve(&env);
-        let _serve = KillOnDrop(child);
-        let (status, created, _) = create_hook(&base, &key, &url).await;
-        assert_eq!(status, 201, "a public target is accepted: {created}");
-        assert!(created["secret"].as_str().is_some_and(|s| !s.is_empty()));
-        let listed = common::get_json(&base, &key, "/v1/webhooks").await;
-        assert!(
-            listed["webhooks"][0].get("secret").is_none(),
-            "the secret is shown once, at creation: {listed}"
-        );
-        created["id"].as_str().unwrap().to_owned()
-    };
-    drop(public);
-
-    // Then the name is re-pointed at loopback, where the listener waits.
-    let rebound = Dns::start(&[("rebind.test", "hook IN A 127.0.0.1")]);
-    let servers = format!("[{}]", rebound.address);
-    let env = environment(data, &servers);
     let (child, base) = common::serve(&env);
     let _serve = KillOnDrop(child);
+    let (status, created, _) = create_hook(&base, &key, &url).await;
+    assert_eq!(status, 201, "a public target is accepted: {created}");
+    assert!(created["secret"].as_str().is_some_and(|s| !s.is_empty()));
+    let listed = common::get_json(&base, &key, "/v1/webhooks").await;
+    assert!(
+        listed["webhooks"][0].get("secret").is_none(),
+        "the secret is shown once, at creation: {listed}"
+    );
+    let hook_id = created["id"].as_str().unwrap().to_owned();
+
+    // Then the same DNS server re-points the name at loopback, where the listener waits, and
+    // the answer the service cached when the hook was made expires: the same process must
+    // see the new answer, and refuse it.
+    dns.restart(&[("rebind.test", "hook 1 IN A 127.0.0.1")]);
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
     common::send_email(
         &base,
         &key,

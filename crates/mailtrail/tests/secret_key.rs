@@ -10,7 +10,6 @@ use std::process::Output;
 
 use common::{KillOnDrop, mailtrail};
 use mailtrail_store::{MasterKey, Store};
-use serde_json::{Value, json};
 
 fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
@@ -42,30 +41,8 @@ fn serve_refused(env: &[(&str, &str)]) -> Output {
 /// account and the hook's secret.
 async fn secrets_through_the_api(env: &[(&str, &str)], root: &Path) -> (String, String) {
     let (account, key) = common::create_account(env, "Shop");
-    let config = root.join("mailtrail.toml");
-    std::fs::write(&config, "[webhooks]\nallow_private_targets = true\n").unwrap();
-    let (child, base, _) = common::serve_with_args(env, &["--config", config.to_str().unwrap()]);
-    let _serve = KillOnDrop(child);
-    let client = reqwest::Client::new();
-    let hook: Value = client
-        .post(format!("{base}/v1/webhooks"))
-        .bearer_auth(&key)
-        .json(&json!({"url": "http://127.0.0.1:9/hook"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let domain = client
-        .post(format!("{base}/v1/domains"))
-        .bearer_auth(&key)
-        .json(&json!({"domain": "shop.example"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(domain.status(), 201);
-    (account, hook["secret"].as_str().unwrap().to_owned())
+    let (_serve, secret) = common::serve_with_secrets(env, root, &key, "rsa").await;
+    (account, secret)
 }
 
 /// The account's webhook secrets, read with `key`.

@@ -100,14 +100,15 @@ async fn opens_clicks_and_unsubscribes_change_the_stage() {
 
     let settings =
         json!({"open_tracking": true, "click_tracking": true, "tracking_base_url": base});
-    let response = client
-        .patch(format!("{base}/v1/settings"))
-        .bearer_auth(key)
-        .json(&settings)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
+    let (status, answer) = common::call(
+        reqwest::Method::PATCH,
+        &base,
+        key,
+        "/v1/settings",
+        &settings,
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
 
     let target = "https://shop.example/offer?a=1&b=2";
     let email = json!({"to": "ana@ok.test", "from": "sales@shop.test", "subject": "Offer",
@@ -216,14 +217,15 @@ async fn a_scanner_following_every_link_at_once_is_a_machine() {
     let (key, base) = (tracked.key.clone(), tracked.base.clone());
     let client = without_redirects();
     let settings = json!({"click_tracking": true, "tracking_base_url": base});
-    let response = client
-        .patch(format!("{base}/v1/settings"))
-        .bearer_auth(&key)
-        .json(&settings)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
+    let (status, answer) = common::call(
+        reqwest::Method::PATCH,
+        &base,
+        &key,
+        "/v1/settings",
+        &settings,
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
 
     // Three emails of three links each, and the tracked links of each as received.
     let html = "<html><body><a href=\"https://shop.example/1\">one</a> \
@@ -326,15 +328,7 @@ async fn a_scanner_following_every_link_at_once_is_a_machine() {
     );
 
     // The batch report counts the machines' clicks apart.
-    let report: Value = client
-        .get(format!("{base}/v1/reports/batches?batches=scan"))
-        .bearer_auth(&key)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let report = common::get_json(&base, &key, "/v1/reports/batches?batches=scan").await;
     let scan = &report["batches"][0];
     assert_eq!(
         (scan["clicked"].as_i64(), scan["machine_clicked"].as_i64()),

@@ -147,6 +147,53 @@ pub async fn send_email(base: &str, key: &str, email: &serde_json::Value) -> Str
         .to_owned()
 }
 
+/// `method` an API path (`/v1/…`) with an API key and a JSON body: the status, and the
+/// answer as JSON (null when it is none).
+pub async fn call(
+    method: reqwest::Method,
+    base: &str,
+    key: &str,
+    path: &str,
+    body: &serde_json::Value,
+) -> (u16, serde_json::Value) {
+    let response = reqwest::Client::new()
+        .request(method, format!("{base}{path}"))
+        .bearer_auth(key)
+        .json(body)
+        .send()
+        .await
+        .expect("the API answers");
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or_default())
+}
+
+/// Serves `env` with a webhook and a sending domain (its DKIM key `algorithm`) made through
+/// the API with `key`, so the database holds every kind of secret: the service, and the
+/// hook's secret (shown once). Private targets are allowed (a config file in `dir`), so the
+/// hook, on loopback and never called, needs no DNS.
+pub async fn serve_with_secrets(
+    env: &[(&str, &str)],
+    dir: &std::path::Path,
+    key: &str,
+    algorithm: &str,
+) -> (KillOnDrop, String) {
+    let config = dir.join("mailtrail.toml");
+    std::fs::write(&config, "[webhooks]\nallow_private_targets = true\n").unwrap();
+    let (child, base, _) = serve_with_args(env, &["--config", config.to_str().unwrap()]);
+    let serve = KillOnDrop(child);
+    let post = reqwest::Method::POST;
+    let hook = serde_json::json!({"url": "http://127.0.0.1:9/hook"});
+    let (status, hook) = call(post.clone(), &base, key, "/v1/webhooks", &hook).await;
+    assert_eq!(status, 201, "{hook}");
+    let domain = serde_json::json!({"domain": "shop.example", "algorithm": algorithm});
+    let (status, domain) = call(post, &base, key, "/v1/domains", &domain).await;
+    assert_eq!(status, 201, "{domain}");
+    let secret = hook["secret"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no secret in {hook}"));
+    (serve, secret.to_owned())
+}
+
 /// `GET` an API path (`/v1/…`) with an API key, as JSON.
 pub async fn get_json(base: &str, key: &str, path: &str) -> serde_json::Value {
     reqwest::Client::new()

@@ -72,14 +72,9 @@ async fn script_and_data_links_are_never_tracked_redirects() {
     let service = Service::start(Some(&sink), None);
     let (base, key) = (&service.base, &service.key);
     let settings = json!({"click_tracking": true, "tracking_base_url": base});
-    let answer = client()
-        .patch(format!("{base}/v1/settings"))
-        .bearer_auth(key)
-        .json(&settings)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(answer.status(), 200);
+    let (status, answer) =
+        common::call(reqwest::Method::PATCH, base, key, "/v1/settings", &settings).await;
+    assert_eq!(status, 200, "{answer}");
 
     let html = "<html><body>\
         <a href=\"javascript:alert(document.cookie)\">one</a>\

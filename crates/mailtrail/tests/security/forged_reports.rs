@@ -72,16 +72,15 @@ fn start(sink: &Sink) -> Service {
 impl Service {
     /// Creates a lead for `to`, sends it an email and reads what the sink received.
     async fn send(&self, sink: &Sink, to: &str) -> Sent {
-        let lead: Value = reqwest::Client::new()
-            .post(format!("{}/v1/leads", self.base))
-            .bearer_auth(&self.key)
-            .json(&json!({"email": to}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let lead = json!({"email": to});
+        let (_, lead) = common::call(
+            reqwest::Method::POST,
+            &self.base,
+            &self.key,
+            "/v1/leads",
+            &lead,
+        )
+        .await;
         let email =
             json!({"to": to, "from": "sales@shop.test", "subject": "Offer", "text": "Hello"});
         let id = common::send_email(&self.base, &self.key, &email).await;

@@ -59,15 +59,7 @@ impl Service {
     }
 
     async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
-        let response = reqwest::Client::new()
-            .post(format!("{}{path}", self.base))
-            .bearer_auth(&self.key)
-            .json(body)
-            .send()
-            .await
-            .expect("the API answers");
-        let status = response.status().as_u16();
-        (status, response.json().await.unwrap_or(Value::Null))
+        common::call(reqwest::Method::POST, &self.base, &self.key, path, body).await
     }
 
     /// `mailtrail lead import` of `csv`, as an operator runs it.

@@ -7,9 +7,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use mailtrail_store::MasterKey;
-use serde_json::{Value, json};
 
-use crate::common::{self, KillOnDrop};
+use crate::common;
 
 /// The permission bits of `path`.
 fn mode(path: &Path) -> u32 {
@@ -33,35 +32,7 @@ async fn the_data_directory_and_backups_hold_no_secret_in_clear_and_are_the_owne
     let data = root.path().join("data");
     let env = [("MAILTRAIL_DATA_DIR", data.to_str().unwrap())];
     let (_, key) = common::create_account(&env, "Shop");
-    // The hook is never called: a receiver on loopback saves a DNS lookup.
-    let config = root.path().join("mailtrail.toml");
-    std::fs::write(&config, "[webhooks]\nallow_private_targets = true\n").unwrap();
-    let (child, base, _) = common::serve_with_args(&env, &["--config", config.to_str().unwrap()]);
-    let _serve = KillOnDrop(child);
-    let client = reqwest::Client::new();
-
-    let hook: Value = client
-        .post(format!("{base}/v1/webhooks"))
-        .bearer_auth(&key)
-        .json(&json!({"url": "http://127.0.0.1:9/hook"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let hook_secret = hook["secret"]
-        .as_str()
-        .unwrap_or_else(|| panic!("no secret in {hook}"))
-        .to_owned();
-    let domain = client
-        .post(format!("{base}/v1/domains"))
-        .bearer_auth(&key)
-        .json(&json!({"domain": "shop.example", "algorithm": "rsa"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(domain.status(), 201, "{}", domain.text().await.unwrap());
+    let (_serve, hook_secret) = common::serve_with_secrets(&env, root.path(), &key, "rsa").await;
 
     let backup = root.path().join("backup.db");
     let output = common::mailtrail(&env)

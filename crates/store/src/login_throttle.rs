@@ -3,7 +3,8 @@
 //! last, up to a cap — and the single-use tokens of sign-in forms. What a failure does to a
 //! key's count is [`after_failure`], pure and tested here.
 
-use sqlx::Row;
+use sqlx::any::AnyRow;
+use sqlx::{Any, Row, Transaction};
 
 use crate::{Result, Store};
 
@@ -20,13 +21,30 @@ pub struct LoginLimit {
     pub lock_max_ms: i64,
 }
 
-/// What [`Store::record_login_failure`] did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What [`Store::count_login_attempt`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Counted {
-    /// The key is locked until then (ms): nothing was counted.
+    /// A key is locked until then (ms): nothing was counted.
     AlreadyLocked(i64),
-    /// Counted; `Some(until)` when this failure started a lock.
-    Counted(Option<i64>),
+    /// Counted against every key, in the order they were given.
+    Counted(Vec<Count>),
+}
+
+/// An attempt counted as a failure of one key before its password was checked: what the key
+/// was and became, so [`Store::uncount_login_attempt`] can take it back if it was right.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Count {
+    key: String,
+    before: Failures,
+    after: Failures,
+}
+
+impl Count {
+    /// `Some(until)` (ms) when this failure started a lock.
+    pub fn lock(&self) -> Option<i64> {
+        (self.after.locked_until_ms > self.after.last_failure_ms)
+            .then_some(self.after.locked_until_ms)
+    }
 }
 
 /// One key's row.
@@ -36,6 +54,38 @@ struct Failures {
     locks: i64,
     locked_until_ms: i64,
     last_failure_ms: i64,
+}
+
+impl Failures {
+    fn read(row: &AnyRow) -> Result<Self, sqlx::Error> {
+        Ok(Failures {
+            failures: row.try_get("failures")?,
+            locks: row.try_get("locks")?,
+            locked_until_ms: row.try_get("locked_until_ms")?,
+            last_failure_ms: row.try_get("last_failure_ms")?,
+        })
+    }
+}
+
+/// Sets the row of `key`, locked by `tx`.
+async fn write_failures(
+    tx: &mut Transaction<'static, Any>,
+    key: &str,
+    row: &Failures,
+) -> Result<()> {
+    sqlx::query(
+        "UPDATE login_failures SET failures = $2, locks = $3, locked_until_ms = $4,
+             last_failure_ms = $5
+         WHERE key = $1",
+    )
+    .bind(key)
+    .bind(row.failures)
+    .bind(row.locks)
+    .bind(row.locked_until_ms)
+    .bind(row.last_failure_ms)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }
 
 /// The key's row after one more failure at `now`. Once a key has been locked, every further
@@ -74,65 +124,100 @@ impl Store {
         Ok(until)
     }
 
-    /// Counts a failed sign-in against `key`, unless the key is locked at `now` (two attempts
-    /// that passed [`Store::login_locked_until`] together meet here, so concurrent guesses
-    /// cannot outrun the lock). Keys quiet for longer than the window are deleted on the way.
-    pub async fn record_login_failure(
+    /// Counts a sign-in attempt as a failure of each of `keys` (a key and its limit) before
+    /// its password is checked, unless one of them is locked at `now`: then nothing is counted.
+    /// Attempts that passed [`Store::login_locked_until`] together meet here, one at a time
+    /// per key, so guesses sent together cannot outrun a lock. Keys quiet for longer than
+    /// the longest window are deleted on the way.
+    pub async fn count_login_attempt(
         &self,
-        key: &str,
-        limit: &LoginLimit,
+        keys: &[(&str, &LoginLimit)],
         now: i64,
     ) -> Result<Counted> {
+        // Rows are locked in the order of their keys, so two attempts never wait on each other.
+        let mut order: Vec<usize> = (0..keys.len()).collect();
+        order.sort_by_key(|&i| keys[i].0);
+        let mut before = vec![Failures::default(); keys.len()];
         let mut tx = self.writer.begin().await?;
-        // Inserting a zero row or locking the one there, in one statement: on PostgreSQL a
-        // `SELECT … FOR UPDATE` of a row that does not exist yet locks nothing, so the first
-        // guesses sent together would each start from nothing and count as one.
-        let row = sqlx::query(
-            "INSERT INTO login_failures (key, failures, locks, locked_until_ms, last_failure_ms)
-             VALUES ($1, 0, 0, 0, 0)
-             ON CONFLICT (key) DO UPDATE SET failures = login_failures.failures
-             RETURNING failures, locks, locked_until_ms, last_failure_ms",
-        )
-        .bind(key)
-        .fetch_one(&mut *tx)
-        .await?;
-        let previous = Failures {
-            failures: row.try_get("failures")?,
-            locks: row.try_get("locks")?,
-            locked_until_ms: row.try_get("locked_until_ms")?,
-            last_failure_ms: row.try_get("last_failure_ms")?,
-        };
-        if previous.locked_until_ms > now {
-            return Ok(Counted::AlreadyLocked(previous.locked_until_ms));
+        for &i in &order {
+            // Inserting a zero row or locking the one there, in one statement: on PostgreSQL
+            // a `SELECT … FOR UPDATE` of a row that does not exist yet locks nothing, so the
+            // first guesses sent together would each start from nothing and count as one.
+            let row = sqlx::query(
+                "INSERT INTO login_failures
+                     (key, failures, locks, locked_until_ms, last_failure_ms)
+                 VALUES ($1, 0, 0, 0, 0)
+                 ON CONFLICT (key) DO UPDATE SET failures = login_failures.failures
+                 RETURNING failures, locks, locked_until_ms, last_failure_ms",
+            )
+            .bind(keys[i].0)
+            .fetch_one(&mut *tx)
+            .await?;
+            before[i] = Failures::read(&row)?;
         }
-        let next = after_failure(Some(previous), limit, now);
-        sqlx::query(
-            "UPDATE login_failures SET failures = $2, locks = $3, locked_until_ms = $4,
-                 last_failure_ms = $5
-             WHERE key = $1",
-        )
-        .bind(key)
-        .bind(next.failures)
-        .bind(next.locks)
-        .bind(next.locked_until_ms)
-        .bind(next.last_failure_ms)
-        .execute(&mut *tx)
-        .await?;
+        if let Some(until) = before
+            .iter()
+            .map(|b| b.locked_until_ms)
+            .filter(|&until| until > now)
+            .max()
+        {
+            return Ok(Counted::AlreadyLocked(until));
+        }
+        let mut counts = Vec::with_capacity(keys.len());
+        for (&(key, limit), before) in keys.iter().zip(before) {
+            let after = after_failure(Some(before), limit, now);
+            write_failures(&mut tx, key, &after).await?;
+            counts.push(Count {
+                key: key.to_owned(),
+                before,
+                after,
+            });
+        }
         // Last, and skipping rows another attempt holds: pruning never waits, so it cannot
         // close a cycle with an attempt waiting for this one's key.
+        let window = keys.iter().map(|(_, l)| l.window_ms).max().unwrap_or(0);
         sqlx::query(&format!(
             "DELETE FROM login_failures WHERE key IN (
                  SELECT key FROM login_failures
                  WHERE last_failure_ms < $1 AND locked_until_ms < $1{})",
             self.skip_locked_clause()
         ))
-        .bind(now - limit.window_ms)
+        .bind(now - window)
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
-        Ok(Counted::Counted(
-            (next.locked_until_ms > now).then_some(next.locked_until_ms),
+        Ok(Counted::Counted(counts))
+    }
+
+    /// Takes back `count` (its password was right, so it was no failure): the key is as it
+    /// was before, if nothing was counted against it since; otherwise it has one failure
+    /// fewer, unless a lock started since (that lock stays).
+    pub async fn uncount_login_attempt(&self, count: &Count) -> Result<()> {
+        let mut tx = self.writer.begin().await?;
+        let row = sqlx::query(&format!(
+            "SELECT failures, locks, locked_until_ms, last_failure_ms FROM login_failures
+             WHERE key = $1{}",
+            self.lock_clause()
         ))
+        .bind(&count.key)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let current = row.as_ref().map(Failures::read).transpose()?;
+        let undone = match current {
+            Some(current) if current == count.after => Some(count.before),
+            Some(current) if current.failures > 0 && current.locks == count.after.locks => {
+                Some(Failures {
+                    failures: current.failures - 1,
+                    ..current
+                })
+            }
+            _ => None,
+        };
+        if let Some(undone) = undone {
+            write_failures(&mut tx, &count.key, &undone).await?;
+        }
+        tx.commit().await?;
+        Ok(())
     }
 
     /// Forgets the failures of `key` (after a successful sign-in).

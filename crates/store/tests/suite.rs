@@ -82,6 +82,7 @@ on_both_backends!(
     web_sessions_expire_are_touched_and_end,
     sign_in_failures_lock_keys_and_forms_are_spent_once,
     first_sign_in_failures_sent_together_are_each_counted,
+    a_right_password_takes_its_counted_attempt_back,
     operators_choose_among_every_account,
     sending_domains_are_per_account_and_give_their_key_only_once_verified,
     an_accounts_users_are_listed_without_other_accounts_or_operators,
@@ -1640,28 +1641,33 @@ async fn sign_in_failures_lock_keys_and_forms_are_spent_once(f: Fixture) {
         lock_max_ms: 3_000,
     };
     let (login, other) = ("login:a", "address:192.0.2.1");
-    let fail = async |now| {
-        store
-            .record_login_failure(login, &limit, now)
-            .await
-            .unwrap()
+    // What counting one attempt against `keys` did: the lock each key's failure started, or
+    // `Err(until)` when one was already locked.
+    let count = async |keys: &[&str], now| {
+        let keys: Vec<_> = keys.iter().map(|&k| (k, &limit)).collect();
+        match store.count_login_attempt(&keys, now).await.unwrap() {
+            Counted::AlreadyLocked(until) => Err(until),
+            Counted::Counted(counts) => Ok(counts.iter().map(|c| c.lock()).collect::<Vec<_>>()),
+        }
     };
     let locked = async |keys: &[&str], now| store.login_locked_until(keys, now).await.unwrap();
-    assert_eq!(fail(0).await, Counted::Counted(None));
+    assert_eq!(count(&[login], 0).await, Ok(vec![None]));
     assert_eq!(locked(&[login, other], 10).await, None);
-    assert_eq!(fail(10).await, Counted::Counted(Some(1_010)));
+    assert_eq!(count(&[login], 10).await, Ok(vec![Some(1_010)]));
     assert_eq!(locked(&[other, login], 20).await, Some(1_010));
-    // A guess that passed the check alongside the one that locked is not counted.
-    assert_eq!(fail(20).await, Counted::AlreadyLocked(1_010));
+    // A guess that passed the check alongside the one that locked is not counted, for any of
+    // its keys.
+    assert_eq!(count(&[login, other], 20).await, Err(1_010));
+    assert_eq!(count(&[other], 30).await, Ok(vec![None]), "first failure");
     assert_eq!(locked(&[login], 1_010).await, None);
     // Locked again, twice as long, by the next failure after the lock.
-    assert_eq!(fail(1_100).await, Counted::Counted(Some(3_100)));
+    assert_eq!(count(&[login], 1_100).await, Ok(vec![Some(3_100)]));
     store.clear_login_failures(login).await.unwrap();
     assert_eq!(locked(&[login], 1_200).await, None);
     assert_eq!(
-        fail(1_300).await,
-        Counted::Counted(None),
-        "counting starts again"
+        count(&[login, other], 1_300).await,
+        Ok(vec![None, Some(2_300)]),
+        "counting starts again for the login; the address's second failure locks it"
     );
 
     store.issue_login_form("form-a", 5_000).await.unwrap();
@@ -1676,6 +1682,67 @@ async fn sign_in_failures_lock_keys_and_forms_are_spent_once(f: Fixture) {
         "expired"
     );
     assert!(!store.spend_login_form("never-issued", 2_000).await.unwrap());
+}
+
+/// A right password takes its counted attempt back: the key is as before, also when that
+/// attempt had started a lock; with failures counted since, it has one fewer.
+async fn a_right_password_takes_its_counted_attempt_back(f: Fixture) {
+    use mailtrail_store::login_throttle::{Count, Counted, LoginLimit};
+    let store = &f.store;
+    let limit = LoginLimit {
+        failures: 3,
+        window_ms: 60_000,
+        lock_ms: 1_000,
+        lock_max_ms: 8_000,
+    };
+    let key = "address:198.51.100.7";
+    let count = async |now| -> Count {
+        match store
+            .count_login_attempt(&[(key, &limit)], now)
+            .await
+            .unwrap()
+        {
+            Counted::Counted(mut counts) => counts.remove(0),
+            other => panic!("not counted at {now}: {other:?}"),
+        }
+    };
+    let locked = async |now| store.login_locked_until(&[key], now).await.unwrap();
+    for now in [0, 10] {
+        let right = count(now).await;
+        store.uncount_login_attempt(&right).await.unwrap();
+    }
+    count(20).await;
+    count(30).await;
+    // The third attempt locks, but its password was right: no lock, and still two failures.
+    let right = count(40).await;
+    assert_eq!(right.lock(), Some(1_040));
+    store.uncount_login_attempt(&right).await.unwrap();
+    assert_eq!(locked(50).await, None);
+    assert_eq!(
+        count(60).await.lock(),
+        Some(1_060),
+        "the third failure locks"
+    );
+
+    // Attempts counted between a right one and its taking back stay counted.
+    let key = "address:198.51.100.8";
+    let count = async |now| match store
+        .count_login_attempt(&[(key, &limit)], now)
+        .await
+        .unwrap()
+    {
+        Counted::Counted(mut counts) => counts.remove(0),
+        other => panic!("not counted at {now}: {other:?}"),
+    };
+    let right = count(0).await;
+    count(10).await;
+    store.uncount_login_attempt(&right).await.unwrap();
+    count(20).await;
+    assert_eq!(
+        count(30).await.lock(),
+        Some(1_030),
+        "10, 20 and 30 were failures"
+    );
 }
 
 /// Failures of a key with no row yet, sent together: each is counted (a lock on a row that
@@ -1698,7 +1765,7 @@ async fn first_sign_in_failures_sent_together_are_each_counted(f: Fixture) {
                 let (store, key) = (store.clone(), key.clone());
                 tokio::spawn(async move {
                     store
-                        .record_login_failure(&key, &limit, 1_000)
+                        .count_login_attempt(&[(&key, &limit)], 1_000)
                         .await
                         .unwrap()
                 })
@@ -1708,10 +1775,15 @@ async fn first_sign_in_failures_sent_together_are_each_counted(f: Fixture) {
         for task in tasks {
             counted.push(task.await.unwrap());
         }
-        let plain = counted.iter().filter(|c| **c == Counted::Counted(None));
-        let locking = counted
+        let locks: Vec<_> = counted
             .iter()
-            .filter(|c| matches!(c, Counted::Counted(Some(_))));
+            .filter_map(|c| match c {
+                Counted::Counted(counts) => Some(counts[0].lock()),
+                Counted::AlreadyLocked(_) => None,
+            })
+            .collect();
+        let plain = locks.iter().filter(|lock| lock.is_none());
+        let locking = locks.iter().filter(|lock| lock.is_some());
         assert_eq!(
             (plain.count(), locking.count()),
             (4, 1),

@@ -296,3 +296,88 @@ async fn guesses_sent_together_do_not_outrun_the_lock() {
     );
     assert_eq!(checked + statuses.iter().filter(|s| **s == 429).count(), 20);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn one_login_typed_differently_is_one_lock() {
+    let service = Service::start(Some("[web]\nlogin_failures = 3\n"));
+    let base = &service.base;
+    let mut statuses = Vec::new();
+    for typed in ["Ana@Shop.test", " ana@shop.test ", "ANA@SHOP.TEST"] {
+        let form = fetch_form(base).await;
+        statuses.push(sign_in(base, &form, typed, "guess").await.status);
+    }
+    assert_eq!(statuses, [401, 401, 429], "three spellings, one login");
+    let form = fetch_form(base).await;
+    let answer = sign_in(base, &form, EMAIL, PASSWORD).await;
+    assert_eq!(
+        answer.status, 429,
+        "the login is locked, however it is typed"
+    );
+    assert!(!answer.session);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_burst_spread_over_many_logins_gets_only_the_address_limit_of_password_checks() {
+    let service = Service::start(Some("[web]\nlogin_address_failures = 5\n"));
+    let base = service.base.clone();
+    let mut forms = Vec::new();
+    for _ in 0..21 {
+        forms.push(fetch_form(&base).await);
+    }
+    let right = forms.pop().unwrap();
+    // Password spraying: one guess for each of 20 logins, all at once, from one address.
+    let guesses: Vec<_> = forms
+        .into_iter()
+        .enumerate()
+        .map(|(n, form)| {
+            let base = base.clone();
+            tokio::spawn(async move {
+                sign_in(&base, &form, &format!("user{n}@shop.test"), "Summer2026!")
+                    .await
+                    .status
+            })
+        })
+        .collect();
+    // While those passwords are being checked, the right one from the same address: the
+    // address has had its five failures, so it is refused without a check. (Before, a guess
+    // was counted against the address only once its password had been checked, so every
+    // guess of the burst was checked, and this one signed in.)
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let answer = sign_in(&base, &right, EMAIL, PASSWORD).await;
+    assert_eq!(answer.status, 429, "{}", answer.body);
+    assert!(!answer.session);
+    let mut statuses = Vec::new();
+    for guess in guesses {
+        statuses.push(guess.await.unwrap());
+    }
+    let checked = statuses.iter().filter(|s| **s == 401).count();
+    assert!(
+        checked <= 4,
+        "at most login_address_failures - 1 plain refusals: {statuses:?}"
+    );
+    assert_eq!(
+        checked + statuses.iter().filter(|s| **s == 429).count(),
+        20,
+        "{statuses:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_office_signing_in_does_not_lock_its_address() {
+    let service = Service::start(Some("[web]\nlogin_address_failures = 3\n"));
+    let base = &service.base;
+    // One person mistyping, then many right sign-ins from the same address.
+    let form = fetch_form(base).await;
+    assert_eq!(sign_in(base, &form, EMAIL, "typo").await.status, 401);
+    for attempt in 0..5 {
+        let form = fetch_form(base).await;
+        let answer = sign_in(base, &form, EMAIL, PASSWORD).await;
+        assert_eq!(answer.status, 303, "sign-in {attempt}: {}", answer.body);
+    }
+    // The right sign-ins counted nothing: one more mistake is the second failure, not a lock.
+    let form = fetch_form(base).await;
+    assert_eq!(
+        sign_in(base, &form, "bo@shop.test", "typo").await.status,
+        401
+    );
+}

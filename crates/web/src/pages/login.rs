@@ -14,7 +14,7 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use mailtrail_api::AppState;
-use mailtrail_store::login_throttle::Counted;
+use mailtrail_store::login_throttle::{Count, Counted};
 use mailtrail_store::now_ms;
 use serde::Deserialize;
 
@@ -146,10 +146,10 @@ pub(crate) async fn submit(
     }
     let login = login_key(&form.email);
     let address = client.address.map(address_key);
-    let keys: Vec<&str> = [Some(login.as_str()), address.as_deref()]
-        .into_iter()
-        .flatten()
-        .collect();
+    let limits = client.site.limits;
+    let mut counted = vec![(login.as_str(), &limits.login)];
+    counted.extend(address.as_deref().map(|key| (key, &limits.address)));
+    let keys: Vec<&str> = counted.iter().map(|&(key, _)| key).collect();
     let again = |locked: Option<String>| LoginPage {
         title: "Sign in",
         csrf: String::new(),
@@ -161,16 +161,13 @@ pub(crate) async fn submit(
     if let Some(until) = state.store.login_locked_until(&keys, now).await? {
         return locked(&state, &client, until, now, again).await;
     }
-    // Counted as a failure before the password is checked, and forgotten if it was right:
-    // guesses sent together cannot all slip in before the lock.
-    let limits = client.site.limits;
-    let login_lock = match state
-        .store
-        .record_login_failure(&login, &limits.login, now)
-        .await?
-    {
+    // Counted as a failure of the login and of the address before the password is checked,
+    // and taken back if it was right: guesses sent together, for one login or spread over
+    // many, cannot all slip in before the lock, nor all cost a password check. Taking it back
+    // keeps an office's own sign-ins from locking its address.
+    let counts = match state.store.count_login_attempt(&counted, now).await? {
         Counted::AlreadyLocked(until) => return locked(&state, &client, until, now, again).await,
-        Counted::Counted(lock) => lock,
+        Counted::Counted(counts) => counts,
     };
 
     let user = state.store.web_user(&form.email).await?;
@@ -184,28 +181,20 @@ pub(crate) async fn submit(
         .await
         .map_err(|e| WebError::Internal(e.to_string()))?;
     let Some(user) = user.filter(|_| matches) else {
-        let address_lock = match &address {
-            Some(key) => match state
-                .store
-                .record_login_failure(key, &limits.address, now)
-                .await?
-            {
-                Counted::AlreadyLocked(until) => Some(until),
-                Counted::Counted(lock) => {
-                    lock.inspect(|&until| audit(&form.email, &client, "address", until, now))
-                }
-            },
-            None => None,
-        };
-        if let Some(until) = login_lock {
-            audit(&form.email, &client, "login", until, now);
+        for (count, by) in counts.iter().zip(["login", "address"]) {
+            if let Some(until) = count.lock() {
+                audit(&form.email, &client, by, until, now);
+            }
         }
-        return match login_lock.max(address_lock) {
+        return match counts.iter().filter_map(Count::lock).max() {
             Some(until) => locked(&state, &client, until, now, again).await,
             None => sign_in_page(&state, &client, StatusCode::UNAUTHORIZED, again(None)).await,
         };
     };
     state.store.clear_login_failures(&login).await?;
+    if let Some(address) = counts.get(1) {
+        state.store.uncount_login_attempt(address).await?;
+    }
     let token = session::start(&state, &user.id).await?;
     let mut response = Redirect::to(local_path(form.next.as_deref())).into_response();
     let cookies = response.headers_mut();

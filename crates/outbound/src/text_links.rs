@@ -34,24 +34,25 @@ fn next_scheme(text: &str, from: usize) -> Option<usize> {
 }
 
 /// `url` without what closes the sentence or bracket around it: trailing `.,;:!?'` and a
-/// `)` or `]` that the URL itself did not open.
-fn trim_end(mut url: &str) -> &str {
-    loop {
-        let Some(last) = url.chars().last() else {
-            return url;
-        };
-        let unbalanced = |open, close| url.matches(close).count() > url.matches(open).count();
-        let drop = match last {
-            '.' | ',' | ';' | ':' | '!' | '?' | '\'' => true,
-            ')' => unbalanced('(', ')'),
-            ']' => unbalanced('[', ']'),
-            _ => false,
-        };
-        if !drop {
-            return url;
+/// `)` or `]` that the URL itself did not open. The brackets are counted once, so a URL
+/// ending in a long run of them costs no more than its length.
+fn trim_end(url: &str) -> &str {
+    let count = |c| url.bytes().filter(|b| *b == c).count();
+    let (mut parens, mut brackets) = (
+        count(b')') as isize - count(b'(') as isize,
+        count(b']') as isize - count(b'[') as isize,
+    );
+    let mut end = url.len();
+    while let Some(&last) = url.as_bytes()[..end].last() {
+        match last {
+            b'.' | b',' | b';' | b':' | b'!' | b'?' | b'\'' => {}
+            b')' if parens > 0 => parens -= 1,
+            b']' if brackets > 0 => brackets -= 1,
+            _ => break,
         }
-        url = &url[..url.len() - last.len_utf8()];
+        end -= 1;
     }
+    &url[..end]
 }
 
 #[cfg(test)]
@@ -60,6 +61,7 @@ mod tests {
 
     #[test]
     fn urls_end_where_a_mail_program_ends_them() {
+        let closers = format!("https://a.example/{}", ")".repeat(100_000));
         for (text, urls) in [
             ("See https://a.example/p.", &["https://a.example/p"][..]),
             (
@@ -72,6 +74,7 @@ mod tests {
                 "https://a.example/ünï?ç=1 café",
                 &["https://a.example/ünï?ç=1"],
             ),
+            (closers.as_str(), &["https://a.example/"]),
         ] {
             let found: Vec<&str> = find(text).into_iter().map(|r| &text[r]).collect();
             assert_eq!(found, urls, "{text}");

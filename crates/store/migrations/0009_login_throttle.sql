@@ -13,10 +13,11 @@ CREATE TABLE login_failures (
 );
 CREATE INDEX login_failures_by_last ON login_failures (last_failure_ms);
 
--- Sign-in forms: each `GET /login` issues a token (only its SHA-256 is kept) that one POST
--- spends, so a token cannot be replayed, nor one made up by the client.
-CREATE TABLE login_forms (
-    token_hash TEXT PRIMARY KEY,
+-- Spent sign-in forms. A form's token is signed by the server (nonce, expiry, HMAC), so
+-- showing the form stores nothing; the POST that spends it records its nonce here until it
+-- expires, so a token cannot be replayed (and one made up by the client fails its signature).
+CREATE TABLE spent_login_forms (
+    nonce TEXT PRIMARY KEY,
     expires_at_ms BIGINT NOT NULL
 );
-CREATE INDEX login_forms_by_expiry ON login_forms (expires_at_ms);
+CREATE INDEX spent_login_forms_by_expiry ON spent_login_forms (expires_at_ms);

@@ -1,6 +1,6 @@
 //! Sign-in throttling, shared by every node: failed sign-ins counted per key (a login or a
 //! client address, named by the caller), the lock they earn — each one twice as long as the
-//! last, up to a cap — and the single-use tokens of sign-in forms. What a failure does to a
+//! last, up to a cap — and the spent tokens of sign-in forms, so each works once. What a failure does to a
 //! key's count is [`after_failure`], pure and tested here.
 
 use sqlx::any::AnyRow;
@@ -229,29 +229,34 @@ impl Store {
         Ok(())
     }
 
-    /// Keeps a new sign-in form's token (its hash) until it is spent or `expires_at_ms`.
-    pub async fn issue_login_form(&self, token_hash: &str, expires_at_ms: i64) -> Result<()> {
-        sqlx::query("INSERT INTO login_forms (token_hash, expires_at_ms) VALUES ($1, $2)")
-            .bind(token_hash)
-            .bind(expires_at_ms)
-            .execute(&self.writer)
-            .await?;
-        Ok(())
-    }
-
-    /// Spends a sign-in form's token: whether it was issued, not yet spent and not expired at
-    /// `now`. Expired tokens are deleted on the way.
-    pub async fn spend_login_form(&self, token_hash: &str, now: i64) -> Result<bool> {
+    /// Spends a sign-in form's token, known by its `nonce` and valid until `expires_at_ms`
+    /// (the caller checked its signature and expiry): whether it was not spent before. Only
+    /// spent tokens are kept, until they expire (deleted on the way, never waiting for a
+    /// token being spent), so showing a form writes nothing.
+    pub async fn spend_login_form(
+        &self,
+        nonce: &str,
+        expires_at_ms: i64,
+        now: i64,
+    ) -> Result<bool> {
         let mut tx = self.writer.begin().await?;
-        sqlx::query("DELETE FROM login_forms WHERE expires_at_ms <= $1")
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-        let spent = sqlx::query("DELETE FROM login_forms WHERE token_hash = $1")
-            .bind(token_hash)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
+        let spent = sqlx::query(
+            "INSERT INTO spent_login_forms (nonce, expires_at_ms) VALUES ($1, $2)
+             ON CONFLICT (nonce) DO NOTHING",
+        )
+        .bind(nonce)
+        .bind(expires_at_ms)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        sqlx::query(&format!(
+            "DELETE FROM spent_login_forms WHERE nonce IN (
+                 SELECT nonce FROM spent_login_forms WHERE expires_at_ms <= $1{})",
+            self.skip_locked_clause()
+        ))
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(spent == 1)
     }

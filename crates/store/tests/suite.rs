@@ -1670,18 +1670,14 @@ async fn sign_in_failures_lock_keys_and_forms_are_spent_once(f: Fixture) {
         "counting starts again for the login; the address's second failure locks it"
     );
 
-    store.issue_login_form("form-a", 5_000).await.unwrap();
-    store.issue_login_form("form-b", 1_000).await.unwrap();
-    assert!(store.spend_login_form("form-a", 2_000).await.unwrap());
-    assert!(
-        !store.spend_login_form("form-a", 2_000).await.unwrap(),
-        "spent"
-    );
-    assert!(
-        !store.spend_login_form("form-b", 2_000).await.unwrap(),
-        "expired"
-    );
-    assert!(!store.spend_login_form("never-issued", 2_000).await.unwrap());
+    let spend = async |nonce, expires, now| store.spend_login_form(nonce, expires, now).await;
+    assert!(spend("form-a", 5_000, 2_000).await.unwrap());
+    assert!(!spend("form-a", 5_000, 2_000).await.unwrap(), "spent");
+    assert!(spend("form-b", 3_000, 2_000).await.unwrap());
+    // Spent forms are kept until they expire, then forgotten.
+    assert!(!spend("form-b", 3_000, 2_999).await.unwrap(), "still spent");
+    assert!(spend("form-c", 9_000, 3_000).await.unwrap());
+    assert!(spend("form-b", 3_000, 3_000).await.unwrap(), "forgotten");
 }
 
 /// A right password takes its counted attempt back: the key is as before, also when that

@@ -9,7 +9,10 @@ use std::sync::Arc;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use mailtrail_api::track::{client_address, forwarded_https};
+use mailtrail_store::Store;
+use tokio::sync::OnceCell;
 
+use crate::csrf::FormKey;
 use crate::error::WebError;
 use crate::throttle::Limits;
 
@@ -19,6 +22,20 @@ pub(crate) struct Site {
     /// The configured public URL is `https://`.
     pub https: bool,
     pub limits: Limits,
+    /// Signs sign-in forms; read from the store on first use ([`Site::form_key`]).
+    pub forms: OnceCell<FormKey>,
+}
+
+impl Site {
+    /// The key of sign-in form tokens: the installation's `login_forms` secret, the same on
+    /// every node, read once.
+    pub(crate) async fn form_key(&self, store: &Store) -> Result<&FormKey, WebError> {
+        self.forms
+            .get_or_try_init(|| async {
+                Ok(FormKey::new(&store.shared_secret("login_forms").await?))
+            })
+            .await
+    }
 }
 
 /// The request's client, and the site it reached.

@@ -46,6 +46,7 @@ pub fn router(state: AppState, config: &WebConfig, public_url: &str) -> Router {
             .get(..8)
             .is_some_and(|scheme| scheme.eq_ignore_ascii_case("https://")),
         limits: throttle::Limits::from(config),
+        forms: Default::default(),
     };
     Router::new()
         .route("/", get(|| async { Redirect::to("/leads") }))

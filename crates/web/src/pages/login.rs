@@ -2,10 +2,10 @@
 //! answer (401) after the same work: an unknown email is checked against a dummy hash.
 //! Failed sign-ins are throttled per login and per client address ([`crate::throttle`]): a
 //! locked login gets 429 with `Retry-After` whether it exists or not, without a password
-//! check. The sign-in form's CSRF token is issued by the server and works once (it is kept in
-//! the database until spent), and is also a short-lived cookie of its own (double submit),
-//! since there is no session yet; every answer to a POST that shows the form again carries a
-//! fresh one.
+//! check. The sign-in form's CSRF token is signed by the server ([`crate::csrf::FormKey`], so
+//! showing the form writes nothing) and works once (the store keeps it once spent, until it
+//! expires); it is also a short-lived cookie of its own (double submit), since there is no
+//! session yet; every answer to a POST that shows the form again carries a fresh one.
 
 use argon2::{Argon2, PasswordHash, PasswordVerifier};
 use askama::Template;
@@ -22,7 +22,7 @@ use crate::client::Client;
 use crate::csrf::{Posted, checked_form};
 use crate::error::WebError;
 use crate::pages::render;
-use crate::session::{self, COOKIE, cookie, set_cookie, token_hash};
+use crate::session::{self, COOKIE, cookie, set_cookie};
 use crate::throttle::{address_key, login_key, retry_after_secs};
 
 /// Holds the sign-in form's CSRF token.
@@ -84,11 +84,8 @@ async fn sign_in_page(
     status: StatusCode,
     page: LoginPage,
 ) -> Result<Response, WebError> {
-    let csrf = session::new_token();
-    state
-        .store
-        .issue_login_form(&token_hash(&csrf), now_ms() + LOGIN_FORM_SECS * 1000)
-        .await?;
+    let key = client.site.form_key(&state.store).await?;
+    let csrf = key.issue(now_ms() + LOGIN_FORM_SECS * 1000);
     let page = LoginPage { csrf, ..page };
     let cookie = set_cookie(
         client.secure,
@@ -137,9 +134,11 @@ pub(crate) async fn submit(
     let expected = cookie(&headers, LOGIN_COOKIE).ok_or(WebError::Csrf)?;
     let form: LoginForm = checked_form(&body, expected)?;
     let now = now_ms();
+    let key = client.site.form_key(&state.store).await?;
+    let token = key.check(expected, now).ok_or(WebError::Csrf)?;
     if !state
         .store
-        .spend_login_form(&token_hash(expected), now)
+        .spend_login_form(&token.nonce, token.expires_at_ms, now)
         .await?
     {
         return Err(WebError::Csrf);

@@ -636,6 +636,64 @@ mod tests {
         }
     }
 
+    /// What each DKIM record says of its key: an Ed25519 key alone warns that Gmail does not
+    /// verify it, one beside RSA says why it is there, an RSA one how to split it.
+    #[test]
+    fn each_dkim_record_says_what_its_key_is_for() {
+        let domain = |algorithm: &str| SendingDomain {
+            id: "d".into(),
+            account_id: "a".into(),
+            domain: "shop.test".into(),
+            selector: "mt1".into(),
+            algorithm: algorithm.into(),
+            private_key_pem: String::new(),
+            public_key_b64: "AAAA".into(),
+            return_path: "bounces.shop.test".into(),
+            created_at_ms: 0,
+            verified_at_ms: None,
+            last_check_at_ms: None,
+            last_check: None,
+        };
+        let key = |selector: &str, kind| PublishedKey {
+            selector: selector.into(),
+            kind,
+            public_key_b64: "AAAA".into(),
+        };
+        let cases = [
+            (
+                "ed25519",
+                key("mt1", "ed25519"),
+                "Gmail, Yahoo and most receivers do not verify",
+            ),
+            (
+                "rsa+ed25519",
+                key("mt1-ed25519", "ed25519"),
+                "beside the RSA one",
+            ),
+            ("rsa+ed25519", key("mt1", "rsa"), "RSA-2048"),
+            ("rsa", key("mt1", "rsa"), "at most 255 characters"),
+        ];
+        for (algorithm, key, said) in cases {
+            let selector = key.selector.clone();
+            let kind = key.kind;
+            let record = dkim_record(&domain(algorithm), key);
+            assert!(
+                record.description.contains(said),
+                "{algorithm}: {}",
+                record.description
+            );
+            assert_eq!(record.name, format!("{selector}._domainkey.shop.test"));
+            assert_eq!(record.value, format!("v=DKIM1; k={kind}; p=AAAA"));
+            assert!(record.required);
+        }
+        assert!(
+            !dkim_record(&domain("rsa+ed25519"), key("mt1-ed25519", "ed25519"))
+                .description
+                .contains("Gmail, Yahoo"),
+            "no warning when RSA signs too"
+        );
+    }
+
     #[test]
     fn the_key_and_spf_terms_are_read_from_records() {
         assert_eq!(

@@ -25,7 +25,8 @@ use serde::{Deserialize, Serialize};
 pub struct DkimKeyConfig {
     /// The selector: the public key is published at `SELECTOR._domainkey.DOMAIN`.
     pub selector: String,
-    /// A PEM file with the private key (PKCS#8 RSA or Ed25519, or PKCS#1 RSA).
+    /// A PEM file with the private key (PKCS#8 RSA or Ed25519, or PKCS#1 RSA), or an RSA key
+    /// and then a PKCS#8 Ed25519 key, which signs a second time at [`second_selector`].
     pub private_key: PathBuf,
 }
 

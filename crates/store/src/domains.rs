@@ -19,7 +19,8 @@ pub struct SendingDomain {
     pub domain: String,
     /// The key is published at `SELECTOR._domainkey.DOMAIN`.
     pub selector: String,
-    /// `ed25519` or `rsa`.
+    /// `rsa`, `rsa+ed25519` (the PEM holds both keys), or `ed25519` for a domain registered
+    /// before RSA was the default.
     pub algorithm: String,
     /// PKCS#8 PEM; never shown by the API.
     pub private_key_pem: String,

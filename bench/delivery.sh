@@ -19,6 +19,10 @@
 # DEADLINE (seconds each contender may take, default 120), KEEP=1 keeps the temp dir
 # (logs, sink counters, Postfix's maillog) for inspection, BUILD=0 skips `cargo build
 # --release` and uses the target/release/mailtrail already there.
+# HTML=1 gives Mailtrail's emails an HTML part too (the text's 25 lines as 25 links, ~4 KB);
+# CLICKS=1 (implies HTML=1) also turns open and click tracking on, so every link is rewritten
+# by the HTML rewriter at send time. Compare `HTML=1` with `CLICKS=1` runs for what click
+# tracking costs; smtp-source and Postfix always send the plain 2 KB message.
 #
 # Everything it starts (sinks, smtp-source, mailtrail, the private Postfix) is stopped by PID
 # on exit, including on Ctrl-C or failure. Nothing binds port 25; the system Postfix is never
@@ -29,12 +33,16 @@ N=${N:-20000}
 SESSIONS=${SESSIONS:-20}
 DEADLINE=${DEADLINE:-120}
 SIZE=2000 # bytes of message text
+CLICKS=${CLICKS:-0}
+HTML=${HTML:-$CLICKS}
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
 [[ $N =~ ^[1-9][0-9]*$ ]] || { echo "N must be a positive integer, not '$N'" >&2; exit 2; }
 [[ $SESSIONS =~ ^[1-9][0-9]*$ ]] || { echo "SESSIONS must be a positive integer" >&2; exit 2; }
 [[ $DEADLINE =~ ^[1-9][0-9]*$ ]] || { echo "DEADLINE must be a positive integer" >&2; exit 2; }
 [[ ${CEILING_RUNS:-3} =~ ^[1-9]$ ]] || { echo "CEILING_RUNS must be 1 to 9" >&2; exit 2; }
+[[ $CLICKS =~ ^[01]$ && $HTML =~ ^[01]$ ]] || { echo "CLICKS and HTML are 0 or 1" >&2; exit 2; }
+[[ $CLICKS == 0 || $HTML == 1 ]] || { echo "CLICKS=1 needs the HTML part (HTML=1)" >&2; exit 2; }
 [[ $(id -u) -eq 0 ]] || { echo "run as root (smtp-sink -u, a private Postfix)" >&2; exit 2; }
 
 # shellcheck source=bench/lib.sh
@@ -153,6 +161,15 @@ message_text() {
   printf '%s' "$text"
 }
 
+# The HTML part for HTML=1: each line of the text a link of its own, with a query string.
+message_html() {
+  local line html="<html><body><table>"
+  while IFS= read -r line; do
+    html+="<tr><td><a href=\"https://shop.example/p/${line: -4}?utm_source=bench&amp;id=${line: -4}\">$line</a></td></tr>"
+  done <<<"$(message_text)"
+  printf '%s' "$html</table></body></html>"
+}
+
 declare -A SECONDS_OF RATE_OF OK_OF COUNT_OF
 
 report() { # name count seconds ok
@@ -185,9 +202,12 @@ bench_mailtrail() {
     die "mailtrail account create"
   key=$(jq -er .api_key <<<"$account") || die "no api_key in: $account"
 
-  jq -n --argjson n "$N" --arg text "$(message_text)x" \
-    '{from: "s@shop.test", subject: "Bench", text: $text,
-      recipients: [range(0; $n) | {to: "r\(.)@bench.test"}]}' >"$WORK/batch.json"
+  local html=""
+  [[ $HTML == 1 ]] && html=$(message_html)
+  jq -n --argjson n "$N" --arg text "$(message_text)x" --arg html "$html" \
+    '{from: "s@shop.test", subject: "Bench", text: $text}
+      + (if $html == "" then {} else {html: $html} end)
+      + {recipients: [range(0; $n) | {to: "r\(.)@bench.test"}]}' >"$WORK/batch.json"
 
   start_sink mailtrail
   MAILTRAIL_DATA_DIR=$data MAILTRAIL_HTTP_LISTEN=127.0.0.1:0 MAILTRAIL_LOG=warn \
@@ -204,6 +224,16 @@ bench_mailtrail() {
     sleep 0.05
   done
   [[ -n $addr ]] || die "mailtrail serve did not print its address within 15 s"
+
+  if [[ $CLICKS == 1 ]]; then
+    local code
+    code=$(curl -sS -o "$WORK/settings.json" -w '%{http_code}' -X PATCH \
+      -H "Authorization: Bearer $key" -H 'Content-Type: application/json' \
+      --data "{\"open_tracking\": true, \"click_tracking\": true, \"tracking_base_url\": \"http://$addr\"}" \
+      "http://$addr/v1/settings") || code="curl failed"
+    [[ $code == 200 ]] || die "PATCH /v1/settings answered $code: $(cat "$WORK/settings.json")"
+    log "mailtrail: open and click tracking on"
+  fi
 
   log "mailtrail: POST /v1/emails/batch with $N recipients"
   local start accepted end code
@@ -382,6 +412,7 @@ ensure_packages
 WORK=$(mktemp -d /tmp/mailtrail-bench.XXXXXX)
 chmod 755 "$WORK" # Postfix's daemons (postfix, nobody) pass through it
 log "N=$N emails of $SIZE bytes, $SESSIONS smtp-source sessions, $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg); work dir $WORK"
+log "mailtrail's emails: text$([[ $HTML == 1 ]] && echo ' + HTML with 25 links')$([[ $CLICKS == 1 ]] && echo ', open and click tracking on')"
 
 bench_mailtrail
 bench_ceiling

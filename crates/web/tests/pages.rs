@@ -525,16 +525,36 @@ async fn admins_add_check_and_remove_sending_domains_with_their_dns_records() {
     );
     assert!(page.body.contains("Not verified") && page.body.contains("Not checked yet"));
     assert!(!page.body.contains(&stored.private_key_pem[..40]));
+    // SPF and the MX are published on the default return path.
+    assert_eq!(stored.return_path, "bounces.shop.test");
+    assert!(
+        page.body
+            .contains("<dt>Return path</dt><dd>bounces.shop.test</dd>")
+    );
+    assert!(page.body.contains("<code>bounces.shop.test</code>"));
+    assert!(page.body.contains("<code>_dmarc.shop.test</code>"));
 
-    // A second time, or a name that is no domain, re-shows the form with why.
-    for (domain, why) in [
+    // A second time, a name that is no domain, or a return path outside the domain re-shows
+    // the form with why, and what was typed.
+    for (domain, return_path, why) in [
         (
             "shop.test",
+            "",
             "shop.test is already a sending domain of this account.",
         ),
-        ("not a domain!", "is not a domain name."),
+        ("not a domain!", "", "is not a domain name."),
+        (
+            "news.test",
+            "bounces.other.test",
+            "is not news.test or a name under it",
+        ),
     ] {
-        let body = form(&[("csrf", &csrf), ("domain", domain), ("algorithm", "rsa")]);
+        let body = form(&[
+            ("csrf", &csrf),
+            ("domain", domain),
+            ("algorithm", "rsa"),
+            ("return_path", return_path),
+        ]);
         let answer = call(
             &app,
             "POST",
@@ -545,6 +565,13 @@ async fn admins_add_check_and_remove_sending_domains_with_their_dns_records() {
         .await;
         assert_eq!(answer.status, StatusCode::UNPROCESSABLE_ENTITY, "{domain}");
         assert!(answer.body.contains(why), "{domain}: {}", answer.body);
+        assert!(
+            answer
+                .body
+                .contains(&format!("name=\"return_path\" type=\"text\" placeholder=\"bounces.shop.example\" value=\"{return_path}\"")),
+            "{domain}: {}",
+            answer.body
+        );
     }
     assert_eq!(app.store.domains(acme).await.unwrap().len(), 1);
 

@@ -1,5 +1,6 @@
 //! `/v1/domains` (admins): an account's sending domains. Registering one makes its DKIM key
-//! and answers the DNS records to publish; verifying looks them up now. Mail from a verified
+//! and answers the DNS records to publish; verifying looks them up now. Rotating makes a new
+//! key at a new selector, signed with once a check finds it published. Mail from a verified
 //! domain is signed with its key and sent from its return path, and with
 //! `require_verified_domains` on, mail from any other domain is refused.
 
@@ -10,6 +11,7 @@ use mailtrail_domain::Role;
 use mailtrail_outbound::domains::{
     Check, DnsRecord, RecordCheck, RegisterError, normalize, register,
 };
+use mailtrail_outbound::rotation;
 use mailtrail_store::SendingDomain;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -50,6 +52,9 @@ pub struct RecordView {
     /// The domain is verified only with this record in place.
     pub required: bool,
     pub description: String,
+    /// For the DKIM record of a key a rotation replaced: keep it published until then
+    /// (7 days after signing switched away from it); `null` for every other record.
+    pub keep_published_until: Option<String>,
 }
 
 impl From<DnsRecord> for RecordView {
@@ -61,6 +66,7 @@ impl From<DnsRecord> for RecordView {
             value: r.value,
             required: r.required,
             description: r.description,
+            keep_published_until: r.keep_published_until_ms.map(rfc3339),
         }
     }
 }
@@ -105,6 +111,9 @@ pub struct DomainView {
     pub algorithm: String,
     /// The DKIM selector (`s=` of the signatures).
     pub selector: String,
+    /// The selector of the key a rotation made, `null` without one: its record is listed
+    /// beside the current one, and mail is signed with it once a check finds it published.
+    pub next_selector: Option<String>,
     /// The envelope sender's domain of its mail once verified: `bounces+…@RETURN_PATH`.
     pub return_path: String,
     /// Mail from the domain is signed with its key and sent from its return path.
@@ -150,9 +159,18 @@ fn view(state: &AppState, domain: SendingDomain) -> DomainView {
         domain: domain.domain,
         algorithm: domain.algorithm,
         selector: domain.selector,
+        next_selector: domain.next_key.map(|next| next.selector),
         return_path: domain.return_path,
         records,
         last_check,
+    }
+}
+
+fn register_error(e: RegisterError) -> ApiError {
+    match e {
+        RegisterError::Invalid(field, why) => ApiError::invalid(field, why),
+        RegisterError::Store(e) => e.into(),
+        RegisterError::Key(e) => ApiError::Internal(e),
     }
 }
 
@@ -190,11 +208,7 @@ pub async fn create(
         body.return_path.as_deref(),
     )
     .await
-    .map_err(|e| match e {
-        RegisterError::Invalid(field, why) => ApiError::invalid(field, why),
-        RegisterError::Store(e) => e.into(),
-        RegisterError::Key(e) => ApiError::Internal(e),
-    })?;
+    .map_err(register_error)?;
     Ok((StatusCode::CREATED, Json(view(&state, stored))))
 }
 
@@ -268,12 +282,35 @@ pub async fn verify(
         .store
         .domain(&scope.account_id, &path_domain(&domain)?)
         .await?;
-    let check = state.domains.check(&domain).await;
-    let json = serde_json::to_string(&check).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let domain = state.domains.verify(&state.store, &domain).await?;
+    Ok(Json(view(&state, domain)))
+}
+
+#[utoipa::path(
+    post,
+    path = "/v1/domains/{domain}/rotate",
+    operation_id = "rotate_domain_key",
+    tag = "domains",
+    params(("domain" = String, Path, description = "the domain name"), AccountQuery),
+    responses(
+        (status = 200, description = "the domain with a new DKIM key at `next_selector`: publish its record (listed beside the current one), then verify; mail is signed with the current key until a check finds the new one", body = DomainView),
+        KeyedErrors,
+        RoleErrors,
+    )
+)]
+pub async fn rotate(
+    State(state): State<AppState>,
+    scope: Scoped,
+    Path(domain): Path<String>,
+) -> Result<Json<DomainView>, ApiError> {
+    scope.caller.require(Role::Admin)?;
     let domain = state
         .store
-        .record_domain_check(&scope.account_id, &domain.domain, check.verified, &json)
+        .domain(&scope.account_id, &path_domain(&domain)?)
         .await?;
+    let domain = rotation::rotate(&state.store, &scope.account_id, &domain)
+        .await
+        .map_err(register_error)?;
     Ok(Json(view(&state, domain)))
 }
 

@@ -135,6 +135,7 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(domains::list, domains::create))
         .routes(routes!(domains::show, domains::delete))
         .routes(routes!(domains::verify))
+        .routes(routes!(domains::rotate))
 }
 
 /// The public tracking endpoints, as [`api`] but with state of their own ([`hits::Hits`]):

@@ -1,7 +1,8 @@
 //! Sending domains through the API: registering one answers the records to publish (never
 //! the private key) — DKIM, SPF and MX on its return path, DMARC — verifying looks them up in
 //! real DNS (NSD) and says record by record what is missing, and with
-//! `require_verified_domains` on, mail from any other domain is refused.
+//! `require_verified_domains` on, mail from any other domain is refused. A rotated key signs
+//! only once DNS serves it, and the key it replaced stays listed for a week.
 
 mod common;
 
@@ -471,4 +472,151 @@ async fn mail_from_an_unverified_domain_is_refused_only_when_the_installation_re
         StatusCode::UNPROCESSABLE_ENTITY,
         "a subdomain is a domain of its own"
     );
+}
+
+/// The selectors (`s=`) of the signatures mail From `from` gets now.
+async fn signing_selectors(app: &App, account: &str, from: &str) -> Vec<String> {
+    let signers = mailtrail_outbound::dkim::Signers::load(&Default::default())
+        .unwrap()
+        .with_account_key(&app.store, account, from)
+        .await
+        .unwrap();
+    let message = format!("From: {from}\r\nTo: ana@example.com\r\nSubject: Hi\r\n\r\nHello\r\n");
+    let headers = signers
+        .sign(from.rsplit_once('@').unwrap().1, message.as_bytes())
+        .expect("signed");
+    headers
+        .split("DKIM-Signature:")
+        .filter_map(|header| {
+            let tag = header
+                .split(';')
+                .find_map(|t| t.trim().strip_prefix("s="))?;
+            Some(tag.trim().to_owned())
+        })
+        .collect()
+}
+
+/// The DKIM records of a domain answer: (selector, required, keep published until).
+fn dkim_records(domain: &Value) -> Vec<(String, bool, Value)> {
+    domain["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["purpose"] == "dkim")
+        .map(|r| {
+            let name = r["name"].as_str().unwrap();
+            (
+                name.split_once("._domainkey.").unwrap().0.to_owned(),
+                r["required"].as_bool().unwrap(),
+                r["keep_published_until"].clone(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_rotated_key_signs_only_once_dns_serves_it_and_the_old_one_is_kept_listed_for_a_week() {
+    let mut app = app().await;
+    app.set_outbound(&outbound(), "127.0.0.1:9".parse().unwrap());
+    let (account, admin) = app.store.create_account("Acme").await.unwrap();
+    let key = admin.key;
+    let shop = register(&app, &key, json!({"domain": "shop.test"})).await;
+    let old = shop["selector"].as_str().unwrap().to_owned();
+    let published = |domain: &Value| {
+        domain["records"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["keep_published_until"].is_null())
+            .map(|r| zone_line(r, "shop.test"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let mailtrail = "mta IN MX 10 mta.mailtrail.test.\nmta IN A 127.0.0.1";
+    let mut dns = Dns::start(&[
+        ("shop.test", &published(&shop)),
+        ("mailtrail.test", mailtrail),
+    ]);
+    app.set_outbound(&outbound(), dns.address);
+    assert_eq!(verify(&app, &key, "shop.test").await["verified"], true);
+    assert_eq!(
+        signing_selectors(&app, &account, "sales@shop.test").await,
+        [old.as_str()]
+    );
+
+    // Rotating lists the new key beside the current one; mail is still signed with the old.
+    let (status, rotated, _) = app
+        .call("POST", "/v1/domains/shop.test/rotate", Some(&key), None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{rotated}");
+    let new = rotated["next_selector"].as_str().unwrap().to_owned();
+    assert_ne!(new, old);
+    assert_eq!(rotated["selector"], old.as_str());
+    assert_eq!(
+        dkim_records(&rotated),
+        [
+            (old.clone(), true, Value::Null),
+            (new.clone(), false, Value::Null)
+        ]
+    );
+    let (_, shown, _) = app
+        .call("GET", "/v1/domains/shop.test", Some(&key), None)
+        .await;
+    assert_eq!(shown["records"], rotated["records"]);
+    assert_eq!(
+        signing_selectors(&app, &account, "sales@shop.test").await,
+        [old.as_str()]
+    );
+
+    // A check before the new record is in DNS says so, and changes nothing.
+    let checked = verify(&app, &key, "shop.test").await;
+    assert_eq!(
+        checked["verified"], true,
+        "the current key is still published"
+    );
+    assert_eq!(checked["selector"], old.as_str());
+    assert_eq!(checked["next_selector"], new.as_str());
+    let next_check = checked["last_check"]["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == format!("{new}._domainkey.shop.test"))
+        .unwrap_or_else(|| panic!("the new key is checked: {checked}"));
+    assert_eq!(next_check["ok"], false, "{next_check}");
+    assert_eq!(
+        signing_selectors(&app, &account, "sales@shop.test").await,
+        [old.as_str()],
+        "never signed with an unpublished key"
+    );
+
+    // Once DNS serves it, a check switches signing to it; the old record is to be kept
+    // published for seven days.
+    dns.restart(&[
+        ("shop.test", &published(&rotated)),
+        ("mailtrail.test", mailtrail),
+    ]);
+    let before = chrono::Utc::now();
+    let switched = verify(&app, &key, "shop.test").await;
+    assert_eq!(switched["verified"], true, "{switched}");
+    assert_eq!(switched["selector"], new.as_str());
+    assert_eq!(switched["next_selector"], Value::Null);
+    let records = dkim_records(&switched);
+    assert_eq!(records[0], (new.clone(), true, Value::Null), "{switched}");
+    let (retired, required, until) = &records[1];
+    assert_eq!((retired, required), (&old, &false));
+    let until = chrono::DateTime::parse_from_rfc3339(until.as_str().unwrap()).unwrap();
+    let week = chrono::Duration::days(7);
+    assert!(
+        until >= before + week && until <= chrono::Utc::now() + week,
+        "{until}"
+    );
+    assert_eq!(records.len(), 2, "{switched}");
+    assert_eq!(
+        signing_selectors(&app, &account, "sales@shop.test").await,
+        [new.as_str()]
+    );
+    // The switched-to key's record is the one verification needs now.
+    let again = verify(&app, &key, "shop.test").await;
+    assert_eq!(again["verified"], true, "{again}");
+    assert_eq!(again["selector"], new.as_str());
 }

@@ -419,6 +419,8 @@ mod generated_keys {
             verified_at_ms: None,
             last_check_at_ms: None,
             last_check: None,
+            next_key: None,
+            retired_keys: None,
         }
     }
 

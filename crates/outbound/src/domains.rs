@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::OutboundConfig;
 use crate::dkim::{KeyAlgorithm, PublishedKey};
+use crate::rotation;
 use crate::submit::Senders;
 
 /// What a record is for.
@@ -56,6 +57,8 @@ pub struct DnsRecord {
     /// Whether the domain is verified only with it in place.
     pub required: bool,
     pub description: String,
+    /// For the record of a key a rotation replaced: until when to keep it published.
+    pub keep_published_until_ms: Option<i64>,
 }
 
 /// How one record looked in DNS.
@@ -73,6 +76,9 @@ pub struct RecordCheck {
 pub struct Check {
     /// The DKIM record, and the return path's SPF and MX, check out.
     pub verified: bool,
+    /// A rotation's next key was found published: mail is signed with it from now on.
+    #[serde(default)]
+    pub next_key_published: bool,
     pub records: Vec<RecordCheck>,
 }
 
@@ -111,7 +117,7 @@ pub fn new_selector() -> String {
     format!("mt{:08x}", rand::random::<u32>())
 }
 
-/// Why a domain could not be registered.
+/// Why a domain could not be registered, or given a new key ([`crate::rotation::rotate`]).
 #[derive(Debug)]
 pub enum RegisterError {
     /// The domain or the algorithm is not acceptable: (field, message).
@@ -209,6 +215,36 @@ impl Checker {
             .into_iter()
             .map(|key| dkim_record(domain, key))
             .collect();
+        records.extend(rotation::next_keys(domain).into_iter().map(|key| {
+            let mut record = dkim_record(domain, key);
+            record.required = false;
+            record.description = format!(
+                "The new key of a rotation: publish it beside the current one ({}), then run \
+                 the check. Mail is signed with the current key until a check finds this one; \
+                 from then on with this one. {}",
+                domain.selector, record.description
+            );
+            record
+        }));
+        records.extend(
+            rotation::retired_keys(domain, mailtrail_store::now_ms())
+                .into_iter()
+                .map(|key| DnsRecord {
+                    purpose: Purpose::Dkim,
+                    kind: "TXT",
+                    name: format!("{}._domainkey.{name}", key.selector),
+                    value: format!("v=DKIM1; k={}; p={}", key.kind, key.public_key_b64),
+                    required: false,
+                    description: format!(
+                        "A key a rotation replaced: mail is no longer signed with it, but mail \
+                         signed before the switch is still checked with it. Keep it published \
+                         until the date shown, then remove it (it is no longer listed after \
+                         that). The current key is at {}.",
+                        domain.selector
+                    ),
+                    keep_published_until_ms: Some(key.until_ms),
+                }),
+        );
         records.extend([
             DnsRecord {
                 purpose: Purpose::Spf,
@@ -223,6 +259,7 @@ impl Checker {
                      domain for DMARC. If {return_path} has an SPF record already, add \
                      {mechanism} to it instead: two SPF records are an error."
                 ),
+                keep_published_until_ms: None,
             },
             DnsRecord {
                 purpose: Purpose::ReturnPath,
@@ -236,6 +273,7 @@ impl Checker {
                      there.",
                     self.helo_name
                 ),
+                keep_published_until_ms: None,
             },
             DnsRecord {
                 purpose: Purpose::Dmarc,
@@ -252,6 +290,7 @@ impl Checker {
                      default): the return path {return_path} aligns with {name} only then. \
                      Recommended; the domain is verified without it."
                 ),
+                keep_published_until_ms: None,
             },
         ]);
         records
@@ -260,9 +299,10 @@ impl Checker {
     /// Looks every record up now.
     pub async fn check(&self, domain: &SendingDomain) -> Check {
         let keys = crate::dkim::published_keys(domain);
+        let next = rotation::next_keys(domain);
         let dkim = async {
             let mut checks = Vec::new();
-            for key in &keys {
+            for key in keys.iter().chain(&next) {
                 checks.push(self.check_dkim(domain, key).await);
             }
             checks
@@ -273,9 +313,47 @@ impl Checker {
             self.check_mx(&domain.return_path),
             self.check_dmarc(domain)
         );
-        let verified = records.iter().all(|dkim| dkim.ok) && spf.ok && mx.ok;
+        let (current, next) = records.split_at(keys.len());
+        let verified = current.iter().all(|dkim| dkim.ok) && spf.ok && mx.ok;
+        let next_key_published = !next.is_empty() && next.iter().all(|dkim| dkim.ok);
         records.extend([spf, mx, dmarc]);
-        Check { verified, records }
+        Check {
+            verified,
+            next_key_published,
+            records,
+        }
+    }
+
+    /// Checks the domain's records now and records the outcome; when a rotation's next key
+    /// was found published, mail is signed with it from now on and the replaced keys are
+    /// listed to keep published ([`rotation`]). What the API's verify and the web UI's check
+    /// both do.
+    pub async fn verify(
+        &self,
+        store: &mailtrail_store::Store,
+        domain: &SendingDomain,
+    ) -> Result<SendingDomain, mailtrail_store::StoreError> {
+        let check = self.check(domain).await;
+        let json = serde_json::to_string(&check).expect("a check serialises");
+        let checked = store
+            .record_domain_check(&domain.account_id, &domain.domain, check.verified, &json)
+            .await?;
+        match rotation::promotion(domain, check.next_key_published, mailtrail_store::now_ms()) {
+            None => Ok(checked),
+            Some((selector, retired)) => {
+                let retired = serde_json::to_string(&retired).expect("keys serialise");
+                let promoted = store
+                    .promote_next_key(&domain.account_id, &domain.domain, &selector, &retired)
+                    .await?;
+                tracing::info!(
+                    domain = %domain.domain,
+                    selector = %promoted.selector,
+                    retired = %domain.selector,
+                    "a check found the rotated DKIM key published: mail is signed with it now"
+                );
+                Ok(promoted)
+            }
+        }
     }
 
     /// The strings of every TXT record at `name`, each record's strings joined (long values
@@ -563,6 +641,7 @@ fn dkim_record(domain: &SendingDomain, key: PublishedKey) -> DnsRecord {
         value: format!("v=DKIM1; k={}; p={}", key.kind, key.public_key_b64),
         required: true,
         description,
+        keep_published_until_ms: None,
     }
 }
 
@@ -653,6 +732,8 @@ mod tests {
             verified_at_ms: None,
             last_check_at_ms: None,
             last_check: None,
+            next_key: None,
+            retired_keys: None,
         };
         let key = |selector: &str, kind| PublishedKey {
             selector: selector.into(),

@@ -26,6 +26,7 @@ pub mod message;
 pub mod outcome;
 pub mod protection;
 pub mod resolve;
+pub mod rotation;
 pub mod session;
 pub mod submit;
 mod text_links;

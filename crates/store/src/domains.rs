@@ -36,6 +36,21 @@ pub struct SendingDomain {
     pub last_check_at_ms: Option<i64>,
     /// The last check's per-record results, as the checker wrote them (JSON).
     pub last_check: Option<String>,
+    /// The key a rotation made, published beside the current one: mail is signed with it
+    /// only once a check has found it in DNS ([`Store::promote_next_key`]).
+    pub next_key: Option<NextKey>,
+    /// The DKIM records of the keys rotations replaced, to keep published for a while, as
+    /// the outbound crate wrote them (JSON).
+    pub retired_keys: Option<String>,
+}
+
+/// A domain's next DKIM key: the same algorithm as its current one, at its own selector.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NextKey {
+    pub selector: String,
+    /// PKCS#8 PEM, sealed like the current key; never shown by the API.
+    pub private_key_pem: String,
+    pub public_key_b64: String,
 }
 
 /// What registering a domain stores.
@@ -72,7 +87,8 @@ pub enum DomainStatus {
 }
 
 const COLUMNS: &str = "id, account_id, domain, selector, algorithm, private_key, public_key_b64,
-                       return_path, created_at_ms, verified_at_ms, last_check_at_ms, last_check";
+                       return_path, created_at_ms, verified_at_ms, last_check_at_ms, last_check,
+                       next_selector, next_private_key, next_public_key_b64, retired_keys";
 
 impl Store {
     /// Registers a domain with the default return path; one the account already has is a
@@ -107,6 +123,8 @@ impl Store {
             verified_at_ms: None,
             last_check_at_ms: None,
             last_check: None,
+            next_key: None,
+            retired_keys: None,
         };
         let mut tx = self.writer.begin().await?;
         self.refuse_stale_key(&mut tx).await?;
@@ -215,6 +233,72 @@ impl Store {
         self.domain(account_id, domain).await
     }
 
+    /// Stores `next` as the domain's next key, replacing one an earlier rotation made that no
+    /// check has found published yet.
+    pub async fn set_next_key(
+        &self,
+        account_id: &str,
+        domain: &str,
+        next: &NextKey,
+    ) -> Result<SendingDomain> {
+        let id = self.domain(account_id, domain).await?.id;
+        let mut tx = self.writer.begin().await?;
+        self.refuse_stale_key(&mut tx).await?;
+        sqlx::query(
+            "UPDATE sending_domains
+             SET next_selector = $1, next_private_key = $2, next_public_key_b64 = $3
+             WHERE id = $4",
+        )
+        .bind(&next.selector)
+        .bind(
+            self.key()
+                .seal(&next_key_context(&id), next.private_key_pem.as_bytes()),
+        )
+        .bind(&next.public_key_b64)
+        .bind(&id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        self.domain(account_id, domain).await
+    }
+
+    /// Makes the next key at `selector` the one mail is signed with, and stores
+    /// `retired_keys` (the records to keep published, the replaced key's among them). Does
+    /// nothing when the domain's next key is no longer at `selector` (another rotation or
+    /// check came first).
+    pub async fn promote_next_key(
+        &self,
+        account_id: &str,
+        domain: &str,
+        selector: &str,
+        retired_keys: &str,
+    ) -> Result<SendingDomain> {
+        let current = self.domain(account_id, domain).await?;
+        let Some(next) = current.next_key.filter(|next| next.selector == selector) else {
+            return self.domain(account_id, domain).await;
+        };
+        let mut tx = self.writer.begin().await?;
+        self.refuse_stale_key(&mut tx).await?;
+        sqlx::query(
+            "UPDATE sending_domains
+             SET selector = next_selector, private_key = $1, public_key_b64 = next_public_key_b64,
+                 next_selector = NULL, next_private_key = NULL, next_public_key_b64 = NULL,
+                 retired_keys = $2
+             WHERE id = $3 AND next_selector = $4",
+        )
+        .bind(
+            self.key()
+                .seal(&key_context(&current.id), next.private_key_pem.as_bytes()),
+        )
+        .bind(retired_keys)
+        .bind(&current.id)
+        .bind(selector)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        self.domain(account_id, domain).await
+    }
+
     /// The key mail From `domain` is signed with, if it is a verified domain of the account.
     pub async fn verified_domain_key(
         &self,
@@ -295,8 +379,25 @@ fn key_context(id: &str) -> String {
     crate::secrets::context("sending_domains", "private_key", id)
 }
 
+/// What a domain's next key is sealed as: bound to its row, and not interchangeable with the
+/// current key's value.
+fn next_key_context(id: &str) -> String {
+    crate::secrets::context("sending_domains", "next_private_key", id)
+}
+
 fn domain_from_row(key: &MasterKey, row: &AnyRow) -> Result<SendingDomain> {
     let id: String = row.try_get("id")?;
+    let next_key = match row.try_get::<Option<String>, _>("next_selector")? {
+        None => None,
+        Some(selector) => Some(NextKey {
+            private_key_pem: key.open_text(
+                &next_key_context(&id),
+                &row.try_get::<String, _>("next_private_key")?,
+            )?,
+            public_key_b64: row.try_get("next_public_key_b64")?,
+            selector,
+        }),
+    };
     Ok(SendingDomain {
         private_key_pem: key
             .open_text(&key_context(&id), &row.try_get::<String, _>("private_key")?)?,
@@ -311,5 +412,7 @@ fn domain_from_row(key: &MasterKey, row: &AnyRow) -> Result<SendingDomain> {
         verified_at_ms: row.try_get("verified_at_ms")?,
         last_check_at_ms: row.try_get("last_check_at_ms")?,
         last_check: row.try_get("last_check")?,
+        next_key,
+        retired_keys: row.try_get("retired_keys")?,
     })
 }

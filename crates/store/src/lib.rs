@@ -73,7 +73,9 @@ pub use accounts::{ApiCaller, NewKey};
 pub use blocks::BlockCheck;
 pub use counters::CounterSnapshot;
 pub use destinations::{Slot, SlotClaim, now_us};
-pub use domains::{DomainKey, DomainStatus, NewDomain, SendingDomain, default_return_path};
+pub use domains::{
+    DomainKey, DomainStatus, NewDomain, NextKey, SendingDomain, default_return_path,
+};
 pub use emails::{Effects, EmailRecord, Mismatch, QueueChange, Record, StoredEvent};
 pub use erasure::Erased;
 pub use forwards::{Forward, ForwardOutcome};

@@ -13,11 +13,13 @@ use sqlx::{Any, Row, Transaction};
 use crate::sealed::{MasterKey, is_sealed};
 use crate::{Backend, Result, Store, StoreError, now_ms};
 
-/// Every sealed column: its table, the column that names its row, and the column itself.
+/// Every sealed column: its table, the column that names its row, and the column itself. A
+/// NULL (a domain with no rotation under way has no next key) is no value to seal.
 const SEALED: &[(&str, &str, &str)] = &[
     ("secrets", "name", "value"),
     ("webhooks", "id", "secret"),
     ("sending_domains", "id", "private_key"),
+    ("sending_domains", "id", "next_private_key"),
 ];
 
 /// The `secrets` row holding the key check.
@@ -170,7 +172,8 @@ impl Store {
         let mut values = Vec::new();
         for &(table, row_column, column) in SEALED {
             let rows = sqlx::query(&format!(
-                "SELECT {row_column} AS row_name, {column} AS value FROM {table}{}",
+                "SELECT {row_column} AS row_name, {column} AS value FROM {table}
+                 WHERE {column} IS NOT NULL{}",
                 self.lock_clause()
             ))
             .fetch_all(&mut **tx)
@@ -261,11 +264,13 @@ impl Stored {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::NewDomain;
+    use crate::{NewDomain, NextKey};
 
     const PEM: &str = "-----BEGIN PRIVATE KEY-----\nMC4CAQA=\n-----END PRIVATE KEY-----\n";
+    const NEXT_PEM: &str = "-----BEGIN PRIVATE KEY-----\nMC4CAQE=\n-----END PRIVATE KEY-----\n";
 
-    /// An account with a webhook, a sending domain and the token key; their plaintexts.
+    /// An account with a webhook, a sending domain with a rotation under way and the token
+    /// key; their plaintexts.
     async fn populate(store: &Store) -> (String, Vec<String>) {
         let (account, _) = store.create_account("Acme").await.unwrap();
         let hook = store
@@ -280,20 +285,30 @@ mod tests {
             public_key_b64: "MCowBQ==",
         };
         store.create_domain(&account, &domain).await.unwrap();
+        let next = NextKey {
+            selector: "s2".into(),
+            private_key_pem: NEXT_PEM.into(),
+            public_key_b64: "MCowBg==".into(),
+        };
+        store
+            .set_next_key(&account, "shop.test", &next)
+            .await
+            .unwrap();
         let token = hex::encode(store.shared_secret("token").await.unwrap());
-        (account, vec![hook.secret, PEM.to_owned(), token])
+        (
+            account,
+            vec![hook.secret, PEM.to_owned(), token, NEXT_PEM.to_owned()],
+        )
     }
 
     /// The plaintexts as the store reads them back.
     async fn read_back(store: &Store, account: &str) -> Vec<String> {
+        let domain = store.domain(account, "shop.test").await.unwrap();
         vec![
             store.webhooks(account).await.unwrap()[0].secret.clone(),
-            store
-                .domain(account, "shop.test")
-                .await
-                .unwrap()
-                .private_key_pem,
+            domain.private_key_pem,
             hex::encode(store.shared_secret("token").await.unwrap()),
+            domain.next_key.unwrap().private_key_pem,
         ]
     }
 
@@ -302,10 +317,12 @@ mod tests {
         let mut values = Vec::new();
         for (table, _, column) in SEALED {
             values.extend(
-                sqlx::query_scalar::<_, String>(&format!("SELECT {column} FROM {table}"))
-                    .fetch_all(&store.reader)
-                    .await
-                    .unwrap(),
+                sqlx::query_scalar::<_, String>(&format!(
+                    "SELECT {column} FROM {table} WHERE {column} IS NOT NULL"
+                ))
+                .fetch_all(&store.reader)
+                .await
+                .unwrap(),
             );
         }
         values
@@ -336,7 +353,10 @@ mod tests {
             .execute(&store.writer)
             .await
             .unwrap();
-        for ((table, _, column), value) in SEALED.iter().zip([&plain[2], &plain[0], &plain[1]]) {
+        for ((table, _, column), value) in SEALED
+            .iter()
+            .zip([&plain[2], &plain[0], &plain[1], &plain[3]])
+        {
             sqlx::query(&format!("UPDATE {table} SET {column} = $1"))
                 .bind(value)
                 .execute(&store.writer)
@@ -352,8 +372,8 @@ mod tests {
         let values = stored(&store).await;
         assert_eq!(
             values.len(),
-            4,
-            "the token, the key check, the hook, the domain"
+            5,
+            "the token, the key check, the hook, the domain's two keys"
         );
         assert!(values.iter().all(|v| key.sealed_this(v)), "{values:?}");
         assert_eq!(read_back(&store, &account).await, plain);
@@ -389,7 +409,7 @@ mod tests {
 
         let new = MasterKey::generate();
         let under_old = stored(&store).await;
-        assert_eq!(store.rotate_master_key(new.clone()).await.unwrap(), 4);
+        assert_eq!(store.rotate_master_key(new.clone()).await.unwrap(), 5);
         assert_erased(dir.path(), &under_old);
         assert!(stored(&store).await.iter().all(|v| new.sealed_this(v)));
         assert_eq!(read_back(&store, &account).await, plain);
@@ -405,7 +425,7 @@ mod tests {
         );
         assert_eq!(
             stored(&store).await.len(),
-            4,
+            5,
             "nothing written by the stale node"
         );
         stale.close().await;

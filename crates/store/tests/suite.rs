@@ -1559,6 +1559,59 @@ async fn sending_domains_are_per_account_and_give_their_key_only_once_verified(f
         Err(StoreError::NotFound)
     ));
 
+    // A rotation's next key is stored sealed beside the current one, and signs only once
+    // promoted; promoting a key that is no longer the next one changes nothing.
+    let next = mailtrail_store::NextKey {
+        selector: "mt2".into(),
+        private_key_pem: "-----BEGIN PRIVATE KEY-----\nNext\n-----END PRIVATE KEY-----\n".into(),
+        public_key_b64: "REVG".into(),
+    };
+    let rotating = f
+        .store
+        .set_next_key(&acme, "shop.test", &next)
+        .await
+        .unwrap();
+    assert_eq!(rotating.next_key.as_ref(), Some(&next));
+    assert_eq!(rotating.selector, "mt1");
+    let signing = f
+        .store
+        .verified_domain_key(&acme, "shop.test")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(signing.selector, "mt1");
+    let unchanged = f
+        .store
+        .promote_next_key(&acme, "shop.test", "mt9", "[]")
+        .await
+        .unwrap();
+    assert_eq!(unchanged, rotating);
+    let promoted = f
+        .store
+        .promote_next_key(&acme, "shop.test", "mt2", r#"[{"selector":"mt1"}]"#)
+        .await
+        .unwrap();
+    assert_eq!(
+        (promoted.selector.as_str(), promoted.public_key_b64.as_str()),
+        ("mt2", "REVG")
+    );
+    assert_eq!(promoted.next_key, None);
+    assert_eq!(
+        promoted.retired_keys.as_deref(),
+        Some(r#"[{"selector":"mt1"}]"#)
+    );
+    assert_eq!(promoted.verified_at_ms, Some(verified_at), "still verified");
+    let signing = f
+        .store
+        .verified_domain_key(&acme, "shop.test")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (signing.selector, signing.private_key_pem),
+        ("mt2".to_owned(), next.private_key_pem)
+    );
+
     let failed = f
         .store
         .record_domain_check(&acme, "shop.test", false, "{}")

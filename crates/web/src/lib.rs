@@ -64,6 +64,7 @@ pub fn router(state: AppState, config: &WebConfig, public_url: &str) -> Router {
         .route("/settings", get(settings::page).post(settings::save))
         .route("/settings/domains", post(settings::add_domain))
         .route("/settings/domains/check", post(settings::check_domain))
+        .route("/settings/domains/rotate", post(settings::rotate_domain))
         .route("/settings/domains/remove", post(settings::remove_domain))
         .route(assets::STYLESHEET, get(assets::stylesheet))
         .layer(map_response(assets::security_headers))

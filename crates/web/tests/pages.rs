@@ -592,6 +592,61 @@ async fn admins_add_check_and_remove_sending_domains_with_their_dns_records() {
     assert!(page.body.contains("Not right"), "{}", page.body);
     assert!(!page.body.contains("Not checked yet"));
 
+    // Rotating lists a new key beside the current one; once a check finds it (here the store
+    // is told, as the checker does), the old record is listed with the date to keep it until.
+    let rotated = call(
+        &app,
+        "POST",
+        "/settings/domains/rotate",
+        Some(&cookie),
+        Some(&body),
+    )
+    .await;
+    assert_eq!(rotated.status, StatusCode::SEE_OTHER, "{}", rotated.body);
+    let rotating = app.store.domain(acme, "shop.test").await.unwrap();
+    let next = rotating.next_key.clone().expect("a next key");
+    let page = call(&app, "GET", rotated.location(), Some(&cookie), None).await;
+    assert!(page.body.contains("has a new DKIM key"), "{}", page.body);
+    assert!(
+        page.body.contains(&format!(
+            "<dt>New key, not yet found in DNS</dt><dd>{}</dd>",
+            next.selector
+        )),
+        "{}",
+        page.body
+    );
+    assert!(
+        page.body
+            .contains(&format!("{}._domainkey.shop.test", next.selector))
+    );
+    let (selector, retired) =
+        mailtrail_outbound::rotation::promotion(&rotating, true, mailtrail_store::now_ms())
+            .unwrap();
+    app.store
+        .promote_next_key(
+            acme,
+            "shop.test",
+            &selector,
+            &serde_json::to_string(&retired).unwrap(),
+        )
+        .await
+        .unwrap();
+    let page = call(&app, "GET", "/settings", Some(&cookie), None).await;
+    let until = chrono::DateTime::from_timestamp_millis(retired[0].until_ms)
+        .unwrap()
+        .format("%Y-%m-%d %H:%M");
+    assert!(
+        page.body
+            .contains(&format!("Keep published until {until} (UTC)")),
+        "{}",
+        page.body
+    );
+    assert!(
+        page.body
+            .contains(&format!("{}._domainkey.shop.test", rotating.selector))
+    );
+    assert!(!page.body.contains("New key, not yet found in DNS"));
+
     // Removing needs the confirmation box.
     let body = form(&[("csrf", &csrf), ("domain", "shop.test")]);
     let unconfirmed = call(
@@ -632,6 +687,7 @@ async fn domain_forms_need_an_admin_and_the_csrf_token() {
     for (path, body) in [
         ("/settings/domains", &add),
         ("/settings/domains/check", &named),
+        ("/settings/domains/rotate", &named),
         ("/settings/domains/remove", &named),
     ] {
         let answer = call(&app, "POST", path, Some(&user), Some(body)).await;
@@ -643,6 +699,7 @@ async fn domain_forms_need_an_admin_and_the_csrf_token() {
     for (path, body) in [
         ("/settings/domains", "domain=shop.test&algorithm=ed25519"),
         ("/settings/domains/check", "domain=shop.test"),
+        ("/settings/domains/rotate", "domain=shop.test"),
         ("/settings/domains/remove", "domain=shop.test&confirm=yes"),
     ] {
         let answer = call(&app, "POST", path, Some(&admin), Some(body)).await;
@@ -679,7 +736,11 @@ async fn another_accounts_domain_cannot_be_checked_or_removed() {
     let csrf = settings_csrf(&app, &cookie).await;
     let page = call(&app, "GET", "/settings", Some(&cookie), None).await;
     assert!(!page.body.contains("globex.test"));
-    for path in ["/settings/domains/remove", "/settings/domains/check"] {
+    for path in [
+        "/settings/domains/remove",
+        "/settings/domains/check",
+        "/settings/domains/rotate",
+    ] {
         for domain in ["globex.test", "GLOBEX.test", "no domain"] {
             let body = form(&[("csrf", &csrf), ("domain", domain), ("confirm", "yes")]);
             let answer = call(&app, "POST", path, Some(&cookie), Some(&body)).await;
@@ -688,6 +749,7 @@ async fn another_accounts_domain_cannot_be_checked_or_removed() {
     }
     let kept = app.store.domain(globex, "globex.test").await.unwrap();
     assert_eq!(kept.last_check_at_ms, None);
+    assert_eq!(kept.next_key, None);
 }
 
 #[tokio::test]

@@ -14,6 +14,7 @@ use mailtrail_domain::base_url::parse_base_url;
 use mailtrail_domain::{EmailAddress, Role};
 use mailtrail_outbound::dkim::KeyAlgorithm;
 use mailtrail_outbound::domains::{Check, DnsRecord, Purpose, RegisterError, normalize, register};
+use mailtrail_outbound::rotation;
 use mailtrail_store::{SendingDomain, Settings, StoreError};
 use serde::Deserialize;
 
@@ -34,6 +35,8 @@ struct RecordRow {
     value: String,
     required: bool,
     description: String,
+    /// For a key a rotation replaced: until when to keep its record published (UTC).
+    keep_published_until: Option<String>,
     /// `None` before the first check.
     result: Option<RecordResult>,
 }
@@ -47,6 +50,8 @@ struct DomainRow {
     domain: String,
     algorithm: &'static str,
     selector: String,
+    /// The selector of a rotation's new key, not yet found published.
+    next_selector: Option<String>,
     return_path: String,
     verified: bool,
     verified_at: Option<String>,
@@ -88,6 +93,7 @@ pub(crate) struct NoticeQuery {
     saved: Option<String>,
     added: Option<String>,
     checked: Option<String>,
+    rotated: Option<String>,
     removed: Option<String>,
 }
 
@@ -100,6 +106,11 @@ impl NoticeQuery {
         } else if let Some(domain) = self.checked {
             Some(format!(
                 "The DNS records of {domain} were looked up: each record's result is below."
+            ))
+        } else if let Some(domain) = self.rotated {
+            Some(format!(
+                "{domain} has a new DKIM key: publish its record (marked new key) beside the \
+                 current one, then check DNS. Mail is signed with the current key until then."
             ))
         } else if let Some(domain) = self.removed {
             Some(format!(
@@ -124,7 +135,7 @@ fn record_row(record: DnsRecord, check: Option<&Check>) -> RecordRow {
     let result = check.and_then(|c| {
         c.records
             .iter()
-            .find(|r| r.purpose == record.purpose)
+            .find(|r| r.purpose == record.purpose && r.name == record.name)
             .map(|r| RecordResult {
                 ok: r.ok,
                 detail: r.detail.clone(),
@@ -142,6 +153,7 @@ fn record_row(record: DnsRecord, check: Option<&Check>) -> RecordRow {
         value: record.value,
         required: record.required,
         description: record.description,
+        keep_published_until: record.keep_published_until_ms.map(time),
         result,
     }
 }
@@ -168,6 +180,7 @@ fn domain_row(state: &AppState, domain: SendingDomain) -> DomainRow {
         last_check_at: domain.last_check_at_ms.map(time),
         domain: domain.domain,
         selector: domain.selector,
+        next_selector: domain.next_key.map(|next| next.selector),
         return_path: domain.return_path,
         records,
     }
@@ -412,15 +425,32 @@ pub(crate) async fn check_domain(
     let Posted { viewer, form } = posted;
     viewer.require(Role::Admin, ADMINS_ONLY)?;
     let domain = named_domain(&state, &viewer, &form.domain).await?;
-    let check = state.domains.check(&domain).await;
-    let json = serde_json::to_string(&check).map_err(|e| WebError::Internal(e.to_string()))?;
-    state
-        .store
-        .record_domain_check(&viewer.account_id, &domain.domain, check.verified, &json)
-        .await?;
+    state.domains.verify(&state.store, &domain).await?;
     Ok(Redirect::to(&format!(
         "/settings{}#domains",
         query(&[("checked", &domain.domain)])
+    ))
+    .into_response())
+}
+
+/// `POST /settings/domains/rotate`: makes the domain a new DKIM key to publish beside the
+/// current one, as `POST /v1/domains/{domain}/rotate`.
+pub(crate) async fn rotate_domain(
+    State(state): State<AppState>,
+    posted: Posted<DomainForm>,
+) -> Result<Response, WebError> {
+    let Posted { viewer, form } = posted;
+    viewer.require(Role::Admin, ADMINS_ONLY)?;
+    let domain = named_domain(&state, &viewer, &form.domain).await?;
+    rotation::rotate(&state.store, &viewer.account_id, &domain)
+        .await
+        .map_err(|e| match e {
+            RegisterError::Store(e) => e.into(),
+            RegisterError::Invalid(_, why) | RegisterError::Key(why) => WebError::Internal(why),
+        })?;
+    Ok(Redirect::to(&format!(
+        "/settings{}#domains",
+        query(&[("rotated", &domain.domain)])
     ))
     .into_response())
 }
@@ -505,6 +535,7 @@ mod tests {
             saved: saved.map(Into::into),
             added: added.map(Into::into),
             checked: None,
+            rotated: None,
             removed: None,
         };
         assert_eq!(
@@ -518,5 +549,15 @@ mod tests {
                 .starts_with("shop.test was added")
         );
         assert_eq!(q(None, None).notice(), None);
+        let rotated = NoticeQuery {
+            rotated: Some("shop.test".into()),
+            ..q(None, None)
+        };
+        assert!(
+            rotated
+                .notice()
+                .unwrap()
+                .starts_with("shop.test has a new DKIM key")
+        );
     }
 }

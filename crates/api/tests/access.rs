@@ -108,6 +108,7 @@ const ROUTES: &[Route] = &[
     ),
     route("GET", "/v1/domains/{domain}", Role::Admin),
     route("POST", "/v1/domains/{domain}/verify", Role::Admin),
+    route("POST", "/v1/domains/{domain}/rotate", Role::Admin),
     route("DELETE", "/v1/domains/{domain}", Role::Admin),
     route("GET", "/v1/suppressions?account={account}", Role::Operator),
     route(

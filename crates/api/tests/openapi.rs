@@ -124,9 +124,9 @@ async fn every_operation_is_documented_concretely() {
                 .any(|p| p["in"] == "path" && p["name"] == param);
             assert!(declared, "{name}: path parameter {param}");
         }
-        // A body is described by a schema. Actions (`…/cancel`, `…/resume`, `…/verify`) take
-        // none.
-        let action = ["/cancel", "/resume", "/verify"]
+        // A body is described by a schema. Actions (`…/cancel`, `…/resume`, `…/verify`,
+        // `…/rotate`) take none.
+        let action = ["/cancel", "/resume", "/verify", "/rotate"]
             .iter()
             .any(|a| path.ends_with(a));
         if method == "PATCH" || (method == "POST" && path.starts_with("/v1") && !action) {
@@ -184,6 +184,7 @@ async fn roles_and_csv_are_in_the_document() {
         ("get", "/v1/webhooks/{id}/deliveries"),
         ("post", "/v1/domains"),
         ("post", "/v1/domains/{domain}/verify"),
+        ("post", "/v1/domains/{domain}/rotate"),
         ("delete", "/v1/domains/{domain}"),
         ("get", "/v1/suppressions"),
         ("delete", "/v1/suppressions/{address}"),

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Bounce classification speed, in one run on one machine, of two contenders over the same
-# input: the .eml files of the shared corpus ($ROOT/../shared/corpus/bounces, ~350 bounces,
+# input: the .eml files of the shared corpus ($ROOT/crates/bounce/tests/corpus/bounces, ~350 bounces,
 # DSNs and ARF reports) copied COPIES times into one flat temp folder:
 #
 #   mailtrail  `target/release/mailtrail bounce classify DIR` (one JSON line per recipient,
@@ -29,7 +29,7 @@ set -euo pipefail
 COPIES=${COPIES:-40}
 RUNS=${RUNS:-3}
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-CORPUS=${CORPUS:-$ROOT/../shared/corpus/bounces}
+CORPUS=${CORPUS:-$ROOT/crates/bounce/tests/corpus/bounces}
 
 [[ $COPIES =~ ^[1-9][0-9]{0,2}$ ]] || { echo "COPIES must be 1 to 999, not '$COPIES'" >&2; exit 2; }
 [[ $RUNS =~ ^[1-9]$ ]] || { echo "RUNS must be 1 to 9, not '$RUNS'" >&2; exit 2; }

@@ -1,4 +1,4 @@
-//! Scores the classifier against the labelled bounce corpus (`shared/corpus/bounces`). One
+//! Scores the classifier against the labelled bounce corpus (`tests/corpus/bounces`, Sisimai's public samples, BSD 2-Clause). One
 //! file in five is held out from tuning, chosen by sorted position, so the validation figure
 //! says how the rules do on messages they were not tuned on.
 
@@ -34,10 +34,10 @@ impl Score {
 }
 
 fn corpus() -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/corpus/bounces");
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/corpus/bounces");
     assert!(
         dir.join("labels.tsv").is_file(),
-        "the bounce corpus is missing: expected {} (shared/corpus/bounces beside the work tree)",
+        "the bounce corpus is missing: expected {}",
         dir.display()
     );
     dir

@@ -16,7 +16,7 @@ const SAMPLES: &[&str] = &[
 
 fn sample(name: &str) -> Vec<u8> {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/corpus/bounces")
+        .join("tests/corpus/bounces")
         .join(name);
     std::fs::read(&path)
         .unwrap_or_else(|e| panic!("the bounce corpus is missing ({}): {e}", path.display()))

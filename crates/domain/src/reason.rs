@@ -1,5 +1,5 @@
 //! Why an email failed or was deferred: the vocabulary of the bounce corpus
-//! (`shared/corpus/README.md`, after Sisimai) plus the reasons only Mailtrail itself decides.
+//! (`crates/bounce/tests/corpus/README.md`, after Sisimai) plus the reasons only Mailtrail itself decides.
 
 use std::fmt;
 use std::str::FromStr;

@@ -578,7 +578,7 @@ fn a_second_service_on_the_same_data_directory_is_refused() {
 /// message, in file order whatever core classified it, and a folder walked like its files.
 #[test]
 fn bounce_classify_prints_every_recipient_of_every_file_in_order() {
-    let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/corpus/bounces");
+    let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("../bounce/tests/corpus/bounces");
     let labels = std::fs::read_to_string(corpus.join("labels.tsv")).expect("the shared corpus");
     let output = run(mailtrail(&[]).args(["bounce", "classify"]).arg(&corpus));
     assert!(output.status.success(), "{}", stderr(&output));

@@ -2,9 +2,9 @@
 //! (open pixel), `GET|HEAD /c/{token}` (click redirect), `GET /u/{token}` (unsubscribe
 //! page) and `POST /u/{token}` (the unsubscribe itself, also RFC 8058 one-click). A forged,
 //! truncated or altered token is a 404 that writes nothing; a click redirects only to the URL
-//! stored for that link of that email, and only if it is an http(s) one. Opens and clicks are written through [`Hits`]: the
-//! email's context from a cache, the event batched, clicks on emails with several links
-//! first held by [`crate::every_link`].
+//! stored for that link of that email, and only if it is an http(s) one. Opens and clicks are
+//! written through [`Hits`]: the email's context from a cache, the event batched, clicks on
+//! emails with several links first held by [`crate::every_link`].
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;

@@ -399,9 +399,6 @@ async fn send_all<S: AsyncRead + AsyncWrite + Unpin>(
     Ending::Done
 }
 
-/// MAIL, RCPT and DATA for one email — in one write when the server offers PIPELINING
-/// (RFC 2920), else one at a time. `Ok` with the reply that decides it; `Err` when the
-/// connection is no longer usable.
 /// How mail from `from` goes out for the account: its DKIM signers and, when `from`'s domain
 /// is one of its verified sending domains, that domain's return path.
 async fn sending_identity(
@@ -424,6 +421,9 @@ async fn sending_identity(
     Ok((signers, return_path))
 }
 
+/// MAIL, RCPT and DATA for one email — in one write when the server offers PIPELINING
+/// (RFC 2920), else one at a time. `Ok` with the reply that decides it; `Err` when the
+/// connection is no longer usable.
 async fn transaction<S: AsyncRead + AsyncWrite + Unpin>(
     client: &mut SmtpClient<S>,
     target: &Target,

@@ -138,12 +138,17 @@ fn redirect(
     email_id: &str,
     index: usize,
 ) -> lol_html::HandlerResult {
+    let url = click_url(tracking, tokens, email_id, index);
+    el.set_attribute("href", &htmlize::escape_attribute(&url))?;
+    Ok(())
+}
+
+/// The click redirect of link `index` of the email.
+fn click_url(tracking: &Tracking, tokens: &TokenKey, email_id: &str, index: usize) -> String {
     let token = tokens
         .sign(Purpose::Click, email_id, Some(click_index(index)))
         .expect("email ids are UUIDs");
-    let url = format!("{}/c/{token}", tracking.base_url);
-    el.set_attribute("href", &htmlize::escape_attribute(&url))?;
-    Ok(())
+    format!("{}/c/{token}", tracking.base_url)
 }
 
 /// The index a click token carries: past the last one, links share it.
@@ -186,11 +191,8 @@ pub fn text(
                 links.push(target.to_owned());
                 links.len() - 1
             });
-            let token = tokens
-                .sign(Purpose::Click, email_id, Some(click_index(index)))
-                .expect("email ids are UUIDs");
             out.push_str(&text[pos..url.start]);
-            out.push_str(&format!("{}/c/{token}", tracking.base_url));
+            out.push_str(&click_url(tracking, tokens, email_id, index));
             pos = url.end;
         }
     }

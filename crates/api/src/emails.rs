@@ -293,6 +293,7 @@ pub async fn send(
             to: email.to,
             fields: email.fields,
         }],
+        ..Request::default()
     };
     submit_once(
         &state,
@@ -341,6 +342,7 @@ pub async fn send_batch(
                 fields: r.fields,
             })
             .collect(),
+        ..Request::default()
     };
     submit_once(
         &state,

@@ -186,6 +186,7 @@ async fn fill(app: &App, acme: &mut Account) {
             to: None,
             fields: Default::default(),
         }],
+        ..Request::default()
     };
     let accepted = submit::submit(&app.store, &acme.id, request, None, |_| String::new())
         .await

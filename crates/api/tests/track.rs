@@ -32,6 +32,7 @@ async fn delivered_email(app: &App, to: &str) -> (String, String) {
             subject: "Hi".into(),
             text: None,
             html: Some("<a href=\"x\">x</a>".into()),
+            ..Default::default()
         },
         batch: None,
         send_at_ms: None,

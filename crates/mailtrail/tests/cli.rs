@@ -349,6 +349,7 @@ async fn check_reports_a_tampered_stage() {
             subject: "Hi".into(),
             text: Some("Hello".into()),
             html: None,
+            ..Default::default()
         },
         batch: None,
         send_at_ms: None,

@@ -35,11 +35,14 @@ fn email() -> Claimed {
         to: "ana@example.com".into(),
         to_domain: "example.com".into(),
         fields: BTreeMap::new(),
+        content_id: "content".into(),
+        attachment_count: 0,
         content: Content {
             from: "sales@shop.test".into(),
             subject: "Offer".into(),
             text: Some("x".repeat(2000)),
             html: None,
+            ..Content::default()
         },
         batch: None,
         attempts: 0,

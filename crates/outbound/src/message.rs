@@ -154,11 +154,14 @@ mod tests {
             to: "ana@example.com".into(),
             to_domain: "example.com".into(),
             fields: [("first_name".to_owned(), "Ana <3".to_owned())].into(),
+            content_id: "content".into(),
+            attachment_count: 0,
             content: Content {
                 from: "sales@shop.example".into(),
                 subject: "Hello {{first_name}}".into(),
                 text: Some("Hi {{first_name}}".into()),
                 html: Some("<p>Hi {{first_name}}</p>".into()),
+                ..Content::default()
             },
             batch: None,
             attempts: 0,

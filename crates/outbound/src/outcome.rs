@@ -206,11 +206,14 @@ mod tests {
             to: "ana@example.com".into(),
             to_domain: "example.com".into(),
             fields: Default::default(),
+            content_id: "content".into(),
+            attachment_count: 0,
             content: Content {
                 from: "f@example.com".into(),
                 subject: "s".into(),
                 text: None,
                 html: None,
+                ..Content::default()
             },
             batch: None,
             attempts,

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use mailtrail_domain::merge::breaks_header;
 use mailtrail_domain::{EmailAddress, Permission, Reason};
 use mailtrail_store::{
-    Content, DomainStatus, Idempotent, QueueEntry, Store, StoreError, Submission,
+    Attachment, Content, DomainStatus, Idempotent, QueueEntry, Store, StoreError, Submission,
 };
 
 /// Most recipients in one request (PRODUCT.md §8).
@@ -25,10 +25,21 @@ pub struct Recipient {
 
 #[derive(Debug, Clone, Default)]
 pub struct Request {
+    /// The bare address; a display name goes in `from_name`.
     pub from: String,
+    pub from_name: Option<String>,
     pub subject: String,
     pub text: Option<String>,
     pub html: Option<String>,
+    pub cc: Vec<String>,
+    pub reply_to: Option<String>,
+    pub headers: Vec<(String, String)>,
+    pub attachments: Vec<Attachment>,
+    pub tags: Vec<String>,
+    pub metadata: BTreeMap<String, String>,
+    /// The sender's own MIME message (SMTP submission): delivered as it is, with tracking
+    /// applied; `subject` is then its decoded Subject and `text`/`html` are unused.
+    pub raw: Option<Vec<u8>>,
     pub batch: Option<String>,
     pub send_at_ms: Option<i64>,
     pub recipients: Vec<Recipient>,
@@ -89,7 +100,8 @@ fn validate(request: &Request) -> Result<(), SubmitError> {
             ),
         ));
     }
-    if request.text.as_deref().is_none_or(str::is_empty)
+    if request.raw.is_none()
+        && request.text.as_deref().is_none_or(str::is_empty)
         && request.html.as_deref().is_none_or(str::is_empty)
     {
         return Err(invalid("text", "give a text or an html body (or both)"));
@@ -248,9 +260,17 @@ pub async fn submit_with(
             // As checked: the surrounding white space `EmailAddress::parse` allowed (CR LF
             // too) would end the From header.
             from: request.from.trim().to_owned(),
+            from_name: request.from_name,
             subject: request.subject,
             text: request.text,
             html: request.html,
+            cc: request.cc,
+            reply_to: request.reply_to,
+            headers: request.headers,
+            tags: request.tags,
+            metadata: request.metadata,
+            attachments: request.attachments.into(),
+            raw: request.raw.map(Into::into),
         },
         batch: request.batch,
         send_at_ms: request.send_at_ms,

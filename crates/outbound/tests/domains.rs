@@ -18,11 +18,13 @@ fn email(account: &str, from: &str) -> Claimed {
         to: "ana@example.com".into(),
         to_domain: "example.com".into(),
         fields: Default::default(),
+        content_id: "content".into(),
+        attachment_count: 0,
         content: Content {
             from: from.into(),
             subject: "Hello".into(),
             text: Some("Hi Ana".into()),
-            html: None,
+            ..Content::default()
         },
         batch: None,
         attempts: 0,

@@ -297,11 +297,14 @@ fn email(text: &str, html: &str) -> Claimed {
             "https://evil.example/".to_owned(),
         )]
         .into(),
+        content_id: "content".into(),
+        attachment_count: 0,
         content: Content {
             from: "news@shop.example".into(),
             subject: "News".into(),
             text: Some(text.into()),
             html: Some(html.into()),
+            ..Content::default()
         },
         batch: None,
         attempts: 0,

@@ -100,16 +100,25 @@ impl Store {
                 .await?;
             // Content written for this email alone (a single send) goes too; a batch's shared
             // template holds placeholders, not the lead's data.
-            sqlx::query(
-                "UPDATE contents SET subject = $1, text_body = NULL, html_body = NULL
-                 WHERE id = $2 AND NOT EXISTS
-                   (SELECT 1 FROM emails e WHERE e.content_id = $2 AND e.to_key <> $3)",
-            )
-            .bind(ERASED)
+            let alone = "NOT EXISTS
+                   (SELECT 1 FROM emails e WHERE e.content_id = $1 AND e.to_key <> $2)";
+            let erased = sqlx::query(&format!(
+                "UPDATE contents SET subject = $3, text_body = NULL, html_body = NULL,
+                        cc = NULL, reply_to = NULL, headers = NULL, metadata = NULL,
+                        raw_message = NULL, attachment_count = 0
+                 WHERE id = $1 AND {alone}"
+            ))
             .bind(content_id)
             .bind(&hashed)
+            .bind(ERASED)
             .execute(&mut *tx)
             .await?;
+            if erased.rows_affected() > 0 {
+                sqlx::query("DELETE FROM content_attachments WHERE content_id = $1")
+                    .bind(content_id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
         }
         for spelling in &spellings {
             sqlx::query(

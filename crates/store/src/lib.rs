@@ -82,7 +82,9 @@ pub use forwards::{Forward, ForwardOutcome};
 pub use inbound::{InboundRecord, Pending, Processed};
 pub use leads::{ImportSummary, Lead, LeadPatch, NewLead};
 pub use protection::{Pause, RecentRates};
-pub use queue::{Cancel, Claimed, Content, Idempotent, LeadBrief, QueueEntry, Submission};
+pub use queue::{
+    Attachment, Cancel, Claimed, Content, Idempotent, LeadBrief, QueueEntry, Submission,
+};
 pub use recorder::Recorder;
 pub use reports::{BatchStats, Cursor, EmailFilter, EmailRow, ReplyRow};
 pub use sealed::MasterKey;

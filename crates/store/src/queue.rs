@@ -3,6 +3,7 @@
 //! claims come back when the lease runs out. Nothing is ever deleted on failure.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 
 use mailtrail_domain::event::DROPPED;
 use mailtrail_domain::{EmailAddress, Event, EventKind, Milestone, Milestones, Permission, Reason};
@@ -13,12 +14,42 @@ use crate::leads::Fields;
 use crate::{Backend, Effects, QueueChange, Record, Result, Store, StoreError, new_id, now_ms};
 
 /// The message an email (or a whole batch) sends, before merge fields.
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// Either a template (`subject`, `text`, `html`, attachments) that Mailtrail builds the MIME
+/// message from, or — for mail submitted over SMTP — the sender's own message in `raw`, which
+/// is delivered with its structure intact (`subject` then is its decoded Subject, for
+/// reports). Either way `from` is the bare address; its display name is `from_name`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Content {
     pub from: String,
+    pub from_name: Option<String>,
     pub subject: String,
     pub text: Option<String>,
     pub html: Option<String>,
+    /// Cc mailboxes as given (`Name <addr>` or `addr`).
+    pub cc: Vec<String>,
+    /// The sender's Reply-To: replies are forwarded there. The outgoing Reply-To header is
+    /// always Mailtrail's tokenised reply address, so replies are still seen.
+    pub reply_to: Option<String>,
+    /// Custom headers, in order, already checked to be neither managed by Mailtrail nor
+    /// able to end their line.
+    pub headers: Vec<(String, String)>,
+    pub tags: Vec<String>,
+    pub metadata: BTreeMap<String, String>,
+    /// Shared by every email of the content: loaded once per claim, not once per email.
+    pub attachments: Arc<[Attachment]>,
+    /// The submitted MIME message (SMTP submission), headers and body, as received.
+    pub raw: Option<Arc<[u8]>>,
+}
+
+/// A file attached to a content; with `content_id` it is an inline image that the HTML
+/// body refers to as `cid:…`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attachment {
+    pub filename: String,
+    pub content_type: String,
+    pub content_id: Option<String>,
+    pub data: Vec<u8>,
 }
 
 /// One email to queue.
@@ -77,6 +108,9 @@ pub struct Claimed {
     pub to: String,
     pub to_domain: String,
     pub fields: Fields,
+    pub content_id: String,
+    /// How many attachments the content has; they are in `content.attachments`.
+    pub attachment_count: usize,
     pub content: Content,
     /// The batch it was sent in, if any: it names the campaign in the Feedback-ID header.
     pub batch: Option<String>,
@@ -234,19 +268,7 @@ impl Store {
         let settings = self.settings(account_id).await?;
         let mut tx = self.writer.begin().await?;
         let c = &submission.content;
-        sqlx::query(
-            "INSERT INTO contents (id, account_id, from_address, subject, text_body, html_body, created_at_ms)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        )
-        .bind(&content_id)
-        .bind(account_id)
-        .bind(&c.from)
-        .bind(&c.subject)
-        .bind(c.text.as_deref())
-        .bind(c.html.as_deref())
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
+        insert_content(&mut tx, account_id, &content_id, c, now).await?;
 
         let hooks = crate::webhooks::live_hooks(&mut tx, account_id).await?;
         let rows: Vec<(&String, &QueueEntry)> = ids.iter().zip(&submission.entries).collect();
@@ -411,7 +433,9 @@ impl Store {
             let sql = format!(
                 "SELECT e.id, e.account_id, e.lead_id, e.to_address, e.to_domain, e.fields, e.batch,
                         e.attempts, e.soft_5xx_attempts, e.first_soft_5xx_at_ms, e.created_at_ms,
-                        c.from_address, c.subject, c.text_body, c.html_body
+                        e.content_id, c.from_address, c.from_name, c.subject, c.text_body,
+                        c.html_body, c.cc, c.reply_to, c.headers, c.tags, c.metadata,
+                        c.raw_message, c.attachment_count
                  FROM emails e JOIN contents c ON c.id = e.content_id
                  WHERE e.id IN ({})",
                 self.placeholders(1, chunk.len())
@@ -424,6 +448,7 @@ impl Store {
                 claimed.push(claimed_from_row(&row)?);
             }
         }
+        attach_all(&mut tx, &mut claimed).await?;
         tx.commit().await?;
         claimed.sort_by(|a, b| a.to_domain.cmp(&b.to_domain));
         Ok(claimed)
@@ -535,11 +560,23 @@ fn claimed_from_row(row: &AnyRow) -> Result<Claimed> {
         to: row.try_get("to_address")?,
         to_domain: row.try_get("to_domain")?,
         fields,
+        content_id: row.try_get("content_id")?,
+        attachment_count: row.try_get::<i64, _>("attachment_count")? as usize,
         content: Content {
             from: row.try_get("from_address")?,
+            from_name: row.try_get("from_name")?,
             subject: row.try_get("subject")?,
             text: row.try_get("text_body")?,
             html: row.try_get("html_body")?,
+            cc: json_or_default(row.try_get("cc")?)?,
+            reply_to: row.try_get("reply_to")?,
+            headers: json_or_default(row.try_get("headers")?)?,
+            tags: json_or_default(row.try_get("tags")?)?,
+            metadata: json_or_default(row.try_get("metadata")?)?,
+            attachments: Arc::new([]),
+            raw: row
+                .try_get::<Option<Vec<u8>>, _>("raw_message")?
+                .map(Arc::from),
         },
         batch: row.try_get("batch")?,
         attempts: row.try_get::<i64, _>("attempts")? as u32,
@@ -547,4 +584,114 @@ fn claimed_from_row(row: &AnyRow) -> Result<Claimed> {
         first_soft_5xx_at_ms: row.try_get("first_soft_5xx_at_ms")?,
         created_at_ms: row.try_get("created_at_ms")?,
     })
+}
+
+/// A JSON column that is NULL when empty.
+fn json_or_default<T: serde::de::DeserializeOwned + Default>(text: Option<String>) -> Result<T> {
+    match text {
+        None => Ok(T::default()),
+        Some(text) => serde_json::from_str(&text).map_err(|e| StoreError::Corrupt(e.to_string())),
+    }
+}
+
+/// JSON for a column that is NULL when empty.
+fn json_unless_empty<T: serde::Serialize>(value: &T, empty: bool) -> Option<String> {
+    (!empty).then(|| serde_json::to_string(value).expect("plain values serialise"))
+}
+
+/// Writes a content with its attachments and tags.
+pub(crate) async fn insert_content(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    account_id: &str,
+    content_id: &str,
+    c: &Content,
+    now: i64,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO contents (id, account_id, from_address, from_name, subject, text_body,
+                               html_body, cc, reply_to, headers, tags, metadata, raw_message,
+                               attachment_count, created_at_ms)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+    )
+    .bind(content_id)
+    .bind(account_id)
+    .bind(&c.from)
+    .bind(c.from_name.as_deref())
+    .bind(&c.subject)
+    .bind(c.text.as_deref())
+    .bind(c.html.as_deref())
+    .bind(json_unless_empty(&c.cc, c.cc.is_empty()))
+    .bind(c.reply_to.as_deref())
+    .bind(json_unless_empty(&c.headers, c.headers.is_empty()))
+    .bind(json_unless_empty(&c.tags, c.tags.is_empty()))
+    .bind(json_unless_empty(&c.metadata, c.metadata.is_empty()))
+    .bind(c.raw.as_deref().map(<[u8]>::to_vec))
+    .bind(c.attachments.len() as i64)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    for (position, a) in c.attachments.iter().enumerate() {
+        sqlx::query(
+            "INSERT INTO content_attachments
+                 (content_id, position, filename, content_type, content_id_header, data)
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(content_id)
+        .bind(position as i64)
+        .bind(&a.filename)
+        .bind(&a.content_type)
+        .bind(a.content_id.as_deref())
+        .bind(a.data.clone())
+        .execute(&mut **tx)
+        .await?;
+    }
+    let mut tags: Vec<&String> = c.tags.iter().collect();
+    tags.sort();
+    tags.dedup();
+    for tag in tags {
+        sqlx::query("INSERT INTO content_tags (content_id, account_id, tag) VALUES ($1, $2, $3)")
+            .bind(content_id)
+            .bind(account_id)
+            .bind(tag)
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Loads the attachments of the claimed emails' contents, once per content, shared by all
+/// its emails.
+async fn attach_all(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    claimed: &mut [Claimed],
+) -> Result<()> {
+    let mut loaded: HashMap<String, Arc<[Attachment]>> = HashMap::new();
+    for email in claimed.iter_mut().filter(|e| e.attachment_count > 0) {
+        if let Some(attachments) = loaded.get(&email.content_id) {
+            email.content.attachments = attachments.clone();
+            continue;
+        }
+        let rows = sqlx::query(
+            "SELECT filename, content_type, content_id_header, data FROM content_attachments
+             WHERE content_id = $1 ORDER BY position",
+        )
+        .bind(&email.content_id)
+        .fetch_all(&mut **tx)
+        .await?;
+        let attachments: Arc<[Attachment]> = rows
+            .iter()
+            .map(|row| {
+                Ok(Attachment {
+                    filename: row.try_get("filename")?,
+                    content_type: row.try_get("content_type")?,
+                    content_id: row.try_get("content_id_header")?,
+                    data: row.try_get("data")?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?
+            .into();
+        loaded.insert(email.content_id.clone(), attachments.clone());
+        email.content.attachments = attachments;
+    }
+    Ok(())
 }

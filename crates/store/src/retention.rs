@@ -84,6 +84,15 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
             for content in &contents {
+                for table in ["content_attachments", "content_tags"] {
+                    sqlx::query(&format!(
+                        "DELETE FROM {table} WHERE content_id = $1
+                         AND NOT EXISTS (SELECT 1 FROM emails WHERE content_id = $1)"
+                    ))
+                    .bind(content)
+                    .execute(&mut *tx)
+                    .await?;
+                }
                 sqlx::query(
                     "DELETE FROM contents WHERE id = $1
                      AND NOT EXISTS (SELECT 1 FROM emails WHERE content_id = $1)",

@@ -14,6 +14,7 @@ pub async fn queue(store: &Store, account: &str, to: &[&str], batch: Option<&str
             subject: "Hi".into(),
             text: Some("Hi".into()),
             html: None,
+            ..Content::default()
         },
         batch: batch.map(Into::into),
         send_at_ms: None,

@@ -29,6 +29,7 @@ async fn populate(store: &Store) -> (String, String) {
             subject: "Hi {{first_name}}".into(),
             text: Some("Hello".into()),
             html: None,
+            ..Default::default()
         },
         batch: Some("spring".into()),
         send_at_ms: None,

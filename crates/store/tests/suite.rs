@@ -86,6 +86,7 @@ on_both_backends!(
     operators_choose_among_every_account,
     sending_domains_are_per_account_and_give_their_key_only_once_verified,
     an_accounts_users_are_listed_without_other_accounts_or_operators,
+    a_content_keeps_every_part_of_the_message_model_and_attachments_load_once,
 );
 
 fn address(s: &str) -> EmailAddress {
@@ -109,6 +110,7 @@ fn submission(to: &[&str]) -> Submission {
             subject: "Hello".into(),
             text: Some("Hi".into()),
             html: None,
+            ..Default::default()
         },
         batch: Some("spring".into()),
         send_at_ms: None,
@@ -1839,4 +1841,57 @@ async fn first_sign_in_failures_sent_together_are_each_counted(f: Fixture) {
             "limit - 1 failures, then the one that locks: {counted:?}"
         );
     }
+}
+
+async fn a_content_keeps_every_part_of_the_message_model_and_attachments_load_once(f: Fixture) {
+    let (acme, _) = f.store.create_account("Acme").await.unwrap();
+    let pdf: Vec<u8> = (0..=255u8).cycle().take(70_000).collect();
+    let mut sent = submission(&["a@one.example", "b@one.example"]);
+    sent.content = Content {
+        from: "sales@shop.example".into(),
+        from_name: Some("Sales Team".into()),
+        subject: "Spring".into(),
+        text: Some("Hi".into()),
+        cc: vec!["Boss <boss@shop.example>".into()],
+        reply_to: Some("ana@shop.example".into()),
+        headers: vec![("X-Campaign".into(), "spring".into())],
+        tags: vec!["spring".into(), "promo".into(), "spring".into()],
+        metadata: [("crm_id".to_owned(), "42".to_owned())].into(),
+        attachments: vec![
+            mailtrail_store::Attachment {
+                filename: "offer.pdf".into(),
+                content_type: "application/pdf".into(),
+                content_id: None,
+                data: pdf.clone(),
+            },
+            mailtrail_store::Attachment {
+                filename: "logo.png".into(),
+                content_type: "image/png".into(),
+                content_id: Some("logo".into()),
+                data: vec![0x89, b'P', b'N', b'G', 0, 0xff],
+            },
+        ]
+        .into(),
+        raw: Some(b"Subject: raw\r\n\r\nbody\r\n".to_vec().into()),
+        html: None,
+    };
+    f.store
+        .enqueue(&acme, &sent, None, |_| String::new())
+        .await
+        .unwrap();
+    let claimed = f.store.claim_due(10, 60_000).await.unwrap();
+    assert_eq!(claimed.len(), 2);
+    for email in &claimed {
+        assert_eq!(
+            email.content, sent.content,
+            "every field comes back as written"
+        );
+    }
+    assert!(
+        std::sync::Arc::ptr_eq(
+            &claimed[0].content.attachments,
+            &claimed[1].content.attachments
+        ),
+        "the emails of one content share one loaded copy of its attachments"
+    );
 }

@@ -97,6 +97,7 @@ async fn queue(store: &Store, account: &str, to: &str) -> String {
             subject: "Hi".into(),
             text: Some("Hello".into()),
             html: None,
+            ..Default::default()
         },
         batch: Some("spring".into()),
         send_at_ms: None,

@@ -242,6 +242,7 @@ async fn send(
         batch: Some(batch.to_owned()),
         send_at_ms: None,
         recipients,
+        ..Request::default()
     };
     let accepted = submit::submit(store, account, request, None, |_| String::new())
         .await

@@ -122,6 +122,7 @@ pub async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
                     to: Some(to),
                     ..Default::default()
                 }],
+                ..Default::default()
             };
             // The same rule as the API: with require_verified_domains on, only the account's
             // verified sending domains.

@@ -87,6 +87,7 @@ impl Harness {
                     ..Default::default()
                 })
                 .collect(),
+            ..Request::default()
         };
         let accepted = submit::submit(&self.store, &self.account, request, None, |_| String::new())
             .await

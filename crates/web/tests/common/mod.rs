@@ -90,6 +90,7 @@ async fn send(
             subject: subject.into(),
             text: Some("Hello".into()),
             html: None,
+            ..Content::default()
         },
         batch: Some(batch.into()),
         send_at_ms: None,

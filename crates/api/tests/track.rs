@@ -41,6 +41,7 @@ async fn delivered_email(app: &App, to: &str) -> (String, String) {
             lead_id: Some(lead.id),
             fields: BTreeMap::new(),
             dropped: None,
+            header_to: None,
         }],
     };
     let id = app

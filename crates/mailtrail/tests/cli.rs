@@ -358,6 +358,7 @@ async fn check_reports_a_tampered_stage() {
             lead_id: None,
             fields: Default::default(),
             dropped: None,
+            header_to: None,
         }],
     };
     let ids = store

@@ -34,6 +34,7 @@ fn email() -> Claimed {
         lead_id: None,
         to: "ana@example.com".into(),
         to_domain: "example.com".into(),
+        header_to: None,
         fields: BTreeMap::new(),
         content_id: "content".into(),
         attachment_count: 0,

@@ -153,6 +153,7 @@ mod tests {
             lead_id: None,
             to: "ana@example.com".into(),
             to_domain: "example.com".into(),
+            header_to: None,
             fields: [("first_name".to_owned(), "Ana <3".to_owned())].into(),
             content_id: "content".into(),
             attachment_count: 0,

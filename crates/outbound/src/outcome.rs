@@ -205,6 +205,7 @@ mod tests {
             lead_id: None,
             to: "ana@example.com".into(),
             to_domain: "example.com".into(),
+            header_to: None,
             fields: Default::default(),
             content_id: "content".into(),
             attachment_count: 0,

@@ -248,6 +248,7 @@ pub async fn submit_with(
         indexes.push(r.index);
         entries.push(QueueEntry {
             dropped: suppressed.contains(&key).then_some(Reason::Suppressed),
+            header_to: None,
             lead_id: r.lead_id.or_else(|| lead.map(|l| l.id.clone())),
             to: r.to,
             fields,

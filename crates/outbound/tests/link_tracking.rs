@@ -292,6 +292,7 @@ fn email(text: &str, html: &str) -> Claimed {
         lead_id: None,
         to: "ana@example.com".into(),
         to_domain: "example.com".into(),
+        header_to: None,
         fields: [(
             "unsubscribe_url".to_owned(),
             "https://evil.example/".to_owned(),

@@ -45,3 +45,8 @@ CREATE TABLE smtp_credentials (
     revoked_at_ms BIGINT
 );
 CREATE INDEX smtp_credentials_by_account ON smtp_credentials (account_id);
+
+-- The To header of an email sent to a Cc address: the message shows the primary recipient in
+-- To and the Cc list, as every copy of one message does; NULL when To is the email's own
+-- address.
+ALTER TABLE emails ADD COLUMN header_to TEXT;

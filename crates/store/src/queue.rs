@@ -61,6 +61,9 @@ pub struct QueueEntry {
     pub fields: Fields,
     /// Decided at submission: the email is recorded as failed `Dropped` and never tried.
     pub dropped: Option<Reason>,
+    /// The To header when it is not `to` itself: a Cc recipient's copy shows the primary
+    /// recipient, as every copy of one message does.
+    pub header_to: Option<String>,
 }
 
 /// A submission of one content to many recipients.
@@ -107,6 +110,8 @@ pub struct Claimed {
     pub lead_id: Option<String>,
     pub to: String,
     pub to_domain: String,
+    /// The To header when it is not `to` (a Cc recipient's copy).
+    pub header_to: Option<String>,
     pub fields: Fields,
     pub content_id: String,
     /// How many attachments the content has; they are in `content.attachments`.
@@ -275,12 +280,12 @@ impl Store {
         let queued = serde_json::to_string(&Event::new(EventKind::Queued, now).detail)
             .expect("event details serialise");
         for chunk in rows.chunks(CHUNK) {
-            const COLUMNS: usize = 16;
+            const COLUMNS: usize = 17;
             let sql = format!(
                 "INSERT INTO emails (id, account_id, lead_id, content_id, to_address, to_key,
                                      to_domain, fields, batch, stage, status, reason,
                                      next_attempt_at_ms, created_at_ms, updated_at_ms,
-                                     milestones)
+                                     milestones, header_to)
                  VALUES {}",
                 self.row_placeholders(chunk.len(), COLUMNS)
             );
@@ -307,7 +312,8 @@ impl Store {
                         Milestones::NONE.with(Milestone::Dropped).bits()
                     } else {
                         0
-                    });
+                    })
+                    .bind(entry.header_to.as_deref());
             }
             query.execute(&mut *tx).await?;
 
@@ -431,7 +437,8 @@ impl Store {
         let mut claimed = Vec::with_capacity(ids.len());
         for chunk in ids.chunks(LOOKUP_CHUNK) {
             let sql = format!(
-                "SELECT e.id, e.account_id, e.lead_id, e.to_address, e.to_domain, e.fields, e.batch,
+                "SELECT e.id, e.account_id, e.lead_id, e.to_address, e.to_domain, e.header_to,
+                        e.fields, e.batch,
                         e.attempts, e.soft_5xx_attempts, e.first_soft_5xx_at_ms, e.created_at_ms,
                         e.content_id, c.from_address, c.from_name, c.subject, c.text_body,
                         c.html_body, c.cc, c.reply_to, c.headers, c.tags, c.metadata,
@@ -559,6 +566,7 @@ fn claimed_from_row(row: &AnyRow) -> Result<Claimed> {
         lead_id: row.try_get("lead_id")?,
         to: row.try_get("to_address")?,
         to_domain: row.try_get("to_domain")?,
+        header_to: row.try_get("header_to")?,
         fields,
         content_id: row.try_get("content_id")?,
         attachment_count: row.try_get::<i64, _>("attachment_count")? as usize,

@@ -25,6 +25,7 @@ pub async fn queue(store: &Store, account: &str, to: &[&str], batch: Option<&str
                 lead_id: None,
                 fields: BTreeMap::new(),
                 dropped: None,
+                header_to: None,
             })
             .collect(),
     };

@@ -38,6 +38,7 @@ async fn populate(store: &Store) -> (String, String) {
             lead_id: Some(lead.id.clone()),
             fields: [("first_name".to_owned(), "Ana".to_owned())].into(),
             dropped: None,
+            header_to: None,
         }],
     };
     let email = store

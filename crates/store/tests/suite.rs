@@ -121,6 +121,7 @@ fn submission(to: &[&str]) -> Submission {
                 lead_id: None,
                 fields: BTreeMap::new(),
                 dropped: None,
+                header_to: None,
             })
             .collect(),
     }

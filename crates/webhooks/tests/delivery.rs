@@ -106,6 +106,7 @@ async fn queue(store: &Store, account: &str, to: &str) -> String {
             lead_id: None,
             fields: Default::default(),
             dropped: None,
+            header_to: None,
         }],
     };
     store

@@ -101,6 +101,7 @@ async fn send(
                 lead_id: Some((*lead_id).to_owned()),
                 fields: BTreeMap::new(),
                 dropped: None,
+                header_to: None,
             })
             .collect(),
     };

@@ -4,6 +4,7 @@
 
 use std::sync::LazyLock;
 
+use mailtrail_domain::interpret::Facts;
 use mailtrail_domain::{EnhancedStatus, Reason};
 
 use crate::phrases::PhraseSet;
@@ -179,50 +180,41 @@ fn result(fields: Fields, human: &str, transcript: &str) -> RecipientResult {
         .diagnostic
         .as_deref()
         .is_some_and(|d| d.trim_start().to_ascii_lowercase().starts_with("x-unix"));
-    let reason = if delivered {
-        Reason::Delivered
-    } else {
+    let verdict = (!delivered).then(|| {
         // The status may carry a comment (`4.0.0 (host name lookup failure)`) worth reading.
         let reply = format!(
             "{} {}",
             diagnostic.as_deref().unwrap_or_default(),
             fields.status.as_deref().unwrap_or_default()
         );
-        let reason = reason::decide(
+        let facts = Facts {
+            delayed: action.as_deref() == Some("delayed"),
+            no_such_mailbox: fields
+                .category
+                .as_deref()
+                .is_some_and(|c| c.eq_ignore_ascii_case("bad-mailbox")),
+            refuses_as_unknown_user: fields.remote_mta.as_deref().is_some_and(|mta| {
+                reason::refuses_as_unknown_user(mta.rsplit(';').next().unwrap_or(mta))
+            }),
+            local_program,
+            said: diagnostic.as_deref().is_some_and(|d| !d.trim().is_empty()),
+        };
+        reason::verdict(
             codes,
             &[&reply, context],
             &format!("{reply}\n{context}\n{transcript}"),
-            reason::Notice {
-                delayed: action.as_deref() == Some("delayed"),
-                no_such_mailbox: fields
-                    .category
-                    .as_deref()
-                    .is_some_and(|c| c.eq_ignore_ascii_case("bad-mailbox")),
-                refuses_as_unknown_user: fields.remote_mta.as_deref().is_some_and(|mta| {
-                    reason::refuses_as_unknown_user(mta.rsplit(';').next().unwrap_or(mta))
-                }),
-            },
-        );
-        let said = diagnostic.as_deref().is_some_and(|d| !d.trim().is_empty());
-        let reason = reason::undecided(reason, said);
-        let about_storage = matches!(
-            reason,
-            Reason::MailboxFull | Reason::SystemFull | Reason::MesgTooBig | Reason::ExceedLimit
-        );
-        if local_program && !about_storage {
-            Reason::MailerError
-        } else {
-            reason
-        }
-    };
+            facts,
+            reason::Source::Dsn,
+        )
+    });
     RecipientResult {
-        hard_bounce: !delivered && reason::is_hard(reason, codes),
+        hard_bounce: verdict.is_some_and(|v| v.hard),
         original_recipient: fields.original_recipient.as_deref().map(address),
         recipient,
         action,
         status: codes.status.map(|s| s.to_string()),
         reply_code: codes.reply_code,
-        reason,
+        reason: verdict.map_or(Reason::Delivered, |v| v.reason),
         feedback_type: None,
         diagnostic: diagnostic.filter(|d| !d.is_empty()),
     }

@@ -9,7 +9,7 @@
 //! - `ses`: Amazon SES notifications mailed as JSON.
 //! - `text`: the non-standard, human-readable bounces real servers send.
 //! - `smtp`: reply codes and enhanced status codes found in free text.
-//! - `reason`: the reason and hard/soft decision, from the codes and the text.
+//! - `reason`: hands the evidence to the domain's one interpreter for the reason and hard flag.
 //! - `origin`: what identifies the email that caused the report (Message-ID, token).
 //! - `phrases`: tables of phrases searched in one pass, shared by the readers above.
 

@@ -1,6 +1,6 @@
-//! Tables of phrases searched in one pass over a text, ignoring ASCII case: the readers try
-//! hundreds of phrases on every notice, and one automaton built once beats a search per
-//! phrase and a lower-cased copy of every text.
+//! Tables of structural phrases (the cues that name a failing command, the markers of a
+//! returned message) searched in one pass over a text, ignoring ASCII case. The phrases that
+//! tell a reason live in the domain's rules file, not here.
 
 use aho_corasick::AhoCorasick;
 
@@ -31,14 +31,6 @@ impl<T: Copy> PhraseTable<T> {
             groups,
             values: table.iter().map(|(value, _)| *value).collect(),
         }
-    }
-
-    /// The value of the first group, in table order, that has a phrase in `text`.
-    pub fn first(&self, text: &str) -> Option<T> {
-        self.find_all(text)
-            .map(|(_, group, _)| group)
-            .min()
-            .map(|group| self.values[group])
     }
 
     /// Every occurrence of every phrase, overlapping ones included: `(start, group, end)`.
@@ -78,14 +70,6 @@ impl PhraseSet {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_first_group_in_table_order_wins_wherever_its_phrase_is() {
-        let table = PhraseTable::new(&[(1, &["mailbox full"][..]), (2, &["user unknown"])]);
-        assert_eq!(table.first("User unknown; in fact Mailbox FULL"), Some(1));
-        assert_eq!(table.first("user unknown"), Some(2));
-        assert_eq!(table.first("nothing to see"), None);
-    }
 
     #[test]
     fn overlapping_phrases_are_all_found() {

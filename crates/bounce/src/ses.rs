@@ -3,6 +3,7 @@
 //! headers of the original email.
 
 use mailtrail_domain::Reason;
+use mailtrail_domain::interpret::Facts;
 use serde::Deserialize;
 
 use crate::{Kind, Origin, RecipientResult, reason, smtp};
@@ -103,16 +104,19 @@ fn bounced(bounce: Bounce) -> Vec<RecipientResult> {
                 codes.status = Some(status);
             }
             let text = diagnostic.as_deref().unwrap_or_default();
-            let reason = reason::decide(codes, &[text], text, reason::Notice::default());
-            let reason = reason::undecided(reason, !text.trim().is_empty());
+            let facts = Facts {
+                said: !text.trim().is_empty(),
+                ..Facts::default()
+            };
+            let verdict = reason::verdict(codes, &[text], text, facts, reason::Source::Dsn);
             RecipientResult {
                 recipient: Some(r.email_address.to_ascii_lowercase()),
                 original_recipient: None,
                 action: r.action,
                 status: codes.status.map(|s| s.to_string()),
                 reply_code: codes.reply_code,
-                hard_bounce: reason::is_hard(reason, codes),
-                reason,
+                hard_bounce: verdict.hard,
+                reason: verdict.reason,
                 feedback_type: None,
                 diagnostic,
             }

@@ -5,6 +5,8 @@
 
 use std::sync::LazyLock;
 
+use mailtrail_domain::interpret::Facts;
+
 use crate::phrases::PhraseSet;
 use crate::sections::Sections;
 use crate::{RecipientResult, reason, smtp};
@@ -182,14 +184,18 @@ fn result(
     if codes.status.is_none() && codes.reply_code.is_none() {
         codes = smtp::find(whole);
     }
-    let reason = reason::decide(
+    // Lines about a named recipient that no rule reads leave the reason on hold.
+    let facts = Facts {
+        said: recipient.is_some() && !segment.trim().is_empty(),
+        ..Facts::default()
+    };
+    let verdict = reason::verdict(
         codes,
         &[segment, whole],
         transcript,
-        reason::Notice::default(),
+        facts,
+        reason::Source::Notice,
     );
-    // Lines about a named recipient that no rule reads leave the reason on hold.
-    let reason = reason::undecided(reason, recipient.is_some() && !segment.trim().is_empty());
     let diagnostic = diagnostic(segment).or_else(|| diagnostic(whole));
     RecipientResult {
         recipient,
@@ -201,8 +207,8 @@ fn result(
         }),
         status: codes.status.map(|s| s.to_string()),
         reply_code: codes.reply_code,
-        hard_bounce: reason::is_hard(reason, codes),
-        reason,
+        hard_bounce: verdict.hard,
+        reason: verdict.reason,
         feedback_type: None,
         diagnostic,
     }

@@ -6,7 +6,8 @@
 //! - [`stage`]: the stage, Status and reason derived from those facts (PRODUCT.md §1).
 //! - [`milestone`]: every stage an email ever reached, for the batch report (PRODUCT.md §6).
 //! - [`reason`]: the failure reasons vocabulary shared with the bounce classifier.
-//! - [`classify`]: what a reply means: reason, retry, suppression (PRODUCT.md §2–§3).
+//! - [`interpret`]: the one interpreter of SMTP evidence, live or quoted, from `rules/smtp.toml`.
+//! - [`classify`]: what a live reply means for an email's queue and address (PRODUCT.md §2–§3).
 //! - [`reply`]: SMTP replies with their enhanced status codes (RFC 3463).
 //! - [`token`]: signed tokens tying bounces, replies, opens and clicks to their email.
 //! - [`merge`]: merge fields in subjects and bodies.
@@ -17,6 +18,7 @@ pub mod address;
 pub mod base_url;
 pub mod classify;
 pub mod event;
+pub mod interpret;
 pub mod lead;
 pub mod merge;
 pub mod milestone;

@@ -2,6 +2,8 @@
 //! again, and whether the address itself is condemned — as the one interpreter of SMTP
 //! evidence ([`crate::interpret`]) reads it, put in the terms of the outbound queue.
 
+use std::time::Duration;
+
 use crate::interpret::{Again, Evidence, Seen, interpret};
 use crate::{Reason, SmtpReply};
 
@@ -25,6 +27,8 @@ pub struct Classification {
     pub verdict: Verdict,
     /// The reply asks the whole destination to slow down (421, "too many", rate limits).
     pub throttle: bool,
+    /// The server's own "try again in N minutes", which replaces the backoff's delay.
+    pub hint: Option<Duration>,
 }
 
 /// A reply in Mailtrail's own session, the command it answered not said
@@ -43,6 +47,7 @@ pub fn classify(reply: &SmtpReply) -> Classification {
             reason: None,
             verdict: Verdict::Delivered,
             throttle: false,
+            hint: None,
         };
     }
     Classification {
@@ -55,6 +60,7 @@ pub fn classify(reply: &SmtpReply) -> Classification {
             },
         },
         throttle: verdict.throttle,
+        hint: verdict.hint,
     }
 }
 

@@ -131,7 +131,7 @@ pub fn decide(
                     throttle: false,
                 },
                 Verdict::Retry => {
-                    let retry = policy.after_soft_failure(attempt, age, retry_hint(reply.text()));
+                    let retry = policy.after_soft_failure(attempt, age, classification.hint);
                     retry_or_expire(status, classification.reason, retry, false)
                 }
                 Verdict::RetryFewTimes => {
@@ -169,26 +169,6 @@ fn with_reason(event: Event, reason: Option<Reason>) -> Event {
         Some(reason) => event.with_reason(reason),
         None => event,
     }
-}
-
-/// "try again in 30 seconds", "retry in 5 minutes": a server's own retry hint.
-pub fn retry_hint(text: &str) -> Option<Duration> {
-    let text = text.to_lowercase();
-    let words: Vec<&str> = text
-        .split(|c: char| !c.is_ascii_alphanumeric())
-        .filter(|w| !w.is_empty())
-        .collect();
-    words.windows(4).find_map(|w| {
-        let leads = matches!(w[0], "again" | "retry" | "resend") && w[1] == "in";
-        let n: u64 = w[2].parse().ok().filter(|_| leads)?;
-        let unit = match w[3] {
-            "s" | "sec" | "secs" | "second" | "seconds" => 1,
-            "m" | "min" | "mins" | "minute" | "minutes" => 60,
-            "h" | "hour" | "hours" => 3600,
-            _ => return None,
-        };
-        Some(Duration::from_secs(n.saturating_mul(unit)))
-    })
 }
 
 #[cfg(test)]
@@ -442,17 +422,23 @@ mod tests {
         );
     }
 
+    /// The server's "try again in N" (read by the domain's interpreter) sets the next try.
     #[test]
-    fn retry_hints() {
-        assert_eq!(
-            retry_hint("Please try again in 30 seconds"),
-            Some(Duration::from_secs(30))
+    fn a_retry_hint_in_the_reply_sets_the_next_try() {
+        let policy = RetryPolicy::default();
+        let decision = decide(
+            &email(0, 0),
+            &reply("450 4.7.1 Greylisted, please try again in 30 seconds"),
+            &policy,
+            false,
+            NOW,
         );
         assert_eq!(
-            retry_hint("retry in 5 minutes"),
-            Some(Duration::from_secs(300))
+            decision.effects.queue,
+            QueueChange::RetryAt {
+                at_ms: NOW + 30_000,
+                soft_5xx: false
+            }
         );
-        assert_eq!(retry_hint("Try again later"), None);
-        assert_eq!(retry_hint("in 5 minutes"), None);
     }
 }

@@ -24,6 +24,9 @@
 //!   would otherwise suppress every address sent through it: `policyviolation`. Quoted in a
 //!   report, a remote system refused this one recipient so, which the labelled corpus reads as
 //!   an unknown user.
+//! - **L5** — a report that says something of a recipient that no rule reads is `onhold`
+//!   (held for a person to read, in the corpus's vocabulary, [`Facts::said`]); a live reply no
+//!   rule reads is `undefined`, its words kept in the email's Status field.
 
 use std::cell::OnceCell;
 use std::sync::LazyLock;
@@ -475,7 +478,7 @@ struct Rules {
     family_reason: Vec<Reason>,
     definite: Vec<(Option<StatusPattern>, AhoCorasick)>,
     heading: AhoCorasick,
-    /// "rejected: access denied": Postfix's access-map refusal (see [`reason`]).
+    /// "Recipient address rejected: Access denied": Postfix's access-map refusal (see [`reason`]).
     access_denied: AhoCorasick,
 }
 
@@ -539,7 +542,7 @@ impl Rules {
             family_reason,
             definite,
             heading: automaton(file.heading.iter().flat_map(|h| &h.words))?,
-            access_denied: automaton(["rejected: access denied"])?,
+            access_denied: automaton(["recipient address rejected: access denied"])?,
         })
     }
 
@@ -790,6 +793,28 @@ mod tests {
         assert!(!live(reply).hard);
         let at_rcpt = quoted(reply, Some(Command::Rcpt));
         assert_eq!((at_rcpt.reason, at_rcpt.hard), (Reason::UserUnknown, true));
+    }
+
+    #[test]
+    fn rule_l5_words_no_rule_reads_are_on_hold_in_a_report_and_undefined_live() {
+        let texts = ["550 5.1.4 Destination mailbox address ambiguous"];
+        let evidence = |said| Evidence {
+            reply_code: Some(550),
+            status: "5.1.4".parse().ok(),
+            texts: &texts,
+            facts: Facts {
+                said,
+                ..Facts::default()
+            },
+        };
+        assert_eq!(
+            interpret(&evidence(true), Seen::Quoted(None)).reason,
+            Reason::OnHold
+        );
+        assert_eq!(
+            interpret(&evidence(false), Seen::Live(None)).reason,
+            Reason::Undefined
+        );
     }
 
     #[test]

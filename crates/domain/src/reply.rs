@@ -137,12 +137,21 @@ impl FromStr for SmtpReply {
                 texts.push(rest);
             }
         }
+        let text = texts.join(" ");
         Ok(Self {
             code: code.ok_or(ReplyError::BadCode)?,
-            enhanced,
-            text: texts.join(" "),
+            enhanced: enhanced.or_else(|| trailing_status(&text)),
+            text,
         })
     }
+}
+
+/// qmail's convention: the enhanced status at the end of the text, `(#5.1.1)`, for servers
+/// that do not put it after the reply code.
+fn trailing_status(text: &str) -> Option<EnhancedStatus> {
+    let start = text.rfind("(#")?;
+    let (inner, _) = text[start + 2..].split_once(')')?;
+    inner.parse().ok()
 }
 
 impl fmt::Display for SmtpReply {
@@ -191,6 +200,13 @@ mod tests {
             ),
             ("452 4.2.2 Mailbox full", 452, Some("4.2.2"), "Mailbox full"),
             ("250", 250, None, ""),
+            (
+                "553 sorry, that domain isn't in my list of allowed rcpthosts (#5.7.1)",
+                553,
+                Some("5.7.1"),
+                "sorry, that domain isn't in my list of allowed rcpthosts (#5.7.1)",
+            ),
+            ("451 timeout (#4.4.2", 451, None, "timeout (#4.4.2"),
         ];
         for (input, code, status, text) in cases {
             let reply: SmtpReply = input.parse().unwrap();

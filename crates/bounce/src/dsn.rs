@@ -118,22 +118,30 @@ fn paragraphs(body: &str) -> Vec<String> {
     paragraphs
 }
 
-/// The address after the `rfc822;` address-type of a recipient field.
-fn address(value: &str) -> String {
-    let value = value.split_once(';').map_or(value, |(_, a)| a);
-    value
+/// The RFC 822 address of a recipient field (`rfc822; <a@b>`), lower-cased; `None` for the
+/// other address types (`x400;`, `LOCAL;`, `X-Unix;`) and for values without a domain,
+/// which name no address Mailtrail mailed.
+fn address(value: &str) -> Option<String> {
+    let (kind, value) = value.split_once(';').unwrap_or(("rfc822", value));
+    if !kind.trim().eq_ignore_ascii_case("rfc822") {
+        return None;
+    }
+    let value = value
         .trim()
         .trim_matches(['<', '>'])
         .trim()
-        .to_ascii_lowercase()
+        .to_ascii_lowercase();
+    let (local, domain) = value.rsplit_once('@')?;
+    let plain = |part: &str| !part.is_empty() && !part.contains(char::is_whitespace);
+    (plain(local) && plain(domain)).then_some(value)
 }
 
 fn result(fields: Fields, human: &str, transcript: &str) -> RecipientResult {
-    let recipient = fields
-        .final_recipient
-        .as_deref()
-        .or(fields.original_recipient.as_deref())
-        .map(address);
+    // The address Mailtrail mailed (`Original-Recipient`, RFC 3464 §2.3.1) over the one the
+    // reporting MTA ended at, which can be an alias or a forward of it.
+    let original = fields.original_recipient.as_deref().and_then(address);
+    let final_recipient = fields.final_recipient.as_deref().and_then(address);
+    let recipient = original.clone().or_else(|| final_recipient.clone());
     let action = fields.action.as_deref().map(|a| {
         a.split_whitespace()
             .next()
@@ -149,7 +157,11 @@ fn result(fields: Fields, human: &str, transcript: &str) -> RecipientResult {
             .to_string()
     });
     let diagnostic = diagnostic.map(|d| complete_reply(d, human));
-    let about = recipient.as_deref().and_then(|r| text::about(human, r));
+    // The notice names whichever address it delivered to.
+    let about = final_recipient
+        .as_deref()
+        .and_then(|r| text::about(human, r))
+        .or_else(|| original.as_deref().and_then(|r| text::about(human, r)));
     let context = about
         .as_deref()
         .unwrap_or_else(|| text::cut_returned(transcript));
@@ -209,7 +221,7 @@ fn result(fields: Fields, human: &str, transcript: &str) -> RecipientResult {
     });
     RecipientResult {
         hard_bounce: verdict.is_some_and(|v| v.hard),
-        original_recipient: fields.original_recipient.as_deref().map(address),
+        original_recipient: original,
         recipient,
         action,
         status: codes.status.map(|s| s.to_string()),

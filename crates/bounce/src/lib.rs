@@ -59,8 +59,10 @@ pub struct Report {
 /// What happened to one recipient.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RecipientResult {
-    /// The address the report names (DSN `Final-Recipient`, else the address found in the
-    /// text); it can be an alias of the address Mailtrail sent to.
+    /// The RFC 822 address the report is about: the one Mailtrail mailed when the report
+    /// keeps it (DSN `Original-Recipient`), else `Final-Recipient`, else the address the
+    /// notice's text names (never the returned message's `To:`, which need not be the
+    /// envelope recipient). X.400 and local address types are not addresses here.
     pub recipient: Option<String>,
     /// The envelope recipient Mailtrail used (DSN `Original-Recipient`, ARF
     /// `Original-Rcpt-To`), when the report keeps it: the address to suppress.

@@ -5,7 +5,7 @@
 
 use std::sync::LazyLock;
 
-use mailtrail_domain::interpret::Facts;
+use mailtrail_domain::interpret::{self, Facts};
 
 use crate::phrases::PhraseSet;
 use crate::sections::Sections;
@@ -92,9 +92,6 @@ pub(crate) fn read(sections: &Sections) -> Option<Vec<RecipientResult>> {
         .unwrap_or_default();
     if recipients.is_empty() {
         recipients = self::recipients(&notice, &excluded(sections));
-    }
-    if recipients.is_empty() {
-        recipients = returned_recipient(sections).into_iter().collect();
     }
     let whole = format!("{}\n{notice}", sections.subject);
     if recipients.is_empty() {
@@ -184,8 +181,12 @@ fn result(
     if codes.status.is_none() && codes.reply_code.is_none() {
         codes = smtp::find(whole);
     }
+    // A warning that the message is still queued is a delay, whatever code it quotes; a
+    // notice that quotes a 4xx without saying so is the queue giving up (a failure).
+    let delayed = interpret::says_delayed(whole);
     // Lines about a named recipient that no rule reads leave the reason on hold.
     let facts = Facts {
+        delayed,
         said: recipient.is_some() && !segment.trim().is_empty(),
         ..Facts::default()
     };
@@ -200,11 +201,7 @@ fn result(
     RecipientResult {
         recipient,
         original_recipient: None,
-        action: Some(if codes.status.is_some_and(|s| s.class == 4) {
-            "delayed".into()
-        } else {
-            "failed".into()
-        }),
+        action: Some(if delayed { "delayed" } else { "failed" }.into()),
         status: codes.status.map(|s| s.to_string()),
         reply_code: codes.reply_code,
         hard_bounce: verdict.hard,
@@ -337,7 +334,16 @@ fn recipients(notice: &str, excluded: &[String]) -> Vec<String> {
 }
 
 fn is_excluded(address: &str, excluded: &[String]) -> bool {
-    excluded.iter().any(|e| e == address) || is_daemon(address)
+    excluded.iter().any(|e| e == address) || is_daemon(address) || is_encapsulated(address)
+}
+
+/// Exchange's IMCEA encapsulation of a non-SMTP address in SMTP form (`IMCEAEX-_O=…@domain`
+/// for a legacy Exchange DN, `IMCEAX400-…`, `IMCEANOTES-…`): an internal form, never the
+/// address Mailtrail mailed.
+fn is_encapsulated(address: &str) -> bool {
+    address
+        .get(..5)
+        .is_some_and(|p| p.eq_ignore_ascii_case("imcea"))
 }
 
 /// A mail system's own address, however it spells it (`MAILER-DAEMON`, `post_master`).
@@ -452,22 +458,6 @@ fn is_domain(domain: &str) -> bool {
         && tld.bytes().all(|b| b.is_ascii_alphabetic())
 }
 
-/// The `To` of the returned message: who the original was sent to, when the notice itself
-/// names nobody.
-fn returned_recipient(sections: &Sections) -> Option<String> {
-    sections.returned_headers.iter().find_map(|headers| {
-        headers.lines().find_map(|line| {
-            let (name, value) = line.split_once(':')?;
-            if !name.trim().eq_ignore_ascii_case("to") {
-                return None;
-            }
-            addresses(value)
-                .first()
-                .map(|(a, _)| a.to_ascii_lowercase())
-        })
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -486,6 +476,13 @@ mod tests {
             ]
         );
         assert!(addresses("version 1.2@3 and a@b and user@host").is_empty());
+    }
+
+    #[test]
+    fn internal_address_forms_are_not_recipients() {
+        let notice = "<IMCEAEX-_O=ORG_OU=EXCHANGE_CN=RECIPIENTS_CN=LEAD@corp.example>:\n\
+                      550 5.1.1 not found\n\n<lead@example.org>: 550 5.1.1 not found\n";
+        assert_eq!(recipients(notice, &[]), ["lead@example.org".to_string()]);
     }
 
     #[test]

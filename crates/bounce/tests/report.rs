@@ -207,6 +207,7 @@ fn every_report_of_a_mailbox_file_is_read() {
         .replace("Action: failed", "Action: delivered")
         .replace("Action: delayed", "Action: delivered");
     let second = first
+        .replace("Lead@Example.org", "third@example.org")
         .replace("lead@example.org", "third@example.org")
         .replace("other@example.org", "fourth@example.org");
     let raw = format!(
@@ -332,4 +333,91 @@ I'm not going to try again; this message has been in the queue too long.\r
     assert_eq!(report.recipients.len(), 1);
     assert_eq!(report.recipients[0].reason, Reason::Blocked);
     assert!(!report.recipients[0].hard_bounce);
+}
+
+/// The recipient is the address Mailtrail mailed: `Original-Recipient` over the alias the
+/// reporting MTA ended at, and never an X.400 or local form.
+#[test]
+fn the_recipient_is_the_rfc822_address_mailed() {
+    let aliased = DSN.replace(
+        "Final-Recipient: rfc822; lead@example.org",
+        "Final-Recipient: rfc822; lead.alias@mailhost.example.org",
+    );
+    let report = classify(aliased.as_bytes());
+    assert_eq!(
+        report.recipients[0].recipient.as_deref(),
+        Some("lead@example.org")
+    );
+    let x400 = DSN
+        .replace("Original-Recipient: rfc822;Lead@Example.org\r\n", "")
+        .replace(
+            "Final-Recipient: rfc822; lead@example.org",
+            "Final-Recipient: x400; c=US;a= ;p=Example;o=Mail;s=Lead",
+        );
+    let report = classify(x400.as_bytes());
+    assert_eq!(report.recipients[0].recipient, None);
+    assert_eq!(report.recipients[0].reason, Reason::UserUnknown);
+}
+
+const WARNING: &str = "From: MAILER-DAEMON@mx.example.net\r
+To: bounces+t@mailtrail.example\r
+Subject: Warning: could not send message for past 4 hours\r
+\r
+    **********************************************\r
+    **      THIS IS A WARNING MESSAGE ONLY      **\r
+    **  YOU DO NOT NEED TO RESEND YOUR MESSAGE  **\r
+    **********************************************\r
+\r
+The original message was received at Mon, 7 Dec 2026 02:00:00 GMT\r
+\r
+   ----- Transcript of session follows -----\r
+<lead@example.org>... Deferred: Connection timed out with mx.example.org.\r
+Warning: message still undelivered after 4 hours\r
+Will keep trying until message is 5 days old\r
+\r
+   ----- Original message follows -----\r
+To: someone.else@example.com\r
+Subject: Hello\r
+\r
+Hello\r
+";
+
+/// A delay warning in a non-DSN format (Sendmail's) is a delay, not a failure: the email is
+/// still being retried, and its address is not condemned.
+#[test]
+fn a_delay_warning_without_a_dsn_is_not_a_failure() {
+    let report = classify(WARNING.as_bytes());
+    assert_eq!(report.kind, Kind::Bounce);
+    let [only] = report.recipients.as_slice() else {
+        panic!("one recipient expected: {:?}", report.recipients);
+    };
+    assert_eq!(only.action.as_deref(), Some("delayed"));
+    assert!(!only.hard_bounce);
+    assert_eq!(only.recipient.as_deref(), Some("lead@example.org"));
+    // The same notice without its warning banner is the queue giving up.
+    let gave_up = WARNING
+        .replace("THIS IS A WARNING MESSAGE ONLY", "")
+        .replace("YOU DO NOT NEED TO RESEND YOUR MESSAGE", "")
+        .replace("Warning: message still undelivered after 4 hours\r\n", "")
+        .replace("Will keep trying until message is 5 days old\r\n", "");
+    assert_eq!(
+        classify(gave_up.as_bytes()).recipients[0].action.as_deref(),
+        Some("failed")
+    );
+}
+
+/// A notice that names no recipient reports none: the returned message's `To:` is not the
+/// envelope recipient (a Cc, a list, a Bcc'd copy) and is never taken for it.
+#[test]
+fn a_quoted_to_is_never_the_recipient() {
+    let raw = WARNING.replace("<lead@example.org>... ", "");
+    let report = classify(raw.as_bytes());
+    assert!(
+        report
+            .recipients
+            .iter()
+            .all(|r| r.recipient.as_deref() != Some("someone.else@example.com")),
+        "{:?}",
+        report.recipients
+    );
 }

@@ -155,9 +155,11 @@ pub fn interpret(evidence: &Evidence, seen: Seen) -> Verdict {
         || evidence.reply_code.is_some_and(|c| c < 500),
         |s| s.class == 4,
     );
-    let hard = reason.is_hard()
-        && !(reason == Reason::NotAccept && transient)
-        && !(seen.is_live() && retry == Again::Yes);
+    // A message still waiting in a queue condemns no address, whatever the words say; a null
+    // MX refused transiently may yet be lifted; rule L3 for a live 4xx.
+    let lifted = reason == Reason::NotAccept && transient;
+    let retried_live = seen.is_live() && retry == Again::Yes;
+    let hard = reason.is_hard() && !evidence.facts.delayed && !lifted && !retried_live;
     let throttle = evidence.reply_code == Some(421)
         || evidence
             .status
@@ -173,6 +175,12 @@ pub fn interpret(evidence: &Evidence, seen: Seen) -> Verdict {
         throttle,
         hint: evidence.texts.iter().find_map(|t| retry_hint(t)),
     }
+}
+
+/// Whether a notice's words say it is a delay warning — the message is still queued and
+/// will be retried — for notices in formats where no `Action: delayed` says so.
+pub fn says_delayed(text: &str) -> bool {
+    rules().delay.is_match(&plain_text(text))
 }
 
 /// Reasons that describe a temporary condition even when a server answers 5xx.
@@ -361,6 +369,7 @@ struct RulesFile {
     status: Vec<StatusRule>,
     reply: Vec<ReplyRule>,
     definite: Vec<Definite>,
+    delay: Vec<PhraseList>,
     heading: Vec<PhraseList>,
     phrases: Vec<Family>,
 }
@@ -477,6 +486,7 @@ struct Rules {
     family_of: Vec<usize>,
     family_reason: Vec<Reason>,
     definite: Vec<(Option<StatusPattern>, AhoCorasick)>,
+    delay: AhoCorasick,
     heading: AhoCorasick,
     /// "Recipient address rejected: Access denied": Postfix's access-map refusal (see [`reason`]).
     access_denied: AhoCorasick,
@@ -541,6 +551,7 @@ impl Rules {
             family_of,
             family_reason,
             definite,
+            delay: automaton(file.delay.iter().flat_map(|h| &h.words))?,
             heading: automaton(file.heading.iter().flat_map(|h| &h.words))?,
             access_denied: automaton(["recipient address rejected: access denied"])?,
         })
@@ -617,6 +628,7 @@ mod tests {
             .map(|r| &r.source)
             .chain(file.reply.iter().map(|r| &r.source))
             .chain(file.definite.iter().map(|r| &r.source))
+            .chain(file.delay.iter().map(|r| &r.source))
             .chain(file.heading.iter().map(|r| &r.source))
             .chain(file.phrases.iter().map(|r| &r.source));
         for source in sources {
@@ -690,7 +702,7 @@ mod tests {
         for (toml_text, expected) in bad {
             let full = format!(
                 "{toml_text}[[reply]]\ncode = \"550\"\nreason = \"undefined\"\nsource = \"x\"\n\
-                 [[definite]]\nsource = \"x\"\nwords = []\n[[heading]]\nsource = \"x\"\nwords = []\n\
+                 [[definite]]\nsource = \"x\"\nwords = []\n[[delay]]\nsource = \"x\"\nwords = []\n[[heading]]\nsource = \"x\"\nwords = []\n\
                  [[phrases]]\nreason = \"spamdetected\"\ntier = \"cause\"\nsource = \"x\"\nwords = []\n"
             );
             let error = Rules::load(&full).err().expect("refused");
@@ -815,6 +827,26 @@ mod tests {
             interpret(&evidence(false), Seen::Live(None)).reason,
             Reason::Undefined
         );
+    }
+
+    #[test]
+    fn a_delay_warning_is_told_by_its_words_and_condemns_no_address() {
+        assert!(says_delayed(
+            "**  THIS IS A WARNING MESSAGE ONLY  **\n**  YOU DO NOT NEED TO RESEND YOUR MESSAGE  **"
+        ));
+        assert!(says_delayed("Delivery Status Notification (Delay)"));
+        assert!(!says_delayed("Delivery Status Notification (Failure)"));
+        let evidence = Evidence {
+            reply_code: Some(550),
+            status: "5.1.1".parse().ok(),
+            texts: &["User unknown"],
+            facts: Facts {
+                delayed: true,
+                ..Facts::default()
+            },
+        };
+        let verdict = interpret(&evidence, Seen::Notice(None));
+        assert_eq!((verdict.hard, verdict.retry), (false, Again::Yes));
     }
 
     #[test]

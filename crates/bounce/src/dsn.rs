@@ -169,7 +169,7 @@ fn result(fields: Fields, human: &str, transcript: &str) -> RecipientResult {
     // MTA's summary in `Status` (often `4.4.7` "expired" or `5.0.0`), unless it says less.
     let mut codes = smtp::find(diagnostic.as_deref().unwrap_or_default());
     let summary = fields.status.as_deref().and_then(|s| smtp::find(s).status);
-    let vague = |s: Option<EnhancedStatus>| s.is_none_or(|s| s.subject == 0 && s.detail == 0);
+    let vague = |s: Option<EnhancedStatus>| s.is_none_or(|s| s.subject() == 0 && s.detail() == 0);
     if vague(codes.status) {
         codes.status = summary.or(codes.status);
     }
@@ -177,14 +177,14 @@ fn result(fields: Fields, human: &str, transcript: &str) -> RecipientResult {
     // (`a@b: 550 5.7.26 … authentication checks failed`) where `Status` says only `5.0.0`.
     if diagnostic.as_deref().is_none_or(|d| d.trim().is_empty()) && vague(codes.status) {
         let quoted = about.as_deref().map(smtp::find).unwrap_or_default();
-        if !vague(quoted.status) && quoted.status.is_some_and(|s| s.class != 2) {
+        if !vague(quoted.status) && quoted.status.is_some_and(|s| s.class() != 2) {
             codes.status = quoted.status;
             codes.reply_code = codes.reply_code.or(quoted.reply_code);
         }
     }
     let delivered = match action.as_deref() {
         Some(action) => matches!(action, "delivered" | "deliverable" | "relayed" | "expanded"),
-        None => codes.status.is_some_and(|s| s.class == 2),
+        None => codes.status.is_some_and(|s| s.class() == 2),
     };
     // `X-Unix` diagnostics come from a local delivery program (procmail, a pipe), not from a
     // server: unless they say the mailbox is out of room, the mailer failed.

@@ -26,11 +26,11 @@ pub(crate) fn find(text: &str) -> Codes {
     let mut previous_reply = false;
     for token in tokens(text) {
         if let Ok(status) = token.parse::<EnhancedStatus>() {
-            if previous_reply && status.class != 2 {
+            if previous_reply && status.class() != 2 {
                 paired.get_or_insert(status);
             }
             previous_reply = false;
-            if status.class == 2 {
+            if status.class() == 2 {
                 positive_status.get_or_insert(status);
             } else {
                 codes.status.get_or_insert(status);

@@ -141,7 +141,7 @@ pub fn interpret(evidence: &Evidence, seen: Seen) -> Verdict {
     let reason = reason(evidence, seen);
     let permanent = match (evidence.reply_code, evidence.status) {
         (Some(code), _) if code >= 400 => code >= 500,
-        (_, Some(status)) => status.class == 5,
+        (_, Some(status)) => status.class() == 5,
         _ => true,
     };
     let retry = if evidence.facts.delayed || !permanent {
@@ -153,7 +153,7 @@ pub fn interpret(evidence: &Evidence, seen: Seen) -> Verdict {
     };
     let transient = evidence.status.map_or_else(
         || evidence.reply_code.is_some_and(|c| c < 500),
-        |s| s.class == 4,
+        |s| s.class() == 4,
     );
     // A message still waiting in a queue condemns no address, whatever the words say; a null
     // MX refused transiently may yet be lifted; rule L3 for a live 4xx.
@@ -163,7 +163,7 @@ pub fn interpret(evidence: &Evidence, seen: Seen) -> Verdict {
     let throttle = evidence.reply_code == Some(421)
         || evidence
             .status
-            .is_some_and(|s| (s.subject, s.detail) == (4, 5))
+            .is_some_and(|s| (s.subject(), s.detail()) == (4, 5))
         || matches!(
             reason,
             Reason::RateLimited | Reason::TooManyConn | Reason::Speeding
@@ -232,7 +232,7 @@ fn reason(evidence: &Evidence, seen: Seen) -> Reason {
     let plain: Vec<OnceCell<String>> = texts.iter().map(|_| OnceCell::new()).collect();
     let plain = |i: usize| plain[i].get_or_init(|| plain_text(texts[i])).as_str();
     let policy_denial = seen.is_live()
-        && status.is_some_and(|s| s.subject == 7)
+        && status.is_some_and(|s| s.subject() == 7)
         && (0..texts.len()).any(|i| rules.access_denied.is_match(plain(i)));
     let from_text = if policy_denial {
         Some(Reason::PolicyViolation)
@@ -241,7 +241,7 @@ fn reason(evidence: &Evidence, seen: Seen) -> Reason {
     };
     // A "recipient rejected" about the message's content (`X.6.*`) is not about the address.
     let from_text = match (from_text, status) {
-        (Some(Reason::UserUnknown), Some(s)) if s.subject == 6 => rules.alone(s).or(from_text),
+        (Some(Reason::UserUnknown), Some(s)) if s.subject() == 6 => rules.alone(s).or(from_text),
         _ => from_text,
     };
     let trusted = status.and_then(|s| rules.over_text(s));
@@ -252,13 +252,13 @@ fn reason(evidence: &Evidence, seen: Seen) -> Reason {
         // `X.4.4` ("unable to route") is given for a domain that does not exist and for a
         // name server that did not answer alike: the text tells which.
         (Some(Reason::HostUnknown), Some(text))
-            if status.is_some_and(|s| (s.subject, s.detail) == (4, 4)) =>
+            if status.is_some_and(|s| (s.subject(), s.detail()) == (4, 4)) =>
         {
             text
         }
         // A refusal of the content under a security or policy code (`X.7.*`): the site's
         // policy on what it accepts, not a malformed message (`X.6.*`).
-        (None, Some(Reason::ContentError)) if status.is_some_and(|s| s.subject == 7) => {
+        (None, Some(Reason::ContentError)) if status.is_some_and(|s| s.subject() == 7) => {
             Reason::PolicyViolation
         }
         (Some(code), _) => code,
@@ -281,7 +281,7 @@ fn reason(evidence: &Evidence, seen: Seen) -> Reason {
         // An addressing status (`X.1.*`) or a protocol one (`X.5.*`: about the commands
         // exchanged) places the refusal in the envelope, where no content filter has run.
         let envelope = status.is_some_and(|s| {
-            (s.subject == 1 && matches!(s.detail, 0 | 1 | 3 | 10)) || s.subject == 5
+            (s.subject() == 1 && matches!(s.detail(), 0 | 1 | 3 | 10)) || s.subject() == 5
         });
         let definite = || {
             (0..texts.len()).any(|i| {
@@ -471,9 +471,9 @@ impl StatusPattern {
     }
 
     fn matches(self, s: EnhancedStatus) -> bool {
-        self.class.is_none_or(|c| c == s.class)
-            && self.subject == s.subject
-            && self.detail.is_none_or(|d| d == s.detail)
+        self.class.is_none_or(|c| c == s.class())
+            && self.subject == s.subject()
+            && self.detail.is_none_or(|d| d == s.detail())
     }
 }
 

@@ -33,6 +33,6 @@ pub use event::{Event, EventKind};
 pub use lead::{Permission, Role};
 pub use milestone::{Milestone, Milestones};
 pub use reason::Reason;
-pub use reply::{EnhancedStatus, ReplyError, SmtpReply};
+pub use reply::{EnhancedStatus, ReplyError, SmtpReply, StatusError};
 pub use retry::{Retry, RetryPolicy};
 pub use stage::{Derived, Stage};

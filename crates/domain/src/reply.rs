@@ -13,15 +13,56 @@ pub enum ReplyError {
     MixedCodes,
 }
 
-/// `class.subject.detail`, for example `5.1.1`; class is 2, 4 or 5.
+/// Why a text is not an enhanced status code.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StatusError {
+    #[error("an enhanced status code is class.subject.detail (RFC 3463): class 2, 4 or 5")]
+    BadClass,
+    #[error(
+        "an enhanced status code is class.subject.detail (RFC 3463): subject and detail of one to three digits"
+    )]
+    BadNumber,
+}
+
+/// `class.subject.detail`, for example `5.1.1`; class is 2, 4 or 5, subject and detail at most
+/// three digits (RFC 3463 §2). Only made valid, by [`EnhancedStatus::new`] or parsing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct EnhancedStatus {
-    pub class: u8,
-    pub subject: u16,
-    pub detail: u16,
+    class: u8,
+    subject: u16,
+    detail: u16,
 }
 
 impl EnhancedStatus {
+    pub fn new(class: u8, subject: u16, detail: u16) -> Result<Self, StatusError> {
+        if !matches!(class, 2 | 4 | 5) {
+            return Err(StatusError::BadClass);
+        }
+        if subject > 999 || detail > 999 {
+            return Err(StatusError::BadNumber);
+        }
+        Ok(Self {
+            class,
+            subject,
+            detail,
+        })
+    }
+
+    /// 2 success, 4 persistent transient failure, 5 permanent failure.
+    pub fn class(self) -> u8 {
+        self.class
+    }
+
+    /// What the code is about: 1 addressing, 2 mailbox, 3 mail system, 4 network, 5 protocol,
+    /// 6 content, 7 security or policy.
+    pub fn subject(self) -> u16 {
+        self.subject
+    }
+
+    pub fn detail(self) -> u16 {
+        self.detail
+    }
+
     /// Finds an enhanced status code at the start of `text`, as servers put it after the reply
     /// code. Returns it and the rest of the text.
     pub fn split_prefix(text: &str) -> Option<(Self, &str)> {
@@ -32,29 +73,29 @@ impl EnhancedStatus {
 }
 
 impl FromStr for EnhancedStatus {
-    type Err = ();
-    fn from_str(s: &str) -> Result<Self, ()> {
+    type Err = StatusError;
+    fn from_str(s: &str) -> Result<Self, StatusError> {
         let mut parts = s.split('.');
-        let class: u8 = parts.next().ok_or(())?.parse().map_err(|_| ())?;
-        let subject = parse_bounded(parts.next(), 3)?;
-        let detail = parse_bounded(parts.next(), 3)?;
-        if parts.next().is_some() || !matches!(class, 2 | 4 | 5) {
-            return Err(());
+        let class = parts.next().unwrap_or_default();
+        if class.len() != 1 {
+            return Err(StatusError::BadClass);
         }
-        Ok(Self {
-            class,
-            subject,
-            detail,
-        })
+        let class: u8 = class.parse().map_err(|_| StatusError::BadClass)?;
+        let subject = parse_bounded(parts.next())?;
+        let detail = parse_bounded(parts.next())?;
+        if parts.next().is_some() {
+            return Err(StatusError::BadNumber);
+        }
+        Self::new(class, subject, detail)
     }
 }
 
-fn parse_bounded(part: Option<&str>, max_digits: usize) -> Result<u16, ()> {
-    let part = part.ok_or(())?;
-    if part.is_empty() || part.len() > max_digits || !part.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(());
+fn parse_bounded(part: Option<&str>) -> Result<u16, StatusError> {
+    let part = part.unwrap_or_default();
+    if part.is_empty() || part.len() > 3 || !part.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(StatusError::BadNumber);
     }
-    part.parse().map_err(|_| ())
+    part.parse().map_err(|_| StatusError::BadNumber)
 }
 
 impl fmt::Display for EnhancedStatus {
@@ -245,8 +286,19 @@ mod tests {
     fn enhanced_status_needs_a_valid_class_and_numbers() {
         assert!("5.1.1".parse::<EnhancedStatus>().is_ok());
         assert!("4.7.1000".parse::<EnhancedStatus>().is_err());
-        for bad in ["3.1.1", "5.1", "5..1", "a.b.c", "5.1.1.1"] {
+        for bad in ["3.1.1", "5.1", "5..1", "a.b.c", "5.1.1.1", "55.1.1"] {
             assert!(bad.parse::<EnhancedStatus>().is_err(), "{bad}");
         }
+        assert_eq!(
+            "3.1.1".parse::<EnhancedStatus>(),
+            Err(StatusError::BadClass)
+        );
+        assert_eq!("5.1".parse::<EnhancedStatus>(), Err(StatusError::BadNumber));
+        assert_eq!(EnhancedStatus::new(5, 1000, 1), Err(StatusError::BadNumber));
+        let status = EnhancedStatus::new(4, 7, 28).unwrap();
+        assert_eq!(
+            (status.class(), status.subject(), status.detail()),
+            (4, 7, 28)
+        );
     }
 }

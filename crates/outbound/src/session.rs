@@ -53,11 +53,7 @@ pub enum Ending {
 
 fn to_reply(response: Response<String>) -> SmtpReply {
     let [class, subject, detail] = response.esc;
-    let enhanced = (class != 0).then_some(EnhancedStatus {
-        class,
-        subject: subject.into(),
-        detail: detail.into(),
-    });
+    let enhanced = EnhancedStatus::new(class, subject.into(), detail.into()).ok();
     SmtpReply::new(
         response.code,
         enhanced,

@@ -6,6 +6,11 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+/// A name that is not in the reasons vocabulary.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown reason '{0}'")]
+pub struct UnknownReason(pub String);
+
 macro_rules! reasons {
     ($($(#[$doc:meta])* $variant:ident => $name:literal,)*) => {
         /// A failure or deferral reason, serialised as its lower-case name.
@@ -22,11 +27,11 @@ macro_rules! reasons {
         }
 
         impl FromStr for Reason {
-            type Err = String;
+            type Err = UnknownReason;
             fn from_str(s: &str) -> Result<Self, Self::Err> {
                 match s {
                     $($name => Ok(Reason::$variant),)*
-                    other => Err(format!("unknown reason '{other}'")),
+                    other => Err(UnknownReason(other.to_string())),
                 }
             }
         }
@@ -111,6 +116,13 @@ mod tests {
             let json = serde_json::to_string(&reason).unwrap();
             assert_eq!(json, format!("\"{}\"", reason.as_str()));
         }
+    }
+
+    #[test]
+    fn an_unknown_name_is_refused_with_the_name() {
+        let error = "bounced".parse::<Reason>().unwrap_err();
+        assert_eq!(error, UnknownReason("bounced".into()));
+        assert_eq!(error.to_string(), "unknown reason 'bounced'");
     }
 
     #[test]

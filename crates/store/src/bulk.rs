@@ -178,7 +178,10 @@ impl Store {
                             stage: stage.parse().map_err(StoreError::Corrupt)?,
                             status: row.try_get("status")?,
                             reason: reason
-                                .map(|r| r.parse().map_err(StoreError::Corrupt))
+                                .map(|r| {
+                                    r.parse::<Reason>()
+                                        .map_err(|e| StoreError::Corrupt(e.to_string()))
+                                })
                                 .transpose()?,
                         },
                         milestones: Milestones::from_bits(row.try_get("milestones")?),

@@ -97,7 +97,10 @@ fn email_from_row(row: &AnyRow) -> Result<EmailRecord> {
         stage: stage.parse().map_err(StoreError::Corrupt)?,
         status: row.try_get("status")?,
         reason: reason
-            .map(|r| r.parse().map_err(StoreError::Corrupt))
+            .map(|r| {
+                r.parse::<Reason>()
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))
+            })
             .transpose()?,
         created_at_ms: row.try_get("created_at_ms")?,
         updated_at_ms: row.try_get("updated_at_ms")?,

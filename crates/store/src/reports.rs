@@ -155,7 +155,10 @@ fn email_row(row: &AnyRow) -> Result<EmailRow> {
         stage: stage.parse().map_err(StoreError::Corrupt)?,
         status: row.try_get("status")?,
         reason: reason
-            .map(|r| r.parse().map_err(StoreError::Corrupt))
+            .map(|r| {
+                r.parse::<Reason>()
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))
+            })
             .transpose()?,
     })
 }

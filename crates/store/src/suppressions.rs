@@ -222,7 +222,9 @@ fn suppression_from_row(row: &sqlx::any::AnyRow) -> Result<Suppression> {
         account_id: row.try_get("account_id")?,
         address: row.try_get("address_key")?,
         block: Block {
-            reason: reason.parse().map_err(StoreError::Corrupt)?,
+            reason: reason
+                .parse::<Reason>()
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?,
             status: row.try_get("status")?,
             email_id: row.try_get("email_id")?,
         },

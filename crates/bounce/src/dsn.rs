@@ -9,7 +9,7 @@ use mailtrail_domain::{EnhancedStatus, Reason};
 
 use crate::phrases::PhraseSet;
 use crate::sections::{Sections, fields};
-use crate::{RecipientResult, reason, smtp, text};
+use crate::{Action, RecipientResult, reason, smtp, text};
 
 /// The fields of one recipient's block.
 #[derive(Debug, Default)]
@@ -142,12 +142,10 @@ fn result(fields: Fields, human: &str, transcript: &str) -> RecipientResult {
     let original = fields.original_recipient.as_deref().and_then(address);
     let final_recipient = fields.final_recipient.as_deref().and_then(address);
     let recipient = original.clone().or_else(|| final_recipient.clone());
-    let action = fields.action.as_deref().map(|a| {
-        a.split_whitespace()
-            .next()
-            .unwrap_or_default()
-            .to_ascii_lowercase()
-    });
+    let action = fields
+        .action
+        .as_deref()
+        .and_then(|a| a.parse::<Action>().ok());
     // The diagnostic drops its `smtp;` diagnostic-type; the human text about this recipient
     // backs it up, as many servers leave the field out or put only a code in it.
     let diagnostic = fields.diagnostic.as_deref().map(|d| {
@@ -182,8 +180,11 @@ fn result(fields: Fields, human: &str, transcript: &str) -> RecipientResult {
             codes.reply_code = codes.reply_code.or(quoted.reply_code);
         }
     }
-    let delivered = match action.as_deref() {
-        Some(action) => matches!(action, "delivered" | "deliverable" | "relayed" | "expanded"),
+    let delivered = match action {
+        Some(action) => matches!(
+            action,
+            Action::Delivered | Action::Relayed | Action::Expanded
+        ),
         None => codes.status.is_some_and(|s| s.class() == 2),
     };
     // `X-Unix` diagnostics come from a local delivery program (procmail, a pipe), not from a
@@ -200,7 +201,7 @@ fn result(fields: Fields, human: &str, transcript: &str) -> RecipientResult {
             fields.status.as_deref().unwrap_or_default()
         );
         let facts = Facts {
-            delayed: action.as_deref() == Some("delayed"),
+            delayed: action == Some(Action::Delayed),
             no_such_mailbox: fields
                 .category
                 .as_deref()

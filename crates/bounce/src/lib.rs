@@ -24,6 +24,8 @@ mod ses;
 mod smtp;
 mod text;
 
+use std::str::FromStr;
+
 use mailtrail_domain::Reason;
 use serde::Serialize;
 
@@ -43,6 +45,44 @@ pub enum Kind {
     Delivered,
     /// None of the above, for example a person's reply.
     Unknown,
+}
+
+/// What the reporting MTA did for a recipient (RFC 3464 §2.3.3 `Action`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    /// Delivery failed for good.
+    Failed,
+    /// Not delivered yet; the MTA keeps trying.
+    Delayed,
+    Delivered,
+    /// Passed on to a system that sends no notices.
+    Relayed,
+    /// Delivered to a list or alias, which expanded it to other recipients.
+    Expanded,
+}
+
+/// An `Action` value RFC 3464 does not define.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown DSN action '{0}' (RFC 3464: failed, delayed, delivered, relayed or expanded)")]
+pub struct UnknownAction(pub String);
+
+impl FromStr for Action {
+    type Err = UnknownAction;
+
+    /// The action word, ignoring case and any comment after it (`failed (bad mailbox)`);
+    /// `deliverable`, which some MTAs write for a successful test delivery, is `delivered`.
+    fn from_str(s: &str) -> Result<Self, UnknownAction> {
+        let word = s.split_whitespace().next().unwrap_or_default();
+        Ok(match word.to_ascii_lowercase().as_str() {
+            "failed" => Action::Failed,
+            "delayed" => Action::Delayed,
+            "delivered" | "deliverable" => Action::Delivered,
+            "relayed" => Action::Relayed,
+            "expanded" => Action::Expanded,
+            _ => return Err(UnknownAction(s.trim().to_string())),
+        })
+    }
 }
 
 /// One report about a whole message.
@@ -67,8 +107,9 @@ pub struct RecipientResult {
     /// The envelope recipient Mailtrail used (DSN `Original-Recipient`, ARF
     /// `Original-Rcpt-To`), when the report keeps it: the address to suppress.
     pub original_recipient: Option<String>,
-    /// DSN `Action`: failed, delayed, delivered, relayed or expanded.
-    pub action: Option<String>,
+    /// DSN `Action` (for a text notice: delayed when its words say so, else failed); `None`
+    /// when the report gives none or one RFC 3464 does not define.
+    pub action: Option<Action>,
     /// The enhanced status code (RFC 3463), for example `5.1.1`.
     pub status: Option<String>,
     /// The SMTP reply code of the remote server, when the report quotes one.

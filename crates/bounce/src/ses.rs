@@ -6,7 +6,7 @@ use mailtrail_domain::Reason;
 use mailtrail_domain::interpret::Facts;
 use serde::Deserialize;
 
-use crate::{Kind, Origin, RecipientResult, reason, smtp};
+use crate::{Action, Kind, Origin, RecipientResult, reason, smtp};
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -112,7 +112,7 @@ fn bounced(bounce: Bounce) -> Vec<RecipientResult> {
             RecipientResult {
                 recipient: Some(r.email_address.to_ascii_lowercase()),
                 original_recipient: None,
-                action: r.action,
+                action: r.action.as_deref().and_then(|a| a.parse().ok()),
                 status: codes.status.map(|s| s.to_string()),
                 reply_code: codes.reply_code,
                 hard_bounce: verdict.hard,
@@ -141,7 +141,7 @@ fn delivered(delivery: Delivery) -> Vec<RecipientResult> {
         .recipients
         .into_iter()
         .map(|r| RecipientResult {
-            action: Some("delivered".into()),
+            action: Some(Action::Delivered),
             ..plain(r, Reason::Delivered)
         })
         .collect()

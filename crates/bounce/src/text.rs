@@ -9,7 +9,7 @@ use mailtrail_domain::interpret::{self, Facts};
 
 use crate::phrases::PhraseSet;
 use crate::sections::Sections;
-use crate::{RecipientResult, reason, smtp};
+use crate::{Action, RecipientResult, reason, smtp};
 
 /// Local parts of the addresses that send bounces, never the subject of one.
 const DAEMONS: &[&str] = &[
@@ -201,7 +201,11 @@ fn result(
     RecipientResult {
         recipient,
         original_recipient: None,
-        action: Some(if delayed { "delayed" } else { "failed" }.into()),
+        action: Some(if delayed {
+            Action::Delayed
+        } else {
+            Action::Failed
+        }),
         status: codes.status.map(|s| s.to_string()),
         reply_code: codes.reply_code,
         hard_bounce: verdict.hard,

@@ -1,7 +1,7 @@
 //! What the inbound side relies on, on small hand-written messages: the kind of message, the
 //! per-recipient fields, and the identifiers that tie a report to the email Mailtrail sent.
 
-use mailtrail_bounce::{Kind, classify};
+use mailtrail_bounce::{Action, Kind, UnknownAction, classify};
 use mailtrail_domain::Reason;
 
 const DSN: &str = "From: MAILER-DAEMON@mx.example.net\r
@@ -63,7 +63,7 @@ fn a_dsn_reports_each_recipient_and_the_email_it_returns() {
         first.original_recipient.as_deref(),
         Some("lead@example.org")
     );
-    assert_eq!(first.action.as_deref(), Some("failed"));
+    assert_eq!(first.action, Some(Action::Failed));
     assert_eq!(first.status.as_deref(), Some("5.1.1"));
     assert_eq!(first.reply_code, Some(550));
     assert_eq!(first.reason, Reason::UserUnknown);
@@ -76,7 +76,7 @@ fn a_dsn_reports_each_recipient_and_the_email_it_returns() {
             .contains("User unknown in local")
     );
 
-    assert_eq!(second.action.as_deref(), Some("delayed"));
+    assert_eq!(second.action, Some(Action::Delayed));
     assert_eq!(second.reason, Reason::MailboxFull);
     assert!(!second.hard_bounce);
 }
@@ -391,7 +391,7 @@ fn a_delay_warning_without_a_dsn_is_not_a_failure() {
     let [only] = report.recipients.as_slice() else {
         panic!("one recipient expected: {:?}", report.recipients);
     };
-    assert_eq!(only.action.as_deref(), Some("delayed"));
+    assert_eq!(only.action, Some(Action::Delayed));
     assert!(!only.hard_bounce);
     assert_eq!(only.recipient.as_deref(), Some("lead@example.org"));
     // The same notice without its warning banner is the queue giving up.
@@ -401,8 +401,8 @@ fn a_delay_warning_without_a_dsn_is_not_a_failure() {
         .replace("Warning: message still undelivered after 4 hours\r\n", "")
         .replace("Will keep trying until message is 5 days old\r\n", "");
     assert_eq!(
-        classify(gave_up.as_bytes()).recipients[0].action.as_deref(),
-        Some("failed")
+        classify(gave_up.as_bytes()).recipients[0].action,
+        Some(Action::Failed)
     );
 }
 
@@ -420,4 +420,19 @@ fn a_quoted_to_is_never_the_recipient() {
         "{:?}",
         report.recipients
     );
+}
+
+/// RFC 3464's actions parse whatever their case and comment; any other word is refused with
+/// the word.
+#[test]
+fn actions_are_typed() {
+    assert_eq!("Failed".parse(), Ok(Action::Failed));
+    assert_eq!("delayed (will retry)".parse(), Ok(Action::Delayed));
+    assert_eq!("deliverable".parse(), Ok(Action::Delivered));
+    assert_eq!(
+        "bounced".parse::<Action>(),
+        Err(UnknownAction("bounced".into()))
+    );
+    let json = serde_json::to_string(&Action::Expanded).unwrap();
+    assert_eq!(json, "\"expanded\"");
 }

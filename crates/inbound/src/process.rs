@@ -9,7 +9,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use mailtrail_bounce::{Kind, Origin, Report};
+use mailtrail_bounce::{Action, Kind, Origin, Report};
 use mailtrail_domain::token::{Purpose, TokenKey};
 use mailtrail_domain::{Event, EventKind, Reason};
 use mailtrail_store::{Effects, Pending, Processed, QueueChange, Store, now_ms};
@@ -236,15 +236,14 @@ fn effects(to: &Option<Address>, report: &Report, now: i64) -> Vec<(Event, Effec
             .recipients
             .iter()
             .take(1)
-            .filter_map(|r| {
+            .map(|r| {
                 let status = r
                     .diagnostic
                     .clone()
                     .or_else(|| r.status.clone())
                     .unwrap_or_else(|| "bounce report".into());
-                let action = r.action.as_deref().unwrap_or("failed").to_ascii_lowercase();
-                match action.as_str() {
-                    "failed" => Some((
+                match r.action.unwrap_or(Action::Failed) {
+                    Action::Failed => (
                         Event::new(EventKind::Failed, now)
                             .with_status(status)
                             .with_reason(r.reason),
@@ -253,22 +252,21 @@ fn effects(to: &Option<Address>, report: &Report, now: i64) -> Vec<(Event, Effec
                             attempted: false,
                             suppress: r.hard_bounce,
                         },
-                    )),
-                    "delayed" => Some((
+                    ),
+                    Action::Delayed => (
                         Event::new(EventKind::Delayed, now)
                             .with_status(status)
                             .with_reason(r.reason),
                         plain,
-                    )),
-                    "delivered" | "expanded" => Some((
+                    ),
+                    Action::Delivered | Action::Expanded => (
                         Event::new(EventKind::Delivered, now).with_status(status),
                         plain,
-                    )),
-                    "relayed" => Some((
+                    ),
+                    Action::Relayed => (
                         Event::new(EventKind::Relayed, now).with_status(status),
                         plain,
-                    )),
-                    _ => None,
+                    ),
                 }
             })
             .collect(),

@@ -61,7 +61,7 @@ struct Line<'a> {
     file: &'a str,
     index: usize,
     recipient: &'a Option<String>,
-    action: &'a Option<String>,
+    action: &'a Option<mailtrail_bounce::Action>,
     status: &'a Option<String>,
     reply_code: Option<u16>,
     reason: &'a str,

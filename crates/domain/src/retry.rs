@@ -32,6 +32,14 @@ impl Default for RetryPolicy {
     }
 }
 
+/// The one doubling schedule of every retry (emails here; webhooks and reply forwards with
+/// their own first delay and cap): `first` after the first failure (`attempts` = 1), doubled
+/// after each further one, never more than `max`.
+pub fn backoff(first: Duration, max: Duration, attempts: u32) -> Duration {
+    let doublings = attempts.saturating_sub(1).min(31);
+    first.saturating_mul(1u32 << doublings).min(max)
+}
+
 /// What to do after a temporary failure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Retry {
@@ -54,11 +62,7 @@ impl RetryPolicy {
         if age >= self.give_up_after {
             return Retry::GiveUp;
         }
-        let doublings = attempts.saturating_sub(1).min(31);
-        let scheduled = self
-            .first_delay
-            .saturating_mul(1u32 << doublings)
-            .min(self.max_delay);
+        let scheduled = backoff(self.first_delay, self.max_delay, attempts);
         let delay = hint.unwrap_or(scheduled).max(Duration::from_secs(1));
         Retry::After(delay.min(self.give_up_after - age))
     }
@@ -100,6 +104,15 @@ mod tests {
                 "attempt {attempts} at {age:?}"
             );
         }
+    }
+
+    #[test]
+    fn the_backoff_doubles_to_its_cap_and_never_overflows() {
+        let delays: Vec<u64> = [0, 1, 2, 3, 7, 8, 40, u32::MAX]
+            .iter()
+            .map(|&n| backoff(MIN / 2, 60 * MIN, n).as_secs())
+            .collect();
+        assert_eq!(delays, [30, 30, 60, 120, 1920, 3600, 3600, 3600]);
     }
 
     #[test]

@@ -44,6 +44,12 @@ const BOUNCE_SUBJECTS: &[&str] = &[
     "delayed",
     "unzustellbar",
     "returned",
+    // Exchange's non-delivery report subjects in Dutch, Italian, Spanish and Japanese (the
+    // German "Unzustellbar" and French "Non remis" are above).
+    "onbestelbaar",
+    "non recapitabile",
+    "no se puede entregar",
+    "配信不能",
 ];
 
 /// Lines that start the copy of the returned message, lower-cased: addresses after them

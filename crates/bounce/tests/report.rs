@@ -436,3 +436,36 @@ fn actions_are_typed() {
     let json = serde_json::to_string(&Action::Expanded).unwrap();
     assert_eq!(json, "\"expanded\"");
 }
+
+/// Exchange titles its non-delivery reports in the sender's language: a notice from an
+/// ordinary address is still a bounce when its subject says so in Dutch, Italian, Spanish or
+/// Japanese, and the server's reply in it is read as anywhere else.
+#[test]
+fn localised_exchange_subjects_are_bounces() {
+    for subject in [
+        "Onbestelbaar: Hello",
+        "Non recapitabile: Hello",
+        "No se puede entregar: Hello",
+        "配信不能: Hello",
+    ] {
+        let raw = format!(
+            "From: Exchange <exchange@corp.example>\r\nTo: bounces+t@mailtrail.example\r\n\
+             Subject: {subject}\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n\
+             lead@example.org\r\n\
+             Remote Server returned '550 5.1.1 RESOLVER.ADR.RecipNotFound; not found'\r\n"
+        );
+        let report = classify(raw.as_bytes());
+        assert_eq!(report.kind, Kind::Bounce, "{subject}");
+        let r = &report.recipients[0];
+        assert_eq!(
+            r.recipient.as_deref(),
+            Some("lead@example.org"),
+            "{subject}"
+        );
+        assert_eq!(
+            (r.reason, r.hard_bounce),
+            (Reason::UserUnknown, true),
+            "{subject}"
+        );
+    }
+}

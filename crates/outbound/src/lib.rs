@@ -4,7 +4,8 @@
 //! - [`config`]: the `[outbound]` settings;
 //! - [`submit`]: turns an API or CLI request into queued emails, refusing leads whose
 //!   Permission to Email is No and dropping suppressed addresses;
-//! - [`message`]: the MIME message of one email, with its tokens;
+//! - [`message`]: the MIME message of one email, with its tokens: built from a template, or
+//!   a submitted message rewritten in place by [`mime`];
 //! - [`dkim`]: DKIM signing per sending domain, and making the keys of registered domains;
 //! - [`domains`]: the DNS records of a sending domain, and checking them by lookup;
 //! - [`tracking`]: the unsubscribe link, open pixel and click redirects added at send time
@@ -23,6 +24,7 @@ pub mod domains;
 pub mod forward;
 pub mod limits;
 pub mod message;
+pub mod mime;
 pub mod outcome;
 pub mod protection;
 pub mod resolve;

@@ -363,6 +363,20 @@ async fn send_all<S: AsyncRead + AsyncWrite + Unpin>(
             signers,
             &ctx.tracking[&email.account_id],
         );
+        // What is stored for the email cannot make a message (a submitted one that cannot be
+        // read): it fails with why, and the session goes on with the next.
+        let built = match built {
+            Ok(built) => built,
+            Err(e) => {
+                let outcome = Outcome::NoReply {
+                    reason: Reason::ContentError,
+                    detail: e.to_string(),
+                    permanent: true,
+                };
+                report.outcome(&email, outcome).await;
+                continue;
+            }
+        };
         if let Err(e) = ctx.store.save_links(&email.id, &built.links).await {
             tracing::warn!(error = %e, "cannot store the email's links; leaving the rest for later");
             return Ending::Stopped {

@@ -8,6 +8,7 @@
 //! visible text and other attributes that merely contain `href=` stay byte for byte as written.
 //! The same pass puts the pixel and the unsubscribe link before `</body>`.
 
+use std::borrow::Cow;
 use std::cell::Cell;
 use std::rc::Rc;
 
@@ -37,6 +38,36 @@ pub fn unsubscribe_url(tracking: &Tracking, tokens: &TokenKey, email_id: &str) -
         .sign(Purpose::Unsubscribe, email_id, None)
         .expect("email ids are UUIDs");
     format!("{}/u/{token}", tracking.base_url)
+}
+
+/// `body` with each `{{unsubscribe_url}}` (spaces inside the braces allowed) replaced by
+/// `url`, HTML-escaped for an HTML part. A submitted message has no merge fields; this one
+/// placeholder lets its sender place the unsubscribe link, as a template's footer can.
+pub fn fill_unsubscribe<'a>(body: &'a str, url: &str, html: bool) -> Cow<'a, str> {
+    let mut out = String::new();
+    let mut changed = false;
+    let mut rest = body;
+    while let Some(start) = rest.find("{{") {
+        let after = &rest[start + 2..];
+        let Some(len) = after.find("}}") else { break };
+        out.push_str(&rest[..start]);
+        if after[..len].trim() == UNSUBSCRIBE_FIELD {
+            changed = true;
+            if html {
+                out.push_str(&htmlize::escape_attribute(url));
+            } else {
+                out.push_str(url);
+            }
+        } else {
+            out.push_str(&rest[start..start + 2 + len + 2]);
+        }
+        rest = &after[len + 2..];
+    }
+    if !changed {
+        return Cow::Borrowed(body);
+    }
+    out.push_str(rest);
+    Cow::Owned(out)
 }
 
 /// The HTML part as sent. The original URL of each link rewritten is pushed to `links`; its
@@ -82,6 +113,30 @@ pub fn html(
             }
             Ok(())
         }))
+        // The part goes out as UTF-8 (a template is a Rust string, a submitted part is
+        // decoded and re-encoded): a `<meta>` declaring another charset would make a browser
+        // or mail program read it wrong, so it is made to say utf-8.
+        .append_element_content_handler(element!("meta[charset]", |el| {
+            if el.get_attribute("charset").is_some_and(|c| !is_utf8(&c)) {
+                el.set_attribute("charset", "utf-8")?;
+            }
+            Ok(())
+        }))
+        .append_element_content_handler(element!("meta[http-equiv][content]", |el| {
+            let declares = el
+                .get_attribute("http-equiv")
+                .is_some_and(|h| h.trim().eq_ignore_ascii_case("content-type"));
+            let other = el.get_attribute("content").is_some_and(|content| {
+                content
+                    .to_ascii_lowercase()
+                    .split_once("charset=")
+                    .is_some_and(|(_, charset)| !is_utf8(charset))
+            });
+            if declares && other {
+                el.set_attribute("content", "text/html; charset=utf-8")?;
+            }
+            Ok(())
+        }))
         .append_element_content_handler(element!("body", move |el| {
             let footer = Rc::clone(&at_body_end);
             if let Some(handlers) = el.end_tag_handlers() {
@@ -107,6 +162,17 @@ pub fn html(
         .with_enable_esi_tags(false);
     rewrite_str(html, settings)
         .expect("handlers that never fail, no memory limit and no strict mode leave no error")
+}
+
+/// Whether a declared charset (`utf-8`, `UTF8`, `"utf-8"; …`) is UTF-8.
+fn is_utf8(charset: &str) -> bool {
+    let name = charset
+        .trim()
+        .trim_matches(|c| c == '"' || c == '\'')
+        .split([';', ' ', '"', '\''])
+        .next()
+        .unwrap_or_default();
+    name.eq_ignore_ascii_case("utf-8") || name.eq_ignore_ascii_case("utf8")
 }
 
 /// What goes before `</body>`: the pixel, and the unsubscribe link unless the sender's

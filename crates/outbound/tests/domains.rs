@@ -54,7 +54,8 @@ async fn built(store: &Store, email: &Claimed) -> String {
         &TokenKey::new(b"k"),
         &signers,
         &tracking,
-    );
+    )
+    .unwrap();
     String::from_utf8(built.bytes).unwrap()
 }
 

@@ -340,7 +340,8 @@ fn an_unsubscribe_placeholder_in_the_senders_footer_is_the_unsubscribe_link() {
         &tokens,
         &Default::default(),
         &tracking(),
-    );
+    )
+    .unwrap();
     let (text, html) = parts(&built.bytes);
     assert_eq!(
         built.links,
@@ -369,7 +370,7 @@ fn without_click_tracking_no_part_is_rewritten() {
         "Shop: https://shop.example/",
         "<a href=\"https://shop.example/\">Shop</a>",
     );
-    let built = build(&email, "h", "b", "b", &tokens, &Default::default(), &off);
+    let built = build(&email, "h", "b", "b", &tokens, &Default::default(), &off).unwrap();
     let (text, html) = parts(&built.bytes);
     assert!(built.links.is_empty());
     assert_eq!(

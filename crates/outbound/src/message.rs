@@ -702,6 +702,151 @@ mod tests {
         }
     }
 
+    /// A submitted message through the whole builder, with tracking on and a DKIM key for
+    /// the From domain.
+    #[test]
+    fn a_submitted_message_is_tracked_signed_and_otherwise_as_sent() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("shop.pem");
+        let pair = crate::dkim::generate(crate::dkim::KeyAlgorithm::Ed25519).unwrap();
+        std::fs::write(&key, pair.private_key_pem).unwrap();
+        let signers = Signers::load(&std::collections::BTreeMap::from([(
+            "shop.example".to_owned(),
+            crate::dkim::DkimKeyConfig {
+                selector: "mt1".into(),
+                private_key: key,
+            },
+        )]))
+        .unwrap();
+        let mut email = email();
+        email.content = Content {
+            from: "ana@shop.example".into(),
+            subject: "Café".into(),
+            raw: Some(crate::mime::tests::SUBMITTED.into()),
+            ..Content::default()
+        };
+        let tokens = TokenKey::new(b"k");
+        let on = Tracking {
+            opens: true,
+            clicks: true,
+            ..tracking()
+        };
+        let built = build(
+            &email,
+            "mta.shop.example",
+            "bounce.shop.example",
+            "bounces.shop.example",
+            &tokens,
+            &signers,
+            &on,
+        )
+        .unwrap();
+        let parsed = mail_parser::MessageParser::default()
+            .parse(&built.bytes)
+            .unwrap();
+        let token = tokens.sign(Purpose::Message, &email.id, None).unwrap();
+        assert_eq!(
+            parsed.message_id(),
+            Some(&*format!("{}.{token}@mta.shop.example", email.id))
+        );
+        assert_eq!(
+            parsed
+                .reply_to()
+                .and_then(|r| r.first())
+                .and_then(|a| a.address()),
+            Some(&*format!("reply+{token}@bounce.shop.example"))
+        );
+        assert!(parsed.header("Bcc").is_none());
+        assert!(parsed.header_raw("X-Mailtrail-Batch").is_none());
+        assert_eq!(
+            parsed.header_raw(TOKEN_HEADER).map(str::trim),
+            Some(&*token)
+        );
+        assert!(parsed.header_raw("List-Unsubscribe").is_some());
+        let signatures: Vec<&str> = parsed
+            .header_values("DKIM-Signature")
+            .filter_map(|v| v.as_text())
+            .collect();
+        assert_eq!(signatures.len(), 1, "{signatures:?}");
+        assert!(
+            signatures[0].contains("d=shop.example"),
+            "{}",
+            signatures[0]
+        );
+        // The one link, in the quoted-printable HTML and the base64 text alike, is a redirect.
+        assert_eq!(built.links, ["https://shop.example/offer"]);
+        let click = tokens.sign(Purpose::Click, &email.id, Some(0)).unwrap();
+        let redirect = format!("https://t.example/c/{click}");
+        let html = parsed.body_html(0).unwrap();
+        let text = parsed.body_text(0).unwrap();
+        assert!(
+            html.contains(&format!("<a href=\"{redirect}\">offer</a>")),
+            "{html}"
+        );
+        assert!(
+            text.starts_with(&format!("See {redirect} -- Café")),
+            "{text}"
+        );
+        assert!(
+            html.contains("/o/") && html.contains(">Unsubscribe<"),
+            "{html}"
+        );
+        assert!(html.contains("<meta charset=\"utf-8\">"), "{html}");
+        assert!(text.contains("Unsubscribe: https://t.example/u/"), "{text}");
+        // The forwarded message's link is not ours to track.
+        assert!(
+            built
+                .bytes
+                .windows(22)
+                .any(|w| w == b"https://other.example/")
+        );
+    }
+
+    #[test]
+    fn a_submitted_message_that_cannot_be_read_fails_with_why() {
+        let mut email = email();
+        email.content.raw = Some(b"Subject: no sender\r\n\r\nHi\r\n".as_slice().into());
+        let error = build(
+            &email,
+            "h",
+            "b",
+            "b",
+            &TokenKey::new(b"k"),
+            &Signers::default(),
+            &tracking(),
+        )
+        .unwrap_err();
+        assert!(error.to_string().contains("no From address"), "{error}");
+    }
+
+    #[test]
+    fn the_senders_unsubscribe_placeholder_is_the_link_in_a_submitted_message() {
+        let mut email = email();
+        email.content.raw = Some(
+            b"From: a@shop.example\r\nContent-Type: text/html\r\n\r\n<body><a href=\"{{ unsubscribe_url }}\">Leave</a></body>\r\n"
+                .as_slice()
+                .into(),
+        );
+        let tokens = TokenKey::new(b"k");
+        let built = build(
+            &email,
+            "h",
+            "b",
+            "b",
+            &tokens,
+            &Signers::default(),
+            &tracking(),
+        )
+        .unwrap();
+        let parsed = mail_parser::MessageParser::default()
+            .parse(&built.bytes)
+            .unwrap();
+        let html = parsed.body_html(0).unwrap();
+        let url = tracking::unsubscribe_url(&tracking(), &tokens, &email.id);
+        assert_eq!(html.matches(&url).count(), 1, "{html}");
+        assert!(!html.contains(">Unsubscribe<"), "{html}");
+    }
+
     #[test]
     fn the_feedback_id_names_the_batch_and_the_account_and_nothing_else() {
         let cases = [

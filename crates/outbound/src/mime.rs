@@ -12,8 +12,9 @@
 //!   inside an attached message) is decoded from its transfer encoding and charset, given to
 //!   the caller to rewrite (tracking), and written back as UTF-8 — base64 if it was base64,
 //!   else quoted-printable — with its Content-Type and Content-Transfer-Encoding rewritten to
-//!   match. A part that cannot be decoded faithfully (an unknown charset or transfer encoding,
-//!   bytes its charset does not allow) is left as it is.
+//!   match. A part the caller returns unchanged, and one that cannot be decoded faithfully
+//!   (an unknown charset or transfer encoding, bytes its charset does not allow), keeps its
+//!   bytes.
 //! - Every other byte is the sender's.
 //!
 //! Input is whatever a client sent; nothing here panics on it: a message mail-parser cannot
@@ -73,12 +74,14 @@ pub struct Rewritten {
     pub from_domain: String,
 }
 
-/// One part to write anew: where it is, whether it is HTML, and its text as the caller
-/// rewrote it.
+/// One part to write anew: where it is, whether it is HTML, and its text, decoded, then as
+/// the caller rewrote it.
 struct Replacement<'m> {
     part: &'m MessagePart<'m>,
     html: bool,
     text: String,
+    /// Whether the caller's text differs from the part's.
+    changed: bool,
 }
 
 /// `raw` with its headers and body parts rewritten (see the module doc). `added` are the
@@ -121,19 +124,23 @@ pub fn rewrite(
                 part,
                 html,
                 text: text.to_owned(),
+                changed: false,
             })
         })
         .collect();
     for pass_html in [true, false] {
         for replacement in replacements.iter_mut().filter(|r| r.html == pass_html) {
-            let text = std::mem::take(&mut replacement.text);
-            replacement.text = body(if pass_html {
-                Body::Html(&text)
+            let text = body(if pass_html {
+                Body::Html(&replacement.text)
             } else {
-                Body::Text(&text)
+                Body::Text(&replacement.text)
             });
+            replacement.changed = text != replacement.text;
+            replacement.text = text;
         }
     }
+    // A part the caller left as it was keeps its bytes.
+    replacements.retain(|r| r.changed);
     let boundaries: Vec<&str> = message
         .parts
         .iter()
@@ -390,4 +397,379 @@ fn encode(replacement: &Replacement<'_>, boundaries: &[&str]) -> (&'static str, 
     let mut out = Vec::with_capacity(bytes.len() * 4 / 3 + bytes.len() / 38 + 8);
     base64_encode_mime(bytes, &mut out, false).expect("writing to a Vec cannot fail");
     ("base64", out)
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// A message as mail programs send it: Bcc and Mailtrail's own headers to strip, a text
+    /// part in base64 and an HTML part in quoted-printable ISO-8859-1 as alternatives, an
+    /// inline image with the HTML, a PDF, and a forwarded message whose links are not ours.
+    pub(crate) const SUBMITTED: &[u8] = b"Return-Path: <app@shop.example>\r\n\
+DKIM-Signature: v=1; a=rsa-sha256; d=elsewhere.example; s=x; b=AAAA\r\n\
+From: \"Ana P\xc3\xa9rez\" <Ana@Shop.Example>\r\n\
+To: Bo <bo@lead.example>\r\n\
+Cc: cy@lead.example\r\n\
+bcc: secret@shop.example\r\n\
+Subject: =?utf-8?q?Caf=C3=A9?=\r\n\
+Message-ID: <original@app.shop.example>\r\n\
+Reply-To: sales@shop.example\r\n\
+X-Mailtrail-Batch: spring\r\n\
+X-MAILTRAIL-TAGS: a, b\r\n\
+MIME-Version: 1.0\r\n\
+Content-Type: multipart/mixed; boundary=\"outer\"\r\n\
+\r\n\
+This is a multi-part message in MIME format.\r\n\
+--outer\r\n\
+Content-Type: multipart/alternative; boundary=\"alt\"\r\n\
+\r\n\
+--alt\r\n\
+Content-Type: text/plain; charset=utf-8; format=flowed\r\n\
+Content-Transfer-Encoding: base64\r\n\
+\r\n\
+U2VlIGh0dHBzOi8vc2hvcC5leGFtcGxlL29mZmVyIC0tIENhZsOpDQo=\r\n\
+--alt\r\n\
+Content-Type: multipart/related; boundary=\"rel\"\r\n\
+\r\n\
+--rel\r\n\
+Content-Type: text/html; charset=iso-8859-1\r\n\
+Content-Transfer-Encoding: quoted-printable\r\n\
+\r\n\
+<html><head><meta charset=3D\"iso-8859-1\"></head><body><p>Caf=E9 <a href=3D\"https://shop.e=\r\n\
+xample/offer\">offer</a> <img src=3D\"cid:logo\"></p></body></html>\r\n\
+--rel\r\n\
+Content-Type: image/png\r\n\
+Content-ID: <logo>\r\n\
+Content-Disposition: inline\r\n\
+Content-Transfer-Encoding: base64\r\n\
+\r\n\
+iVBORw0KGgo=\r\n\
+--rel--\r\n\
+\r\n\
+--alt--\r\n\
+\r\n\
+--outer\r\n\
+Content-Type: application/pdf; name=\"offer.pdf\"\r\n\
+Content-Disposition: attachment; filename=\"offer.pdf\"\r\n\
+Content-Transfer-Encoding: base64\r\n\
+\r\n\
+JVBERi0xLjQKJcfsj6IK\r\n\
+--outer\r\n\
+Content-Type: message/rfc822\r\n\
+\r\n\
+From: x@other.example\r\n\
+Content-Type: text/html\r\n\
+\r\n\
+<a href=\"https://other.example/\">not ours</a>\r\n\
+--outer--\r\n";
+
+    fn added() -> Vec<(&'static str, String)> {
+        vec![
+            ("Reply-To", "<reply+t@bounce.example>".to_owned()),
+            ("Message-ID", "<id.t@mta.example>".to_owned()),
+            ("X-Mailtrail-Token", "t".to_owned()),
+        ]
+    }
+
+    /// Marks every body it is given, so a rewritten part is seen.
+    fn mark(body: Body<'_>) -> String {
+        match body {
+            Body::Html(html) => html.replace("https://shop.example/offer", "https://t.example/c/1"),
+            Body::Text(text) => text.replace("https://shop.example/offer", "https://t.example/c/1"),
+        }
+    }
+
+    fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+        haystack.windows(needle.len()).any(|w| w == needle)
+    }
+
+    /// The header names of the top-level block, lower-cased, in order.
+    fn header_names(message: &[u8]) -> Vec<String> {
+        let parsed = MessageParser::default().parse(message).unwrap();
+        parsed.parts[0]
+            .headers()
+            .iter()
+            .map(|h| h.name().to_ascii_lowercase())
+            .collect()
+    }
+
+    #[test]
+    fn headers_mailtrail_manages_and_bcc_are_replaced_and_the_rest_kept() {
+        let out = rewrite(SUBMITTED, &added(), "Thu, 1 Jan 2026 00:00:00 +0000", mark).unwrap();
+        assert_eq!(out.from_domain, "shop.example");
+        let names = header_names(&out.bytes);
+        assert_eq!(
+            names,
+            [
+                "from",
+                "to",
+                "cc",
+                "subject",
+                "mime-version",
+                "content-type",
+                "reply-to",
+                "message-id",
+                "x-mailtrail-token",
+                "date"
+            ]
+        );
+        let parsed = MessageParser::default().parse(&out.bytes).unwrap();
+        assert_eq!(parsed.message_id(), Some("id.t@mta.example"));
+        assert_eq!(
+            parsed
+                .reply_to()
+                .and_then(|r| r.first())
+                .and_then(|a| a.address()),
+            Some("reply+t@bounce.example")
+        );
+        assert_eq!(
+            parsed.header_raw("X-Mailtrail-Token").map(str::trim),
+            Some("t")
+        );
+        assert_eq!(parsed.subject(), Some("Café"));
+        // The sender's own header lines are theirs, byte for byte; a Date is added as none
+        // was written, and the MIME-Version kept is the sender's.
+        for line in [
+            &b"From: \"Ana P\xc3\xa9rez\" <Ana@Shop.Example>\r\nTo: Bo <bo@lead.example>\r\n"[..],
+            b"Subject: =?utf-8?q?Caf=C3=A9?=\r\n",
+        ] {
+            assert!(
+                contains(&out.bytes, line),
+                "{}",
+                String::from_utf8_lossy(line)
+            );
+        }
+        assert!(!contains(&out.bytes, b"secret@shop.example"));
+        assert!(!contains(&out.bytes, b"spring"));
+        assert!(!contains(&out.bytes, b"elsewhere.example"));
+        assert!(!contains(&out.bytes, b"original@app"));
+    }
+
+    #[test]
+    fn only_shown_text_parts_are_rewritten_and_every_other_byte_is_the_senders() {
+        let out = rewrite(SUBMITTED, &added(), "d", mark).unwrap();
+        let original = MessageParser::default().parse(SUBMITTED).unwrap();
+        let parsed = MessageParser::default().parse(&out.bytes).unwrap();
+        // The image, the PDF and the forwarded message: each part, headers and body, as sent.
+        for part in original
+            .parts
+            .iter()
+            .filter(|p| !p.is_text() && !p.is_multipart() || p.is_message())
+        {
+            let block = &SUBMITTED[part.offset_header as usize..part.offset_end as usize];
+            assert!(
+                contains(&out.bytes, block),
+                "{}",
+                String::from_utf8_lossy(block)
+            );
+        }
+        assert!(contains(&out.bytes, b"https://other.example/"));
+        // The text part was base64 and is base64; the HTML was quoted-printable ISO-8859-1 and
+        // is quoted-printable UTF-8; both decode to the marked text.
+        let text = parsed.body_text(0).unwrap();
+        assert_eq!(text, "See https://t.example/c/1 -- Café\r\n");
+        let html = parsed.body_html(0).unwrap();
+        assert!(
+            html.contains("Café <a href=\"https://t.example/c/1\">offer</a>"),
+            "{html}"
+        );
+        let kinds: Vec<(String, String, String)> = parsed
+            .parts
+            .iter()
+            .filter(|p| p.is_text() && !p.is_message())
+            .map(|p| {
+                let ct = p.content_type().unwrap();
+                (
+                    format!("{}/{}", ct.ctype(), ct.subtype().unwrap_or_default()),
+                    ct.attribute("charset").unwrap_or_default().to_owned(),
+                    p.content_transfer_encoding().unwrap_or_default().to_owned(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                ("text/plain".into(), "utf-8".into(), "base64".into()),
+                (
+                    "text/html".into(),
+                    "utf-8".into(),
+                    "quoted-printable".into()
+                ),
+            ]
+        );
+        let flowed = parsed
+            .parts
+            .iter()
+            .find(|p| p.is_text() && !p.is_text_html())
+            .and_then(|p| p.content_type()?.attribute("format").map(str::to_owned));
+        assert_eq!(flowed.as_deref(), Some("flowed"));
+        // Same structure: the boundaries are the sender's and every part is still there.
+        assert_eq!(parsed.parts.len(), original.parts.len());
+        assert_eq!(parsed.attachment_count(), original.attachment_count());
+    }
+
+    #[test]
+    fn parts_left_as_they_were_keep_their_bytes() {
+        let out = rewrite(SUBMITTED, &added(), "d", |body| match body {
+            Body::Html(t) | Body::Text(t) => t.to_owned(),
+        })
+        .unwrap();
+        let at = |bytes: &[u8]| {
+            let start = bytes
+                .windows(9)
+                .position(|w| w == b"\r\n\r\nThis ")
+                .unwrap();
+            bytes[start..].to_vec()
+        };
+        assert_eq!(at(&out.bytes), at(SUBMITTED), "the whole body as sent");
+    }
+
+    #[test]
+    fn a_single_part_message_gets_its_content_headers_anew_and_a_date() {
+        let raw = b"From: app@shop.example\r\nSubject: Hi\r\nContent-Type: text/plain; charset=us-ascii\r\n\
+                    Content-Transfer-Encoding: 7bit\r\nX-Mailtrail-Metadata-Order: 7\r\n\r\n\
+                    Buy at https://shop.example/offer now.\r\n";
+        let out = rewrite(raw, &added(), "Thu, 1 Jan 2026 00:00:00 +0000", mark).unwrap();
+        let parsed = MessageParser::default().parse(&out.bytes).unwrap();
+        assert_eq!(
+            parsed.body_text(0).as_deref(),
+            Some("Buy at https://t.example/c/1 now.\r\n")
+        );
+        assert_eq!(
+            parsed.content_type().unwrap().attribute("charset"),
+            Some("utf-8")
+        );
+        assert_eq!(parsed.content_transfer_encoding(), Some("quoted-printable"));
+        let names = header_names(&out.bytes);
+        assert_eq!(
+            names.iter().filter(|n| *n == "content-type").count(),
+            1,
+            "{names:?}"
+        );
+        assert!(names.contains(&"date".to_owned()) && names.contains(&"mime-version".to_owned()));
+        assert!(!contains(&out.bytes, b"Order"));
+    }
+
+    #[test]
+    fn a_part_in_an_unknown_charset_or_encoding_is_left_as_sent() {
+        for (headers, body) in [
+            (
+                "Content-Type: text/plain; charset=x-unheard-of\r\nContent-Transfer-Encoding: 8bit",
+                &b"caf\xe9 https://shop.example/offer"[..],
+            ),
+            (
+                "Content-Type: text/plain\r\nContent-Transfer-Encoding: x-uuencode",
+                b"https://shop.example/offer",
+            ),
+            ("Content-Type: text/calendar", b"https://shop.example/offer"),
+        ] {
+            let mut raw = format!("From: a@shop.example\r\n{headers}\r\n\r\n").into_bytes();
+            raw.extend_from_slice(body);
+            let out = rewrite(&raw, &added(), "d", mark).unwrap();
+            assert!(out.bytes.ends_with(body), "{headers}");
+            assert!(contains(&out.bytes, headers.as_bytes()), "{headers}");
+        }
+    }
+
+    #[test]
+    fn text_that_would_open_a_part_once_decoded_goes_back_in_base64() {
+        let hidden =
+            data_encoding::BASE64.encode(b"https://shop.example/offer\r\n--outer\r\nX: y\r\n");
+        let raw = format!(
+            "From: a@shop.example\r\nContent-Type: multipart/mixed; boundary=outer\r\n\r\n--outer\r\n\
+             Content-Type: text/plain\r\nContent-Transfer-Encoding: 8bit\r\n\r\nintro\r\n--outer\r\n\
+             Content-Type: text/plain\r\nContent-Disposition: inline\r\n\
+             Content-Transfer-Encoding: base64\r\n\r\n{hidden}\r\n--outer--\r\n"
+        );
+        let out = rewrite(raw.as_bytes(), &added(), "d", |body| match body {
+            Body::Html(t) => t.to_owned(),
+            Body::Text(t) => format!("{t}\r\n--outer\r\nmore"),
+        })
+        .unwrap();
+        let parsed = MessageParser::default().parse(&out.bytes).unwrap();
+        assert_eq!(
+            parsed.parts.len(),
+            3,
+            "{}",
+            String::from_utf8_lossy(&out.bytes)
+        );
+        assert!(
+            parsed
+                .parts
+                .iter()
+                .filter(|p| p.is_text())
+                .all(|p| p.content_transfer_encoding() == Some("base64"))
+        );
+    }
+
+    #[test]
+    fn a_message_without_a_from_address_or_headers_is_an_error() {
+        let cases: [(&[u8], MimeError); 3] = [
+            (b"Subject: hi\r\n\r\nbody\r\n", MimeError::NoFrom),
+            (b"From: not an address\r\n\r\nbody\r\n", MimeError::NoFrom),
+            (b"", MimeError::Unreadable),
+        ];
+        for (raw, error) in cases {
+            assert_eq!(rewrite(raw, &added(), "d", mark), Err(error), "{raw:?}");
+        }
+    }
+
+    #[test]
+    fn headers_that_end_without_a_line_break_get_one() {
+        let out = rewrite(b"From: a@shop.example\r\nSubject: hi", &added(), "d", mark).unwrap();
+        let names = header_names(&out.bytes);
+        assert_eq!(names[..3], ["from", "subject", "reply-to"], "{names:?}");
+    }
+
+    /// A small deterministic generator: the same garbage on every run.
+    fn xorshift(state: &mut u64) -> u64 {
+        *state ^= *state << 13;
+        *state ^= *state >> 7;
+        *state ^= *state << 17;
+        *state
+    }
+
+    /// Truncated, spliced and random messages: never a panic, and whatever comes out is a
+    /// message mail-parser reads.
+    #[test]
+    fn no_input_makes_it_panic() {
+        let mut inputs: Vec<Vec<u8>> = (0..SUBMITTED.len())
+            .map(|n| SUBMITTED[..n].to_vec())
+            .collect();
+        let mut state = 0x9E37_79B9_7F4A_7C15;
+        for _ in 0..2000 {
+            let mut bytes = SUBMITTED.to_vec();
+            for _ in 0..(xorshift(&mut state) % 8 + 1) {
+                let at = (xorshift(&mut state) as usize) % bytes.len();
+                match xorshift(&mut state) % 4 {
+                    0 => bytes[at] = xorshift(&mut state) as u8,
+                    1 => {
+                        bytes.remove(at);
+                    }
+                    2 => bytes.insert(
+                        at,
+                        b"\r\n-=:;\"<>\0\xff"[(xorshift(&mut state) % 11) as usize],
+                    ),
+                    _ => {
+                        let len = (xorshift(&mut state) as usize % 64).min(bytes.len() - at);
+                        bytes.drain(at..at + len);
+                    }
+                }
+                if bytes.is_empty() {
+                    break;
+                }
+            }
+            inputs.push(bytes);
+        }
+        for _ in 0..500 {
+            let len = (xorshift(&mut state) % 600) as usize;
+            inputs.push((0..len).map(|_| xorshift(&mut state) as u8).collect());
+        }
+        for input in &inputs {
+            if let Ok(out) = rewrite(input, &added(), "d", mark) {
+                assert!(MessageParser::default().parse(&out.bytes).is_some());
+            }
+        }
+    }
 }

@@ -4,7 +4,8 @@
 //! - [`postgres`]: a throwaway PostgreSQL server, one per test binary, a fresh database per
 //!   test;
 //! - [`smtp_sink`]: Postfix's `smtp-sink` as a recipient's server;
-//! - [`postfix`]: a private Postfix as a recipient's server, with mailboxes and its real replies;
+//! - [`postfix`]: a private Postfix as a recipient's server, with mailboxes and its real replies,
+//!   as a relay or smarthost, or as a relay client fed by its own `sendmail`;
 //! - [`dns`]: NSD serving MX records;
 //! - [`self_signed_certificate`]: a certificate for a server under test that offers TLS.
 

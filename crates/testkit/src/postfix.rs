@@ -13,6 +13,11 @@
 //! submission service, relays only for a client that logged in (SASL AUTH PLAIN or LOGIN,
 //! offered only after STARTTLS).
 //!
+//! As a relay client ([`Postfix::start_relay_client`]) it is a server's own Postfix that sends
+//! everything to a `relayhost` with SASL client credentials over mandatory TLS, as an
+//! application server configured to send through an email provider; mail enters through its
+//! own `sendmail` ([`Postfix::sendmail`]), as a cron job or a PHP `mail()` would hand it over.
+//!
 //! The instance lives entirely in a temp dir (`postfix -c DIR`): the system's `/etc/postfix`
 //! is never read or written, and nothing binds port 25. Postfix must be started as root.
 
@@ -30,6 +35,7 @@ pub const MESSAGE_SIZE_LIMIT: usize = 20_000;
 
 const POSTFIX: &str = "/usr/sbin/postfix";
 const SASLPASSWD: &str = "/usr/sbin/saslpasswd2";
+const SENDMAIL: &str = "/usr/sbin/sendmail";
 
 pub struct Postfix {
     pub port: u16,
@@ -50,6 +56,11 @@ enum Mode<'a> {
         bounces_to: &'a str,
         /// The one account (user, password) a client must log in as, if any.
         login: Option<(&'a str, &'a str)>,
+    },
+    /// Sends all mail to `relayhost` (`host:port`), logged in as `login` over TLS.
+    Client {
+        relayhost: &'a str,
+        login: (&'a str, &'a str),
     },
 }
 
@@ -173,6 +184,19 @@ impl Postfix {
         Self::launch_relay(crate::free_port(), domain, onward, bounces_to, Some(login))
     }
 
+    /// Starts Postfix as a relay client: every message handed to [`Postfix::sendmail`] goes to
+    /// `relayhost` (an IPv4 `host:port`, no MX lookup), which it must reach with STARTTLS
+    /// (`smtp_tls_security_level = encrypt`, which encrypts without verifying the certificate)
+    /// and log in to as `login` (user, password) with SASL PLAIN or LOGIN, never anonymously.
+    /// Deferred mail is retried every second.
+    pub fn start_relay_client(relayhost: &str, login: (&str, &str)) -> Self {
+        Self::launch(
+            crate::free_port(),
+            "client.test",
+            Mode::Client { relayhost, login },
+        )
+    }
+
     fn launch_relay(
         port: u16,
         domain: &str,
@@ -253,6 +277,7 @@ impl Postfix {
                 bounces_to,
                 login,
             } => self.relay(onward, bounce_domain, bounces_to, *login),
+            Mode::Client { relayhost, login } => self.client(relayhost, *login),
         };
         write(
             &config.join("main.cf"),
@@ -401,6 +426,77 @@ impl Postfix {
             }
         }
         (settings, services)
+    }
+
+    /// main.cf lines and master.cf services for sending everything to `relayhost` as `login`.
+    fn client(&self, relayhost: &str, (user, password): (&str, &str)) -> (String, String) {
+        let config = self.path("config");
+        let next_hop = next_hop(relayhost);
+        // `smtp:[ip]:port` as a transport; relayhost and the password map's key are `[ip]:port`.
+        let relayhost = next_hop.trim_start_matches("smtp:");
+        assert!(
+            !user.contains(char::is_whitespace) && !password.contains(['\n', '\r']),
+            "{user:?} / the password cannot be written to a Postfix map line"
+        );
+        // The map is read by the smtp client as root before it drops privileges, so it may
+        // stay private to root, as Postfix's own documentation asks of sasl_passwd.
+        let passwords = config.join("sasl_passwd");
+        write(&passwords, &format!("{relayhost} {user}:{password}\n"));
+        std::fs::set_permissions(&passwords, std::fs::Permissions::from_mode(0o600))
+            .expect("chmod the password map");
+        let settings = format!(
+            "# An application server's Postfix: everything to the provider, logged in, over TLS.\n\
+             relayhost = {relayhost}\n\
+             smtp_sasl_auth_enable = yes\n\
+             smtp_sasl_password_maps = texthash:{passwords}\n\
+             smtp_sasl_security_options = noanonymous\n\
+             smtp_tls_security_level = encrypt\n\
+             # Logs each TLS session, so a test can tell the login was encrypted.\n\
+             smtp_tls_loglevel = 1\n\
+             smtpd_relay_restrictions = reject_unauth_destination\n\
+             queue_run_delay = 1s\n\
+             minimal_backoff_time = 1s\n\
+             maximal_backoff_time = 2s\n\
+             maximal_queue_lifetime = 60s\n\
+             bounce_queue_lifetime = 60s\n\
+             smtp_connect_timeout = 5s\n\
+             smtp_connection_cache_on_demand = no\n",
+            passwords = passwords.display(),
+        );
+        // pickup takes what sendmail's postdrop writes into the maildrop; tlsmgr seeds TLS.
+        let services = "pickup unix n - n 60 1 pickup\n\
+                        smtp unix - - n - - smtp\n\
+                        tlsmgr unix - - n 1000? 1 tlsmgr\n";
+        (settings, services.into())
+    }
+
+    /// Hands `message` (a whole RFC 5322 message) to this instance's own `sendmail`
+    /// (`sendmail -C DIR -f SENDER -i -- RECIPIENTS`), which queues it through `postdrop`,
+    /// as a program on the server would. Fails with sendmail's output when it refuses.
+    pub fn sendmail(&self, sender: &str, recipients: &[&str], message: &[u8]) {
+        let mut child = Command::new(SENDMAIL)
+            .arg("-C")
+            .arg(self.path("config"))
+            .args(["-f", sender, "-i", "--"])
+            .args(recipients)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run {SENDMAIL}: {e}"));
+        let mut stdin = child.stdin.take().expect("a piped stdin");
+        stdin
+            .write_all(message)
+            .unwrap_or_else(|e| panic!("write to sendmail: {e}"));
+        drop(stdin);
+        let output = child.wait_with_output().expect("wait for sendmail");
+        assert!(
+            output.status.success(),
+            "sendmail failed: {}{}\n{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr),
+            self.log()
+        );
     }
 
     /// main.cf lines for STARTTLS and for AUTH as `user` with `password`, required to relay.

@@ -1,5 +1,6 @@
 //! Forwarding replies (PRODUCT.md §5): a person's reply to an email goes on to the email's
-//! sender — its From address, or the account's `reply_forward_to` — as a new message from
+//! sender — the account's `reply_forward_to`, else the Reply-To the sender gave, else the
+//! email's From ([`recipient`]) — as a new message from
 //! Mailtrail with `Auto-Submitted: auto-forwarded` (RFC 3834), the reply attached whole and
 //! its sender as Reply-To, so answering the forward answers the lead. Only replies are queued
 //! for this (bounces and auto-replies never are), and the forward has a null envelope sender,
@@ -21,9 +22,10 @@ use mail_send::SmtpClientBuilder;
 use mail_send::smtp::message::Message;
 use mailtrail_domain::EmailAddress;
 use mailtrail_domain::merge::one_line;
-use mailtrail_store::{Forward, ForwardOutcome, Store, now_ms};
+use mailtrail_store::{Forward, ForwardOutcome, ForwardTargets, Store, now_ms};
 
 use crate::OutboundConfig;
+use crate::message::parse_mailboxes;
 use crate::resolve::{ResolveError, Resolver};
 
 /// Replies claimed per round, and how long a claim lasts.
@@ -102,9 +104,12 @@ impl Forwarder {
                 };
             }
         };
-        let to = match self.store.reply_forward_to(&reply.account_id).await {
-            Ok(Some(to)) => to,
-            Ok(None) => email.from.clone(),
+        let to = match self
+            .store
+            .forward_targets(&reply.account_id, &reply.email_id)
+            .await
+        {
+            Ok(targets) => recipient(&targets),
             Err(e) => return self.retry(reply, format!("cannot read the settings: {e}")),
         };
         let message = build(
@@ -210,6 +215,22 @@ impl Forwarder {
     }
 }
 
+/// Who a reply is forwarded to: the account's `reply_forward_to` when it has one (an
+/// account that asked for every reply in one place gets them there), else the email's own
+/// Reply-To as its sender gave it (its first address), else the email's From. A Reply-To
+/// that holds no usable address is passed over for the From, so the reply still arrives.
+fn recipient(targets: &ForwardTargets) -> String {
+    if let Some(account) = targets.account.as_deref().filter(|a| !a.trim().is_empty()) {
+        return account.to_owned();
+    }
+    targets
+        .reply_to
+        .as_deref()
+        .and_then(|reply_to| parse_mailboxes(reply_to).ok())
+        .and_then(|mailboxes| mailboxes.into_iter().next())
+        .map_or_else(|| targets.from.clone(), |(_, address)| address.to_string())
+}
+
 /// The forward: who replied and to what, the reply's text inline, the reply itself attached.
 /// The reply's From and Subject are outside text, decoded (an RFC 2047 word may hold CR LF):
 /// the replier's address is used only when it is one, and every header is a typed value
@@ -291,6 +312,35 @@ mod tests {
         assert!(text.contains("To: <sales@shop.test>"), "{text}");
         assert!(text.contains("Yes, call me tomorrow."), "{text}");
         assert!(text.contains("message/rfc822"), "{text}");
+    }
+
+    #[test]
+    fn replies_go_to_the_accounts_address_then_the_senders_reply_to_then_the_from() {
+        let targets = |account: Option<&str>, reply_to: Option<&str>| ForwardTargets {
+            account: account.map(str::to_owned),
+            reply_to: reply_to.map(str::to_owned),
+            from: "sales@shop.test".into(),
+        };
+        let cases = [
+            (None, None, "sales@shop.test"),
+            (None, Some("Ventas <Ventas@Shop.TEST>"), "Ventas@shop.test"),
+            (None, Some("a@shop.test, b@shop.test"), "a@shop.test"),
+            (None, Some("not an address"), "sales@shop.test"),
+            (None, Some(""), "sales@shop.test"),
+            (
+                Some("crm@shop.test"),
+                Some("ventas@shop.test"),
+                "crm@shop.test",
+            ),
+            (Some(" "), Some("ventas@shop.test"), "ventas@shop.test"),
+        ];
+        for (account, reply_to, expected) in cases {
+            assert_eq!(
+                recipient(&targets(account, reply_to)),
+                expected,
+                "{account:?} {reply_to:?}"
+            );
+        }
     }
 
     /// The forward's top-level header names, in order (folded lines joined).

@@ -311,37 +311,45 @@ fn inline_part(attachment: &Attachment) -> MimePart<'_> {
 /// address checked and written as [`EmailAddress`] shows it, each name made one line.
 /// mail-builder writes an address between its angle brackets as given, so nothing else may
 /// reach it.
-pub(crate) fn mailboxes(value: &str, header: &str) -> Result<Address<'static>, MessageError> {
+fn mailboxes(value: &str, header: &str) -> Result<Address<'static>, MessageError> {
+    let mut list: Vec<Address<'static>> = parse_mailboxes(value)
+        .map_err(|why| MessageError(format!("the {header} value {value:?} {why}")))?
+        .into_iter()
+        .map(|(name, address)| Address::new_address(name, address.to_string()))
+        .collect();
+    Ok(if list.len() == 1 {
+        list.remove(0)
+    } else {
+        Address::new_list(list)
+    })
+}
+
+/// The mailboxes of an address header's value, read by mail-parser's address parser (names
+/// quoted or encoded, groups, comments): each with its display name, made one line, and its
+/// address, checked. `Err` says why there is none to use: no address, or one that is not.
+pub(crate) fn parse_mailboxes(
+    value: &str,
+) -> Result<Vec<(Option<String>, EmailAddress)>, &'static str> {
     let line = format!("{}\r\n", one_line(value));
-    let parsed = match MessageStream::new(line.as_bytes()).parse_address() {
-        HeaderValue::Address(address) => address,
-        _ => {
-            return Err(MessageError(format!(
-                "the {header} value {value:?} holds no address"
-            )));
-        }
+    let HeaderValue::Address(parsed) = MessageStream::new(line.as_bytes()).parse_address() else {
+        return Err("holds no address");
     };
     let mut list = Vec::new();
     for mailbox in parsed.iter() {
         let address = mailbox
             .address()
             .and_then(|a| EmailAddress::parse(a).ok())
-            .ok_or_else(|| {
-                MessageError(format!("the {header} value {value:?} is not an address"))
-            })?;
+            .ok_or("is not an address")?;
         let name = mailbox
             .name()
             .map(|name| one_line(name).trim().to_owned())
             .filter(|name| !name.is_empty());
-        list.push(Address::new_address(name, address.to_string()));
+        list.push((name, address));
     }
-    match list.len() {
-        0 => Err(MessageError(format!(
-            "the {header} value {value:?} holds no address"
-        ))),
-        1 => Ok(list.remove(0)),
-        _ => Ok(Address::new_list(list)),
+    if list.is_empty() {
+        return Err("holds no address");
     }
+    Ok(list)
 }
 
 /// A custom header's name, refused unless it is a field name (RFC 5322 §3.6.8: printable

@@ -388,3 +388,86 @@ async fn a_submitted_message_keeps_its_structure_is_tracked_and_verifies_with_dk
     );
     h.stop().await;
 }
+
+/// A person's reply, stored and matched to `email_id` as the inbound processor does, then
+/// marked for forwarding.
+async fn reply_to(h: &Harness, email_id: &str, text: &str) {
+    let raw = format!(
+        "From: Bo <bo@ok.test>\r\nTo: reply+x@mta.mailtrail.test\r\nSubject: Re: Offer\r\n\r\n{text}\r\n"
+    );
+    let id = h
+        .store
+        .save_inbound(
+            "bo@ok.test",
+            &["reply+x@mta.mailtrail.test".into()],
+            raw.as_bytes(),
+        )
+        .await
+        .unwrap();
+    let processed = mailtrail_store::Processed {
+        state: "matched",
+        kind: "reply".into(),
+        account_id: Some(h.account.clone()),
+        email_id: Some(email_id.to_owned()),
+        note: None,
+    };
+    h.store.finish_inbound(&id, &processed).await.unwrap();
+    h.store.queue_forward(&id).await.unwrap();
+}
+
+#[tokio::test]
+async fn replies_are_forwarded_to_the_senders_reply_to_unless_the_account_says_where() {
+    let sink = Sink::start(&[]);
+    let config = config(&[
+        ("sales.test", &sink.address()),
+        ("shop.test", &sink.address()),
+        ("crm.test", &sink.address()),
+    ]);
+    let h = Harness::start(config.clone(), &[]).await;
+    let forwarder =
+        mailtrail_outbound::forward::Forwarder::new(h.store.clone(), config, &[]).unwrap();
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let forwarding = tokio::spawn(forwarder.run(async move {
+        let mut stopped = stopped;
+        let _ = stopped.wait_for(|s| *s).await;
+    }));
+    let content = |reply_to: Option<&str>| Content {
+        from: "ana@shop.test".into(),
+        subject: "Offer".into(),
+        text: Some("Hi".into()),
+        reply_to: reply_to.map(str::to_owned),
+        ..Content::default()
+    };
+    let with_reply_to = enqueue(
+        &h,
+        content(Some("Ventas <ventas@sales.test>")),
+        vec![entry("bo@ok.test", None)],
+    )
+    .await;
+    let without = enqueue(&h, content(None), vec![entry("bo@ok.test", None)]).await;
+    reply_to(&h, &with_reply_to[0], "To the Reply-To, please.").await;
+    reply_to(&h, &without[0], "To the sender, please.").await;
+    let forwarded = received(&sink, "ventas@sales.test").await;
+    assert!(
+        forwarded.contains("To the Reply-To, please."),
+        "{forwarded}"
+    );
+    assert!(
+        forwarded.contains("Auto-Submitted: auto-forwarded"),
+        "{forwarded}"
+    );
+    let forwarded = received(&sink, "ana@shop.test").await;
+    assert!(forwarded.contains("To the sender, please."), "{forwarded}");
+
+    // The account's own address wins over both.
+    h.store
+        .set_reply_forward_to(&h.account, Some("crm@crm.test"))
+        .await
+        .unwrap();
+    reply_to(&h, &with_reply_to[0], "To the CRM, please.").await;
+    let forwarded = received(&sink, "crm@crm.test").await;
+    assert!(forwarded.contains("To the CRM, please."), "{forwarded}");
+    stop.send(true).unwrap();
+    forwarding.await.unwrap();
+    h.stop().await;
+}

@@ -20,6 +20,18 @@ pub struct Forward {
     pub received_at_ms: i64,
 }
 
+/// Where a reply to one email may be forwarded; the forwarder chooses among them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ForwardTargets {
+    /// The account's `reply_forward_to`, when it has one.
+    pub account: Option<String>,
+    /// The Reply-To its sender gave (the API's `reply_to`, a submitted message's header), as
+    /// given: a bare address or `Name <address>`.
+    pub reply_to: Option<String>,
+    /// Its From address.
+    pub from: String,
+}
+
 /// How a forwarding attempt ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ForwardOutcome {
@@ -123,6 +135,31 @@ impl Store {
             ))
         })
         .transpose()
+    }
+
+    /// Where a reply to `email_id` of `account_id` may be forwarded, in one read: the
+    /// account's setting and the email's Reply-To and From.
+    pub async fn forward_targets(
+        &self,
+        account_id: &str,
+        email_id: &str,
+    ) -> Result<ForwardTargets> {
+        let row = sqlx::query(
+            "SELECT c.from_address, c.reply_to, s.reply_forward_to
+             FROM emails e JOIN contents c ON c.id = e.content_id
+             LEFT JOIN account_settings s ON s.account_id = e.account_id
+             WHERE e.id = $1 AND e.account_id = $2",
+        )
+        .bind(email_id)
+        .bind(account_id)
+        .fetch_optional(&self.reader)
+        .await?
+        .ok_or(StoreError::NotFound)?;
+        Ok(ForwardTargets {
+            account: row.try_get("reply_forward_to")?,
+            reply_to: row.try_get("reply_to")?,
+            from: row.try_get("from_address")?,
+        })
     }
 
     /// Where the account wants replies forwarded, when not to each email's sender.

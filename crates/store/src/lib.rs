@@ -78,7 +78,7 @@ pub use domains::{
 };
 pub use emails::{Effects, EmailRecord, Mismatch, QueueChange, Record, StoredEvent};
 pub use erasure::Erased;
-pub use forwards::{Forward, ForwardOutcome};
+pub use forwards::{Forward, ForwardOutcome, ForwardTargets};
 pub use inbound::{InboundRecord, Pending, Processed};
 pub use leads::{ImportSummary, Lead, LeadPatch, NewLead};
 pub use protection::{Pause, RecentRates};

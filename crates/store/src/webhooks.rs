@@ -261,7 +261,8 @@ impl Store {
             id: new_id(),
             account_id: account_id.to_owned(),
             url: url.to_owned(),
-            secret: format!("whsec_{}", hex::encode(key)),
+            // The Standard Webhooks form: `whsec_` and the key in base64.
+            secret: format!("whsec_{}", data_encoding::BASE64.encode(&key)),
             events: events.map(<[String]>::to_vec),
             created_at_ms: now_ms(),
         };

@@ -8,9 +8,18 @@
 //! `Mailtrail-Event-Id` header and the payload's `id`), which is the same on every retry.
 //! Events are not ordered across retries; each carries its own time (`at_ms`).
 //!
-//! The signature, in `Mailtrail-Signature: t=UNIX_SECONDS,v1=HEX`, is HMAC-SHA256 with the
-//! hook's secret over `"{t}.{body}"` ([`sign`], [`verify`]), the scheme Stripe made familiar:
-//! the timestamp lets receivers refuse replays of old deliveries.
+//! Every POST is signed twice:
+//! - per the Standard Webhooks convention ([`sign_standard`]), so receivers verify with an
+//!   existing library (`standardwebhooks` for Python, JavaScript, Go, …): `webhook-id` (the
+//!   event id), `webhook-timestamp` (Unix seconds of this attempt) and `webhook-signature:
+//!   v1,BASE64`, HMAC-SHA256 over `"{id}.{timestamp}.{body}"` keyed with the base64-decoded
+//!   part of the `whsec_…` secret. Secrets made before are `whsec_` and 64 hex digits, which
+//!   are valid base64 too, so those hooks verify the same way with the secret they were shown;
+//! - as before, in `Mailtrail-Signature: t=UNIX_SECONDS,v1=HEX`, HMAC-SHA256 keyed with the
+//!   secret as text over `"{t}.{body}"` ([`sign`], [`verify`]), kept for receivers written
+//!   against it.
+//!
+//! The timestamps let receivers refuse replays of old deliveries.
 //!
 //! [`target`] decides which URLs a hook may have and which addresses a delivery may connect
 //! to. A delivery to a refused address is recorded as failed at once, with a last error that
@@ -32,6 +41,10 @@ use crate::target::{Refused, Targets};
 
 pub const SIGNATURE_HEADER: &str = "Mailtrail-Signature";
 pub const EVENT_ID_HEADER: &str = "Mailtrail-Event-Id";
+/// The Standard Webhooks headers.
+pub const STANDARD_ID_HEADER: &str = "webhook-id";
+pub const STANDARD_TIMESTAMP_HEADER: &str = "webhook-timestamp";
+pub const STANDARD_SIGNATURE_HEADER: &str = "webhook-signature";
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -106,6 +119,24 @@ pub fn verify(secret: &str, header: &str, body: &[u8], now: u64, tolerance: u64)
         // Constant-time comparison.
         mac.verify_slice(signature).is_ok()
     })
+}
+
+/// `v1,BASE64` for the Standard Webhooks `webhook-signature` header: HMAC-SHA256 over
+/// `"{id}.{timestamp}.{body}"`, keyed with the base64 after `whsec_` (a secret that is not
+/// base64 is used as its bytes, which no receiver library would accept, but every secret
+/// Mailtrail makes is).
+pub fn sign_standard(secret: &str, id: &str, timestamp: u64, body: &[u8]) -> String {
+    let encoded = secret.strip_prefix("whsec_").unwrap_or(secret);
+    let key = data_encoding::BASE64
+        .decode(encoded.as_bytes())
+        .unwrap_or_else(|_| encoded.as_bytes().to_vec());
+    let mut mac = <Hmac<Sha256>>::new_from_slice(&key).expect("HMAC takes keys of any length");
+    mac.update(format!("{id}.{timestamp}.").as_bytes());
+    mac.update(body);
+    format!(
+        "v1,{}",
+        data_encoding::BASE64.encode(&mac.finalize().into_bytes())
+    )
 }
 
 fn mac(secret: &str, timestamp: u64, body: &[u8]) -> Vec<u8> {
@@ -220,12 +251,17 @@ async fn deliver(
         Err(refused) => return blocked(&refused),
     };
     let body = delivery.payload.clone().into_bytes();
-    let signature = sign(&delivery.secret, unix_now(), &body);
+    let now = unix_now();
+    let signature = sign(&delivery.secret, now, &body);
+    let standard = sign_standard(&delivery.secret, &delivery.event_id, now, &body);
     let sent = client
         .post(url)
         .header(reqwest::header::CONTENT_TYPE, "application/json")
         .header(EVENT_ID_HEADER, &delivery.event_id)
         .header(SIGNATURE_HEADER, signature)
+        .header(STANDARD_ID_HEADER, &delivery.event_id)
+        .header(STANDARD_TIMESTAMP_HEADER, now.to_string())
+        .header(STANDARD_SIGNATURE_HEADER, standard)
         .body(body)
         .send()
         .await;

@@ -461,3 +461,108 @@ async fn an_https_hook_is_reached_over_tls() {
         "the first record is a TLS handshake"
     );
 }
+
+/// A receiver written the way a customer would: Python's `http.server` checking each POST
+/// with the `standardwebhooks` library and the secret the hook's creation showed (read from
+/// `secret_file`, written once the hook exists). It answers 204 to a POST that verifies and
+/// whose tampered copy does not, 401 otherwise, and logs one JSON line per POST to `log`.
+const STANDARD_RECEIVER: &str = r#"
+import http.server, json, sys
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError
+
+secret_file, log = sys.argv[1], sys.argv[2]
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        headers = dict(self.headers.items())
+        hook = Webhook(open(secret_file).read().strip())
+        try:
+            event = hook.verify(body, headers)
+            verified = True
+        except WebhookVerificationError as e:
+            event, verified = {"error": str(e)}, False
+        try:
+            hook.verify(body + b" ", headers)
+            tampered_verified = True
+        except WebhookVerificationError:
+            tampered_verified = False
+        with open(log, "a") as f:
+            f.write(json.dumps({"verified": verified, "tampered_verified": tampered_verified,
+                                "event": event}) + "\n")
+        self.send_response(204 if verified and not tampered_verified else 401)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+print(server.server_address[1], flush=True)
+server.serve_forever()
+"#;
+
+#[tokio::test]
+async fn the_standard_webhooks_library_verifies_every_post_and_refuses_a_tampered_one() {
+    let python = "/opt/mailtrail-venv/bin/python";
+    assert!(
+        Path::new(python).exists(),
+        "{python} is missing: run scripts/install-test-deps (standardwebhooks from PyPI)"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let (store, account) = store_with_account(dir.path()).await;
+    let log = dir.path().join("received.jsonl");
+    let secret_file = dir.path().join("secret");
+    let mut receiver = std::process::Command::new(python)
+        .arg("-c")
+        .arg(STANDARD_RECEIVER)
+        .arg(&secret_file)
+        .arg(&log)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut port = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(receiver.stdout.take().unwrap()),
+        &mut port,
+    )
+    .unwrap();
+    let url = format!("http://127.0.0.1:{}/hook", port.trim());
+    let hook = store.create_webhook(&account, &url, None).await.unwrap();
+    assert!(hook.secret.starts_with("whsec_"), "{}", hook.secret);
+    std::fs::write(&secret_file, &hook.secret).unwrap();
+
+    let email = queue(&store, &account, "ana@x.test").await;
+    let failed = Event::new(EventKind::Failed, 2)
+        .with_status("550 5.1.1 No such user")
+        .with_reason(Reason::UserUnknown);
+    store
+        .record(&account, &email, &failed, Default::default())
+        .await
+        .unwrap();
+    let received = || {
+        std::fs::read_to_string(&log)
+            .map(|text| text.lines().count())
+            .unwrap_or(0)
+    };
+    dispatch_until(&store, fast(), &[], || received() >= 2).await;
+    receiver.kill().unwrap();
+    receiver.wait().unwrap();
+
+    let lines: Vec<Value> = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    for line in &lines {
+        assert_eq!(line["verified"], true, "{line}");
+        assert_eq!(line["tampered_verified"], false, "{line}");
+    }
+    let types: Vec<&str> = lines
+        .iter()
+        .map(|l| l["event"]["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(types, ["queued", "failed"]);
+    assert_eq!(lines[1]["event"]["email"]["id"], email.as_str());
+    assert_eq!(latest(&store, &account, &hook.id).await.state, "delivered");
+}

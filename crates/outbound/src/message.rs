@@ -96,6 +96,21 @@ pub fn build(
                     &mut links,
                 ),
             })?;
+            // The domain signed for is the From header's; the sending identity (the account's
+            // key, the return path) and the check of what the account may send from were
+            // made for the email's `from`. They must be one domain, or a submission could be
+            // signed with a key for a domain its account does not own.
+            let sender = EmailAddress::parse(&email.content.from).map_err(|e| {
+                MessageError(format!("the From address {:?}: {e}", email.content.from))
+            })?;
+            if rewritten.from_domain != sender.domain() {
+                return Err(MessageError(format!(
+                    "the message's From header is in {}, not in {}, the domain it was \
+                     submitted from",
+                    rewritten.from_domain,
+                    sender.domain()
+                )));
+            }
             (rewritten.bytes, rewritten.from_domain)
         }
         None => template(email, managed, &unsubscribe, tokens, tracking, &mut links)?,
@@ -825,6 +840,27 @@ mod tests {
         )
         .unwrap_err();
         assert!(error.to_string().contains("no From address"), "{error}");
+    }
+
+    #[test]
+    fn a_submitted_message_from_another_domain_than_its_sender_is_not_signed_or_sent() {
+        let mut email = email();
+        email.content.raw = Some(
+            b"From: CEO <ceo@bank.example>\r\nSubject: Pay\r\n\r\nNow.\r\n"
+                .as_slice()
+                .into(),
+        );
+        let error = build(
+            &email,
+            "h",
+            "b",
+            "b",
+            &TokenKey::new(b"k"),
+            &Signers::default(),
+            &tracking(),
+        )
+        .unwrap_err();
+        assert!(error.to_string().contains("bank.example"), "{error}");
     }
 
     #[test]

@@ -57,6 +57,7 @@ pub mod retention;
 pub mod sealed;
 pub mod secrets;
 pub mod settings;
+pub mod smtp_credentials;
 pub mod suppressions;
 #[cfg(test)]
 mod testing;

@@ -87,6 +87,7 @@ on_both_backends!(
     sending_domains_are_per_account_and_give_their_key_only_once_verified,
     an_accounts_users_are_listed_without_other_accounts_or_operators,
     a_content_keeps_every_part_of_the_message_model_and_attachments_load_once,
+    smtp_credentials_log_in_as_their_account_until_revoked,
 );
 
 fn address(s: &str) -> EmailAddress {
@@ -1895,4 +1896,86 @@ async fn a_content_keeps_every_part_of_the_message_model_and_attachments_load_on
         ),
         "the emails of one content share one loaded copy of its attachments"
     );
+}
+
+async fn smtp_credentials_log_in_as_their_account_until_revoked(f: Fixture) {
+    let (acme, _) = f.store.create_account("Acme").await.unwrap();
+    let (globex, _) = f.store.create_account("Globex").await.unwrap();
+    let made = f.store.create_smtp_credential(&acme).await.unwrap();
+    assert!(
+        made.username.starts_with("smtp-") && made.username.len() == 17,
+        "{made:?}"
+    );
+    assert_eq!(made.password.len(), 32);
+    let other = f.store.create_smtp_credential(&acme).await.unwrap();
+    assert_ne!(made.username, other.username);
+    assert_ne!(made.password, other.password);
+    assert!(matches!(
+        f.store.create_smtp_credential("no-such-account").await,
+        Err(StoreError::NotFound)
+    ));
+
+    let listed = f.store.list_smtp_credentials(&acme).await.unwrap();
+    assert_eq!(listed.len(), 2);
+    assert!(
+        listed
+            .iter()
+            .all(|c| c.last_used_at_ms.is_none() && c.revoked_at_ms.is_none())
+    );
+    assert!(
+        f.store
+            .list_smtp_credentials(&globex)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    let verify = |user: String, password: String| {
+        let store = f.store.clone();
+        async move {
+            store
+                .verify_smtp_credential(&user, &password)
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(
+        verify(made.username.clone(), made.password.clone()).await,
+        Some(acme.clone())
+    );
+    assert_eq!(
+        verify(made.username.clone(), other.password.clone()).await,
+        None
+    );
+    assert_eq!(
+        verify("smtp-unknown".into(), made.password.clone()).await,
+        None
+    );
+    assert_eq!(verify(made.username.clone(), String::new()).await, None);
+    let used = f.store.list_smtp_credentials(&acme).await.unwrap();
+    let used = used.iter().find(|c| c.id == made.id).unwrap();
+    assert!(used.last_used_at_ms.is_some());
+
+    f.store.revoke_smtp_credential(&made.id).await.unwrap();
+    assert_eq!(
+        verify(made.username.clone(), made.password.clone()).await,
+        None
+    );
+    assert_eq!(
+        verify(other.username.clone(), other.password.clone()).await,
+        Some(acme.clone())
+    );
+    let revoked = f.store.list_smtp_credentials(&acme).await.unwrap();
+    assert!(
+        revoked
+            .iter()
+            .find(|c| c.id == made.id)
+            .unwrap()
+            .revoked_at_ms
+            .is_some()
+    );
+    assert!(matches!(
+        f.store.revoke_smtp_credential("nope").await,
+        Err(StoreError::NotFound)
+    ));
 }

@@ -6,7 +6,8 @@
 //! browser does. So only the `href` of an `<a>` or `<area>` element is ever a link: a
 //! stylesheet's `<link href>`, a `<base href>`, a comment (Outlook's `<!--[if mso]>` included),
 //! visible text and other attributes that merely contain `href=` stay byte for byte as written.
-//! The same pass puts the pixel and the unsubscribe link before `</body>`.
+//! The same pass puts the pixel and the unsubscribe link before `</body>`, and makes a `<meta>`
+//! that declares a charset other than UTF-8 declare UTF-8, which is what the part is sent in.
 
 use std::borrow::Cow;
 use std::cell::Cell;
@@ -422,6 +423,55 @@ mod tests {
             )),
             "{out}"
         );
+    }
+
+    #[test]
+    fn only_the_unsubscribe_placeholder_is_filled_in_and_other_braces_stay() {
+        let url = "https://t.example/u/a?b=1&c=2";
+        for (body, html, filled) in [
+            (
+                "Hi {{first_name}}, leave: {{ unsubscribe_url }}",
+                false,
+                "Hi {{first_name}}, leave: https://t.example/u/a?b=1&c=2",
+            ),
+            (
+                "<a href=\"{{unsubscribe_url}}\">x</a>",
+                true,
+                "<a href=\"https://t.example/u/a?b=1&amp;c=2\">x</a>",
+            ),
+            ("{{unsubscribe_url", false, "{{unsubscribe_url"),
+            ("no placeholder {{ }}", false, "no placeholder {{ }}"),
+        ] {
+            assert_eq!(fill_unsubscribe(body, url, html), filled, "{body}");
+        }
+        assert!(matches!(
+            fill_unsubscribe("{{x}}", url, false),
+            Cow::Borrowed(_)
+        ));
+    }
+
+    #[test]
+    fn a_meta_declaring_another_charset_is_made_utf8() {
+        let tokens = TokenKey::new(b"k");
+        for (head, wanted) in [
+            ("<meta charset=\"ISO-8859-1\">", "<meta charset=\"utf-8\">"),
+            ("<meta charset=\"UTF-8\">", "<meta charset=\"UTF-8\">"),
+            (
+                "<meta http-equiv=\"Content-Type\" content=\"text/html; charset=windows-1252\">",
+                "<meta http-equiv=\"Content-Type\" content=\"text/html; charset=utf-8\">",
+            ),
+            (
+                "<meta http-equiv=\"refresh\" content=\"5; charset=latin1\">",
+                "<meta http-equiv=\"refresh\" content=\"5; charset=latin1\">",
+            ),
+        ] {
+            let (out, _) = self::html(
+                &format!("<head>{head}</head><body>Hi</body>"),
+                &tracking(false, false),
+                &tokens,
+            );
+            assert!(out.starts_with(&format!("<head>{wanted}</head>")), "{out}");
+        }
     }
 
     #[test]

@@ -125,6 +125,13 @@ pub fn build(
     })
 }
 
+/// An email's Message-ID, `<EMAIL_ID.TOKEN@HELO>`: the same on every retry, and what
+/// webhooks tell receivers so they can match Mailtrail's events to what their own mail
+/// program logged.
+pub fn message_id(email_id: &str, token: &str, helo_name: &str) -> String {
+    format!("<{email_id}.{token}@{helo_name}>")
+}
+
 /// The headers Mailtrail sets on every message, in order, whatever the sender wrote: the
 /// tokenised Reply-To (replies come back to be seen, then are forwarded to the sender's own
 /// Reply-To), the Message-ID, the token header, the unsubscribe headers and the Feedback-ID.
@@ -141,7 +148,7 @@ fn managed_headers(
         ("Reply-To", format!("<reply+{token}@{bounce_domain}>")),
         // The signed token, so a report quoting only the Message-ID can be verified; the id
         // before it is for people reading logs. Both are fixed, so every retry repeats it.
-        ("Message-ID", format!("<{}.{token}@{helo_name}>", email.id)),
+        ("Message-ID", message_id(&email.id, token, helo_name)),
         (TOKEN_HEADER, token.to_owned()),
         // RFC 8058 one-click, and the mailto form the inbound server handles. The URL starts
         // with the account's tracking base URL, which is outside text in a raw header.
@@ -190,7 +197,7 @@ fn template(
         .map(|name| one_line(name).trim().to_owned())
         .filter(|name| !name.is_empty());
     let to = match &email.header_to {
-        Some(header_to) => mailboxes(header_to, "To")?,
+        Some(header_to) => Address::new_list(mailboxes(header_to, "To")?),
         None => Address::new_address(None::<&str>, email.to.as_str()),
     };
     let mut message = MessageBuilder::new()
@@ -199,7 +206,7 @@ fn template(
     if !content.cc.is_empty() {
         let mut cc = Vec::with_capacity(content.cc.len());
         for mailbox in &content.cc {
-            cc.push(mailboxes(mailbox, "Cc")?);
+            cc.extend(mailboxes(mailbox, "Cc")?);
         }
         message = message.cc(Address::new_list(cc));
     }
@@ -326,17 +333,13 @@ fn inline_part(attachment: &Attachment) -> MimePart<'_> {
 /// address checked and written as [`EmailAddress`] shows it, each name made one line.
 /// mail-builder writes an address between its angle brackets as given, so nothing else may
 /// reach it.
-fn mailboxes(value: &str, header: &str) -> Result<Address<'static>, MessageError> {
-    let mut list: Vec<Address<'static>> = parse_mailboxes(value)
+fn mailboxes(value: &str, header: &str) -> Result<Vec<Address<'static>>, MessageError> {
+    // A flat list: mail-builder cannot write a list inside a list (it panics).
+    Ok(parse_mailboxes(value)
         .map_err(|why| MessageError(format!("the {header} value {value:?} {why}")))?
         .into_iter()
         .map(|(name, address)| Address::new_address(name, address.to_string()))
-        .collect();
-    Ok(if list.len() == 1 {
-        list.remove(0)
-    } else {
-        Address::new_list(list)
-    })
+        .collect())
 }
 
 /// The mailboxes of an address header's value, read by mail-parser's address parser (names
@@ -534,7 +537,7 @@ mod tests {
         email.content.from_name = Some("Ana Pérez, \"Sales\"".into());
         email.content.cc = vec![
             "Bo Li <bo@partner.example>".into(),
-            "cy@partner.example".into(),
+            "cy@partner.example, \"Di, Jr.\" <di@partner.example>".into(),
         ];
         email.content.headers = vec![
             ("X-Campaign".into(), "spring-2026".into()),
@@ -557,7 +560,8 @@ mod tests {
             cc,
             [
                 (Some("Bo Li"), Some("bo@partner.example")),
-                (None, Some("cy@partner.example"))
+                (None, Some("cy@partner.example")),
+                (Some("Di, Jr."), Some("di@partner.example"))
             ]
         );
         assert_eq!(
@@ -588,16 +592,24 @@ mod tests {
     fn a_cc_copy_shows_the_primary_recipient_in_to() {
         let mut email = email();
         email.to = "bo@partner.example".into();
-        email.header_to = Some("Ana <ana@example.com>".into());
+        email.header_to = Some("Ana <ana@example.com>, eve@example.com".into());
         email.content.cc = vec!["bo@partner.example".into()];
         let built = build_plain(&email);
         let parsed = mail_parser::MessageParser::default()
             .parse(&built.bytes)
             .unwrap();
-        let to = parsed.to().and_then(|t| t.first()).unwrap();
+        let to: Vec<(Option<&str>, Option<&str>)> = parsed
+            .to()
+            .unwrap()
+            .iter()
+            .map(|a| (a.name(), a.address()))
+            .collect();
         assert_eq!(
-            (to.name(), to.address()),
-            (Some("Ana"), Some("ana@example.com"))
+            to,
+            [
+                (Some("Ana"), Some("ana@example.com")),
+                (None, Some("eve@example.com"))
+            ]
         );
         assert_eq!(
             parsed

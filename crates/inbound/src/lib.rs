@@ -2,8 +2,9 @@
 //! and feedback-loop addresses, and nothing else — it is never an open relay.
 //!
 //! - [`config`]: the `[inbound]` settings and which recipients are Mailtrail's;
-//! - [`session`]: one SMTP conversation, generic over its stream so tests feed it bytes;
-//! - [`server`]: the listener: connection limits, STARTTLS, shutdown;
+//! - [`session`]: one SMTP conversation, generic over its stream so tests feed it bytes; the
+//!   same session, with AUTH and any recipient, serves authenticated message submission;
+//! - [`server`]: the listeners (inbound and submission): connection limits, TLS, shutdown;
 //! - [`tls`]: the certificate STARTTLS offers;
 //! - [`process`]: classifies stored messages, matches them to emails, applies their effects.
 //!

@@ -903,6 +903,63 @@ mod tests {
         assert!(!html.contains(">Unsubscribe<"), "{html}");
     }
 
+    /// Whatever is stored in a template's fields, building never panics: a message, or an
+    /// error that says why.
+    #[test]
+    fn no_stored_template_makes_it_panic() {
+        let alphabet: Vec<char> = "a@b.<>\",;:() \r\n\t\u{0}\u{85}\u{2028}=?ñ漢'\\[]"
+            .chars()
+            .collect();
+        let mut state = 0x2545_F491_4F6C_DD1D;
+        let mut garbage = |len: u64| -> String {
+            let len = crate::mime::tests::xorshift(&mut state) % len;
+            (0..len)
+                .map(|_| {
+                    let at = crate::mime::tests::xorshift(&mut state) as usize;
+                    alphabet[at % alphabet.len()]
+                })
+                .collect()
+        };
+        let mut built_some = 0;
+        for round in 0..300 {
+            let mut email = email();
+            email.content.from_name = Some(garbage(40));
+            // Every third round an address that may not be one, and every third a header name
+            // that may not be one; the others reach the body.
+            if round % 3 == 0 {
+                email.content.cc = vec![garbage(40), "ok@example.com".into()];
+                email.header_to = Some(garbage(30)).filter(|s| !s.is_empty());
+            }
+            let name = if round % 3 == 1 {
+                garbage(10)
+            } else {
+                "X-Test".to_owned()
+            };
+            email.content.headers = vec![(name, garbage(120))];
+            email.content.attachments = vec![Attachment {
+                filename: garbage(30),
+                content_type: garbage(20),
+                content_id: Some(garbage(20)),
+                data: garbage(50).into_bytes(),
+            }]
+            .into();
+            if let Ok(built) = build(
+                &email,
+                "h",
+                "b",
+                "b",
+                &TokenKey::new(b"k"),
+                &Signers::default(),
+                &tracking(),
+            ) {
+                let parsed = mail_parser::MessageParser::default().parse(&built.bytes);
+                assert!(parsed.is_some_and(|m| m.header("Bcc").is_none()));
+                built_some += 1;
+            }
+        }
+        assert!(built_some >= 100, "{built_some} of 300 built");
+    }
+
     #[test]
     fn the_feedback_id_names_the_batch_and_the_account_and_nothing_else() {
         let cases = [

@@ -723,7 +723,7 @@ Content-Type: text/html\r\n\
     }
 
     /// A small deterministic generator: the same garbage on every run.
-    fn xorshift(state: &mut u64) -> u64 {
+    pub(crate) fn xorshift(state: &mut u64) -> u64 {
         *state ^= *state << 13;
         *state ^= *state >> 7;
         *state ^= *state << 17;

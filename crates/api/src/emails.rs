@@ -11,7 +11,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use mailtrail_outbound::submit::{self, Accepted, Recipient, Request, SubmitError};
-use mailtrail_store::{Cancel, EmailRecord, Idempotent, StoreError, StoredEvent};
+use mailtrail_store::{Attachment, Cancel, EmailRecord, Idempotent, StoreError, StoredEvent};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
@@ -28,8 +28,41 @@ pub struct SendEmail {
     pub lead_id: Option<String>,
     #[schema(example = "ana@example.com")]
     pub to: Option<String>,
-    #[schema(example = "sales@shop.example", min_length = 1)]
+    /// The address, with a display name if wanted: `Sales Team <sales@shop.example>`.
+    #[schema(example = "Sales Team <sales@shop.example>", min_length = 1)]
     pub from: String,
+    /// Up to 50 Cc mailboxes (`addr` or `Name <addr>`), shown in the Cc header. Each is
+    /// sent its own copy: an email with its own id, events and tracking, whose To header
+    /// is the primary recipient. Leads with Permission to Email No are refused; suppressed
+    /// addresses are dropped.
+    #[serde(default)]
+    #[schema(max_items = 50, example = json!(["Bo <bo@partner.example>"]))]
+    pub cc: Vec<String>,
+    /// Where replies should go: Mailtrail still receives them at its own Reply-To address
+    /// (so they are counted) and forwards them here.
+    #[schema(example = "support@shop.example")]
+    pub reply_to: Option<String>,
+    /// Headers of your own, name to value (e.g. `X-Campaign`). Refused: names Mailtrail
+    /// writes (From, To, Cc, Bcc, Subject, Message-ID, Reply-To, List-Unsubscribe,
+    /// List-Unsubscribe-Post, DKIM-Signature, Return-Path, MIME-Version, Date, Feedback-ID,
+    /// Content-*, X-Mailtrail-*), a name that is not an RFC 5322 field name, and a value
+    /// with a line break or another control character.
+    #[serde(default)]
+    #[schema(example = json!({"X-Campaign": "spring-sale"}))]
+    pub headers: BTreeMap<String, String>,
+    /// Files, and inline images (with `content_id`): at most 10 MiB in all, decoded.
+    #[serde(default)]
+    pub attachments: Vec<AttachmentInput>,
+    /// Up to 10 tags, each 1 to 64 characters on one line; duplicates count once. The email
+    /// report filters by one (`tag=`).
+    #[serde(default)]
+    #[schema(max_items = 10, example = json!(["welcome"]))]
+    pub tags: Vec<String>,
+    /// Up to 20 keys of 1 to 64 characters `A-Za-z0-9_-`, values up to 1000 characters;
+    /// kept with the email and shown by `GET /v1/emails/{id}`.
+    #[serde(default)]
+    #[schema(example = json!({"order_id": "1234"}))]
+    pub metadata: BTreeMap<String, String>,
     /// One line without control characters; `{{name}}` merge fields are replaced, and a
     /// merge value's line breaks and control characters become spaces there.
     #[schema(pattern = r"^(?=.*\S)[^\x00-\x1f\x7f-\x9f\u2028\u2029]*$")]
@@ -59,8 +92,38 @@ pub struct BatchRecipient {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SendBatch {
-    #[schema(example = "sales@shop.example", min_length = 1)]
+    /// The address, with a display name if wanted: `Sales Team <sales@shop.example>`.
+    #[schema(example = "Sales Team <sales@shop.example>", min_length = 1)]
     pub from: String,
+    /// Not taken by a batch (a 422 says so): Cc is for one email, `POST /v1/emails`.
+    #[serde(default)]
+    #[schema(ignore)]
+    pub cc: Option<serde_json::Value>,
+    /// Where replies should go: Mailtrail still receives them at its own Reply-To address
+    /// (so they are counted) and forwards them here.
+    pub reply_to: Option<String>,
+    /// Headers of your own, name to value (e.g. `X-Campaign`). Refused: names Mailtrail
+    /// writes (From, To, Cc, Bcc, Subject, Message-ID, Reply-To, List-Unsubscribe,
+    /// List-Unsubscribe-Post, DKIM-Signature, Return-Path, MIME-Version, Date, Feedback-ID,
+    /// Content-*, X-Mailtrail-*), a name that is not an RFC 5322 field name, and a value
+    /// with a line break or another control character.
+    #[serde(default)]
+    #[schema(example = json!({"X-Campaign": "spring-sale"}))]
+    pub headers: BTreeMap<String, String>,
+    /// Files, and inline images (with `content_id`): at most 10 MiB in all, decoded.
+    #[serde(default)]
+    pub attachments: Vec<AttachmentInput>,
+    /// Up to 10 tags, each 1 to 64 characters on one line; duplicates count once. The email
+    /// report filters by one (`tag=`).
+    #[serde(default)]
+    #[schema(max_items = 10, example = json!(["welcome"]))]
+    pub tags: Vec<String>,
+    /// Up to 20 keys of 1 to 64 characters `A-Za-z0-9_-`, values up to 1000 characters;
+    /// kept with the email and shown by `GET /v1/emails/{id}`.
+    #[serde(default)]
+    #[schema(example = json!({"order_id": "1234"}))]
+    pub metadata: BTreeMap<String, String>,
+
     /// One line without control characters; `{{name}}` merge fields are replaced, and a
     /// merge value's line breaks and control characters become spaces there.
     #[schema(pattern = r"^(?=.*\S)[^\x00-\x1f\x7f-\x9f\u2028\u2029]*$")]
@@ -72,6 +135,67 @@ pub struct SendBatch {
     pub send_at: Option<String>,
     #[schema(min_items = 1, max_items = 100_000)]
     pub recipients: Vec<BatchRecipient>,
+}
+
+/// A file to attach, or with `content_id` an inline image that the HTML shows as
+/// `<img src="cid:…">`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AttachmentInput {
+    /// One line, e.g. `invoice.pdf`.
+    #[schema(example = "invoice.pdf")]
+    pub filename: String,
+    /// `type/subtype`.
+    #[schema(example = "application/pdf")]
+    pub content_type: String,
+    /// The file's bytes in base64 (RFC 4648; line breaks and spaces are ignored).
+    #[schema(example = "JVBERi0xLjQK")]
+    pub content: String,
+    /// Makes it an inline image: the HTML refers to it as `cid:` and this id.
+    #[schema(example = "logo")]
+    pub content_id: Option<String>,
+}
+
+/// The bare From address and its display name. A value that is not one mailbox is passed on
+/// whole, for [`submit`]'s check of `from` to say what is wrong with it.
+fn sender(from: String) -> (String, Option<String>) {
+    match submit::mailbox(&from) {
+        Ok((name, address)) => (address.to_string(), name),
+        Err(_) => (from, None),
+    }
+}
+
+/// The attachments decoded; their total decoded size over the limit is a 413.
+fn decode_attachments(attachments: Vec<AttachmentInput>) -> Result<Vec<Attachment>, ApiError> {
+    let mut total = 0;
+    let mut decoded = Vec::with_capacity(attachments.len());
+    for (i, a) in attachments.into_iter().enumerate() {
+        let text: Vec<u8> = a
+            .content
+            .bytes()
+            .filter(|b| !b.is_ascii_whitespace())
+            .collect();
+        let data = data_encoding::BASE64.decode(&text).map_err(|e| {
+            ApiError::invalid(
+                &format!("attachments[{i}].content"),
+                format!("not base64: {e}"),
+            )
+        })?;
+        total += data.len();
+        if total > submit::MAX_ATTACHMENT_BYTES {
+            return Err(ApiError::TooLargePart(format!(
+                "attachments: over the limit of {} bytes (10 MiB) per message, decoded",
+                submit::MAX_ATTACHMENT_BYTES
+            )));
+        }
+        decoded.push(Attachment {
+            filename: a.filename,
+            content_type: a.content_type,
+            content_id: a.content_id,
+            data,
+        });
+    }
+    Ok(decoded)
 }
 
 fn send_at_ms(send_at: Option<&str>) -> Result<Option<i64>, ApiError> {
@@ -106,6 +230,17 @@ impl Shape {
             Shape::Single => serde_json::to_string(&SingleAnswer {
                 id: &accepted.queued[0].id,
                 dropped: accepted.queued[0].dropped.map(|r| r.as_str()),
+                cc: accepted
+                    .queued
+                    .iter()
+                    .filter_map(|q| {
+                        Some(CcView {
+                            to: q.cc.as_deref()?,
+                            id: &q.id,
+                            dropped: q.dropped.map(|r| r.as_str()),
+                        })
+                    })
+                    .collect(),
             }),
             Shape::Batch => serde_json::to_string(&BatchAnswer {
                 emails: accepted.queued.iter().map(queued).collect(),
@@ -129,6 +264,19 @@ impl Shape {
 struct SingleAnswer<'a> {
     id: &'a str,
     /// `suppressed` when the address is blocked: recorded as failed, never tried.
+    dropped: Option<&'static str>,
+    /// The copies to the Cc addresses, each an email of its own; absent without `cc`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[schema(required = false)]
+    cc: Vec<CcView<'a>>,
+}
+
+/// The email sent to one Cc address.
+#[derive(Serialize, ToSchema)]
+#[schema(as = QueuedCc)]
+struct CcView<'a> {
+    to: &'a str,
+    id: &'a str,
     dropped: Option<&'static str>,
 }
 
@@ -281,9 +429,17 @@ pub async fn send(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let email: SendEmail = parse_json(&body)?;
+    let (from, from_name) = sender(email.from);
     let request = Request {
         send_at_ms: send_at_ms(email.send_at.as_deref())?,
-        from: email.from,
+        from,
+        from_name,
+        cc: email.cc,
+        reply_to: email.reply_to,
+        headers: email.headers.into_iter().collect(),
+        attachments: decode_attachments(email.attachments)?,
+        tags: email.tags,
+        metadata: email.metadata,
         subject: email.subject,
         text: email.text,
         html: email.html,
@@ -326,9 +482,23 @@ pub async fn send_batch(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let batch: SendBatch = parse_json(&body)?;
+    if batch.cc.is_some() {
+        return Err(ApiError::invalid(
+            "cc",
+            "a batch takes no cc: send an email with cc through POST /v1/emails, where each \
+             Cc address gets its own copy of that one message",
+        ));
+    }
+    let (from, from_name) = sender(batch.from);
     let request = Request {
         send_at_ms: send_at_ms(batch.send_at.as_deref())?,
-        from: batch.from,
+        from,
+        from_name,
+        reply_to: batch.reply_to,
+        headers: batch.headers.into_iter().collect(),
+        attachments: decode_attachments(batch.attachments)?,
+        tags: batch.tags,
+        metadata: batch.metadata,
         subject: batch.subject,
         text: batch.text,
         html: batch.html,
@@ -410,7 +580,31 @@ pub struct EmailView {
     pub attempts: u32,
     pub next_attempt_at: Option<String>,
     pub created_at: String,
+    /// The From display name, if one was given.
+    pub from_name: Option<String>,
+    /// The Cc list as given; each address has an email of its own.
+    pub cc: Vec<String>,
+    pub reply_to: Option<String>,
+    /// The custom headers, name to value.
+    pub headers: BTreeMap<String, String>,
+    pub tags: Vec<String>,
+    pub metadata: BTreeMap<String, String>,
+    /// The files attached (their names, types and sizes; never their bytes).
+    pub attachments: Vec<AttachmentView>,
+    /// The sender's own MIME message came over SMTP: it is delivered as it is.
+    pub submitted_over_smtp: bool,
     pub events: Vec<EventView>,
+}
+
+/// An attachment of a sent email.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AttachmentView {
+    pub filename: String,
+    pub content_type: String,
+    /// Set for an inline image.
+    pub content_id: Option<String>,
+    /// Its size in bytes, decoded.
+    pub size: u64,
 }
 
 fn email_view(email: EmailRecord, events: Vec<StoredEvent>) -> EmailView {
@@ -428,6 +622,23 @@ fn email_view(email: EmailRecord, events: Vec<StoredEvent>) -> EmailView {
         attempts: email.attempts,
         next_attempt_at: email.next_attempt_at_ms.map(rfc3339),
         created_at: rfc3339(email.created_at_ms),
+        from_name: email.from_name,
+        cc: email.cc,
+        reply_to: email.reply_to,
+        headers: email.headers.into_iter().collect(),
+        tags: email.tags,
+        metadata: email.metadata,
+        attachments: email
+            .attachments
+            .into_iter()
+            .map(|a| AttachmentView {
+                filename: a.filename,
+                content_type: a.content_type,
+                content_id: a.content_id,
+                size: a.size,
+            })
+            .collect(),
+        submitted_over_smtp: email.submitted_over_smtp,
         events: events.into_iter().map(EventView::from).collect(),
     }
 }

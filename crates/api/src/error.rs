@@ -30,6 +30,8 @@ pub enum ApiError {
     Invalid(Vec<FieldError>),
     /// The body is over the size limit.
     TooLarge,
+    /// A part of the body is over its own limit, which the message names.
+    TooLargePart(String),
     /// The database cannot take the request now (unreachable, restarting, disk full):
     /// nothing was accepted, and the client should try again.
     Unavailable(String),
@@ -85,6 +87,7 @@ impl ApiError {
                 "the body is larger than the 64 MiB limit".to_owned(),
                 vec![],
             ),
+            ApiError::TooLargePart(why) => (StatusCode::PAYLOAD_TOO_LARGE, why, vec![]),
             ApiError::Invalid(errors) => (
                 StatusCode::UNPROCESSABLE_ENTITY,
                 errors
@@ -232,7 +235,7 @@ pub enum BodyErrors {
     /// The body is not JSON, or not sent as `application/json`.
     #[response(status = 400, content_type = "application/problem+json")]
     BadRequest(Problem),
-    /// The body is over the 64 MiB limit.
+    /// The body is over the 64 MiB limit (or the attachments over 10 MiB).
     #[response(status = 413, content_type = "application/problem+json")]
     TooLarge(Problem),
     /// Some fields are not acceptable: `errors` names each.

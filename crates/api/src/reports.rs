@@ -36,6 +36,8 @@ pub struct EmailReportQuery {
     pub from: Option<String>,
     /// Queued before: RFC 3339 (exclusive), or a date (to its end, UTC).
     pub to: Option<String>,
+    /// Only emails sent with this tag (`tags` of `POST /v1/emails`).
+    pub tag: Option<String>,
     /// Rows per page (50 when absent); CSV has every row.
     #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
@@ -143,6 +145,7 @@ pub fn email_filter(q: &EmailReportQuery) -> Result<(EmailFilter, Option<Cursor>
         stage,
         from_ms,
         to_ms,
+        tag: q.tag.clone().filter(|t| !t.is_empty()),
     };
     Ok((filter, cursor))
 }

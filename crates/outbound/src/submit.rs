@@ -14,6 +14,32 @@ use mailtrail_store::{
 
 /// Most recipients in one request (PRODUCT.md §8).
 pub const MAX_RECIPIENTS: usize = 100_000;
+/// Most Cc addresses on one email; each is an email of its own.
+pub const MAX_CC: usize = 50;
+/// The most attachment bytes one message carries (decoded), as Postmark and SendGrid allow
+/// about that much: many receivers refuse messages much larger once base64 adds a third.
+pub const MAX_ATTACHMENT_BYTES: usize = 10 * 1024 * 1024;
+pub const MAX_TAGS: usize = 10;
+pub const MAX_METADATA: usize = 20;
+
+/// Headers Mailtrail writes itself (or that only its MIME structure may set): a custom
+/// header by one of these names would contradict or duplicate Mailtrail's.
+const MANAGED_HEADERS: [&str; 14] = [
+    "from",
+    "to",
+    "cc",
+    "bcc",
+    "subject",
+    "message-id",
+    "reply-to",
+    "list-unsubscribe",
+    "list-unsubscribe-post",
+    "dkim-signature",
+    "return-path",
+    "mime-version",
+    "date",
+    "feedback-id",
+];
 
 #[derive(Debug, Clone, Default)]
 pub struct Recipient {
@@ -56,6 +82,8 @@ pub struct Refusal {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Queued {
     pub index: usize,
+    /// Set for the copy sent to a Cc address: that address.
+    pub cc: Option<String>,
     pub id: String,
     /// Set when the email was recorded as failed `Dropped` instead of being queued.
     pub dropped: Option<Reason>,
@@ -81,6 +109,150 @@ fn invalid(field: &str, message: impl Into<String>) -> SubmitError {
         field: field.into(),
         message: message.into(),
     }
+}
+
+/// A single mailbox (`Name <addr>` or `addr`), read as a From header's value is: its
+/// display name, if any, and its address. `Err` says why it is not one.
+pub fn mailbox(value: &str) -> Result<(Option<String>, EmailAddress), String> {
+    let mut list = crate::message::parse_mailboxes(value).map_err(str::to_owned)?;
+    match list.len() {
+        1 => Ok(list.remove(0)),
+        n => Err(format!("holds {n} addresses; give one")),
+    }
+}
+
+/// The first character that would end a header line or hide in it, as `U+XXXX`.
+fn line_breaker(value: &str) -> Option<String> {
+    value
+        .chars()
+        .find(|&c| breaks_header(c))
+        .map(|c| format!("U+{:04X}", c as u32))
+}
+
+/// A one-line text of 1 to `max` characters.
+fn one_line_text(field: &str, value: &str, max: usize) -> Result<(), SubmitError> {
+    let len = value.chars().count();
+    if value.trim().is_empty() || len > max {
+        return Err(invalid(field, format!("give 1 to {max} characters")));
+    }
+    if let Some(c) = line_breaker(value) {
+        return Err(invalid(
+            field,
+            format!("must be one line without control characters; it holds {c}"),
+        ));
+    }
+    Ok(())
+}
+
+/// An RFC 2045 token: the `type` or `subtype` of a media type.
+fn is_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?=".contains(&b))
+}
+
+/// Checks a custom header: a field name (RFC 5322 §3.6.8) that Mailtrail does not manage,
+/// and a value that cannot end its line.
+fn check_header(name: &str, value: &str) -> Result<(), SubmitError> {
+    let field = format!("headers.{name}");
+    if name.is_empty() || !name.bytes().all(|b| b.is_ascii_graphic() && b != b':') {
+        return Err(invalid(
+            &field,
+            "not a header name: printable ASCII without spaces or a colon",
+        ));
+    }
+    let lower = name.to_ascii_lowercase();
+    if MANAGED_HEADERS.contains(&lower.as_str())
+        || lower.starts_with("content-")
+        || lower.starts_with("x-mailtrail-")
+    {
+        return Err(invalid(
+            &field,
+            format!(
+                "{name} is written by Mailtrail and cannot be set; use the request's own fields (from, cc, reply_to, subject, attachments)"
+            ),
+        ));
+    }
+    if let Some(c) = line_breaker(value) {
+        return Err(invalid(
+            &field,
+            format!("the value must be one line without control characters; it holds {c}"),
+        ));
+    }
+    Ok(())
+}
+
+/// Checks the attachments: named, typed `type/subtype`, and together at most
+/// [`MAX_ATTACHMENT_BYTES`].
+fn check_attachments(attachments: &[Attachment]) -> Result<(), SubmitError> {
+    for (i, a) in attachments.iter().enumerate() {
+        one_line_text(&format!("attachments[{i}].filename"), &a.filename, 255)?;
+        let media = a.content_type.split(';').next().unwrap_or_default().trim();
+        let typed = media
+            .split_once('/')
+            .is_some_and(|(t, sub)| is_token(t) && is_token(sub));
+        if !typed || line_breaker(&a.content_type).is_some() {
+            return Err(invalid(
+                &format!("attachments[{i}].content_type"),
+                format!(
+                    "{:?} is not a media type of the form type/subtype, e.g. application/pdf",
+                    a.content_type
+                ),
+            ));
+        }
+        if let Some(id) = &a.content_id
+            && (id.is_empty()
+                || id.len() > 255
+                || !id
+                    .bytes()
+                    .all(|b| b.is_ascii_graphic() && b != b'<' && b != b'>'))
+        {
+            return Err(invalid(
+                &format!("attachments[{i}].content_id"),
+                "1 to 255 printable ASCII characters without spaces or angle brackets; \
+                 the HTML refers to it as cid:…",
+            ));
+        }
+    }
+    let total: usize = attachments.iter().map(|a| a.data.len()).sum();
+    if total > MAX_ATTACHMENT_BYTES {
+        return Err(invalid(
+            "attachments",
+            format!("{total} bytes in all; the limit is {MAX_ATTACHMENT_BYTES} bytes (10 MiB)"),
+        ));
+    }
+    Ok(())
+}
+
+/// Checks the tags and metadata, which are stored and shown with every email.
+fn check_tags_and_metadata(request: &Request) -> Result<(), SubmitError> {
+    if request.tags.len() > MAX_TAGS {
+        return Err(invalid("tags", format!("at most {MAX_TAGS} tags")));
+    }
+    for (i, tag) in request.tags.iter().enumerate() {
+        one_line_text(&format!("tags[{i}]"), tag, 64)?;
+    }
+    if request.metadata.len() > MAX_METADATA {
+        return Err(invalid("metadata", format!("at most {MAX_METADATA} keys")));
+    }
+    for (key, value) in &request.metadata {
+        let field = format!("metadata.{key}");
+        if key.is_empty()
+            || key.len() > 64
+            || !key
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        {
+            return Err(invalid(
+                &field,
+                "a key is 1 to 64 of the characters A-Z, a-z, 0-9, _ and -",
+            ));
+        }
+        if value.chars().count() > 1000 {
+            return Err(invalid(&field, "a value is at most 1000 characters"));
+        }
+    }
+    Ok(())
 }
 
 /// Checks what does not depend on the recipients.
@@ -114,6 +286,41 @@ fn validate(request: &Request) -> Result<(), SubmitError> {
             "recipients",
             format!("at most {MAX_RECIPIENTS} recipients per request"),
         ));
+    }
+    if let Some(name) = &request.from_name
+        && let Some(c) = line_breaker(name)
+    {
+        return Err(invalid(
+            "from",
+            format!("the display name must be one line without control characters; it holds {c}"),
+        ));
+    }
+    if let Some(reply_to) = &request.reply_to {
+        crate::message::parse_mailboxes(reply_to)
+            .map_err(|why| invalid("reply_to", format!("{reply_to:?} {why}")))?;
+    }
+    if !request.cc.is_empty() {
+        if request.raw.is_none() && request.recipients.len() > 1 {
+            return Err(invalid(
+                "cc",
+                "cc is for a single email, not a batch: each Cc address gets its own copy of \
+                 that one message",
+            ));
+        }
+        if request.cc.len() > MAX_CC {
+            return Err(invalid("cc", format!("at most {MAX_CC} Cc addresses")));
+        }
+        for (i, cc) in request.cc.iter().enumerate() {
+            mailbox(cc).map_err(|why| invalid(&format!("cc[{i}]"), format!("{cc:?}: {why}")))?;
+        }
+    }
+    check_tags_and_metadata(request)?;
+    // A submitted MIME message is delivered as it is: its own headers and parts stand.
+    if request.raw.is_none() {
+        for (name, value) in &request.headers {
+            check_header(name, value)?;
+        }
+        check_attachments(&request.attachments)?;
     }
     Ok(())
 }
@@ -225,12 +432,40 @@ pub async fn submit_with(
         }
     }
 
+    // Each Cc address is an email of its own (its own id, token and events) of the same
+    // message, whose To header shows the primary recipient. A submitted MIME message names
+    // every recipient in its envelope already, so it gets no copies.
+    let cc: Vec<EmailAddress> = if request.raw.is_none() {
+        request
+            .cc
+            .iter()
+            .filter_map(|cc| mailbox(cc).ok())
+            .map(|(_, address)| address)
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let cc_keys: Vec<String> = cc.iter().map(EmailAddress::normalized).collect();
+
     // Sending to an address that belongs to a lead is sending to that lead.
     let keys: Vec<String> = resolved.iter().map(|r| r.to.normalized()).collect();
-    let leads_by_key = store.leads_by_address_keys(account_id, &keys).await?;
-    let suppressed = store.suppressed_among(account_id, &keys).await?;
-    let mut entries = Vec::with_capacity(resolved.len());
-    let mut indexes = Vec::with_capacity(resolved.len());
+    let all_keys: Vec<String> = keys.iter().chain(&cc_keys).cloned().collect();
+    let leads_by_key = store.leads_by_address_keys(account_id, &all_keys).await?;
+    let suppressed = store.suppressed_among(account_id, &all_keys).await?;
+    for (i, (address, key)) in cc.iter().zip(&cc_keys).enumerate() {
+        if leads_by_key
+            .get(key)
+            .is_some_and(|l| l.permission == Permission::No)
+        {
+            return Err(invalid(
+                &format!("cc[{i}]"),
+                format!("the lead {address} has Permission to Email set to No"),
+            ));
+        }
+    }
+    let mut entries = Vec::with_capacity(resolved.len() + cc.len());
+    let mut indexes = Vec::with_capacity(resolved.len() + cc.len());
+    let mut copies: Vec<Option<String>> = Vec::with_capacity(resolved.len() + cc.len());
     for (r, key) in resolved.into_iter().zip(keys) {
         let lead = leads_by_key.get(&key);
         if lead.is_some_and(|l| l.permission == Permission::No) {
@@ -245,7 +480,25 @@ pub async fn submit_with(
         fields
             .entry("email".into())
             .or_insert_with(|| r.to.to_string());
+        // The copies read as the primary recipient's message does: the same merge fields.
+        // An address given twice (or the primary's own) gets one email.
+        let mut sent_to = vec![key.clone()];
+        let mut cc_entries = Vec::new();
+        for (address, cc_key) in cc.iter().zip(&cc_keys) {
+            if sent_to.contains(cc_key) {
+                continue;
+            }
+            sent_to.push(cc_key.clone());
+            cc_entries.push(QueueEntry {
+                dropped: suppressed.contains(cc_key).then_some(Reason::Suppressed),
+                header_to: Some(r.to.to_string()),
+                lead_id: leads_by_key.get(cc_key).map(|l| l.id.clone()),
+                to: address.clone(),
+                fields: fields.clone(),
+            });
+        }
         indexes.push(r.index);
+        copies.push(None);
         entries.push(QueueEntry {
             dropped: suppressed.contains(&key).then_some(Reason::Suppressed),
             header_to: None,
@@ -253,6 +506,11 @@ pub async fn submit_with(
             to: r.to,
             fields,
         });
+        for entry in cc_entries {
+            indexes.push(r.index);
+            copies.push(Some(entry.to.to_string()));
+            entries.push(entry);
+        }
     }
     refused.sort_by_key(|r| r.index);
 
@@ -268,7 +526,12 @@ pub async fn submit_with(
             cc: request.cc,
             reply_to: request.reply_to,
             headers: request.headers,
-            tags: request.tags,
+            tags: {
+                let mut tags = request.tags;
+                let mut seen = std::collections::HashSet::new();
+                tags.retain(|t| seen.insert(t.clone()));
+                tags
+            },
             metadata: request.metadata,
             attachments: request.attachments.into(),
             raw: request.raw.map(Into::into),
@@ -281,10 +544,12 @@ pub async fn submit_with(
     let accepted = |ids: &[String]| Accepted {
         queued: indexes
             .iter()
+            .zip(&copies)
             .zip(ids)
             .zip(&drops)
-            .map(|((index, id), dropped)| Queued {
+            .map(|(((index, cc), id), dropped)| Queued {
                 index: *index,
+                cc: cc.clone(),
                 id: id.clone(),
                 dropped: *dropped,
             })

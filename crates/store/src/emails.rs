@@ -10,6 +10,7 @@ use mailtrail_domain::{Event, Reason, Stage};
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
+use crate::queue::json_or_default;
 use crate::reports::BatchCounts;
 use crate::webhooks::LiveHook;
 use crate::{Result, Store, StoreError};
@@ -52,6 +53,26 @@ pub struct EmailRecord {
     pub reason: Option<Reason>,
     pub created_at_ms: i64,
     pub updated_at_ms: i64,
+    /// The message as submitted, shown back to its sender.
+    pub from_name: Option<String>,
+    pub cc: Vec<String>,
+    pub reply_to: Option<String>,
+    pub headers: Vec<(String, String)>,
+    pub tags: Vec<String>,
+    pub metadata: BTreeMap<String, String>,
+    /// The files attached, without their bytes.
+    pub attachments: Vec<AttachmentInfo>,
+    /// The sender's own MIME message was submitted over SMTP and is delivered as it is.
+    pub submitted_over_smtp: bool,
+}
+
+/// An attachment of an email as the API shows it: what it is and how big, never its bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttachmentInfo {
+    pub filename: String,
+    pub content_type: String,
+    pub content_id: Option<String>,
+    pub size: u64,
 }
 
 /// One event to record with [`Store::record_many`].
@@ -104,6 +125,14 @@ fn email_from_row(row: &AnyRow) -> Result<EmailRecord> {
             .transpose()?,
         created_at_ms: row.try_get("created_at_ms")?,
         updated_at_ms: row.try_get("updated_at_ms")?,
+        from_name: row.try_get("from_name")?,
+        cc: json_or_default(row.try_get("cc")?)?,
+        reply_to: row.try_get("reply_to")?,
+        headers: json_or_default(row.try_get("headers")?)?,
+        tags: json_or_default(row.try_get("tags")?)?,
+        metadata: json_or_default(row.try_get("metadata")?)?,
+        attachments: Vec::new(),
+        submitted_over_smtp: row.try_get::<i64, _>("submitted_over_smtp")? != 0,
     })
 }
 
@@ -165,7 +194,11 @@ impl Store {
     /// One email of one account; another account's email is `NotFound`.
     pub async fn email(&self, account_id: &str, email_id: &str) -> Result<EmailRecord> {
         let row = sqlx::query(
-            "SELECT e.*, c.subject, c.from_address FROM emails e
+            "SELECT e.*, c.subject, c.from_address, c.from_name, c.cc, c.reply_to, c.headers,
+                    c.tags, c.metadata, c.attachment_count,
+                    CAST(CASE WHEN c.raw_message IS NULL THEN 0 ELSE 1 END AS BIGINT)
+                        AS submitted_over_smtp
+             FROM emails e
              JOIN contents c ON c.id = e.content_id
              WHERE e.account_id = $1 AND e.id = $2",
         )
@@ -174,7 +207,30 @@ impl Store {
         .fetch_optional(&self.reader)
         .await?
         .ok_or(StoreError::NotFound)?;
-        email_from_row(&row)
+        let mut email = email_from_row(&row)?;
+        if row.try_get::<i64, _>("attachment_count")? > 0 {
+            // The sizes only: the bytes stay in the database.
+            let rows = sqlx::query(
+                "SELECT filename, content_type, content_id_header,
+                        CAST(LENGTH(data) AS BIGINT) AS size
+                 FROM content_attachments WHERE content_id = $1 ORDER BY position",
+            )
+            .bind(row.try_get::<String, _>("content_id")?)
+            .fetch_all(&self.reader)
+            .await?;
+            email.attachments = rows
+                .iter()
+                .map(|a| {
+                    Ok(AttachmentInfo {
+                        filename: a.try_get("filename")?,
+                        content_type: a.try_get("content_type")?,
+                        content_id: a.try_get("content_id_header")?,
+                        size: a.try_get::<i64, _>("size")?.max(0) as u64,
+                    })
+                })
+                .collect::<Result<_>>()?;
+        }
+        Ok(email)
     }
 
     /// Appends an event and rewrites the email's stage, Status and reason from all its

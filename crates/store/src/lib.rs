@@ -77,7 +77,9 @@ pub use destinations::{Slot, SlotClaim, now_us};
 pub use domains::{
     DomainKey, DomainStatus, NewDomain, NextKey, SendingDomain, default_return_path,
 };
-pub use emails::{Effects, EmailRecord, Mismatch, QueueChange, Record, StoredEvent};
+pub use emails::{
+    AttachmentInfo, Effects, EmailRecord, Mismatch, QueueChange, Record, StoredEvent,
+};
 pub use erasure::Erased;
 pub use forwards::{Forward, ForwardOutcome, ForwardTargets};
 pub use inbound::{InboundRecord, Pending, Processed};

@@ -595,7 +595,9 @@ fn claimed_from_row(row: &AnyRow) -> Result<Claimed> {
 }
 
 /// A JSON column that is NULL when empty.
-fn json_or_default<T: serde::de::DeserializeOwned + Default>(text: Option<String>) -> Result<T> {
+pub(crate) fn json_or_default<T: serde::de::DeserializeOwned + Default>(
+    text: Option<String>,
+) -> Result<T> {
     match text {
         None => Ok(T::default()),
         Some(text) => serde_json::from_str(&text).map_err(|e| StoreError::Corrupt(e.to_string())),

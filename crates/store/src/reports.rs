@@ -24,6 +24,8 @@ pub struct EmailFilter {
     pub from_ms: Option<i64>,
     /// Exclusive.
     pub to_ms: Option<i64>,
+    /// Only emails whose message carries this tag.
+    pub tag: Option<String>,
 }
 
 /// Where a page of the email report starts: just after this email, in newest-first order.
@@ -303,6 +305,13 @@ impl Store {
         if filter.to_ms.is_some() {
             sql.push_str(&format!(" AND e.created_at_ms < {}", param()));
         }
+        if filter.tag.is_some() {
+            sql.push_str(&format!(
+                " AND e.content_id IN (SELECT content_id FROM content_tags
+                                       WHERE account_id = $1 AND tag = {})",
+                param()
+            ));
+        }
         if after.is_some() {
             let (at, id) = (param(), param());
             sql.push_str(&format!(
@@ -326,6 +335,9 @@ impl Store {
         }
         if let Some(to) = filter.to_ms {
             query = query.bind(to);
+        }
+        if let Some(tag) = &filter.tag {
+            query = query.bind(tag.as_str());
         }
         if let Some(after) = after {
             query = query.bind(after.created_at_ms).bind(after.id.as_str());

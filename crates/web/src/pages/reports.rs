@@ -48,6 +48,7 @@ impl Filters {
             stage: Some(self.stage.clone()),
             from: Some(self.from.clone()),
             to: Some(self.to.clone()),
+            tag: None,
             limit: None,
             cursor: Some(self.cursor.clone()),
             account: None,

@@ -107,7 +107,12 @@ impl Processor {
             return Ok(unmatched(kind, "the token names no stored email"));
         };
         let now = now_ms();
-        for (event, effects) in effects(&to, &report, now) {
+        for (mut event, effects) in effects(&to, &report, now) {
+            // A reply's note is the received message: its webhook event reads the From and
+            // an excerpt from it when sent, so a lead's erasure (which empties it) holds.
+            if event.kind == EventKind::Replied {
+                event.detail.note = Some(message.id.clone());
+            }
             self.store
                 .record(&account_id, &email_id, &event, effects)
                 .await?;

@@ -17,6 +17,10 @@ use sqlx::{Any, Row, Transaction};
 use crate::sealed::MasterKey;
 use crate::{Backend, Result, Store, StoreError, new_id, now_ms};
 
+/// The type of the event `POST /v1/webhooks/{id}/test` sends: not an email's, so no hook
+/// subscribes to it and every hook can be sent one.
+pub const TEST_EVENT: &str = "test";
+
 /// Every event type a hook can subscribe to: the event kinds' names.
 pub fn event_types() -> impl Iterator<Item = &'static str> {
     EventKind::ALL.iter().map(|k| k.as_str())
@@ -81,7 +85,11 @@ pub struct DueDelivery {
     pub url: String,
     pub secret: String,
     pub event_id: String,
+    /// The recorded event with the email's facts as stored now (see [`add_email_facts`]).
     pub payload: String,
+    /// For a reply, the received message as stored now: the dispatcher adds its From and an
+    /// excerpt. Empty once the lead was erased.
+    pub reply: Option<Vec<u8>>,
     /// Attempts made before this one.
     pub attempts: u32,
     pub created_at_ms: i64,
@@ -117,7 +125,7 @@ fn payload(event_id: &str, email: &EmailFacts<'_>, event: &Event) -> String {
         }
     });
     let d = &event.detail;
-    json!({
+    let mut body = json!({
         "id": event_id,
         "type": event.kind.as_str(),
         "at_ms": event.at_ms,
@@ -138,10 +146,22 @@ fn payload(event_id: &str, email: &EmailFacts<'_>, event: &Event) -> String {
             "feedback_type": d.feedback_type,
             "ip": d.ip,
             "user_agent": d.user_agent,
+            // A click's note is the URL it went to.
+            "url": (event.kind == EventKind::Clicked).then_some(d.note.as_deref()).flatten(),
         },
-    })
-    .to_string()
+    });
+    // A reply's note is the id of the received message; its From and excerpt are read from
+    // it when the event is sent ([`add_email_facts`]), so an erased reply is never sent.
+    if event.kind == EventKind::Replied
+        && let Some(received) = &d.note
+    {
+        body["data"][REPLY_MESSAGE] = json!(received);
+    }
+    body.to_string()
 }
+
+/// Where a recorded reply event keeps the id of the received message until it is sent.
+const REPLY_MESSAGE: &str = "reply_message";
 
 /// What a payload says about the email.
 pub(crate) struct EmailFacts<'a> {
@@ -150,6 +170,78 @@ pub(crate) struct EmailFacts<'a> {
     pub to: &'a str,
     pub lead_id: Option<&'a str>,
     pub batch: Option<&'a str>,
+}
+
+/// Adds to a recorded payload what it says about the email's message, read as it is stored
+/// now: `subject`, `from`, `from_name`, `tags` and `metadata`. Read at sending rather than
+/// kept in the outbox, so the rows stay small and a lead's erasure (which blanks the content
+/// of an email sent to it alone) takes effect on events still waiting. Returns the payload
+/// and, for a reply, the received message as it is stored now (empty once erased).
+async fn add_email_facts(
+    tx: &mut Transaction<'static, Any>,
+    payload: &str,
+) -> Result<(String, Option<Vec<u8>>)> {
+    let mut body: serde_json::Value =
+        serde_json::from_str(payload).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let Some(email_id) = body["email"]["id"].as_str().map(str::to_owned) else {
+        // A test event: no email.
+        return Ok((payload.to_owned(), None));
+    };
+    let row = sqlx::query(
+        "SELECT c.subject, c.from_address, c.from_name, c.tags, c.metadata
+         FROM emails e JOIN contents c ON c.id = e.content_id WHERE e.id = $1",
+    )
+    .bind(&email_id)
+    .fetch_optional(&mut **tx)
+    .await?;
+    if let (Some(row), Some(email)) = (row, body["email"].as_object_mut()) {
+        let json = |column: &str| -> Result<serde_json::Value> {
+            Ok(match row.try_get::<Option<String>, _>(column)? {
+                Some(text) => {
+                    serde_json::from_str(&text).map_err(|e| StoreError::Corrupt(e.to_string()))?
+                }
+                None => serde_json::Value::Null,
+            })
+        };
+        let tags = match json("tags")? {
+            serde_json::Value::Null => json!([]),
+            tags => tags,
+        };
+        let metadata = match json("metadata")? {
+            serde_json::Value::Null => json!({}),
+            metadata => metadata,
+        };
+        email.insert(
+            "subject".into(),
+            json!(row.try_get::<String, _>("subject")?),
+        );
+        email.insert(
+            "from".into(),
+            json!(row.try_get::<String, _>("from_address")?),
+        );
+        email.insert(
+            "from_name".into(),
+            json!(row.try_get::<Option<String>, _>("from_name")?),
+        );
+        email.insert("tags".into(), tags);
+        email.insert("metadata".into(), metadata);
+    }
+    let mut reply = None;
+    if let Some(data) = body["data"].as_object_mut()
+        && let Some(received) = data.remove(REPLY_MESSAGE)
+    {
+        // By id alone: the message is marked as this email's only once its processing ends,
+        // which may be after this event is claimed.
+        let raw = sqlx::query("SELECT raw FROM inbound_messages WHERE id = $1")
+            .bind(received.as_str().unwrap_or_default())
+            .fetch_optional(&mut **tx)
+            .await?;
+        reply = Some(match raw {
+            Some(row) => row.try_get::<Vec<u8>, _>("raw")?,
+            None => Vec::new(),
+        });
+    }
+    Ok((body.to_string(), reply))
 }
 
 /// The account's live hooks, read inside a write transaction.
@@ -404,6 +496,8 @@ impl Store {
             .bind(&id)
             .fetch_one(&mut *tx)
             .await?;
+            let (payload, reply) =
+                add_email_facts(&mut tx, &row.try_get::<String, _>("payload")?).await?;
             claimed.push(DueDelivery {
                 id: row.try_get("id")?,
                 url: row.try_get("url")?,
@@ -412,13 +506,86 @@ impl Store {
                     &row.try_get::<String, _>("secret")?,
                 )?,
                 event_id: row.try_get("event_id")?,
-                payload: row.try_get("payload")?,
+                payload,
+                reply,
                 attempts: row.try_get::<i64, _>("attempts")? as u32,
                 created_at_ms: row.try_get("created_at_ms")?,
             });
         }
         tx.commit().await?;
         Ok(claimed)
+    }
+
+    /// A `test` event for one of the account's live hooks, recorded as its delivery and
+    /// claimed at once for the caller to send (`POST /v1/webhooks/{id}/test`). Another
+    /// account's or a deleted hook is `NotFound`. Should the caller die before recording the
+    /// outcome, the dispatcher sends it after the lease like any other delivery.
+    pub async fn claim_test_delivery(
+        &self,
+        account_id: &str,
+        webhook_id: &str,
+        lease_ms: i64,
+    ) -> Result<DueDelivery> {
+        let row = sqlx::query(
+            "SELECT url, secret FROM webhooks
+             WHERE account_id = $1 AND id = $2 AND deleted_at_ms IS NULL",
+        )
+        .bind(account_id)
+        .bind(webhook_id)
+        .fetch_optional(&self.reader)
+        .await?
+        .ok_or(StoreError::NotFound)?;
+        let now = now_ms();
+        let event_id = new_id();
+        let payload = json!({
+            "id": event_id,
+            "type": TEST_EVENT,
+            "at_ms": now,
+            "email": null,
+            "data": {},
+        })
+        .to_string();
+        let delivery = DueDelivery {
+            id: new_id(),
+            url: row.try_get("url")?,
+            secret: self.key().open_text(
+                &secret_context(webhook_id),
+                &row.try_get::<String, _>("secret")?,
+            )?,
+            event_id,
+            payload,
+            reply: None,
+            attempts: 0,
+            created_at_ms: now,
+        };
+        sqlx::query(
+            "INSERT INTO webhook_deliveries (id, webhook_id, account_id, event_id, event_type,
+                                             payload, state, next_attempt_at_ms, lease_until_ms,
+                                             created_at_ms)
+             VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7, $8, $7)",
+        )
+        .bind(&delivery.id)
+        .bind(webhook_id)
+        .bind(account_id)
+        .bind(&delivery.event_id)
+        .bind(TEST_EVENT)
+        .bind(&delivery.payload)
+        .bind(now)
+        .bind(now + lease_ms)
+        .execute(&self.writer)
+        .await?;
+        Ok(delivery)
+    }
+
+    /// One delivery of the account's; `NotFound` otherwise.
+    pub async fn webhook_delivery(&self, account_id: &str, id: &str) -> Result<Delivery> {
+        let row = sqlx::query("SELECT * FROM webhook_deliveries WHERE account_id = $1 AND id = $2")
+            .bind(account_id)
+            .bind(id)
+            .fetch_optional(&self.reader)
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        delivery_from_row(&row)
     }
 
     /// Records how an attempt ended and releases the claim.

@@ -29,9 +29,11 @@
 pub mod target;
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use hmac::{Hmac, Mac};
+use mailtrail_domain::token::{Purpose, TokenKey};
 use mailtrail_store::{Attempt, DueDelivery, Store};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
@@ -168,28 +170,102 @@ pub struct Dispatcher {
     config: WebhookConfig,
     client: reqwest::Client,
     targets: Targets,
+    message_ids: Option<Arc<MessageIds>>,
+}
+
+/// What makes an email's Message-ID (the token key and the HELO name the outbound builder
+/// uses), so each payload can carry it: it is not stored, it is derived.
+pub struct MessageIds {
+    pub tokens: TokenKey,
+    pub helo_name: String,
+}
+
+impl MessageIds {
+    fn of(&self, email_id: &str) -> Option<String> {
+        let token = self.tokens.sign(Purpose::Message, email_id, None)?;
+        Some(mailtrail_outbound::message::message_id(
+            email_id,
+            &token,
+            &self.helo_name,
+        ))
+    }
+}
+
+/// The most of a reply's text a payload carries, in characters.
+pub const REPLY_EXCERPT_CHARS: usize = 500;
+
+/// A reply's `data.reply`: its From (address and display name) and the start of its text,
+/// on one line (the text part, or the HTML part as text when there is none). Nulls when the
+/// message is gone (its lead was erased) or has no such part.
+fn reply_facts(raw: &[u8]) -> serde_json::Value {
+    let message = mail_parser::MessageParser::default().parse(raw);
+    let from = message
+        .as_ref()
+        .and_then(|m| m.from())
+        .and_then(|from| from.first());
+    let text = message.as_ref().and_then(|m| m.body_text(0)).map(|text| {
+        let one_line = text.split_whitespace().collect::<Vec<_>>().join(" ");
+        one_line
+            .chars()
+            .take(REPLY_EXCERPT_CHARS)
+            .collect::<String>()
+    });
+    serde_json::json!({
+        "from": from.and_then(|a| a.address()),
+        "from_name": from.and_then(|a| a.name()),
+        "text": text,
+    })
+}
+
+/// The body POSTed for `delivery`: its payload with the email's Message-ID and, for a reply,
+/// its From and excerpt. A payload that is not JSON (it always is) goes as it is.
+fn body(delivery: &DueDelivery, message_ids: Option<&MessageIds>) -> Vec<u8> {
+    let Ok(mut value) = serde_json::from_str::<serde_json::Value>(&delivery.payload) else {
+        return delivery.payload.clone().into_bytes();
+    };
+    let message_id = value["email"]["id"]
+        .as_str()
+        .and_then(|id| message_ids?.of(id));
+    if let (Some(message_id), Some(email)) = (message_id, value["email"].as_object_mut()) {
+        email.insert("message_id".into(), message_id.into());
+    }
+    if let (Some(raw), Some(data)) = (&delivery.reply, value["data"].as_object_mut()) {
+        data.insert("reply".into(), reply_facts(raw));
+    }
+    value.to_string().into_bytes()
+}
+
+/// The HTTP client deliveries are sent with.
+fn client(timeout: Duration, targets: &Targets) -> Result<reqwest::Client, String> {
+    reqwest::Client::builder()
+        .timeout(timeout)
+        // A receiver's redirect is not followed: the hook's URL is the one that was checked.
+        .redirect(reqwest::redirect::Policy::none())
+        // Connections go where the checked addresses are, never through a proxy from the
+        // environment, whose own address is all the resolver would see.
+        .no_proxy()
+        .dns_resolver(Arc::new(targets.clone()))
+        .user_agent(concat!("Mailtrail-Webhooks/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| format!("cannot build the webhook HTTP client: {e}"))
 }
 
 impl Dispatcher {
     /// `targets` resolves each hook's host at connect time and keeps only allowed addresses.
     pub fn new(store: Store, config: WebhookConfig, targets: Targets) -> Result<Self, String> {
-        let client = reqwest::Client::builder()
-            .timeout(config.timeout)
-            // A receiver's redirect is not followed: the hook's URL is the one that was checked.
-            .redirect(reqwest::redirect::Policy::none())
-            // Connections go where the checked addresses are, never through a proxy from the
-            // environment, whose own address is all the resolver would see.
-            .no_proxy()
-            .dns_resolver(std::sync::Arc::new(targets.clone()))
-            .user_agent(concat!("Mailtrail-Webhooks/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| format!("cannot build the webhook HTTP client: {e}"))?;
         Ok(Self {
+            client: client(config.timeout, &targets)?,
             store,
             config,
-            client,
             targets,
+            message_ids: None,
         })
+    }
+
+    /// Each payload's email then carries its `message_id`.
+    pub fn with_message_ids(mut self, message_ids: MessageIds) -> Self {
+        self.message_ids = Some(Arc::new(message_ids));
+        self
     }
 
     /// Delivers until `shutdown` resolves; deliveries in flight then finish and are recorded.
@@ -219,14 +295,19 @@ impl Dispatcher {
                 while in_flight.len() >= self.config.concurrency.max(1) {
                     in_flight.join_next().await;
                 }
-                let (store, client, config, targets) = (
+                let (store, client, config, targets, message_ids) = (
                     self.store.clone(),
                     self.client.clone(),
                     self.config.clone(),
                     self.targets.clone(),
+                    self.message_ids.clone(),
                 );
                 in_flight.spawn(async move {
-                    let attempt = deliver(&client, &config, &targets, &delivery).await;
+                    let body = body(&delivery, message_ids.as_deref());
+                    let attempt = match send(&client, &targets, &delivery, body).await {
+                        Sent::Answered(attempt) => attempt,
+                        Sent::Failed { status, error } => retry(&config, &delivery, status, error),
+                    };
                     if let Err(e) = store.finish_webhook_delivery(&delivery.id, &attempt).await {
                         tracing::warn!(error = %e, delivery = %delivery.id,
                             "cannot record a webhook attempt; it is sent again after its lease");
@@ -238,19 +319,58 @@ impl Dispatcher {
     }
 }
 
-/// One POST, and what it means for the delivery.
-async fn deliver(
+/// Sends a hook a signed `test` event now (`POST /v1/webhooks/{id}/test`) and records the
+/// outcome as its delivery, which is never retried: the caller is waiting for the answer.
+pub async fn send_test(
+    store: &Store,
+    targets: &Targets,
+    account_id: &str,
+    webhook_id: &str,
+) -> Result<mailtrail_store::Delivery, mailtrail_store::StoreError> {
+    let timeout = WebhookConfig::default().timeout;
+    let lease_ms = timeout.as_millis() as i64 * 2 + 5_000;
+    let delivery = store
+        .claim_test_delivery(account_id, webhook_id, lease_ms)
+        .await?;
+    let attempt = match client(timeout, targets) {
+        Ok(client) => {
+            let body = delivery.payload.clone().into_bytes();
+            match send(&client, targets, &delivery, body).await {
+                Sent::Answered(attempt) => attempt,
+                Sent::Failed { status, error } => Attempt::GaveUp { status, error },
+            }
+        }
+        Err(error) => Attempt::GaveUp {
+            status: None,
+            error,
+        },
+    };
+    store
+        .finish_webhook_delivery(&delivery.id, &attempt)
+        .await?;
+    store.webhook_delivery(account_id, &delivery.id).await
+}
+
+/// How one POST went.
+enum Sent {
+    /// Delivered, or blocked (never to be retried).
+    Answered(Attempt),
+    /// Another status, or no answer.
+    Failed { status: Option<u16>, error: String },
+}
+
+/// One signed POST of `body`.
+async fn send(
     client: &reqwest::Client,
-    config: &WebhookConfig,
     targets: &Targets,
     delivery: &DueDelivery,
-) -> Attempt {
+    body: Vec<u8>,
+) -> Sent {
     // A literal address never reaches the resolver: it is checked here.
     let url = match targets.parse(&delivery.url) {
         Ok(url) => url,
-        Err(refused) => return blocked(&refused),
+        Err(refused) => return Sent::Answered(blocked(&refused)),
     };
-    let body = delivery.payload.clone().into_bytes();
     let now = unix_now();
     let signature = sign(&delivery.secret, now, &body);
     let standard = sign_standard(&delivery.secret, &delivery.event_id, now, &body);
@@ -265,22 +385,35 @@ async fn deliver(
         .body(body)
         .send()
         .await;
-    let (status, error) = match sent {
-        Ok(response) if response.status().is_success() => {
-            return Attempt::Delivered {
-                status: response.status().as_u16(),
-            };
-        }
-        Ok(response) => (
-            Some(response.status().as_u16()),
-            format!("the receiver answered {}", response.status()),
-        ),
-        Err(e) => match refusal(&e) {
-            Some(refused) if refused.is_blocked() => return blocked(refused),
-            Some(unresolved) => (None, format!("no answer: {unresolved}")),
-            None => (None, format!("no answer: {e}")),
+    match sent {
+        Ok(response) if response.status().is_success() => Sent::Answered(Attempt::Delivered {
+            status: response.status().as_u16(),
+        }),
+        Ok(response) => Sent::Failed {
+            status: Some(response.status().as_u16()),
+            error: format!("the receiver answered {}", response.status()),
         },
-    };
+        Err(e) => match refusal(&e) {
+            Some(refused) if refused.is_blocked() => Sent::Answered(blocked(refused)),
+            Some(unresolved) => Sent::Failed {
+                status: None,
+                error: format!("no answer: {unresolved}"),
+            },
+            None => Sent::Failed {
+                status: None,
+                error: format!("no answer: {e}"),
+            },
+        },
+    }
+}
+
+/// A failed attempt: retried after the backoff, or given up once past the retry window.
+fn retry(
+    config: &WebhookConfig,
+    delivery: &DueDelivery,
+    status: Option<u16>,
+    error: String,
+) -> Attempt {
     let delay = backoff(config, delivery.attempts + 1);
     let at_ms = mailtrail_store::now_ms() + delay.as_millis() as i64;
     let window_ends = delivery.created_at_ms + config.retry_window.as_millis() as i64;

@@ -12,12 +12,15 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
+use mailtrail_domain::token::{Purpose, TokenKey};
 use mailtrail_domain::{Event, EventKind, Reason};
 use mailtrail_store::{Content, Delivery, QueueEntry, Store, Submission};
 use mailtrail_testkit::dns::Dns;
 use mailtrail_webhooks::target::Targets;
-use mailtrail_webhooks::{Dispatcher, EVENT_ID_HEADER, SIGNATURE_HEADER, WebhookConfig, verify};
-use serde_json::Value;
+use mailtrail_webhooks::{
+    Dispatcher, EVENT_ID_HEADER, MessageIds, SIGNATURE_HEADER, WebhookConfig, verify,
+};
+use serde_json::{Value, json};
 use tokio::sync::watch;
 
 /// What the receiver saw: (event id header, signature header, body, status it answered).
@@ -116,6 +119,11 @@ async fn queue(store: &Store, account: &str, to: &str) -> String {
         .remove(0)
 }
 
+/// The token key the dispatchers make Message-IDs with.
+fn tokens() -> TokenKey {
+    TokenKey::new(b"webhook tests")
+}
+
 /// Runs a dispatcher that resolves names on `dns` until `done` holds or 10 s pass.
 async fn dispatch_until(
     store: &Store,
@@ -135,7 +143,12 @@ async fn dispatch_with(
     done: impl Fn() -> bool,
 ) {
     let (stop, stopped) = watch::channel(false);
-    let dispatcher = Dispatcher::new(store.clone(), config, targets).unwrap();
+    let dispatcher = Dispatcher::new(store.clone(), config, targets)
+        .unwrap()
+        .with_message_ids(MessageIds {
+            tokens: tokens(),
+            helo_name: "mta.shop.test".into(),
+        });
     let mut stopped_rx = stopped.clone();
     let running = tokio::spawn(dispatcher.run(async move {
         let _ = stopped_rx.wait_for(|s| *s).await;
@@ -501,22 +514,18 @@ print(server.server_address[1], flush=True)
 server.serve_forever()
 "#;
 
-#[tokio::test]
-async fn the_standard_webhooks_library_verifies_every_post_and_refuses_a_tampered_one() {
+/// Starts [`STANDARD_RECEIVER`]; its URL and process.
+fn standard_receiver(secret_file: &Path, log: &Path) -> (String, std::process::Child) {
     let python = "/opt/mailtrail-venv/bin/python";
     assert!(
         Path::new(python).exists(),
         "{python} is missing: run scripts/install-test-deps (standardwebhooks from PyPI)"
     );
-    let dir = tempfile::tempdir().unwrap();
-    let (store, account) = store_with_account(dir.path()).await;
-    let log = dir.path().join("received.jsonl");
-    let secret_file = dir.path().join("secret");
     let mut receiver = std::process::Command::new(python)
         .arg("-c")
         .arg(STANDARD_RECEIVER)
-        .arg(&secret_file)
-        .arg(&log)
+        .arg(secret_file)
+        .arg(log)
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
@@ -526,12 +535,54 @@ async fn the_standard_webhooks_library_verifies_every_post_and_refuses_a_tampere
         &mut port,
     )
     .unwrap();
-    let url = format!("http://127.0.0.1:{}/hook", port.trim());
+    (format!("http://127.0.0.1:{}/hook", port.trim()), receiver)
+}
+
+/// The receiver's log: one JSON line per POST.
+fn received(log: &Path) -> Vec<Value> {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn the_standard_webhooks_library_verifies_every_post_and_refuses_a_tampered_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, account) = store_with_account(dir.path()).await;
+    let log = dir.path().join("received.jsonl");
+    let secret_file = dir.path().join("secret");
+    let (url, mut receiver) = standard_receiver(&secret_file, &log);
     let hook = store.create_webhook(&account, &url, None).await.unwrap();
     assert!(hook.secret.starts_with("whsec_"), "{}", hook.secret);
     std::fs::write(&secret_file, &hook.secret).unwrap();
 
-    let email = queue(&store, &account, "ana@x.test").await;
+    let submission = Submission {
+        content: Content {
+            from: "sales@shop.test".into(),
+            from_name: Some("Sales Team".into()),
+            subject: "Spring offer".into(),
+            text: Some("Hello".into()),
+            tags: vec!["spring".into(), "promo".into()],
+            metadata: [("crm_id".to_owned(), "42".to_owned())].into(),
+            ..Default::default()
+        },
+        batch: Some("spring".into()),
+        send_at_ms: None,
+        entries: vec![QueueEntry {
+            to: "ana@x.test".parse().unwrap(),
+            lead_id: None,
+            fields: Default::default(),
+            dropped: None,
+            header_to: None,
+        }],
+    };
+    let email = store
+        .enqueue(&account, &submission, None, |_| String::new())
+        .await
+        .unwrap()
+        .remove(0);
     let failed = Event::new(EventKind::Failed, 2)
         .with_status("550 5.1.1 No such user")
         .with_reason(Reason::UserUnknown);
@@ -563,6 +614,182 @@ async fn the_standard_webhooks_library_verifies_every_post_and_refuses_a_tampere
         .map(|l| l["event"]["type"].as_str().unwrap())
         .collect();
     assert_eq!(types, ["queued", "failed"]);
-    assert_eq!(lines[1]["event"]["email"]["id"], email.as_str());
+    // Every event says which message it is about, as the receiver's own records name it.
+    let token = tokens().sign(Purpose::Message, &email, None).unwrap();
+    for line in &lines {
+        let about = &line["event"]["email"];
+        assert_eq!(about["id"], email.as_str());
+        assert_eq!(
+            about["message_id"],
+            format!("<{email}.{token}@mta.shop.test>")
+        );
+        assert_eq!(about["subject"], "Spring offer");
+        assert_eq!(
+            (&about["from"], &about["from_name"]),
+            (&"sales@shop.test".into(), &"Sales Team".into())
+        );
+        assert_eq!(about["batch"], "spring");
+        assert_eq!(about["tags"], serde_json::json!(["spring", "promo"]));
+        assert_eq!(about["metadata"], serde_json::json!({"crm_id": "42"}));
+    }
     assert_eq!(latest(&store, &account, &hook.id).await.state, "delivered");
+}
+
+#[tokio::test]
+async fn payloads_carry_the_message_a_click_its_url_a_reply_its_from_and_text_and_a_test_is_sent_now()
+ {
+    use mailtrail_domain::token::{Purpose, TokenKey};
+    let dir = tempfile::tempdir().unwrap();
+    let (store, account) = store_with_account(dir.path()).await;
+    let (log, secret_file) = (dir.path().join("received.jsonl"), dir.path().join("secret"));
+    let (url, mut receiver) = standard_receiver(&secret_file, &log);
+    let hook = store.create_webhook(&account, &url, None).await.unwrap();
+    std::fs::write(&secret_file, &hook.secret).unwrap();
+
+    let submission = Submission {
+        content: Content {
+            from: "news@shop.test".into(),
+            from_name: Some("Shop Team".into()),
+            subject: "Spring sale".into(),
+            text: Some("Hello".into()),
+            tags: vec!["sale".into(), "spring".into()],
+            metadata: [("order".to_owned(), "42".to_owned())].into(),
+            ..Default::default()
+        },
+        batch: Some("spring".into()),
+        send_at_ms: None,
+        entries: vec![QueueEntry {
+            to: "ana@x.test".parse().unwrap(),
+            lead_id: None,
+            fields: Default::default(),
+            dropped: None,
+            header_to: None,
+        }],
+    };
+    let email = store
+        .enqueue(&account, &submission, None, |_| String::new())
+        .await
+        .unwrap()
+        .remove(0);
+    // A click as the tracking endpoint records it: the URL is the event's note.
+    let mut click = Event::new(EventKind::Clicked, 3);
+    click.detail.note = Some("https://shop.test/sale?item=7".into());
+    store.append_event(&account, &email, &click).await.unwrap();
+    // A reply, received and processed as the service does.
+    let tokens = TokenKey::new(b"a token key for this test only");
+    let token = tokens.sign(Purpose::Message, &email, None).unwrap();
+    let reply = format!(
+        "From: =?utf-8?q?Ana_P=C3=A9rez?= <ana@x.test>\r\nTo: <reply+{token}@bounce.shop.test>\r\n\
+         Subject: Re: Spring sale\r\nMessage-ID: <r1@x.test>\r\n\
+         Content-Type: text/plain; charset=utf-8\r\n\r\nYes please,\r\n  send me   the \
+         catalogue. {}\r\n",
+        "more ".repeat(200)
+    );
+    store
+        .save_inbound(
+            "ana@x.test",
+            &[format!("reply+{token}@bounce.shop.test")],
+            reply.as_bytes(),
+        )
+        .await
+        .unwrap();
+    let processor =
+        mailtrail_inbound::process::Processor::new(store.clone(), tokens.clone(), Arc::default());
+    assert_eq!(processor.process_pending().await.unwrap(), 1);
+
+    let config = fast();
+    let targets = Targets::new(&config, &[]).unwrap();
+    let (stop, stopped) = watch::channel(false);
+    let dispatcher = Dispatcher::new(store.clone(), config, targets.clone())
+        .unwrap()
+        .with_message_ids(mailtrail_webhooks::MessageIds {
+            tokens: tokens.clone(),
+            helo_name: "mta.shop.test".into(),
+        });
+    let mut stopped_rx = stopped.clone();
+    let running = tokio::spawn(dispatcher.run(async move {
+        let _ = stopped_rx.wait_for(|s| *s).await;
+    }));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while received(&log).len() < 3 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stop.send(true).unwrap();
+    running.await.unwrap();
+
+    // The test event, sent now and answered with the receiver's status.
+    let test = mailtrail_webhooks::send_test(&store, &targets, &account, &hook.id)
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            test.state.as_str(),
+            test.last_status,
+            test.event_type.as_str()
+        ),
+        ("delivered", Some(204), "test"),
+        "{test:?}"
+    );
+    receiver.kill().unwrap();
+    receiver.wait().unwrap();
+
+    let lines = received(&log);
+    assert_eq!(lines.len(), 4, "queued, clicked, replied, test: {lines:?}");
+    for line in &lines {
+        assert_eq!(
+            (&line["verified"], &line["tampered_verified"]),
+            (&json!(true), &json!(false)),
+            "{line}"
+        );
+    }
+    let event = |kind: &str| -> &Value {
+        &lines
+            .iter()
+            .find(|l| l["event"]["type"] == kind)
+            .unwrap_or_else(|| panic!("no {kind} event: {lines:?}"))["event"]
+    };
+    let message_id = format!("<{email}.{token}@mta.shop.test>");
+    for kind in ["queued", "clicked", "replied"] {
+        let e = &event(kind)["email"];
+        assert_eq!(e["id"], email.as_str(), "{kind}");
+        assert_eq!(e["subject"], "Spring sale", "{kind}");
+        assert_eq!(
+            (&e["from"], &e["from_name"]),
+            (&json!("news@shop.test"), &json!("Shop Team")),
+            "{kind}"
+        );
+        assert_eq!(e["message_id"], message_id.as_str(), "{kind}");
+        assert_eq!(e["batch"], "spring", "{kind}");
+        assert_eq!(e["tags"], json!(["sale", "spring"]), "{kind}");
+        assert_eq!(e["metadata"], json!({"order": "42"}), "{kind}");
+    }
+    assert_eq!(
+        event("clicked")["data"]["url"],
+        "https://shop.test/sale?item=7"
+    );
+    let reply = &event("replied")["data"]["reply"];
+    assert_eq!(
+        (&reply["from"], &reply["from_name"]),
+        (&json!("ana@x.test"), &json!("Ana Pérez")),
+        "{reply}"
+    );
+    let text = reply["text"].as_str().unwrap();
+    assert!(
+        text.starts_with("Yes please, send me the catalogue. more more"),
+        "one line, spaces collapsed: {text}"
+    );
+    assert_eq!(
+        text.chars().count(),
+        mailtrail_webhooks::REPLY_EXCERPT_CHARS
+    );
+    let test = event("test");
+    assert_eq!(test["email"], Value::Null);
+    assert_eq!(
+        test["id"],
+        store
+            .webhook_deliveries(&account, &hook.id, 1)
+            .await
+            .unwrap()[0]
+            .event_id
+    );
 }

@@ -60,6 +60,11 @@ pub enum Command {
         #[command(subcommand)]
         command: AccountCommand,
     },
+    /// The usernames and passwords mail clients log in with for SMTP submission.
+    SmtpCredential {
+        #[command(subcommand)]
+        command: SmtpCredentialCommand,
+    },
     /// Print a new operator API key (operators act on every account).
     OperatorKey {
         #[arg(long)]
@@ -165,6 +170,24 @@ pub enum AccountCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Subcommand)]
+pub enum SmtpCredentialCommand {
+    /// Make a credential for an account; prints its username and password, shown once.
+    Create {
+        #[arg(long)]
+        account: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// An account's credentials, without their passwords.
+    List {
+        #[arg(long)]
+        account: String,
+    },
+    /// Stop a credential (by id) logging in.
+    Revoke { id: String },
 }
 
 #[derive(Subcommand)]

@@ -53,6 +53,74 @@ pub struct Config {
     pub protection: ProtectionConfig,
     pub retention: RetentionConfig,
     pub web: mailtrail_web::WebConfig,
+    pub submission: SubmissionConfig,
+}
+
+/// The `[submission]` section: where mail clients submit mail with an SMTP credential
+/// (PRODUCT.md §7). Both listeners are off unless given an address; either needs the
+/// certificate, since AUTH is only offered over TLS. Hostname, timeouts, connection and error
+/// limits are `[inbound]`'s.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SubmissionConfig {
+    /// The STARTTLS listener (RFC 6409; port 587 by convention).
+    pub listen: Option<SocketAddr>,
+    /// The implicit-TLS listener (RFC 8314; port 465 by convention).
+    pub implicit_tls_listen: Option<SocketAddr>,
+    /// PEM certificate chain the listeners offer.
+    pub tls_certificate: Option<PathBuf>,
+    /// PEM private key of `tls_certificate`.
+    pub tls_key: Option<PathBuf>,
+    /// Largest message accepted (announced as SIZE); larger ones get `552 5.3.4`.
+    pub max_message_size: usize,
+    /// Envelope recipients per message; more get `452 4.5.3`.
+    pub max_recipients: usize,
+}
+
+impl Default for SubmissionConfig {
+    fn default() -> Self {
+        Self {
+            listen: None,
+            implicit_tls_listen: None,
+            tls_certificate: None,
+            tls_key: None,
+            max_message_size: 25 * 1024 * 1024,
+            max_recipients: 100,
+        }
+    }
+}
+
+impl SubmissionConfig {
+    /// The session settings of the submission listeners: `[inbound]`'s, with this section's
+    /// limits and certificate.
+    pub fn session(&self, inbound: &InboundConfig) -> InboundConfig {
+        InboundConfig {
+            max_message_size: self.max_message_size,
+            max_recipients: self.max_recipients,
+            tls_certificate: self.tls_certificate.clone(),
+            tls_key: self.tls_key.clone(),
+            ..inbound.clone()
+        }
+    }
+
+    /// The TLS acceptor of the listeners: `None` when neither is on; an error saying what is
+    /// missing or unusable otherwise.
+    pub fn acceptor(
+        &self,
+        inbound: &InboundConfig,
+    ) -> Result<Option<tokio_rustls::TlsAcceptor>, String> {
+        if self.listen.is_none() && self.implicit_tls_listen.is_none() {
+            return Ok(None);
+        }
+        if self.tls_certificate.is_none() || self.tls_key.is_none() {
+            return Err(
+                "[submission] listen and implicit_tls_listen need tls_certificate and \
+                        tls_key: logins are only taken over TLS"
+                    .into(),
+            );
+        }
+        mailtrail_inbound::tls::acceptor(&self.session(inbound))
+    }
 }
 
 impl Default for Config {
@@ -74,6 +142,7 @@ impl Default for Config {
             protection: ProtectionConfig::default(),
             retention: RetentionConfig::default(),
             web: mailtrail_web::WebConfig::default(),
+            submission: SubmissionConfig::default(),
         }
     }
 }
@@ -181,6 +250,12 @@ pub fn check(file: Option<&Path>) -> Vec<Problem> {
                 if let Err(message) = mailtrail_inbound::tls::acceptor(&config.inbound) {
                     problems.push(Problem {
                         path: "inbound.tls_certificate".into(),
+                        message,
+                    });
+                }
+                if let Err(message) = config.submission.acceptor(&config.inbound) {
+                    problems.push(Problem {
+                        path: "submission.tls_certificate".into(),
                         message,
                     });
                 }
@@ -319,6 +394,29 @@ mod tests {
             assert_eq!(problems.len(), 1, "{problems:?}");
             assert_eq!(problems[0].path, "inbound.tls_certificate");
             assert!(problems[0].message.contains("nope.pem"), "{problems:?}");
+            // A submission listener without a certificate, and a misspelt submission key.
+            jail.create_file(
+                "submission.toml",
+                "[submission]\nlisten = \"127.0.0.1:587\"\nmax_recipient = 5\n",
+            )?;
+            let problems = check(Some(Path::new("submission.toml")));
+            let paths: Vec<&str> = problems.iter().map(|p| p.path.as_str()).collect();
+            assert_eq!(
+                paths,
+                ["submission.max_recipient", "submission.tls_certificate"],
+                "{problems:?}"
+            );
+            assert!(problems[1].message.contains("tls_key"), "{problems:?}");
+            let config = Config::default();
+            assert_eq!(config.submission.max_message_size, 25 * 1024 * 1024);
+            assert_eq!(config.submission.max_recipients, 100);
+            assert!(
+                config
+                    .submission
+                    .acceptor(&config.inbound)
+                    .unwrap()
+                    .is_none()
+            );
             Ok(())
         });
     }

@@ -6,6 +6,7 @@ mod commands;
 mod config;
 mod metrics;
 mod service;
+mod submission;
 
 use clap::Parser;
 

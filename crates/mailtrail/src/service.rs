@@ -1,4 +1,4 @@
-//! The whole service in one process — HTTP (API, tracking), inbound SMTP, inbound processing,
+//! The whole service in one process — HTTP (API, tracking), inbound SMTP, SMTP submission, inbound processing,
 //! the delivery workers and the webhook dispatcher — started together and stopped together, for `serve` and `demo`.
 //!
 //! With the sandbox on, the built-in test mail servers start first and every outbound email
@@ -16,6 +16,7 @@ use mailtrail_inbound::server::{self, StoreSink};
 use mailtrail_outbound::Outbound;
 use mailtrail_outbound::config::{OutboundConfig, RetryConfig};
 use mailtrail_outbound::resolve::CATCH_ALL;
+use mailtrail_outbound::submit::Senders;
 use mailtrail_sandbox::{Sandbox, SandboxConfig};
 use mailtrail_store::Store;
 use tokio::net::TcpListener;
@@ -134,6 +135,11 @@ impl Service {
             inbound_tls,
             wait_for(stopped.clone()),
         ));
+        let submission =
+            start_submission(config, &outbound_config, &store, outbound.waker(), |()| {
+                wait_for(stopped.clone())
+            })
+            .await?;
         let processing = tokio::spawn(processor.run(wait_for(stopped.clone())));
         let dispatcher = mailtrail_webhooks::Dispatcher::new(
             store.clone(),
@@ -177,6 +183,11 @@ impl Service {
             hits_writer.await.context("the open/click writer failed")?;
             delivery.await.context("the delivery worker failed")?;
             inbound.await.context("the inbound SMTP server failed")?;
+            for listener in submission {
+                listener
+                    .await
+                    .context("an SMTP submission listener failed")?;
+            }
             processing.await.context("inbound processing failed")?;
             webhooks.await.context("the webhook dispatcher failed")?;
             forwarding.await.context("reply forwarding failed")?;
@@ -204,6 +215,59 @@ impl Service {
         let _ = self.stop.send(true);
         self.running.await.context("the service panicked")?
     }
+}
+
+/// Binds and starts the `[submission]` listeners that are on, each stopped by a `stopped()`
+/// future.
+async fn start_submission<F: Future<Output = ()> + Send + 'static>(
+    config: &Config,
+    outbound: &OutboundConfig,
+    store: &Store,
+    queued: std::sync::Arc<tokio::sync::Notify>,
+    stopped: impl Fn(()) -> F,
+) -> anyhow::Result<Vec<JoinHandle<()>>> {
+    let Some(tls) = config
+        .submission
+        .acceptor(&config.inbound)
+        .map_err(anyhow::Error::msg)?
+    else {
+        return Ok(Vec::new());
+    };
+    let sink = std::sync::Arc::new(crate::submission::Submissions {
+        store: store.clone(),
+        // The API's rule (and the sandbox's: any sender).
+        senders: if outbound.require_verified_domains {
+            Senders::VerifiedDomains
+        } else {
+            Senders::Any
+        },
+        queued,
+    });
+    let session = config.submission.session(&config.inbound);
+    let mut running = Vec::new();
+    for (address, implicit_tls, key) in [
+        (config.submission.listen, false, "listen"),
+        (
+            config.submission.implicit_tls_listen,
+            true,
+            "implicit_tls_listen",
+        ),
+    ] {
+        let Some(address) = address else { continue };
+        let listener = TcpListener::bind(address)
+            .await
+            .with_context(|| format!("cannot listen on [submission] {key} {address}"))?;
+        tracing::info!(%address, implicit_tls, "SMTP submission listening");
+        running.push(tokio::spawn(server::serve_submission(
+            listener,
+            session.clone(),
+            sink.clone(),
+            tls.clone(),
+            implicit_tls,
+            stopped(()),
+        )));
+    }
+    Ok(running)
 }
 
 /// On the embedded database, one service per data directory: a second `serve` on the same

@@ -10,6 +10,7 @@ mod report;
 mod secret_key;
 mod send;
 mod serve;
+mod smtp_credential;
 mod suppression;
 
 use std::process::ExitCode;
@@ -19,7 +20,7 @@ use mailtrail_store::{MasterKey, Store};
 
 use crate::cli::{
     AccountCommand, BounceCommand, Command, LeadCommand, ReportCommand, SecretKeyCommand,
-    SuppressionCommand, UserCommand,
+    SmtpCredentialCommand, SuppressionCommand, UserCommand,
 };
 use crate::config::Config;
 
@@ -48,6 +49,15 @@ pub async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
         Command::Account {
             command: AccountCommand::Create { name, json },
         } => accounts::create_account(&store, &name, json).await,
+        Command::SmtpCredential { command } => match command {
+            SmtpCredentialCommand::Create { account, json } => {
+                smtp_credential::create(&store, &account, json).await
+            }
+            SmtpCredentialCommand::List { account } => {
+                smtp_credential::list(&store, &account).await
+            }
+            SmtpCredentialCommand::Revoke { id } => smtp_credential::revoke(&store, &id).await,
+        },
         Command::OperatorKey { json } => accounts::operator_key(&store, json).await,
         Command::User {
             command:

@@ -603,4 +603,150 @@ mod tests {
             }
         }
     }
+
+    fn message() -> Request {
+        Request {
+            from: "sales@shop.example".into(),
+            subject: "Hi".into(),
+            text: Some("Hi".into()),
+            recipients: vec![Recipient::default()],
+            ..Request::default()
+        }
+    }
+
+    fn refused_field(request: &Request) -> Option<String> {
+        match validate(request) {
+            Ok(()) => None,
+            Err(SubmitError::Invalid { field, .. }) => Some(field),
+            Err(other) => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_mailbox_is_one_address_with_or_without_a_name() {
+        let (name, address) = mailbox("Sales Team <sales@shop.example>").unwrap();
+        assert_eq!(
+            (name.as_deref(), address.to_string().as_str()),
+            (Some("Sales Team"), "sales@shop.example")
+        );
+        let (name, address) = mailbox("\"Pérez, Ana\" <ana@shop.example>").unwrap();
+        assert_eq!(name.as_deref(), Some("Pérez, Ana"));
+        assert_eq!(address.to_string(), "ana@shop.example");
+        assert_eq!(mailbox("bo@shop.example").unwrap().0, None);
+        for bad in ["", "nope", "Sales <nope>", "a@shop.example, b@shop.example"] {
+            assert!(mailbox(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn headers_mailtrail_writes_and_lines_that_could_end_are_refused() {
+        let with = |name: &str, value: &str| Request {
+            headers: vec![(name.into(), value.into())],
+            ..message()
+        };
+        for (name, value) in [("X-Campaign", "spring"), ("List-Id", "<news.shop.example>")] {
+            assert_eq!(refused_field(&with(name, value)), None, "{name}");
+        }
+        for (name, value) in [
+            ("Subject", "x"),
+            ("REPLY-TO", "x@evil.example"),
+            ("Content-Transfer-Encoding", "8bit"),
+            ("x-mailtrail-email", "1"),
+            ("List-Unsubscribe-Post", "x"),
+            ("X Bad", "1"),
+            ("", "1"),
+            ("X-Ünicode", "1"),
+            ("X-Note", "a\r\nBcc: x@evil.example"),
+            ("X-Note", "a\u{85}"),
+        ] {
+            assert_eq!(
+                refused_field(&with(name, value)),
+                Some(format!("headers.{name}")),
+                "{name}: {value:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_submitted_mime_message_is_not_refused_for_parts_it_does_not_use() {
+        let request = Request {
+            headers: vec![("Subject".into(), "x".into())],
+            attachments: vec![Attachment {
+                filename: "a.txt".into(),
+                content_type: "nonsense".into(),
+                content_id: None,
+                data: vec![0; MAX_ATTACHMENT_BYTES + 1],
+            }],
+            ..message()
+        };
+        assert_eq!(refused_field(&request).as_deref(), Some("headers.Subject"));
+        let raw = Request {
+            raw: Some(b"From: sales@shop.example\r\n\r\nHi".to_vec()),
+            text: None,
+            ..request
+        };
+        assert_eq!(refused_field(&raw), None);
+        let tagged = Request {
+            tags: vec!["two\nlines".into()],
+            ..raw
+        };
+        assert_eq!(
+            refused_field(&tagged).as_deref(),
+            Some("tags[0]"),
+            "stored, so checked"
+        );
+    }
+
+    #[test]
+    fn attachments_are_named_typed_and_at_most_ten_mib() {
+        let with = |content_type: &str, sizes: &[usize]| Request {
+            attachments: sizes
+                .iter()
+                .map(|&n| Attachment {
+                    filename: "f.bin".into(),
+                    content_type: content_type.into(),
+                    content_id: None,
+                    data: vec![0; n],
+                })
+                .collect(),
+            ..message()
+        };
+        let half = MAX_ATTACHMENT_BYTES / 2;
+        assert_eq!(refused_field(&with("application/pdf", &[half, half])), None);
+        assert_eq!(
+            refused_field(&with("text/plain; charset=utf-8", &[1])),
+            None
+        );
+        assert_eq!(
+            refused_field(&with("application/pdf", &[half, half + 1])).as_deref(),
+            Some("attachments")
+        );
+        for bad in [
+            "pdf",
+            "text/",
+            "/plain",
+            "text/plain\r\nBcc: x",
+            "te xt/plain",
+        ] {
+            assert_eq!(
+                refused_field(&with(bad, &[1])).as_deref(),
+                Some("attachments[0].content_type"),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn cc_is_for_one_recipient() {
+        let request = Request {
+            cc: vec!["bo@partner.example".into()],
+            ..message()
+        };
+        assert_eq!(refused_field(&request), None);
+        let batch = Request {
+            recipients: vec![Recipient::default(), Recipient::default()],
+            ..request
+        };
+        assert_eq!(refused_field(&batch).as_deref(), Some("cc"));
+    }
 }

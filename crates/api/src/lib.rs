@@ -132,6 +132,7 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(webhooks::list, webhooks::create))
         .routes(routes!(webhooks::delete))
         .routes(routes!(webhooks::deliveries))
+        .routes(routes!(webhooks::test))
         .routes(routes!(domains::list, domains::create))
         .routes(routes!(domains::show, domains::delete))
         .routes(routes!(domains::verify))

@@ -1,6 +1,6 @@
 //! `/v1/webhooks` (admins): register the URLs an account's events are POSTed to, list and
-//! delete them, and read each one's delivery history (PRODUCT.md §7). Delivery itself is the
-//! `mailtrail-webhooks` dispatcher's job.
+//! delete them, send one a signed `test` event, and read each one's delivery history
+//! (PRODUCT.md §7). Delivery itself is the `mailtrail-webhooks` dispatcher's job.
 //!
 //! A hook's URL must reach a public address (see `mailtrail_webhooks::target`), and its
 //! secret is in the creation's answer only: listings leave it out.
@@ -58,8 +58,11 @@ impl From<Webhook> for WebhookView {
 pub struct CreatedWebhook {
     #[serde(flatten)]
     pub webhook: WebhookView,
-    /// Verify `Mailtrail-Signature` with this (HMAC-SHA256 over `"{t}.{body}"`). It is not
-    /// shown again: keep it now, or delete the hook and create another.
+    /// `whsec_` and the key in base64, as Standard Webhooks libraries take it: verify the
+    /// `webhook-signature` header with it (HMAC-SHA256 over `"{webhook-id}.{webhook-timestamp}.
+    /// {body}"` keyed with the decoded key). The older `Mailtrail-Signature` is keyed with
+    /// this whole text. It is not shown again: keep it now, or delete the hook and create
+    /// another.
     pub secret: String,
 }
 
@@ -83,7 +86,8 @@ pub struct DeliveryView {
     pub next_attempt_at: Option<String>,
     pub created_at: String,
     pub delivered_at: Option<String>,
-    /// The JSON that is POSTed.
+    /// The event as recorded. Each POST adds the email's `subject`, `from`, `from_name`,
+    /// `tags`, `metadata` and `message_id` as they are stored then (and a reply's `reply`).
     #[schema(value_type = Object)]
     pub payload: serde_json::Value,
 }
@@ -258,4 +262,28 @@ pub async fn deliveries(
     Ok(Json(DeliveryList {
         deliveries: deliveries.into_iter().map(DeliveryView::from).collect(),
     }))
+}
+
+#[utoipa::path(
+    post,
+    path = "/v1/webhooks/{id}/test",
+    operation_id = "test_webhook",
+    tag = "webhooks",
+    params(("id" = String, Path, description = "the hook's id"), AccountQuery),
+    responses(
+        (status = 200, description = "a signed `test` event was POSTed now (never retried): the delivery, `delivered` with the receiver's status, or `failed` with its status or why it was not sent (`blocked: …`, `no answer: …`)", body = DeliveryView),
+        KeyedErrors,
+        RoleErrors,
+    )
+)]
+pub async fn test(
+    State(state): State<AppState>,
+    scope: Scoped,
+    Path(id): Path<String>,
+) -> Result<Json<DeliveryView>, ApiError> {
+    scope.caller.require(Role::Admin)?;
+    let delivery =
+        mailtrail_webhooks::send_test(&state.store, &state.webhook_targets, &scope.account_id, &id)
+            .await?;
+    Ok(Json(delivery.into()))
 }

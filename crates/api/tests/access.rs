@@ -98,6 +98,7 @@ const ROUTES: &[Route] = &[
         Role::Admin,
     ),
     route("GET", "/v1/webhooks/{webhook}/deliveries", Role::Admin),
+    route("POST", "/v1/webhooks/{webhook}/test", Role::Admin),
     route("DELETE", "/v1/webhooks/{webhook}", Role::Admin),
     route("GET", "/v1/domains", Role::Admin),
     with_body(

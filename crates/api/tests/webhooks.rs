@@ -231,3 +231,123 @@ async fn internal_addresses_are_refused_unless_the_operator_allows_private_targe
         );
     }
 }
+
+/// The `standardwebhooks` receiver the dispatcher's tests use (Python's `http.server`
+/// verifying each POST with the library); its URL and process. It logs one JSON line per POST.
+fn standard_receiver(
+    secret: &std::path::Path,
+    log: &std::path::Path,
+) -> (String, std::process::Child) {
+    let python = "/opt/mailtrail-venv/bin/python";
+    assert!(
+        std::path::Path::new(python).exists(),
+        "{python} is missing: run scripts/install-test-deps (standardwebhooks from PyPI)"
+    );
+    let mut receiver = std::process::Command::new(python)
+        .arg("-c")
+        .arg(include_str!("../../webhooks/tests/standard_receiver.py"))
+        .arg(secret)
+        .arg(log)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut port = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(receiver.stdout.take().unwrap()),
+        &mut port,
+    )
+    .unwrap();
+    (format!("http://127.0.0.1:{}/hook", port.trim()), receiver)
+}
+
+#[tokio::test]
+async fn a_test_event_is_sent_now_signed_and_answered_with_what_the_receiver_said() {
+    let dir = tempfile::tempdir().unwrap();
+    let (secret_file, log) = (dir.path().join("secret"), dir.path().join("log"));
+    let (url, mut receiver) = standard_receiver(&secret_file, &log);
+    let mut app = app().await;
+    let (_, admin) = app.store.create_account("Acme").await.unwrap();
+    let (_, other) = app.store.create_account("Other").await.unwrap();
+    let (status, created, _) = app
+        .call(
+            "POST",
+            "/v1/webhooks",
+            Some(&admin.key),
+            Some(json!({"url": url, "events": ["failed"]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    std::fs::write(&secret_file, created["secret"].as_str().unwrap()).unwrap();
+    let test = format!("/v1/webhooks/{}/test", created["id"].as_str().unwrap());
+
+    let (status, answer, _) = app.call("POST", &test, Some(&admin.key), None).await;
+    receiver.kill().unwrap();
+    receiver.wait().unwrap();
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(
+        (
+            &answer["state"],
+            &answer["last_status"],
+            &answer["event_type"]
+        ),
+        (&json!("delivered"), &json!(204), &json!("test")),
+        "sent although the hook wants failures only: {answer}"
+    );
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert_eq!(
+        (&lines[0]["verified"], &lines[0]["tampered_verified"]),
+        (&json!(true), &json!(false)),
+        "the library verifies it and refuses a tampered copy: {lines:?}"
+    );
+    assert_eq!(lines[0]["event"]["type"], "test");
+    assert_eq!(lines[0]["event"]["id"], answer["event_id"]);
+
+    // The receiver is gone: the answer says so, and the delivery is not retried.
+    let (_, answer, _) = app.call("POST", &test, Some(&admin.key), None).await;
+    assert_eq!(answer["state"], "failed", "{answer}");
+    assert_eq!(answer["last_status"], serde_json::Value::Null);
+    assert!(
+        answer["last_error"]
+            .as_str()
+            .unwrap()
+            .starts_with("no answer:"),
+        "{answer}"
+    );
+    // Once the operator no longer allows private targets, nothing is sent to loopback.
+    let dns = mailtrail_testkit::dns::Dns::start(&[("hooks.test", "public IN A 8.8.8.8")]);
+    app.set_webhook_targets(false, dns.address);
+    let (_, answer, _) = app.call("POST", &test, Some(&admin.key), None).await;
+    assert_eq!(answer["state"], "failed", "{answer}");
+    assert!(
+        answer["last_error"]
+            .as_str()
+            .unwrap()
+            .starts_with("blocked: 127.0.0.1 is not a public address"),
+        "{answer}"
+    );
+
+    let history = format!(
+        "/v1/webhooks/{}/deliveries",
+        created["id"].as_str().unwrap()
+    );
+    let (_, history, _) = app.call("GET", &history, Some(&admin.key), None).await;
+    let states: Vec<&str> = history["deliveries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(states, ["failed", "failed", "delivered"], "{history}");
+    let (status, _, _) = app.call("POST", &test, Some(&other.key), None).await;
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "another account's hook looks missing"
+    );
+    assert_eq!(app.store.webhook_backlog().await.unwrap(), 0);
+}

@@ -211,7 +211,10 @@ fn template(
         message = message.cc(Address::new_list(cc));
     }
     message = message
-        .subject(render(&content.subject, lookup, Context::Header))
+        .subject(
+            render(&content.subject, lookup, Context::Header)
+                .map_err(|e| MessageError(format!("the subject template: {e}")))?,
+        )
         .date(email.created_at_ms / 1000);
     for (name, value) in managed {
         message = message.header(name, Raw::new(value));
@@ -220,24 +223,24 @@ fn template(
         message = message.header(field_name(name)?, header_value(value));
     }
     // The HTML part first, so a URL of the text part that the HTML links to shares its index.
-    let html = content.html.as_ref().map(|html| {
-        tracking::html(
-            &render(html, lookup, Context::Html),
-            tracking,
-            tokens,
-            &email.id,
-            links,
-        )
-    });
-    let text = content.text.as_ref().map(|text| {
-        tracking::text(
-            &render(text, lookup, Context::Text),
-            tracking,
-            tokens,
-            &email.id,
-            links,
-        )
-    });
+    let html = content
+        .html
+        .as_ref()
+        .map(|html| -> Result<_, MessageError> {
+            let html = render(html, lookup, Context::Html)
+                .map_err(|e| MessageError(format!("the html template: {e}")))?;
+            Ok(tracking::html(&html, tracking, tokens, &email.id, links))
+        })
+        .transpose()?;
+    let text = content
+        .text
+        .as_ref()
+        .map(|text| -> Result<_, MessageError> {
+            let text = render(text, lookup, Context::Text)
+                .map_err(|e| MessageError(format!("the text template: {e}")))?;
+            Ok(tracking::text(&text, tracking, tokens, &email.id, links))
+        })
+        .transpose()?;
     if content.attachments.is_empty() {
         if let Some(html) = html {
             message = message.html_body(html);

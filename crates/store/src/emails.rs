@@ -137,20 +137,16 @@ fn email_from_row(row: &AnyRow) -> Result<EmailRecord> {
 }
 
 /// The subject as the recipient saw it: the submission's template with this email's merge
-/// fields (`subject` and `fields` columns).
+/// fields (`subject` and `fields` columns); one that cannot be rendered, as it was written.
 pub(crate) fn subject_from_row(row: &AnyRow) -> Result<String> {
     let template: String = row.try_get("subject")?;
-    if !template.contains("{{") {
+    if !["{{", "{%", "{#"].iter().any(|tag| template.contains(tag)) {
         return Ok(template);
     }
     let fields: String = row.try_get("fields")?;
     let fields: BTreeMap<String, String> =
         serde_json::from_str(&fields).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    Ok(render(
-        &template,
-        |name| fields.get(name).cloned(),
-        Context::Header,
-    ))
+    Ok(render(&template, |name| fields.get(name).cloned(), Context::Header).unwrap_or(template))
 }
 
 pub(crate) fn event_from_row(row: &AnyRow) -> Result<StoredEvent> {

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use mailtrail_domain::merge::breaks_header;
+use mailtrail_domain::merge::{self, breaks_header};
 use mailtrail_domain::{EmailAddress, Permission, Reason};
 use mailtrail_store::{
     Attachment, Content, DomainStatus, Idempotent, QueueEntry, Store, StoreError, Submission,
@@ -321,6 +321,17 @@ fn validate(request: &Request) -> Result<(), SubmitError> {
             check_header(name, value)?;
         }
         check_attachments(&request.attachments)?;
+        // A template that cannot be rendered would fail every one of its emails.
+        for (field, template) in [
+            ("subject", Some(&request.subject)),
+            ("text", request.text.as_ref()),
+            ("html", request.html.as_ref()),
+        ] {
+            if let Some(template) = template {
+                merge::check(template)
+                    .map_err(|e| invalid(field, format!("the template cannot be rendered: {e}")))?;
+            }
+        }
     }
     Ok(())
 }
@@ -602,6 +613,37 @@ mod tests {
                 (other, _) => panic!("{subject:?}: {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn a_template_that_cannot_render_is_refused_naming_its_part() {
+        for (field, template) in [
+            ("subject", "Hi {{ first_name"),
+            ("text", "{% if vip %}Dear VIP"),
+            ("html", "<p>{{ first_name | defualt(\"there\") }}</p>"),
+        ] {
+            let mut request = message();
+            match field {
+                "subject" => request.subject = template.into(),
+                "text" => request.text = Some(template.into()),
+                _ => request.html = Some(template.into()),
+            }
+            match validate(&request) {
+                Err(SubmitError::Invalid { field: f, message }) => {
+                    assert_eq!(f, field);
+                    assert!(message.contains("cannot be rendered"), "{message}");
+                }
+                other => panic!("{template:?}: {other:?}"),
+            }
+            // A submitted MIME message is not a template: its subject is only shown.
+            request.raw = Some(b"Subject: x\r\n\r\nHi\r\n".to_vec());
+            request.subject = "{{ not a template".into();
+            assert!(validate(&request).is_ok(), "{template:?}");
+        }
+        let mut fine = message();
+        fine.subject = "Hi {{ first_name | default(\"there\") }}".into();
+        fine.html = Some("{% if vip %}<b>VIP</b>{% endif %}".into());
+        assert!(validate(&fine).is_ok());
     }
 
     fn message() -> Request {

@@ -2,9 +2,10 @@
 //! malformed or mistyped request says which field is wrong instead of axum's plain-text
 //! default.
 
-use axum::extract::rejection::JsonRejection;
+use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Query, Request};
 use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode, header};
 use serde::de::DeserializeOwned;
 
 use crate::error::ApiError;
@@ -19,36 +20,40 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match axum::Json::<T>::from_request(req, state).await {
-            Ok(axum::Json(value)) => Ok(ApiJson(value)),
-            Err(JsonRejection::JsonDataError(e)) => Err(ApiError::invalid(
-                "body",
-                data_error_message(&e.body_text()),
-            )),
-            Err(JsonRejection::BytesRejection(e))
-                if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE =>
-            {
-                Err(ApiError::TooLarge)
-            }
-            Err(JsonRejection::MissingJsonContentType(_)) => Err(ApiError::BadRequest(
+        if !is_json(req.headers()) {
+            return Err(ApiError::BadRequest(
                 "send the body as JSON with 'Content-Type: application/json'".into(),
-            )),
-            Err(e) => Err(ApiError::BadRequest(format!(
-                "the body is not valid JSON: {}",
-                e.body_text()
-            ))),
+            ));
         }
+        let body = Bytes::from_request(req, state).await.map_err(|e| {
+            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::TooLarge
+            } else {
+                ApiError::BadRequest(format!("the body could not be read: {}", e.body_text()))
+            }
+        })?;
+        parse_json(&body).map(ApiJson)
     }
 }
 
-/// serde's message without axum's generic prefix.
-fn data_error_message(text: &str) -> String {
-    text.trim_start_matches("Failed to deserialize the JSON body into the target type: ")
-        .to_owned()
+/// `application/json` or a `+json` type (RFC 6839), as axum's own `Json` takes.
+fn is_json(headers: &HeaderMap) -> bool {
+    let Some(value) = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let essence = value.split(';').next().unwrap_or_default().trim();
+    let essence = essence.to_ascii_lowercase();
+    essence == "application/json"
+        || essence
+            .strip_prefix("application/")
+            .is_some_and(|sub| sub.ends_with("+json"))
 }
 
-/// Parses a JSON body already read as bytes (when the raw bytes are needed too, as for
-/// idempotency keys), with the same problem documents as [`ApiJson`].
+/// Parses a JSON body: a value of the wrong type or shape is a 422 naming the field by its
+/// path (`permission_to_email`, `recipients[3].to`) with serde's account of what it takes.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
     serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {

@@ -28,12 +28,58 @@ fn permission_schema() -> ObjectBuilder {
         .description(Some("Permission to Email"))
 }
 
-/// [`permission_schema`], or `null` for "unchanged" (or the default).
+/// [`permission_schema`] or a JSON boolean, or `null` for "unchanged" (or the default).
 fn optional_permission_schema() -> ObjectBuilder {
     ObjectBuilder::new()
-        .schema_type(SchemaType::from_iter([Type::String, Type::Null]))
-        .enum_values(Some([Value::from("yes"), Value::from("no"), Value::Null]))
-        .description(Some("Permission to Email"))
+        .schema_type(SchemaType::from_iter([
+            Type::String,
+            Type::Boolean,
+            Type::Null,
+        ]))
+        .enum_values(Some([
+            Value::from("yes"),
+            Value::from("no"),
+            Value::from(true),
+            Value::from(false),
+            Value::Null,
+        ]))
+        .description(Some("Permission to Email: yes or no, or true or false"))
+}
+
+/// Permission to Email as a client sends it: `"yes"`/`"no"` (or another spelling CSV imports
+/// take, such as `"true"`), or a JSON boolean, since many clients model it as one.
+fn given_permission<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Permission>, D::Error> {
+    struct Given;
+    impl<'de> serde::de::Visitor<'de> for Given {
+        type Value = Option<Permission>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("\"yes\", \"no\", true or false")
+        }
+
+        fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<Self::Value, E> {
+            Ok(Some(if v { Permission::Yes } else { Permission::No }))
+        }
+
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            v.parse().map(Some).map_err(E::custom)
+        }
+
+        fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_any(self)
+        }
+    }
+    deserializer.deserialize_option(Given)
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -49,6 +95,7 @@ pub struct CreateLead {
     #[serde(default)]
     pub fields: BTreeMap<String, String>,
     /// `yes` when absent.
+    #[serde(default, deserialize_with = "given_permission")]
     #[schema(schema_with = optional_permission_schema, required = false)]
     pub permission_to_email: Option<Permission>,
 }
@@ -62,6 +109,7 @@ pub struct UpdateLead {
     pub last_name: Option<String>,
     /// Merged into the lead's custom fields.
     pub fields: Option<BTreeMap<String, String>>,
+    #[serde(default, deserialize_with = "given_permission")]
     #[schema(schema_with = optional_permission_schema, required = false)]
     pub permission_to_email: Option<Permission>,
 }
@@ -325,4 +373,43 @@ pub async fn erase(
         erased_emails: erased.emails,
         cancelled: erased.cancelled,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::extract::parse_json;
+
+    fn permission(json: &str) -> Result<Option<Permission>, ApiError> {
+        let body = format!(r#"{{"email": "a@example.com", "permission_to_email": {json}}}"#);
+        parse_json::<CreateLead>(body.as_bytes()).map(|lead| lead.permission_to_email)
+    }
+
+    #[test]
+    fn permission_is_a_word_or_a_boolean_and_a_wrong_one_names_the_field_and_its_values() {
+        for (json, want) in [
+            (r#""yes""#, Some(Permission::Yes)),
+            (r#""No""#, Some(Permission::No)),
+            ("true", Some(Permission::Yes)),
+            ("false", Some(Permission::No)),
+            ("null", None),
+        ] {
+            assert_eq!(permission(json).unwrap(), want, "{json}");
+        }
+        let absent = parse_json::<UpdateLead>(br#"{"first_name": "Ana"}"#).unwrap();
+        assert_eq!(absent.permission_to_email, None);
+        for (json, says) in [
+            (r#""maybe""#, "'maybe'"),
+            ("1", r#""yes", "no", true or false"#),
+            ("[]", r#""yes", "no", true or false"#),
+        ] {
+            match permission(json) {
+                Err(ApiError::Invalid(errors)) => {
+                    assert_eq!(errors[0].field, "permission_to_email", "{json}");
+                    assert!(errors[0].message.contains(says), "{json}: {errors:?}");
+                }
+                other => panic!("{json}: {other:?}"),
+            }
+        }
+    }
 }

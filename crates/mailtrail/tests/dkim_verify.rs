@@ -10,7 +10,7 @@ mod common;
 use std::io::Write;
 use std::process::{Command, Stdio};
 
-use common::{KillOnDrop, serve};
+use common::{KillOnDrop, serve_with_args};
 use mailtrail_testkit::dns::Dns;
 use mailtrail_testkit::smtp_sink::Sink;
 use serde_json::{Value, json};
@@ -132,6 +132,21 @@ async fn dkimpy_verifies_what_the_domain_check_says_to_publish_and_nothing_can_b
     let mut dns = Dns::start(&[("shop.test", ""), ("news.test", "")]);
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
+    // SMTP submission too, for the message an app submits (the last case).
+    let (certificate, tls_key) =
+        mailtrail_testkit::self_signed_certificate(dir.path(), "submit.shop.test");
+    let submission = mailtrail_testkit::free_port();
+    let config = dir.path().join("mailtrail.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[submission]\nlisten = \"127.0.0.1:{submission}\"\ntls_certificate = {:?}\n\
+             tls_key = {:?}\n",
+            certificate.display().to_string(),
+            tls_key.display().to_string()
+        ),
+    )
+    .unwrap();
     let env = [
         ("MAILTRAIL_DATA_DIR", data.to_str().unwrap().to_owned()),
         (
@@ -142,7 +157,7 @@ async fn dkimpy_verifies_what_the_domain_check_says_to_publish_and_nothing_can_b
     ];
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let (account, key) = common::create_account(&env, "Shop");
-    let (child, base) = serve(&env);
+    let (child, base, _) = serve_with_args(&env, &["--config", config.to_str().unwrap()]);
     let _service = KillOnDrop(child);
     let patch = reqwest::Client::new()
         .patch(format!("{base}/v1/settings"))
@@ -284,4 +299,67 @@ async fn dkimpy_verifies_what_the_domain_check_says_to_publish_and_nothing_can_b
         }
         assert_eq!(stage, "unsubscribed", "{from}");
     }
+
+    // A message an app submits over SMTP with an attachment (Python's smtplib and email
+    // package, as Django sends): delivered as the app wrote it, and signed so dkimpy verifies.
+    let output = common::mailtrail(&env)
+        .args(["smtp-credential", "create", "--account", &account, "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let credential: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let attachment: Vec<u8> = (0..=255u8).cycle().take(20_000).collect();
+    let mut client = Command::new(PYTHON)
+        .args(["-c", SUBMIT, &submission.to_string()])
+        .args([&credential["username"], &credential["password"]].map(|v| v.as_str().unwrap()))
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    client.stdin.take().unwrap().write_all(&attachment).unwrap();
+    assert!(client.wait().unwrap().success(), "smtplib submits");
+    let raw = common::received(&sink, "X-Rcpt-Args: <app@ok.test>").await;
+    assert_eq!(dkimpy(&dns, &raw), "pass", "{raw}");
+    let message = mail_parser::MessageParser::default()
+        .parse(raw.as_bytes())
+        .unwrap();
+    let part = message.attachments().next().unwrap();
+    assert_eq!(part.contents(), &attachment[..]);
+    // Tracked as this account's mail is: the link is a redirect, the unsubscribe link added.
+    let text = message.body_text(0).unwrap();
+    assert!(text.contains(&format!("{base}/c/")), "{text}");
+    assert!(!text.contains("https://shop.example/invoices/7"), "{text}");
+    assert!(text.contains(&format!("{base}/u/")), "{text}");
+    assert_eq!(
+        message
+            .from()
+            .and_then(|f| f.first())
+            .and_then(|a| a.name()),
+        Some("Shop Sales")
+    );
 }
+
+/// Submits, over STARTTLS with the credential in argv, a message with the bytes on stdin
+/// attached.
+const SUBMIT: &str = r#"
+import smtplib, ssl, sys
+from email.message import EmailMessage
+port, user, password = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+m = EmailMessage()
+m["From"] = "Shop Sales <sales@shop.test>"
+m["To"] = "app@ok.test"
+m["Subject"] = "Your invoice"
+m.set_content("Your invoice is attached: https://shop.example/invoices/7\n")
+m.add_attachment(sys.stdin.buffer.read(), maintype="application", subtype="octet-stream",
+                 filename="invoice.bin")
+context = ssl.create_default_context()
+context.check_hostname = False
+context.verify_mode = ssl.CERT_NONE
+with smtplib.SMTP("127.0.0.1", port, timeout=30) as smtp:
+    smtp.starttls(context=context)
+    smtp.login(user, password)
+    smtp.send_message(m)
+"#;

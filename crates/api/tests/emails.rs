@@ -789,3 +789,51 @@ async fn the_email_report_filters_by_tag_in_json_and_csv() {
         "{csv}"
     );
 }
+
+#[tokio::test]
+async fn the_openapi_document_describes_every_message_field() {
+    let app = app().await;
+    let (status, doc, _) = app.call("GET", "/v1/openapi.json", None, None).await;
+    assert_eq!(status, StatusCode::OK);
+    let schemas = &doc["components"]["schemas"];
+    let properties = |schema: &str| -> Vec<String> {
+        schemas[schema]["properties"]
+            .as_object()
+            .unwrap_or_else(|| panic!("{schema}: {}", schemas[schema]))
+            .keys()
+            .cloned()
+            .collect()
+    };
+    let fields = ["reply_to", "headers", "attachments", "tags", "metadata"];
+    let single = properties("SendEmail");
+    for field in fields.iter().chain(&["cc"]) {
+        assert!(single.contains(&field.to_string()), "SendEmail.{field}");
+    }
+    let batch = properties("SendBatch");
+    for field in fields {
+        assert!(batch.contains(&field.to_owned()), "SendBatch.{field}");
+    }
+    assert!(!batch.contains(&"cc".to_owned()), "a batch takes no cc");
+    let view = properties("EmailView");
+    for field in [
+        "from_name",
+        "cc",
+        "reply_to",
+        "headers",
+        "tags",
+        "metadata",
+        "attachments",
+        "submitted_over_smtp",
+    ] {
+        assert!(view.contains(&field.to_owned()), "EmailView.{field}");
+    }
+    assert_eq!(
+        properties("AttachmentInput"),
+        ["content", "content_id", "content_type", "filename"]
+    );
+    assert_eq!(
+        properties("AttachmentView"),
+        ["content_id", "content_type", "filename", "size"]
+    );
+    assert!(properties("Queued").contains(&"cc".to_owned()));
+}

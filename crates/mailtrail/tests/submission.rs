@@ -6,7 +6,8 @@
 //!   and a binary attachment; and swaks over implicit TLS with AUTH PLAIN;
 //! - Python's smtplib as Django's SMTP backend uses it (STARTTLS, login, a message with Cc
 //!   and an attachment): the To and the Cc address each become a delivered email;
-//! - every refusal with its code, and nothing queued.
+//! - every refusal with its code, and nothing queued; `smtp-credential list` and `revoke`;
+//!   the lockout of a client address after five failed logins.
 
 mod common;
 
@@ -27,6 +28,11 @@ struct Service {
     implicit: String,
     username: String,
     password: String,
+    /// The credential's id, and the account's.
+    credential: String,
+    account: String,
+    /// The configuration the CLI needs.
+    env: Vec<(String, String)>,
     dir: tempfile::TempDir,
 }
 
@@ -85,11 +91,29 @@ fn start(sink: &Sink) -> Service {
         implicit,
         username: credential["username"].as_str().unwrap().into(),
         password: credential["password"].as_str().unwrap().into(),
+        credential: credential["id"].as_str().unwrap().into(),
+        account,
+        env: env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
         dir,
     }
 }
 
 impl Service {
+    /// `mailtrail ARGS` with the service's configuration; its standard output.
+    fn cli(&self, args: &[&str]) -> String {
+        let env: Vec<(&str, &str)> = self
+            .env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let output = mailtrail(&env).args(args).output().unwrap();
+        assert!(output.status.success(), "{args:?}: {output:?}");
+        String::from_utf8(output.stdout).unwrap()
+    }
+
     /// Runs swaks against `address` with `args`; its transcript and whether it succeeded.
     fn swaks(&self, address: &str, args: &[&str]) -> (String, bool) {
         let (host, port) = address.rsplit_once(':').unwrap();
@@ -396,6 +420,62 @@ smtp.quit()
             "530 5.7.0 Must issue a STARTTLS command first",
             "530 5.7.0 Authentication required"
         ]
+    );
+
+    // Listed without its password and with its last use; revoked, it no longer logs in.
+    let listed = service.cli(&["smtp-credential", "list", "--account", &service.account]);
+    let row = listed
+        .lines()
+        .find(|l| l.contains(&service.username))
+        .unwrap_or_else(|| panic!("{listed}"));
+    assert!(!listed.contains(&service.password), "{listed}");
+    let columns: Vec<&str> = row.split('\t').collect();
+    assert!(
+        columns[3] != "-" && columns[4] == "-",
+        "used, not revoked: {row}"
+    );
+    service.cli(&["smtp-credential", "revoke", &service.credential]);
+    let mut args = login(&service.password);
+    args.extend(["--to".into(), "ana@ok.test".into()]);
+    let right: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (transcript, ok) = service.swaks(&service.starttls, &right);
+    assert!(!ok && transcript.contains("535 5.7.8"), "{transcript}");
+
+    // That is two failed logins from this address; three more lock it out, and then even a
+    // valid credential is not checked: 421 and the connection closed.
+    let fresh = service.cli(&[
+        "smtp-credential",
+        "create",
+        "--account",
+        &service.account,
+        "--json",
+    ]);
+    let fresh: Value = serde_json::from_str(&fresh).unwrap();
+    let mut wrong = login("wrong");
+    wrong.extend(["--to".into(), "ana@ok.test".into()]);
+    let wrong: Vec<&str> = wrong.iter().map(String::as_str).collect();
+    for _ in 0..3 {
+        let (transcript, ok) = service.swaks(&service.starttls, &wrong);
+        assert!(!ok && transcript.contains("535 5.7.8"), "{transcript}");
+    }
+    let (transcript, ok) = service.swaks(
+        &service.starttls,
+        &[
+            "--tls",
+            "--auth",
+            "PLAIN",
+            "--auth-user",
+            fresh["username"].as_str().unwrap(),
+            "--auth-password",
+            fresh["password"].as_str().unwrap(),
+            "--to",
+            "ana@ok.test",
+        ],
+    );
+    assert!(!ok, "{transcript}");
+    assert!(
+        transcript.contains("421 4.7.0 Too many failed logins"),
+        "{transcript}"
     );
 
     // Nothing was queued, and the sink got nothing.

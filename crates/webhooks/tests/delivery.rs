@@ -611,56 +611,14 @@ async fn payloads_carry_the_message_a_click_its_url_a_reply_its_from_and_text_an
     let hook = store.create_webhook(&account, &url, None).await.unwrap();
     std::fs::write(&secret_file, &hook.secret).unwrap();
 
-    let submission = Submission {
-        content: Content {
-            from: "news@shop.test".into(),
-            from_name: Some("Shop Team".into()),
-            subject: "Spring sale".into(),
-            text: Some("Hello".into()),
-            tags: vec!["sale".into(), "spring".into()],
-            metadata: [("order".to_owned(), "42".to_owned())].into(),
-            ..Default::default()
-        },
-        batch: Some("spring".into()),
-        send_at_ms: None,
-        entries: vec![QueueEntry {
-            to: "ana@x.test".parse().unwrap(),
-            lead_id: None,
-            fields: Default::default(),
-            dropped: None,
-            header_to: None,
-        }],
-    };
-    let email = store
-        .enqueue(&account, &submission, None, |_| String::new())
-        .await
-        .unwrap()
-        .remove(0);
+    let email = queue_sale(&store, &account).await;
     // A click as the tracking endpoint records it: the URL is the event's note.
     let mut click = Event::new(EventKind::Clicked, 3);
     click.detail.note = Some("https://shop.test/sale?item=7".into());
     store.append_event(&account, &email, &click).await.unwrap();
-    // A reply, received and processed as the service does.
     let tokens = TokenKey::new(b"a token key for this test only");
     let token = tokens.sign(Purpose::Message, &email, None).unwrap();
-    let reply = format!(
-        "From: =?utf-8?q?Ana_P=C3=A9rez?= <ana@x.test>\r\nTo: <reply+{token}@bounce.shop.test>\r\n\
-         Subject: Re: Spring sale\r\nMessage-ID: <r1@x.test>\r\n\
-         Content-Type: text/plain; charset=utf-8\r\n\r\nYes please,\r\n  send me   the \
-         catalogue. {}\r\n",
-        "more ".repeat(200)
-    );
-    store
-        .save_inbound(
-            "ana@x.test",
-            &[format!("reply+{token}@bounce.shop.test")],
-            reply.as_bytes(),
-        )
-        .await
-        .unwrap();
-    let processor =
-        mailtrail_inbound::process::Processor::new(store.clone(), tokens.clone(), Arc::default());
-    assert_eq!(processor.process_pending().await.unwrap(), 1);
+    receive_reply(&store, &tokens, &email).await;
 
     let config = fast();
     let targets = Targets::new(&config, &[]).unwrap();
@@ -756,5 +714,118 @@ async fn payloads_carry_the_message_a_click_its_url_a_reply_its_from_and_text_an
             .await
             .unwrap()[0]
             .event_id
+    );
+}
+
+/// Queues one email to ana@x.test of a content with every field a payload carries.
+async fn queue_sale(store: &Store, account: &str) -> String {
+    let submission = Submission {
+        content: Content {
+            from: "news@shop.test".into(),
+            from_name: Some("Shop Team".into()),
+            subject: "Spring sale".into(),
+            text: Some("Hello".into()),
+            tags: vec!["sale".into(), "spring".into()],
+            metadata: [("order".to_owned(), "42".to_owned())].into(),
+            ..Default::default()
+        },
+        batch: Some("spring".into()),
+        send_at_ms: None,
+        entries: vec![QueueEntry {
+            to: "ana@x.test".parse().unwrap(),
+            lead_id: None,
+            fields: Default::default(),
+            dropped: None,
+            header_to: None,
+        }],
+    };
+    store
+        .enqueue(account, &submission, None, |_| String::new())
+        .await
+        .unwrap()
+        .remove(0)
+}
+
+/// Ana's reply to `email`, received and processed as the service does.
+async fn receive_reply(store: &Store, tokens: &mailtrail_domain::token::TokenKey, email: &str) {
+    let token = tokens
+        .sign(mailtrail_domain::token::Purpose::Message, email, None)
+        .unwrap();
+    let reply = format!(
+        "From: =?utf-8?q?Ana_P=C3=A9rez?= <ana@x.test>\r\nTo: <reply+{token}@bounce.shop.test>\r\n\
+         Subject: Re: Spring sale\r\nMessage-ID: <r1@x.test>\r\n\
+         Content-Type: text/plain; charset=utf-8\r\n\r\nYes please,\r\n  send me   the \
+         catalogue. {}\r\n",
+        "more ".repeat(200)
+    );
+    store
+        .save_inbound(
+            "ana@x.test",
+            &[format!("reply+{token}@bounce.shop.test")],
+            reply.as_bytes(),
+        )
+        .await
+        .unwrap();
+    let processor =
+        mailtrail_inbound::process::Processor::new(store.clone(), tokens.clone(), Arc::default());
+    assert_eq!(processor.process_pending().await.unwrap(), 1);
+}
+
+#[tokio::test]
+async fn an_erased_lead_s_message_and_reply_are_not_sent_with_events_still_waiting() {
+    use mailtrail_domain::token::TokenKey;
+    let dir = tempfile::tempdir().unwrap();
+    let (store, account) = store_with_account(dir.path()).await;
+    let (url, seen) = receiver(0).await;
+    store.create_webhook(&account, &url, None).await.unwrap();
+    let lead = store
+        .create_lead(
+            &account,
+            &mailtrail_store::NewLead {
+                address: "ana@x.test".parse().unwrap(),
+                first_name: None,
+                last_name: None,
+                fields: Default::default(),
+                permission: mailtrail_domain::Permission::Yes,
+            },
+        )
+        .await
+        .unwrap();
+    let email = queue_sale(&store, &account).await;
+    let tokens = TokenKey::new(b"a token key for this test only");
+    receive_reply(&store, &tokens, &email).await;
+    // Erased before the dispatcher ran: its events are still waiting, and the erasure
+    // cancels the queued email (a third event).
+    store.erase_lead(&account, &lead.id, "test").await.unwrap();
+
+    let check = seen.clone();
+    dispatch_until(&store, fast(), &[], move || {
+        check.lock().unwrap().len() >= 3
+    })
+    .await;
+    let payloads: Vec<Value> = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|s| serde_json::from_slice(&s.2).unwrap())
+        .collect();
+    let mut types: Vec<&str> = payloads
+        .iter()
+        .map(|p| p["type"].as_str().unwrap())
+        .collect();
+    types.sort();
+    assert_eq!(types, ["failed", "queued", "replied"], "{payloads:?}");
+    for payload in &payloads {
+        let text = payload.to_string();
+        for personal in ["ana@x.test", "Ana", "Spring sale", "catalogue", "\"order\""] {
+            assert!(!text.contains(personal), "{personal} was sent: {text}");
+        }
+        assert_eq!(payload["email"]["subject"], "[erased]", "{payload}");
+        assert_eq!(payload["email"]["metadata"], json!({}), "{payload}");
+    }
+    let reply = &payloads.iter().find(|p| p["type"] == "replied").unwrap()["data"]["reply"];
+    assert_eq!(
+        reply,
+        &json!({"from": null, "from_name": null, "text": null})
     );
 }

@@ -21,6 +21,11 @@
 //!
 //! The timestamps let receivers refuse replays of old deliveries.
 //!
+//! The body is the recorded event with what the store adds when it is claimed (the email's
+//! subject, from, tags and metadata as stored then) and what is derived here: the email's
+//! Message-ID ([`MessageIds`]) and, for a reply, its From and a one-line excerpt read from
+//! the received message. [`send_test`] sends a hook a `test` event at once.
+//!
 //! [`target`] decides which URLs a hook may have and which addresses a delivery may connect
 //! to. A delivery to a refused address is recorded as failed at once, with a last error that
 //! starts `blocked:` and never says what the address answered: nothing was sent, and retrying

@@ -829,3 +829,47 @@ async fn an_erased_lead_s_message_and_reply_are_not_sent_with_events_still_waiti
         &json!({"from": null, "from_name": null, "text": null})
     );
 }
+
+/// The library's own signature of `body` for `secret`, `id` and `timestamp`.
+fn library_signature(secret: &str, id: &str, timestamp: u64, body: &str) -> String {
+    let script = "import sys, datetime\n\
+        from standardwebhooks.webhooks import Webhook\n\
+        at = datetime.datetime.fromtimestamp(int(sys.argv[3]), datetime.timezone.utc)\n\
+        print(Webhook(sys.argv[1]).sign(sys.argv[2], at, sys.argv[4].encode()))";
+    let out = std::process::Command::new("/opt/mailtrail-venv/bin/python")
+        .args(["-c", script, secret, id, &timestamp.to_string(), body])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+#[tokio::test]
+async fn new_base64_secrets_and_older_hex_ones_sign_as_the_library_expects() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, account) = store_with_account(dir.path()).await;
+    let new = store
+        .create_webhook(&account, "https://crm.test/h", None)
+        .await
+        .unwrap()
+        .secret;
+    // As hooks made before Standard Webhooks signing were shown theirs.
+    let older = format!("whsec_{}", "0123456789abcdef".repeat(4));
+    let body = r#"{"id":"ev1","type":"queued"}"#;
+    for secret in [new.as_str(), older.as_str()] {
+        assert_eq!(
+            mailtrail_webhooks::sign_standard(secret, "ev1", 1_800_000_000, body.as_bytes()),
+            library_signature(secret, "ev1", 1_800_000_000, body),
+            "{secret}"
+        );
+    }
+    assert_ne!(
+        mailtrail_webhooks::sign_standard(&new, "ev2", 1_800_000_000, body.as_bytes()),
+        library_signature(&new, "ev1", 1_800_000_000, body),
+        "the id is signed"
+    );
+}

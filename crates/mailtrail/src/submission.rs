@@ -195,11 +195,19 @@ fn request(raw: &[u8]) -> Result<Request, String> {
 /// `raw` without its `Bcc` and `X-Mailtrail-*` header fields, every other byte as sent, and
 /// the instruction fields removed: (name, unfolded and trimmed value).
 fn strip(raw: &[u8]) -> (Vec<u8>, Vec<(String, String)>) {
+    /// What becomes of the field being read: its first line and its continuation lines.
+    #[derive(PartialEq)]
+    enum Field {
+        Kept,
+        /// `Bcc`.
+        Dropped,
+        /// `X-Mailtrail-*`: its lines are the last instruction's value.
+        Instruction,
+    }
     let mut kept = Vec::with_capacity(raw.len());
-    let mut instructions = Vec::new();
+    let mut instructions: Vec<(String, String)> = Vec::new();
+    let mut field = Field::Kept;
     let mut rest = raw;
-    // Whether the field being read (a first line and its continuations) is dropped.
-    let mut dropping = false;
     while !rest.is_empty() {
         let end = rest
             .iter()
@@ -213,50 +221,35 @@ fn strip(raw: &[u8]) -> (Vec<u8>, Vec<(String, String)>) {
             kept.extend_from_slice(rest);
             break;
         }
-        if matches!(content[0], b' ' | b'\t') {
-            if dropping {
-                if let Some((_, value)) = instructions.last_mut() {
-                    let value: &mut String = value;
-                    value.push(' ');
-                    value.push_str(String::from_utf8_lossy(content).trim());
-                }
-            } else {
-                kept.extend_from_slice(line);
-            }
-        } else {
-            let name = content
-                .iter()
-                .position(|&b| b == b':')
-                .map(|colon| &content[..colon]);
-            let name = name.map(|n| String::from_utf8_lossy(n).trim().to_owned());
-            dropping = match &name {
-                Some(name) if name.eq_ignore_ascii_case("bcc") => {
-                    // Dropped without an instruction to carry its continuation lines.
-                    instructions.push((String::new(), String::new()));
-                    true
-                }
-                Some(name)
-                    if name.len() > INSTRUCTION.len()
-                        && name[..INSTRUCTION.len()].eq_ignore_ascii_case(INSTRUCTION) =>
-                {
-                    let colon = content.iter().position(|&b| b == b':').unwrap_or(0);
-                    let value = String::from_utf8_lossy(&content[colon + 1..])
-                        .trim()
-                        .to_owned();
-                    instructions.push((name.clone(), value));
-                    true
-                }
-                _ => false,
+        if !matches!(content[0], b' ' | b'\t') {
+            let (name, value) = match content.iter().position(|&b| b == b':') {
+                Some(colon) => (&content[..colon], &content[colon + 1..]),
+                None => (content, &b""[..]),
             };
-            if !dropping {
-                kept.extend_from_slice(line);
-            }
+            let name = String::from_utf8_lossy(name).trim().to_owned();
+            field = if name.eq_ignore_ascii_case("bcc") {
+                Field::Dropped
+            } else if name.len() > INSTRUCTION.len()
+                && name[..INSTRUCTION.len()].eq_ignore_ascii_case(INSTRUCTION)
+            {
+                instructions.push((name, String::from_utf8_lossy(value).trim().to_owned()));
+                Field::Instruction
+            } else {
+                Field::Kept
+            };
+        } else if field == Field::Instruction
+            && let Some((_, value)) = instructions.last_mut()
+        {
+            // Unfolded: the line break goes, the continuation joins with one space.
+            let more = String::from_utf8_lossy(content);
+            value.push(' ');
+            value.push_str(more.trim());
+            *value = value.trim().to_owned();
+        }
+        if field == Field::Kept {
+            kept.extend_from_slice(line);
         }
         rest = after;
-    }
-    instructions.retain(|(name, _)| !name.is_empty());
-    for (_, value) in &mut instructions {
-        *value = value.trim().to_owned();
     }
     (kept, instructions)
 }
@@ -292,6 +285,29 @@ mod tests {
         assert_eq!(request.tags, ["spring", "promo"]);
         assert_eq!(request.batch.as_deref(), Some("may"));
         assert_eq!(request.metadata["Order"], "42");
+    }
+
+    #[test]
+    fn bare_lf_lines_and_bytes_that_are_not_utf8_are_read_without_panicking() {
+        let (kept, instructions) =
+            strip(b"To: a@x.test\nX-Mailtrail-Batch: \xff\xfe\nBcc: b\n\nbody\n");
+        assert_eq!(kept, b"To: a@x.test\n\nbody\n");
+        assert_eq!(
+            instructions,
+            [(
+                "X-Mailtrail-Batch".to_owned(),
+                "\u{fffd}\u{fffd}".to_owned()
+            )]
+        );
+        for raw in [
+            &b"X-Mailtrail-"[..],
+            b"\r\n",
+            b" folded first\r\n",
+            b"X-Mailtrail-Tags:\r\n\r\n",
+        ] {
+            let _ = strip(raw);
+            let _ = request(raw);
+        }
     }
 
     #[test]

@@ -6,7 +6,8 @@
 //!   and a binary attachment; and swaks over implicit TLS with AUTH PLAIN;
 //! - Python's smtplib as Django's SMTP backend uses it (STARTTLS, login, a message with Cc
 //!   and an attachment): the To and the Cc address each become a delivered email;
-//! - every refusal with its code, and nothing queued; `smtp-credential list` and `revoke`;
+//! - every refusal with its code (a From domain the account may not use among them), and
+//!   nothing queued; `smtp-credential list` and `revoke`;
 //!   the lockout of a client address after five failed logins.
 
 mod common;
@@ -37,8 +38,8 @@ struct Service {
 }
 
 /// Serves with both submission listeners, an account, one credential, and a lead at
-/// `nope@ok.test` whose Permission to Email is No.
-fn start(sink: &Sink) -> Service {
+/// `nope@ok.test` whose Permission to Email is No; `outbound` is more `[outbound]` keys.
+fn start(sink: &Sink, outbound: &str) -> Service {
     let dir = tempfile::tempdir().unwrap();
     let (cert, key) = mailtrail_testkit::self_signed_certificate(dir.path(), "submit.shop.test");
     let starttls = format!("127.0.0.1:{}", mailtrail_testkit::free_port());
@@ -47,7 +48,7 @@ fn start(sink: &Sink) -> Service {
     std::fs::write(
         &config,
         format!(
-            "[outbound]\nhelo_name = \"mta.shop.test\"\nbounce_domain = \"bounce.shop.test\"\n\
+            "[outbound]\nhelo_name = \"mta.shop.test\"\nbounce_domain = \"bounce.shop.test\"\n{outbound}\n\
              [outbound.routes]\n\"ok.test\" = \"{sink}\"\n\
              [submission]\nlisten = \"{starttls}\"\nimplicit_tls_listen = \"{implicit}\"\n\
              tls_certificate = \"{}\"\ntls_key = \"{}\"\n",
@@ -192,7 +193,7 @@ fn queued_id(transcript: &str) -> String {
 #[tokio::test(flavor = "multi_thread")]
 async fn swaks_and_smtplib_submit_mail_that_is_delivered_as_sent() {
     let sink = Sink::start(&[]);
-    let service = start(&sink);
+    let service = start(&sink, "");
     let (file, bytes) = binary_file(service.dir.path());
     let attach = format!("@{}", file.display());
 
@@ -342,7 +343,7 @@ print("sent")
 #[tokio::test(flavor = "multi_thread")]
 async fn refused_submissions_get_their_codes_and_queue_nothing() {
     let sink = Sink::start(&[]);
-    let service = start(&sink);
+    let service = start(&sink, "");
     let login = |password: &str| {
         vec![
             "--tls".to_owned(),
@@ -482,5 +483,35 @@ smtp.quit()
     tokio::time::sleep(Duration::from_millis(500)).await;
     let rows = service.report("").await;
     assert!(rows.is_empty(), "{rows:?}");
+    assert!(sink.messages().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_from_domain_the_account_may_not_use_is_refused_after_data() {
+    let sink = Sink::start(&[]);
+    let service = start(&sink, "require_verified_domains = true");
+    let (transcript, ok) = service.swaks(
+        &service.starttls,
+        &[
+            "--tls",
+            "--auth",
+            "PLAIN",
+            "--auth-user",
+            &service.username,
+            "--auth-password",
+            &service.password,
+            "--to",
+            "ana@ok.test",
+            "--h-From",
+            "\"Sales Team\" <sales@shop.test>",
+        ],
+    );
+    assert!(!ok, "{transcript}");
+    assert!(
+        transcript.contains("550 5.7.1 sales@shop.test: the domain shop.test is not a verified"),
+        "{transcript}"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(service.report("").await.is_empty());
     assert!(sink.messages().is_empty());
 }

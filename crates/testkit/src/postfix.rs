@@ -188,7 +188,8 @@ impl Postfix {
     /// `relayhost` (an IPv4 `host:port`, no MX lookup), which it must reach with STARTTLS
     /// (`smtp_tls_security_level = encrypt`, which encrypts without verifying the certificate)
     /// and log in to as `login` (user, password) with SASL PLAIN or LOGIN, never anonymously.
-    /// Deferred mail is retried every second.
+    /// Deferred mail is retried every second. Its own [`MESSAGE_SIZE_LIMIT`] applies: a
+    /// larger message is bounced by this instance, never relayed.
     pub fn start_relay_client(relayhost: &str, login: (&str, &str)) -> Self {
         Self::launch(
             crate::free_port(),

@@ -181,8 +181,11 @@ async fn add_email_facts(
     tx: &mut Transaction<'static, Any>,
     payload: &str,
 ) -> Result<(String, Option<Vec<u8>>)> {
-    let mut body: serde_json::Value =
-        serde_json::from_str(payload).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    // A payload that does not read as JSON (never written so) is sent as it is rather than
+    // holding up the claims of every delivery behind it.
+    let Ok(mut body) = serde_json::from_str::<serde_json::Value>(payload) else {
+        return Ok((payload.to_owned(), None));
+    };
     let Some(email_id) = body["email"]["id"].as_str().map(str::to_owned) else {
         // A test event: no email.
         return Ok((payload.to_owned(), None));
@@ -197,9 +200,8 @@ async fn add_email_facts(
     if let (Some(row), Some(email)) = (row, body["email"].as_object_mut()) {
         let json = |column: &str| -> Result<serde_json::Value> {
             Ok(match row.try_get::<Option<String>, _>(column)? {
-                Some(text) => {
-                    serde_json::from_str(&text).map_err(|e| StoreError::Corrupt(e.to_string()))?
-                }
+                // Columns the store wrote as JSON; anything else reads as none.
+                Some(text) => serde_json::from_str(&text).unwrap_or_default(),
                 None => serde_json::Value::Null,
             })
         };

@@ -18,7 +18,7 @@ use mailtrail_domain::merge::one_line;
 use mailtrail_domain::{EmailAddress, Permission};
 use mailtrail_inbound::session::{Login, Refusal, Sink};
 use mailtrail_outbound::submit::{self, Recipient, Request, Senders, SubmitError};
-use mailtrail_store::login_throttle::{Counted, LoginLimit};
+use mailtrail_store::login_throttle::LoginLimit;
 use mailtrail_store::{Store, now_ms};
 use tokio::sync::Notify;
 
@@ -51,27 +51,26 @@ impl Sink for Submissions {
             "smtp:{}",
             client.map_or_else(String::new, |ip| ip.to_string())
         );
-        // Counted as a failure before the password is checked, so logins sent at once cannot
-        // outrun the lock; taken back when it was right.
-        let counts = match self
-            .store
-            .count_login_attempt(&[(&key, &LOGIN_LIMIT)], now_ms())
-            .await
-        {
-            Ok(Counted::AlreadyLocked(_)) => return Login::Locked,
-            Ok(Counted::Counted(counts)) => counts,
+        // Only failures are counted: a server's MTA opens many connections at once, all with
+        // the right password, and must never lock itself out. Guesses sent together can each
+        // be checked before the lock starts, at most one per connection in flight.
+        match self.store.login_locked_until(&[&key], now_ms()).await {
+            Ok(Some(_)) => return Login::Locked,
+            Ok(None) => {}
             Err(e) => return Login::Unavailable(e.to_string()),
-        };
+        }
         match self.store.verify_smtp_credential(username, password).await {
-            Ok(Some(account)) => {
-                for count in &counts {
-                    if let Err(e) = self.store.uncount_login_attempt(count).await {
-                        tracing::warn!(error = %e, "cannot take back a right login's count");
-                    }
+            Ok(Some(account)) => Login::Account(account),
+            Ok(None) => {
+                let counted = self
+                    .store
+                    .count_login_attempt(&[(&key, &LOGIN_LIMIT)], now_ms())
+                    .await;
+                if let Err(e) = counted {
+                    tracing::warn!(error = %e, "cannot count a failed SMTP login");
                 }
-                Login::Account(account)
+                Login::Invalid
             }
-            Ok(None) => Login::Invalid,
             Err(e) => Login::Unavailable(e.to_string()),
         }
     }

@@ -42,12 +42,13 @@ struct Service {
 fn start(sink: &Sink, outbound: &str) -> Service {
     let dir = tempfile::tempdir().unwrap();
     let (cert, key) = mailtrail_testkit::self_signed_certificate(dir.path(), "submit.shop.test");
-    let starttls = format!("127.0.0.1:{}", mailtrail_testkit::free_port());
-    let implicit = format!("127.0.0.1:{}", mailtrail_testkit::free_port());
     let config = dir.path().join("mailtrail.toml");
-    std::fs::write(
-        &config,
-        format!(
+    // The listeners' ports are picked free, then bound by the service: another process on
+    // this machine may take one in between, so a start that fails is tried again on others.
+    let write_config = || {
+        let starttls = format!("127.0.0.1:{}", mailtrail_testkit::free_port());
+        let implicit = format!("127.0.0.1:{}", mailtrail_testkit::free_port());
+        let text = format!(
             "[outbound]\nhelo_name = \"mta.shop.test\"\nbounce_domain = \"bounce.shop.test\"\n{outbound}\n\
              [outbound.routes]\n\"ok.test\" = \"{sink}\"\n\
              [submission]\nlisten = \"{starttls}\"\nimplicit_tls_listen = \"{implicit}\"\n\
@@ -55,9 +56,11 @@ fn start(sink: &Sink, outbound: &str) -> Service {
             cert.display(),
             key.display(),
             sink = sink.address(),
-        ),
-    )
-    .unwrap();
+        );
+        std::fs::write(&config, text).unwrap();
+        (starttls, implicit)
+    };
+    let (mut starttls, mut implicit) = write_config();
     let data = dir.path().join("data");
     let env = [
         ("MAILTRAIL_CONFIG", config.to_str().unwrap()),
@@ -83,7 +86,16 @@ fn start(sink: &Sink, outbound: &str) -> Service {
         .unwrap();
     assert!(output.status.success(), "{output:?}");
     let credential: Value = serde_json::from_slice(&output.stdout).unwrap();
-    let (child, base, _) = serve_with_args(&env, &[]);
+    let mut attempts = 0;
+    let (child, base) = loop {
+        let serve = || serve_with_args(&env, &[]);
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(serve)) {
+            Ok((child, base, _)) => break (child, base),
+            Err(panic) if attempts == 2 => std::panic::resume_unwind(panic),
+            Err(_) => (starttls, implicit) = write_config(),
+        }
+        attempts += 1;
+    };
     Service {
         _serve: KillOnDrop(child),
         base,
@@ -272,6 +284,30 @@ async fn swaks_and_smtplib_submit_mail_that_is_delivered_as_sent() {
     common::received(&sink, &id).await;
     let email = service.email(&id, |e| e["stage"] == "delivered").await;
     assert_eq!(email["stage"], "delivered", "{email}");
+
+    // A server's MTA logs in on many connections at once: none is locked out.
+    let (host, port) = service.implicit.rsplit_once(':').unwrap();
+    let clients: Vec<_> = (0..12)
+        .map(|i| {
+            Command::new("swaks")
+                .args([
+                    "--server", host, "--port", port, "--tlsc", "--auth", "PLAIN",
+                ])
+                .args(["--auth-user", &service.username])
+                .args(["--auth-password", &service.password])
+                .args(["--from", "sales@shop.test", "--to"])
+                .arg(format!("many{i}@ok.test"))
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for client in clients {
+        let output = client.wait_with_output().unwrap();
+        let transcript = String::from_utf8_lossy(&output.stdout);
+        assert!(output.status.success(), "{transcript}");
+        queued_id(&transcript);
+    }
 
     // smtplib as Django's SMTP backend uses it.
     let script = r#"

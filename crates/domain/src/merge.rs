@@ -58,8 +58,10 @@ impl From<minijinja::Error> for TemplateError {
 /// that a template looping over `range(…)` cannot hold a delivery worker.
 const FUEL: u64 = 100_000;
 
-/// Compiled templates one thread keeps per context; past this many, it starts over.
+/// Compiled templates one thread keeps per context, and their text's size in all: past
+/// either, it starts over (a batch's emails come together, so its template stays).
 const CACHED_TEMPLATES: usize = 256;
+const CACHED_BYTES: usize = 8 << 20;
 
 /// Whether `template` is plain text to minijinja: nothing in it is a tag or a comment.
 fn is_plain(template: &str) -> bool {
@@ -112,6 +114,7 @@ struct Slot {
     env: Environment<'static>,
     compiled: Vec<Compiled>,
     by_text: HashMap<String, usize>,
+    bytes: usize,
 }
 
 impl Slot {
@@ -120,6 +123,7 @@ impl Slot {
             env: environment(context),
             compiled: Vec::new(),
             by_text: HashMap::new(),
+            bytes: 0,
         }
     }
 
@@ -128,10 +132,11 @@ impl Slot {
         if let Some(&at) = self.by_text.get(template) {
             return Ok(at);
         }
-        if self.compiled.len() >= CACHED_TEMPLATES {
+        if self.compiled.len() >= CACHED_TEMPLATES || self.bytes + template.len() > CACHED_BYTES {
             self.env.clear_templates();
             self.compiled.clear();
             self.by_text.clear();
+            self.bytes = 0;
         }
         let name = format!("t{}", self.compiled.len());
         self.env
@@ -149,6 +154,7 @@ impl Slot {
         });
         self.by_text
             .insert(template.to_owned(), self.compiled.len() - 1);
+        self.bytes += template.len();
         Ok(self.compiled.len() - 1)
     }
 }
@@ -405,6 +411,19 @@ mod tests {
                 "{template:?} gave {line:?}"
             );
         }
+    }
+
+    #[test]
+    fn more_templates_than_one_thread_keeps_still_render_each_its_own() {
+        for round in 0..2 {
+            for i in 0..CACHED_TEMPLATES + 10 {
+                let template = format!("{i}: {{{{ first_name }}}}");
+                assert_eq!(ok(&template, Context::Text), format!("{i}: Ana"), "{round}");
+            }
+        }
+        let big = format!("{}{{{{ first_name }}}}", "x".repeat(CACHED_BYTES));
+        assert!(ok(&big, Context::Text).ends_with("xAna"));
+        assert_eq!(ok("0: {{ first_name }}", Context::Text), "0: Ana");
     }
 
     #[test]

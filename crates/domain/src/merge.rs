@@ -78,15 +78,16 @@ fn environment(context: Context) -> Environment<'static> {
     // Escaping is the formatter's, by context; minijinja's own would escape twice.
     env.set_auto_escape_callback(|_| AutoEscape::None);
     env.set_fuel(Some(FUEL));
-    env.set_formatter(move |out, _, value| {
-        write_value(value, context, out);
-        Ok(())
-    });
+    env.set_formatter(move |out, _, value| write_value(value, context, out));
     env
 }
 
 /// Writes a value the template outputs, made safe for `context`.
-fn write_value(value: &Value, context: Context, out: &mut minijinja::Output) {
+fn write_value(
+    value: &Value,
+    context: Context,
+    out: &mut minijinja::Output,
+) -> Result<(), minijinja::Error> {
     let text = if value.is_undefined() || value.is_none() {
         String::new()
     } else {
@@ -99,8 +100,7 @@ fn write_value(value: &Value, context: Context, out: &mut minijinja::Output) {
         Context::Html if value.is_safe() => text_into(&text, &mut safe),
         Context::Html => escape_html_into(&self::text(&text), &mut safe),
     }
-    // Writing to a String cannot fail.
-    let _ = out.write_str(&safe);
+    out.write_str(&safe).map_err(minijinja::Error::from)
 }
 
 /// A compiled template: its name in the environment and the names it reads.

@@ -21,11 +21,14 @@ use mail_parser::MessageParser;
 use mail_send::SmtpClientBuilder;
 use mail_send::smtp::message::Message;
 use mailtrail_domain::EmailAddress;
+use mailtrail_domain::classify::{Verdict, classify};
+use mailtrail_domain::retry::backoff;
 use mailtrail_domain::merge::one_line;
 use mailtrail_store::{Forward, ForwardOutcome, ForwardTargets, Store, now_ms};
 
 use crate::OutboundConfig;
 use crate::message::parse_mailboxes;
+use crate::session::to_reply;
 use crate::resolve::{ResolveError, Resolver};
 
 /// Replies claimed per round, and how long a claim lasts.
@@ -135,9 +138,8 @@ impl Forwarder {
     }
 
     fn retry(&self, reply: &Forward, note: String) -> ForwardOutcome {
-        let delay = FIRST_RETRY
-            .saturating_mul(1u32.checked_shl(reply.attempts).unwrap_or(u32::MAX))
-            .min(MAX_RETRY);
+        // The one doubling schedule; this try is attempt `attempts + 1`.
+        let delay = backoff(FIRST_RETRY, MAX_RETRY, reply.attempts + 1);
         let at_ms = now_ms() + delay.as_millis() as i64;
         if at_ms > reply.received_at_ms + GIVE_UP_AFTER.as_millis() as i64 {
             ForwardOutcome::Failed {
@@ -200,9 +202,13 @@ impl Forwarder {
             match sent {
                 Ok(()) => return Ok(format!("accepted by {} [{}]", target.host, target.addr)),
                 Err(mail_send::Error::UnexpectedReply(reply)) => {
+                    let detail = format!("{} {}", reply.code, reply.message);
+                    // The one interpreter decides, as for every email: a 5xx that says it is
+                    // temporary (a full mailbox, a rate limit) is tried again.
+                    let verdict = classify(&to_reply(reply)).verdict;
                     return Err(NotSent {
-                        permanent: reply.code >= 500,
-                        detail: format!("{} {}", reply.code, reply.message),
+                        permanent: matches!(verdict, Verdict::Fail { .. }),
+                        detail,
                     });
                 }
                 Err(e) => failures.push(format!("{} [{}]: {e}", target.host, target.addr)),

@@ -51,7 +51,8 @@ pub enum Ending {
     },
 }
 
-fn to_reply(response: Response<String>) -> SmtpReply {
+/// An SMTP client's reply as the interpreter reads it.
+pub(crate) fn to_reply(response: Response<String>) -> SmtpReply {
     let [class, subject, detail] = response.esc;
     let enhanced = EnhancedStatus::new(class, subject.into(), detail.into()).ok();
     SmtpReply::new(

@@ -22,14 +22,14 @@ use mail_send::SmtpClientBuilder;
 use mail_send::smtp::message::Message;
 use mailtrail_domain::EmailAddress;
 use mailtrail_domain::classify::{Verdict, classify};
-use mailtrail_domain::retry::backoff;
 use mailtrail_domain::merge::one_line;
+use mailtrail_domain::retry::backoff;
 use mailtrail_store::{Forward, ForwardOutcome, ForwardTargets, Store, now_ms};
 
 use crate::OutboundConfig;
 use crate::message::parse_mailboxes;
-use crate::session::to_reply;
 use crate::resolve::{ResolveError, Resolver};
+use crate::session::to_reply;
 
 /// Replies claimed per round, and how long a claim lasts.
 const BATCH: i64 = 20;

@@ -163,11 +163,8 @@ fn unix_now() -> u64 {
 
 /// The delay before retry number `attempts` (1 for the first retry).
 fn backoff(config: &WebhookConfig, attempts: u32) -> Duration {
-    let doubled = config.first_delay.saturating_mul(
-        1u32.checked_shl(attempts.saturating_sub(1))
-            .unwrap_or(u32::MAX),
-    );
-    doubled.min(config.max_delay)
+    // The one doubling schedule emails and forwards use too.
+    mailtrail_domain::retry::backoff(config.first_delay, config.max_delay, attempts)
 }
 
 pub struct Dispatcher {

@@ -10,6 +10,7 @@
 //! - [`suppressions`]: the operator's view of blocked addresses;
 //! - [`settings`]: the account's tracking settings;
 //! - [`webhooks`]: the account's webhook URLs and their delivery history;
+//! - [`smtp_credentials`]: the logins of the SMTP submission listeners;
 //! - [`domains`]: the account's sending domains, their DNS records and checking them;
 //! - [`track`]: the public open, click and unsubscribe endpoints;
 //! - [`hits`]: how opens and clicks reach the database (a cache of what they need, batching);
@@ -30,6 +31,7 @@ pub mod hits;
 pub mod leads;
 pub mod reports;
 pub mod settings;
+pub mod smtp_credentials;
 pub mod suppressions;
 pub mod track;
 pub mod webhooks;
@@ -87,6 +89,7 @@ const BODY_LIMIT: usize = 64 * 1024 * 1024;
     tags(
         (name = "leads"), (name = "emails"), (name = "reports"), (name = "settings"),
         (name = "webhooks", description = "admins only"),
+        (name = "smtp-credentials", description = "admins only: logins for SMTP submission"),
         (name = "domains", description = "admins only: sending domains and their DNS records"),
         (name = "suppressions", description = "operators only"),
         (name = "tracking", description = "public: opens, clicks, unsubscribes"),
@@ -133,6 +136,8 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(webhooks::delete))
         .routes(routes!(webhooks::deliveries))
         .routes(routes!(webhooks::test))
+        .routes(routes!(smtp_credentials::list, smtp_credentials::create))
+        .routes(routes!(smtp_credentials::revoke))
         .routes(routes!(domains::list, domains::create))
         .routes(routes!(domains::show, domains::delete))
         .routes(routes!(domains::verify))

@@ -100,6 +100,9 @@ const ROUTES: &[Route] = &[
     route("GET", "/v1/webhooks/{webhook}/deliveries", Role::Admin),
     route("POST", "/v1/webhooks/{webhook}/test", Role::Admin),
     route("DELETE", "/v1/webhooks/{webhook}", Role::Admin),
+    route("GET", "/v1/smtp-credentials", Role::Admin),
+    route("POST", "/v1/smtp-credentials", Role::Admin),
+    route("DELETE", "/v1/smtp-credentials/{credential}", Role::Admin),
     route("GET", "/v1/domains", Role::Admin),
     with_body(
         "POST",
@@ -207,6 +210,7 @@ async fn fill(app: &App, acme: &mut Account) {
         .suppress(&acme.id, &address, &block, "test")
         .await
         .unwrap();
+    let credential = app.store.create_smtp_credential(&acme.id).await.unwrap();
     let key = mailtrail_outbound::dkim::generate(Default::default()).unwrap();
     app.store
         .create_domain(
@@ -225,6 +229,7 @@ async fn fill(app: &App, acme: &mut Account) {
         ("{lead}", lead.id),
         ("{email}", accepted.queued[0].id.clone()),
         ("{webhook}", hook.id),
+        ("{credential}", credential.id),
         ("{address}", "gone@acme.test".into()),
         ("{batch}", "acme-batch".into()),
         ("{domain}", "mail.acme.test".into()),
@@ -245,9 +250,16 @@ fn fill_in(route: &Route, ids: &[(&str, String)], account: &str) -> (String, Opt
 /// Whether the route names one of the account's ids.
 fn takes_ids(route: &Route) -> bool {
     let text = format!("{}{}", route.path, route.body.unwrap_or(""));
-    ["{lead}", "{email}", "{webhook}", "{address}", "{domain}"]
-        .iter()
-        .any(|p| text.contains(p))
+    [
+        "{lead}",
+        "{email}",
+        "{webhook}",
+        "{credential}",
+        "{address}",
+        "{domain}",
+    ]
+    .iter()
+    .any(|p| text.contains(p))
 }
 
 #[tokio::test]
@@ -265,6 +277,7 @@ async fn the_table_covers_every_keyed_route_of_the_document() {
         ("{lead}", "{id}"),
         ("{email}", "{id}"),
         ("{webhook}", "{id}"),
+        ("{credential}", "{id}"),
     ];
     let table: BTreeSet<String> = ROUTES
         .iter()

@@ -92,6 +92,7 @@ pub use recorder::Recorder;
 pub use reports::{BatchStats, Cursor, EmailFilter, EmailRow, ReplyRow};
 pub use sealed::MasterKey;
 pub use settings::{HitContext, Settings};
+pub use smtp_credentials::{NewSmtpCredential, SmtpCredential};
 pub use suppressions::{Block, Suppression, SuppressionLogEntry};
 pub use web::{AccountBrief, AccountUser, WebSession, WebUser};
 pub use webhooks::{Attempt, Delivery, DueDelivery, Webhook};

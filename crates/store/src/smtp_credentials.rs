@@ -143,15 +143,17 @@ impl Store {
             .collect()
     }
 
-    /// Revokes a credential (by id): it no longer logs in. `NotFound` for an unknown id;
-    /// revoking twice keeps the first time.
-    pub async fn revoke_smtp_credential(&self, id: &str) -> Result<()> {
+    /// Revokes a credential (by id): it no longer logs in. With `account_id`, only that
+    /// account's: another account's id is `NotFound`, as an unknown one is. Revoking twice
+    /// keeps the first time.
+    pub async fn revoke_smtp_credential(&self, id: &str, account_id: Option<&str>) -> Result<()> {
         let updated = sqlx::query(
             "UPDATE smtp_credentials SET revoked_at_ms = COALESCE(revoked_at_ms, $2)
-             WHERE id = $1",
+             WHERE id = $1 AND ($3 IS NULL OR account_id = $3)",
         )
         .bind(id)
         .bind(now_ms())
+        .bind(account_id)
         .execute(&self.writer)
         .await?;
         if updated.rows_affected() == 0 {

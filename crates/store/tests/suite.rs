@@ -1956,7 +1956,10 @@ async fn smtp_credentials_log_in_as_their_account_until_revoked(f: Fixture) {
     let used = used.iter().find(|c| c.id == made.id).unwrap();
     assert!(used.last_used_at_ms.is_some());
 
-    f.store.revoke_smtp_credential(&made.id).await.unwrap();
+    f.store
+        .revoke_smtp_credential(&made.id, None)
+        .await
+        .unwrap();
     assert_eq!(
         verify(made.username.clone(), made.password.clone()).await,
         None
@@ -1975,7 +1978,7 @@ async fn smtp_credentials_log_in_as_their_account_until_revoked(f: Fixture) {
             .is_some()
     );
     assert!(matches!(
-        f.store.revoke_smtp_credential("nope").await,
+        f.store.revoke_smtp_credential("nope", None).await,
         Err(StoreError::NotFound)
     ));
 }

@@ -46,7 +46,7 @@ pub async fn list(store: &Store, account: &str) -> anyhow::Result<ExitCode> {
 }
 
 pub async fn revoke(store: &Store, id: &str) -> anyhow::Result<ExitCode> {
-    match store.revoke_smtp_credential(id).await {
+    match store.revoke_smtp_credential(id, None).await {
         Ok(()) => {
             println!("smtp credential {id} revoked");
             Ok(ExitCode::SUCCESS)

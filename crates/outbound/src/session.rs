@@ -33,10 +33,24 @@ pub struct Context<'a> {
 }
 
 /// Receives each email's outcome as soon as it is known; returns once the session may go
-/// on (after a suppressing outcome is committed), and whether the outcome blocked the
-/// email's address, so the session drops its later emails to that address.
+/// on (after a suppressing outcome is committed), with what the decision means for the
+/// rest of the session.
 pub trait Report {
-    fn outcome(&mut self, email: &Claimed, outcome: Outcome) -> impl Future<Output = bool> + Send;
+    fn outcome(
+        &mut self,
+        email: &Claimed,
+        outcome: Outcome,
+    ) -> impl Future<Output = Reported> + Send;
+}
+
+/// What an outcome's decision (`outcome::decide`, the reply read once by the interpreter)
+/// means for the session's other emails.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Reported {
+    /// The email's address is now blocked: later emails to it in this session are dropped.
+    pub blocked: bool,
+    /// The server asked the whole destination to slow down.
+    pub throttle: bool,
 }
 
 /// How the session ended for the emails it did not get to.
@@ -392,8 +406,9 @@ async fn send_all<S: AsyncRead + AsyncWrite + Unpin>(
             Ok(reply) => (Outcome::Reply(reply), false),
             Err(outcome) => (outcome, true),
         };
-        let throttle = matches!(&outcome, Outcome::Reply(r) if mailtrail_domain::classify::classify(r).throttle);
-        if report.outcome(&email, outcome).await {
+        let reported = report.outcome(&email, outcome).await;
+        let throttle = reported.throttle && !connection_lost;
+        if reported.blocked {
             blocked_now.insert(email.to.to_lowercase());
         }
         if connection_lost || throttle {

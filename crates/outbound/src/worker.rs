@@ -17,7 +17,7 @@ use crate::dkim::Signers;
 use crate::limits::{Admission, Destinations};
 use crate::outcome::{Outcome, decide};
 use crate::resolve::{ResolveError, Resolver};
-use crate::session::{self, Context, Ending, Report};
+use crate::session::{self, Context, Ending, Report, Reported};
 use crate::tracking::Tracking;
 
 /// Most emails claimed in one round trip.
@@ -174,7 +174,7 @@ struct Recording<'a> {
 }
 
 impl Report for Recording<'_> {
-    async fn outcome(&mut self, email: &Claimed, outcome: Outcome) -> bool {
+    async fn outcome(&mut self, email: &Claimed, outcome: Outcome) -> Reported {
         let decision = decide(
             email,
             &outcome,
@@ -191,7 +191,10 @@ impl Report for Recording<'_> {
             effects: decision.effects,
         };
         self.shared.recorder.record(record, wait).await;
-        wait
+        Reported {
+            blocked: wait,
+            throttle: decision.throttle,
+        }
     }
 }
 

@@ -299,19 +299,9 @@ where
                         }
                     }
                 };
-                if reply.starts_with("421") {
-                    replies.push_str(&reply);
+                if queue_reply(&reply, &mut replies, &mut errors, config.max_errors) {
                     let _ = stream.write_all(replies.as_bytes()).await;
                     return Ending::Closed;
-                }
-                replies.push_str(&reply);
-                if reply.starts_with('5') {
-                    errors += 1;
-                    if errors >= config.max_errors {
-                        replies.push_str(TOO_MANY_ERRORS);
-                        let _ = stream.write_all(replies.as_bytes()).await;
-                        return Ending::Closed;
-                    }
                 }
                 continue;
             }
@@ -490,21 +480,9 @@ where
                 Ok(Request::Auth { .. }) => "502 5.5.1 AUTH is not offered: this server only receives mail for its own addresses\r\n".into(),
                 Ok(_) => "502 5.5.1 Command not implemented\r\n".into(),
             };
-            if reply.starts_with("421") {
-                replies.push_str(&reply);
+            if queue_reply(&reply, &mut replies, &mut errors, config.max_errors) {
                 let _ = stream.write_all(replies.as_bytes()).await;
                 return Ending::Closed;
-            }
-            replies.push_str(&reply);
-            // Every refused command counts, relay probes and garbage alike: a client cannot
-            // try addresses or commands for ever.
-            if reply.starts_with('5') {
-                errors += 1;
-                if errors >= config.max_errors {
-                    replies.push_str(TOO_MANY_ERRORS);
-                    let _ = stream.write_all(replies.as_bytes()).await;
-                    return Ending::Closed;
-                }
             }
         }
         if !replies.is_empty() && stream.write_all(replies.as_bytes()).await.is_err() {
@@ -576,6 +554,25 @@ async fn submit(
     }
 }
 const TOO_MANY_ERRORS: &str = "421 4.7.0 Too many errors, closing the connection\r\n";
+
+/// Queues `reply` behind the pipelined ones; whether the session ends with it (a `421`, or
+/// one refusal too many, which adds its own `421`): the caller writes what is queued and
+/// closes. Every refused command counts, relay probes and garbage alike: a client cannot
+/// try addresses or commands for ever.
+fn queue_reply(reply: &str, replies: &mut String, errors: &mut usize, max_errors: usize) -> bool {
+    replies.push_str(reply);
+    if reply.starts_with("421") {
+        return true;
+    }
+    if reply.starts_with('5') {
+        *errors += 1;
+        if *errors >= max_errors {
+            replies.push_str(TOO_MANY_ERRORS);
+            return true;
+        }
+    }
+    false
+}
 
 /// The longest command line kept for [`declared_size`]; smtp-proto refuses longer ones.
 const MAX_LINE: usize = smtp_proto::request::receiver::MAX_LINE_LENGTH;

@@ -65,11 +65,11 @@ impl Dns {
             address,
             _dir: dir,
         };
-        dns.wait_until_answering();
+        dns.wait_until_answering(zones.first().map(|(zone, _)| *zone));
         dns
     }
 
-    fn wait_until_answering(&self) {
+    fn wait_until_answering(&self, zone: Option<&str>) {
         // NSD answers TCP once its zones are loaded.
         let deadline = Instant::now() + Duration::from_secs(10);
         while std::net::TcpStream::connect(self.address).is_err() {
@@ -80,7 +80,45 @@ impl Dns {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
+        // A listening socket takes TCP connections before the server serves them, and
+        // resolvers ask over UDP: wait for an answer there too, to a query for the zone's SOA.
+        let Some(zone) = zone else { return };
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("a UDP socket");
+        socket
+            .set_read_timeout(Some(Duration::from_millis(200)))
+            .expect("a read timeout");
+        let query = soa_query(zone);
+        let mut answer = [0u8; 512];
+        loop {
+            let _ = socket.send_to(&query, self.address);
+            // An answer to our id with the response bit set.
+            if let Ok((n, _)) = socket.recv_from(&mut answer)
+                && n >= 12
+                && answer[..2] == query[..2]
+                && answer[2] & 0x80 != 0
+            {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "nsd on {} does not answer over UDP",
+                self.address
+            );
+        }
     }
+}
+
+/// A DNS query (RFC 1035 §4.1) for `zone`'s SOA record.
+fn soa_query(zone: &str) -> Vec<u8> {
+    // id 0x4d54, recursion desired, one question.
+    let mut query = vec![0x4d, 0x54, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+    for label in zone.trim_end_matches('.').split('.') {
+        query.push(label.len() as u8);
+        query.extend_from_slice(label.as_bytes());
+    }
+    // The root, then QTYPE SOA (6), QCLASS IN (1).
+    query.extend_from_slice(&[0, 0, 6, 0, 1]);
+    query
 }
 
 impl Drop for Dns {

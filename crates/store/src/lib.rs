@@ -43,6 +43,7 @@ pub mod counters;
 pub mod destinations;
 pub mod domains;
 pub mod emails;
+mod enqueue;
 pub mod erasure;
 pub mod forwards;
 pub mod inbound;
@@ -169,6 +170,8 @@ pub struct Store {
     /// Reads that need no lock. The same pool as `writer` on PostgreSQL.
     reader: AnyPool,
     counters: std::sync::Arc<counters::Counters>,
+    /// Submissions waiting for their commit ([`enqueue`]).
+    group: std::sync::Arc<enqueue::GroupCommit>,
     /// What the secret columns are sealed under.
     key: std::sync::Arc<MasterKey>,
 }
@@ -243,6 +246,7 @@ impl Store {
             writer,
             reader,
             counters: Default::default(),
+            group: Default::default(),
             key: key.into(),
         };
         store.take_up_key().await?;
@@ -268,6 +272,7 @@ impl Store {
             writer: pool.clone(),
             reader: pool,
             counters: Default::default(),
+            group: Default::default(),
             key: key.into(),
         };
         store.take_up_key().await?;

@@ -6,12 +6,12 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use mailtrail_domain::event::DROPPED;
-use mailtrail_domain::{EmailAddress, Event, EventKind, Milestone, Milestones, Permission, Reason};
+use mailtrail_domain::{EmailAddress, Event, EventKind, Permission, Reason};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use crate::leads::Fields;
-use crate::{Backend, Effects, QueueChange, Record, Result, Store, StoreError, new_id, now_ms};
+use crate::{Backend, Effects, QueueChange, Record, Result, Store, StoreError, now_ms};
 
 /// The message an email (or a whole batch) sends, before merge fields.
 ///
@@ -126,7 +126,7 @@ pub struct Claimed {
 }
 
 /// Rows per multi-row INSERT: well under both backends' parameter limits.
-const CHUNK: usize = 1000;
+pub(crate) const CHUNK: usize = 1000;
 /// Keys per `IN (…)` lookup.
 const LOOKUP_CHUNK: usize = 500;
 
@@ -253,160 +253,6 @@ impl Store {
         .await?;
         row.map(|r| Ok((r.try_get("request_hash")?, r.try_get("response")?)))
             .transpose()
-    }
-
-    /// Queues a submission in one transaction: the content, every email with its `queued`
-    /// event (and `failed` for drops), and the idempotent answer, which `respond` makes from
-    /// the new ids. When this returns, every email is on disk. A concurrent request with the
-    /// same idempotency key makes this fail with `Conflict`.
-    pub async fn enqueue(
-        &self,
-        account_id: &str,
-        submission: &Submission,
-        idempotent: Option<&Idempotent>,
-        respond: impl FnOnce(&[String]) -> String,
-    ) -> Result<Vec<String>> {
-        let now = now_ms();
-        let due = submission.send_at_ms.unwrap_or(now);
-        let content_id = new_id();
-        let ids: Vec<String> = submission.entries.iter().map(|_| new_id()).collect();
-        let settings = self.settings(account_id).await?;
-        let mut tx = self.writer.begin().await?;
-        let c = &submission.content;
-        insert_content(&mut tx, account_id, &content_id, c, now).await?;
-
-        let hooks = crate::webhooks::live_hooks(&mut tx, account_id).await?;
-        let rows: Vec<(&String, &QueueEntry)> = ids.iter().zip(&submission.entries).collect();
-        let queued = serde_json::to_string(&Event::new(EventKind::Queued, now).detail)
-            .expect("event details serialise");
-        for chunk in rows.chunks(CHUNK) {
-            const COLUMNS: usize = 17;
-            let sql = format!(
-                "INSERT INTO emails (id, account_id, lead_id, content_id, to_address, to_key,
-                                     to_domain, fields, batch, stage, status, reason,
-                                     next_attempt_at_ms, created_at_ms, updated_at_ms,
-                                     milestones, header_to)
-                 VALUES {}",
-                self.row_placeholders(chunk.len(), COLUMNS)
-            );
-            let mut query = sqlx::query(&sql);
-            for (id, entry) in chunk {
-                let dropped = entry.dropped.map(Reason::as_str);
-                query = query
-                    .bind(id.as_str())
-                    .bind(account_id)
-                    .bind(entry.lead_id.as_deref())
-                    .bind(&content_id)
-                    .bind(entry.to.to_string())
-                    .bind(entry.to.normalized())
-                    .bind(entry.to.domain().to_owned())
-                    .bind(serde_json::to_string(&entry.fields).expect("string maps serialise"))
-                    .bind(submission.batch.as_deref())
-                    .bind(if dropped.is_some() { "failed" } else { "sent" })
-                    .bind(dropped.map(|_| DROPPED))
-                    .bind(dropped)
-                    .bind(dropped.is_none().then_some(due))
-                    .bind(now)
-                    .bind(now)
-                    .bind(if dropped.is_some() {
-                        Milestones::NONE.with(Milestone::Dropped).bits()
-                    } else {
-                        0
-                    })
-                    .bind(entry.header_to.as_deref());
-            }
-            query.execute(&mut *tx).await?;
-
-            // The first events of new emails: `queued`, then `failed` for a drop.
-            let mut events: Vec<(&str, i64, &str, String)> = Vec::with_capacity(chunk.len());
-            for (id, entry) in chunk {
-                events.push((id.as_str(), 1, "queued", queued.clone()));
-                let to = entry.to.to_string();
-                let facts = crate::webhooks::EmailFacts {
-                    id,
-                    account_id,
-                    to: &to,
-                    lead_id: entry.lead_id.as_deref(),
-                    batch: submission.batch.as_deref(),
-                };
-                if !hooks.is_empty() {
-                    let queued = Event::new(EventKind::Queued, now);
-                    crate::webhooks::outbox(&mut tx, &hooks, &facts, &queued).await?;
-                }
-                if let Some(reason) = entry.dropped {
-                    let dropped = Event::new(EventKind::Failed, now)
-                        .with_status(DROPPED)
-                        .with_reason(reason);
-                    if !hooks.is_empty() {
-                        crate::webhooks::outbox(&mut tx, &hooks, &facts, &dropped).await?;
-                    }
-                    let detail =
-                        serde_json::to_string(&dropped.detail).expect("event details serialise");
-                    events.push((id.as_str(), 2, "failed", detail));
-                }
-            }
-            for events in events.chunks(CHUNK) {
-                let sql = format!(
-                    "INSERT INTO events (email_id, seq, account_id, kind, at_ms, detail) VALUES {}",
-                    self.row_placeholders(events.len(), 6)
-                );
-                let mut query = sqlx::query(&sql);
-                for (id, seq, kind, detail) in events {
-                    query = query
-                        .bind(*id)
-                        .bind(*seq)
-                        .bind(account_id)
-                        .bind(*kind)
-                        .bind(now)
-                        .bind(detail.as_str());
-                }
-                query.execute(&mut *tx).await?;
-            }
-        }
-        let dropped = submission
-            .entries
-            .iter()
-            .filter(|e| e.dropped.is_some())
-            .count();
-        crate::reports::count_queued(
-            &mut tx,
-            account_id,
-            submission.batch.as_deref(),
-            submission.entries.len() as i64,
-            dropped as i64,
-            &settings,
-            now,
-        )
-        .await?;
-        if let Some(idempotent) = idempotent {
-            let inserted = sqlx::query(
-                "INSERT INTO idempotency_keys (account_id, key, request_hash, response, created_at_ms)
-                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (account_id, key) DO NOTHING",
-            )
-            .bind(account_id)
-            .bind(&idempotent.key)
-            .bind(&idempotent.request_hash)
-            .bind(respond(&ids))
-            .bind(now)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            if inserted == 0 {
-                return Err(StoreError::Conflict(
-                    "a request with this Idempotency-Key was processed meanwhile".into(),
-                ));
-            }
-        }
-        tx.commit().await?;
-        let queued = Event::new(EventKind::Queued, now);
-        for entry in &submission.entries {
-            self.counters.count(&queued, false);
-            if let Some(reason) = entry.dropped {
-                let dropped = Event::new(EventKind::Failed, now).with_reason(reason);
-                self.counters.count(&dropped, false);
-            }
-        }
-        Ok(ids)
     }
 
     /// Claims up to `limit` due emails for `lease_ms`: nobody else claims them until the

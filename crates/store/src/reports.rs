@@ -193,7 +193,7 @@ fn batch_stats(row: &AnyRow) -> Result<BatchStats> {
 /// Counts a submission's emails into its batch's row, with the tracking settings they were
 /// queued under.
 pub(crate) async fn count_queued(
-    tx: &mut Transaction<'static, Any>,
+    tx: &mut Transaction<'_, Any>,
     account_id: &str,
     batch: Option<&str>,
     emails: i64,

@@ -248,7 +248,7 @@ async fn add_email_facts(
 
 /// The account's live hooks, read inside a write transaction.
 pub(crate) async fn live_hooks(
-    tx: &mut Transaction<'static, Any>,
+    tx: &mut Transaction<'_, Any>,
     account_id: &str,
 ) -> Result<Vec<LiveHook>> {
     let rows = sqlx::query(
@@ -269,7 +269,7 @@ pub(crate) async fn live_hooks(
 
 /// Writes the outbox rows of one event, one per hook that wants it.
 pub(crate) async fn outbox(
-    tx: &mut Transaction<'static, Any>,
+    tx: &mut Transaction<'_, Any>,
     hooks: &[LiveHook],
     email: &EmailFacts<'_>,
     event: &Event,

@@ -70,6 +70,7 @@ on_both_backends!(
     destination_slots_turns_and_pauses_hold_for_every_holder,
     a_hard_bounce_suppresses_and_only_an_audited_removal_lifts_it,
     drops_and_idempotency_are_recorded_with_the_submission,
+    submissions_sent_together_are_each_kept_or_refused_alone,
     batch_report_counts_emails_that_ever_reached_each_stage,
     email_report_filters_and_pages_newest_first,
     lead_activity_is_scoped_to_the_account,
@@ -823,6 +824,55 @@ async fn drops_and_idempotency_are_recorded_with_the_submission(f: Fixture) {
         f.store.queue_depth().await.unwrap(),
         1,
         "the conflicting request queued nothing"
+    );
+}
+
+/// Submissions that arrive together share commits; each is still all or nothing on its own:
+/// of five requests racing with one idempotency key exactly one queues, and every other
+/// submission queues its email with its `queued` event.
+async fn submissions_sent_together_are_each_kept_or_refused_alone(f: Fixture) {
+    let (acme, _) = f.store.create_account("Acme").await.unwrap();
+    let racing = (0..40).map(|i| {
+        let store = f.store.clone();
+        let acme = acme.clone();
+        tokio::spawn(async move {
+            let to = format!("lead{i}@example.com");
+            let key = (i % 8 == 0).then(|| Idempotent {
+                key: "same-request".into(),
+                request_hash: "h".into(),
+            });
+            let queued = store
+                .enqueue(&acme, &submission(&[&to]), key.as_ref(), |ids| {
+                    ids.join(",")
+                })
+                .await;
+            (key.is_some(), queued)
+        })
+    });
+    let mut kept = Vec::new();
+    let mut conflicts = 0;
+    for racer in racing.collect::<Vec<_>>() {
+        match racer.await.unwrap() {
+            (_, Ok(ids)) => kept.extend(ids),
+            (true, Err(StoreError::Conflict(_))) => conflicts += 1,
+            (keyed, Err(e)) => panic!("keyed {keyed}: {e}"),
+        }
+    }
+    assert_eq!((kept.len(), conflicts), (36, 4));
+    assert_eq!(f.store.queue_depth().await.unwrap(), 36);
+    for id in &kept {
+        let events = f.store.events(&acme, id).await.unwrap();
+        assert_eq!(events.len(), 1, "{id} has its queued event");
+    }
+    let (_, response) = f
+        .store
+        .idempotent_response(&acme, "same-request")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        kept.contains(&response),
+        "the key answers with the email it queued"
     );
 }
 

@@ -79,7 +79,8 @@ fn init_tracing(config: &config::Config) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
     match config.log_format {
-        config::LogFormat::Json => builder.json().init(),
+        // Each line's fields at the top level of its object, beside `message`.
+        config::LogFormat::Json => builder.json().flatten_event(true).init(),
         config::LogFormat::Text => builder.init(),
     }
 }

@@ -41,6 +41,10 @@ pub trait Report {
         email: &Claimed,
         outcome: Outcome,
     ) -> impl Future<Output = Reported> + Send;
+
+    /// The session has a TCP connection to `target`: the MX host later outcomes came from,
+    /// for the per-attempt log line.
+    fn connected(&mut self, target: &Target);
 }
 
 /// What an outcome's decision (`outcome::decide`, the reply read once by the interpreter)
@@ -105,7 +109,10 @@ pub async fn deliver(
             None => SmtpClient::connect(target.addr, config.connect_timeout).await,
         };
         let mut client = match connected {
-            Ok(client) => client,
+            Ok(client) => {
+                report.connected(target);
+                client
+            }
             Err(e) => {
                 failures.push(format!("{} [{}]: {e}", target.host, target.addr));
                 continue;

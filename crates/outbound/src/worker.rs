@@ -167,10 +167,31 @@ fn by_destination(claimed: Vec<Claimed>) -> Vec<Vec<Claimed>> {
     groups
 }
 
-/// Records each outcome through the shared recorder.
+/// Records each outcome through the shared recorder, and logs one line per attempt.
 struct Recording<'a> {
     shared: &'a Shared,
     throttle: bool,
+    /// The host the session is connected to (name, address), once it is.
+    mx: Option<(String, SocketAddr)>,
+    /// When the previous outcome was known (or the session began): an attempt's duration is
+    /// the time since, so the first one includes the DNS lookup and connecting.
+    since: std::time::Instant,
+}
+
+/// The most of a reply a log line carries, in characters.
+const LOGGED_REPLY_CHARS: usize = 300;
+
+/// `text` on one line, cut to `LOGGED_REPLY_CHARS` with an ellipsis.
+fn one_line(text: &str) -> String {
+    let mut line: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(LOGGED_REPLY_CHARS)
+        .collect();
+    if text.chars().nth(LOGGED_REPLY_CHARS).is_some() {
+        line.push('…');
+    }
+    line
 }
 
 impl Report for Recording<'_> {
@@ -183,6 +204,7 @@ impl Report for Recording<'_> {
             now_ms(),
         );
         self.throttle |= decision.throttle;
+        self.log(email, &outcome, &decision);
         let wait = decision.effects.suppress;
         let record = Record {
             account_id: email.account_id.clone(),
@@ -195,6 +217,44 @@ impl Report for Recording<'_> {
             blocked: wait,
             throttle: decision.throttle,
         }
+    }
+
+    fn connected(&mut self, target: &crate::resolve::Target) {
+        self.mx = Some((target.host.clone(), target.addr));
+    }
+}
+
+impl Recording<'_> {
+    /// One info line per attempt, as Postfix writes one per delivery: never the recipient's
+    /// address (only its domain), the message or a secret.
+    fn log(&mut self, email: &Claimed, outcome: &Outcome, decision: &crate::outcome::Decision) {
+        let duration_ms = self.since.elapsed().as_millis() as u64;
+        self.since = std::time::Instant::now();
+        let name = match outcome {
+            Outcome::Dropped(_) => "dropped",
+            _ => decision.event.kind.as_str(),
+        };
+        let until = match decision.effects.queue {
+            mailtrail_store::QueueChange::RetryAt { at_ms, .. } => {
+                chrono::DateTime::from_timestamp_millis(at_ms)
+                    .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+            }
+            _ => None,
+        };
+        tracing::info!(
+            email_id = %email.id,
+            account_id = %email.account_id,
+            domain = %email.to_domain,
+            mx = self.mx.as_ref().map(|(host, _)| host.as_str()),
+            mx_addr = self.mx.as_ref().map(|(_, addr)| addr.to_string()),
+            attempt = decision.event.detail.attempt,
+            decision = name,
+            until = until.as_deref(),
+            reason = decision.event.detail.reason.map(|r| r.as_str()),
+            reply = %one_line(decision.event.detail.status.as_deref().unwrap_or_default()),
+            duration_ms,
+            "delivery attempt"
+        );
     }
 }
 
@@ -222,6 +282,8 @@ impl Shared {
         let mut report = Recording {
             shared: self,
             throttle: false,
+            mx: None,
+            since: std::time::Instant::now(),
         };
         let targets = match self.resolver.targets(domain).await {
             Ok(targets) => targets,

@@ -1,6 +1,7 @@
 //! The `mailtrail` binary: parses the command line, loads the configuration, and hands off
 //! to one of [`commands`]. Everything with behaviour of its own lives in the library crates.
 
+mod access_log;
 mod cli;
 mod commands;
 mod config;

@@ -117,7 +117,8 @@ impl Service {
                 listener.tap_io(|stream| {
                     let _ = stream.set_nodelay(true);
                 }),
-                app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+                app.layer(axum::middleware::from_fn(crate::access_log::log))
+                    .into_make_service_with_connect_info::<std::net::SocketAddr>(),
             )
             .with_graceful_shutdown(wait_for(stopped.clone()));
         let received = std::sync::Arc::new(tokio::sync::Notify::new());

@@ -1,7 +1,8 @@
 //! What the service tells its operator: with `log_format = "json"`, `serve` writes one JSON
 //! line per delivery attempt (email id, account, domain, MX host, reply, decision, duration),
-//! and never the API key. One email goes to smtp-sink and is delivered; one goes to a closed
-//! port and is deferred.
+//! and an access line per HTTP request (its route template, never its query string); never
+//! the API key. One email goes to smtp-sink and is delivered; one goes to a closed port and is
+//! deferred.
 
 mod common;
 
@@ -63,6 +64,14 @@ async fn one_json_log_line_per_delivery_attempt() {
                            "text": "The body never reaches the log"});
         ids.push(common::send_email(&base, &key, &email).await);
     }
+    // A query string can hold a token: the access log leaves it out.
+    let listed = reqwest::Client::new()
+        .get(format!("{base}/v1/emails/{}?q=s3cr3t-in-query", ids[0]))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(listed.status(), 200);
     let deadline = Instant::now() + Duration::from_secs(15);
     let lines = loop {
         let lines = attempts(&std::fs::read_to_string(&log_path).unwrap());
@@ -119,6 +128,26 @@ async fn one_json_log_line_per_delivery_attempt() {
         "{deferred}"
     );
 
+    let requests: Vec<Value> = log
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter(|line| line["message"] == "http request")
+        .collect();
+    let posts = requests
+        .iter()
+        .filter(|r| r["method"] == "POST" && r["path"] == "/v1/emails")
+        .count();
+    assert_eq!(posts, 2, "one access line per POST in:\n{log}");
+    let get = requests
+        .iter()
+        .find(|r| r["method"] == "GET" && r["path"] == "/v1/emails/{id}")
+        .unwrap_or_else(|| panic!("no access line for the GET in:\n{log}"));
+    assert_eq!(get["status"], 200);
+    assert!(get["duration_ms"].is_u64(), "{get}");
+    assert!(
+        !log.contains("s3cr3t-in-query"),
+        "a query string is in the log"
+    );
     assert!(!log.contains(&key), "the API key is in the log:\n{log}");
     assert!(
         !log.contains("never reaches the log"),

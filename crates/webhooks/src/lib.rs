@@ -306,10 +306,12 @@ impl Dispatcher {
                 );
                 in_flight.spawn(async move {
                     let body = body(&delivery, message_ids.as_deref());
+                    let started = std::time::Instant::now();
                     let attempt = match send(&client, &targets, &delivery, body).await {
                         Sent::Answered(attempt) => attempt,
                         Sent::Failed { status, error } => retry(&config, &delivery, status, error),
                     };
+                    log(&delivery, &attempt, started.elapsed());
                     if let Err(e) = store.finish_webhook_delivery(&delivery.id, &attempt).await {
                         tracing::warn!(error = %e, delivery = %delivery.id,
                             "cannot record a webhook attempt; it is sent again after its lease");
@@ -428,6 +430,42 @@ fn retry(
             error,
         }
     }
+}
+
+/// One info line per webhook attempt: the delivery and event ids, the receiver's host (never
+/// the URL's path or query, which can hold a token, nor the secret), the status or error,
+/// the duration and, when it is retried, when.
+fn log(delivery: &DueDelivery, attempt: &Attempt, took: Duration) {
+    let host = url::Url::parse(&delivery.url)
+        .ok()
+        .and_then(|url| url.host_str().map(str::to_owned));
+    let (outcome, status, error, retry_at) = match attempt {
+        Attempt::Delivered { status } => ("delivered", Some(*status), None, None),
+        Attempt::Retry {
+            at_ms,
+            status,
+            error,
+        } => (
+            "retry",
+            *status,
+            Some(error.as_str()),
+            chrono::DateTime::from_timestamp_millis(*at_ms)
+                .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+        ),
+        Attempt::GaveUp { status, error } => ("failed", *status, Some(error.as_str()), None),
+    };
+    tracing::info!(
+        delivery_id = %delivery.id,
+        event_id = %delivery.event_id,
+        host = host.as_deref(),
+        attempt = delivery.attempts + 1,
+        outcome,
+        status,
+        error,
+        retry_at = retry_at.as_deref(),
+        duration_ms = took.as_millis() as u64,
+        "webhook attempt"
+    );
 }
 
 /// Given up at once: nothing was sent.

@@ -6,6 +6,7 @@
 //! - [`stage`]: the stage, Status and reason derived from those facts (PRODUCT.md §1).
 //! - [`milestone`]: every stage an email ever reached, for the batch report (PRODUCT.md §6).
 //! - [`reason`]: the failure reasons vocabulary shared with the bounce classifier.
+//! - [`failure`]: each reason in words: category, a plain sentence, what happens next.
 //! - [`interpret`]: the one interpreter of SMTP evidence, live or quoted, from `rules/smtp.toml`.
 //! - [`classify`]: what a live reply means for an email's queue and address (PRODUCT.md §2–§3).
 //! - [`reply`]: SMTP replies with their enhanced status codes (RFC 3463).
@@ -18,6 +19,7 @@ pub mod address;
 pub mod base_url;
 pub mod classify;
 pub mod event;
+pub mod failure;
 pub mod interpret;
 pub mod lead;
 pub mod merge;

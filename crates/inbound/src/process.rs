@@ -91,6 +91,15 @@ impl Processor {
         for message in &pending {
             let processed = self.process(message).await?;
             self.store.finish_inbound(&message.id, &processed).await?;
+            // One line per message: what it was and what it matched; never its content.
+            tracing::info!(
+                message_id = %message.id,
+                kind = %processed.kind,
+                state = processed.state,
+                email_id = processed.email_id.as_deref(),
+                note = processed.note.as_deref(),
+                "inbound message processed"
+            );
         }
         Ok(pending.len())
     }

@@ -2,6 +2,34 @@
 //! without colour, and query strings for links.
 
 use chrono::{DateTime, SecondsFormat};
+use mailtrail_domain::Reason;
+use mailtrail_domain::failure::{Category, connection_in_words, explain};
+
+/// A failure in words, shown beside its raw reason and Status.
+pub(crate) struct Words {
+    /// Category and sentence: "Hard bounce: The mailbox does not exist."
+    pub(crate) summary: String,
+    /// What Mailtrail does next, or what the user can do.
+    pub(crate) next: &'static str,
+}
+
+/// The words for an email's or event's reason; `None` when there is nothing to explain (no
+/// reason, or one that is not a failure such as a delivery). A connection failure's stored
+/// OS error text is read into what happened; the raw Status stays on the page beside it.
+pub(crate) fn in_words(reason: Option<Reason>, status: Option<&str>) -> Option<Words> {
+    let explanation = explain(reason?);
+    if explanation.category == Category::NotAFailure {
+        return None;
+    }
+    let sentence = status
+        .filter(|_| reason == Some(Reason::NetworkError))
+        .and_then(connection_in_words)
+        .map_or_else(|| explanation.sentence.to_owned(), |words| words + ".");
+    Some(Words {
+        summary: format!("{}: {sentence}", explanation.category.label()),
+        next: explanation.next,
+    })
+}
 
 /// A time as the pages show it: `2025-03-01 14:05` (UTC).
 pub(crate) fn time(ms: i64) -> String {

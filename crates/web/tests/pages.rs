@@ -827,3 +827,45 @@ async fn reply_forwarding_is_an_address_or_empty_and_users_are_listed() {
     assert_eq!(cleared.status, StatusCode::SEE_OTHER);
     assert_eq!(app.store.reply_forward_to(acme).await.unwrap(), None);
 }
+
+#[tokio::test]
+async fn failures_read_in_words_beside_the_raw_status() {
+    let app = app().await;
+    let cookie = sign_in(&app, USER).await;
+    let email = call(
+        &app,
+        "GET",
+        &format!("/emails/{}", app.seeded.eve_spring),
+        Some(&cookie),
+        None,
+    )
+    .await;
+    assert_eq!(email.status, StatusCode::OK);
+    assert!(
+        email
+            .body
+            .contains("Hard bounce: The mailbox does not exist."),
+        "{}",
+        email.body
+    );
+    assert!(email.body.contains("only an operator can"));
+    assert!(
+        email
+            .body
+            .contains("Recipient address rejected: User unknown")
+    );
+
+    let report = call(
+        &app,
+        "GET",
+        "/reports/emails?stage=failed",
+        Some(&cookie),
+        None,
+    )
+    .await;
+    assert!(
+        report
+            .body
+            .contains("Hard bounce: The mailbox does not exist.")
+    );
+}

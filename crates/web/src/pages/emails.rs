@@ -10,7 +10,7 @@ use mailtrail_api::AppState;
 use serde::Deserialize;
 
 use crate::error::WebError;
-use crate::format::{Badge, iso, time};
+use crate::format::{Badge, Words, in_words, iso, time};
 use crate::layout::{Chrome, Section};
 use crate::pages::render;
 use crate::session::Viewer;
@@ -24,6 +24,7 @@ struct EventRow {
     kind: &'static str,
     status: String,
     reason: String,
+    words: Option<Words>,
     /// Why an open or click is thought a machine's.
     machine: Option<String>,
     /// Attempt number, feedback type and free-form note.
@@ -62,6 +63,7 @@ pub(crate) async fn show(
         .store
         .inbound_for_email(&viewer.account_id, &id)
         .await?;
+    let words = in_words(email.reason, email.status.as_deref());
     let facts = [
         ("To", Some(email.to.clone())),
         ("From", Some(email.from.clone())),
@@ -69,6 +71,8 @@ pub(crate) async fn show(
         ("Queued", Some(time(email.created_at_ms))),
         ("Status", email.status.clone()),
         ("Reason", email.reason.map(|r| r.as_str().to_owned())),
+        ("What happened", words.as_ref().map(|w| w.summary.clone())),
+        ("What happens next", words.map(|w| w.next.to_owned())),
         ("Attempts", Some(email.attempts.to_string())),
         ("Next attempt", email.next_attempt_at_ms.map(time)),
     ]
@@ -94,6 +98,7 @@ pub(crate) async fn show(
                     at: time(e.at_ms),
                     at_iso: iso(e.at_ms),
                     kind: e.kind.as_str(),
+                    words: in_words(d.reason, d.status.as_deref()),
                     status: d.status.unwrap_or_default(),
                     reason: d.reason.map(|r| r.as_str().to_owned()).unwrap_or_default(),
                     machine: d.machine,

@@ -12,7 +12,7 @@ use mailtrail_domain::{EmailAddress, Permission};
 use serde::Deserialize;
 
 use crate::error::WebError;
-use crate::format::{Badge, iso, query, time};
+use crate::format::{Badge, in_words, iso, query, time};
 use crate::layout::{Chrome, Section};
 use crate::pages::render;
 use crate::session::Viewer;
@@ -131,22 +131,27 @@ fn item(at_ms: i64, item: ActivityItem) -> TimelineItem {
             status,
             reason,
             ..
-        } => TimelineItem {
-            at: time(at_ms),
-            at_iso: iso(at_ms),
-            href: format!("/emails/{id}"),
-            title: subject,
-            badge: label.map(|text| Badge::new(stage, text)),
-            reply: false,
-            details: [
-                ("Batch", batch),
-                ("Status", status),
-                ("Reason", reason.map(str::to_owned)),
-            ]
-            .into_iter()
-            .filter_map(|(name, value)| Some((name, value?)))
-            .collect(),
-        },
+        } => {
+            let words = in_words(reason.and_then(|r| r.parse().ok()), status.as_deref());
+            TimelineItem {
+                at: time(at_ms),
+                at_iso: iso(at_ms),
+                href: format!("/emails/{id}"),
+                title: subject,
+                badge: label.map(|text| Badge::new(stage, text)),
+                reply: false,
+                details: [
+                    ("Batch", batch),
+                    ("Status", status),
+                    ("Reason", reason.map(str::to_owned)),
+                    ("What happened", words.as_ref().map(|w| w.summary.clone())),
+                    ("What happens next", words.map(|w| w.next.to_owned())),
+                ]
+                .into_iter()
+                .filter_map(|(name, value)| Some((name, value?)))
+                .collect(),
+            }
+        }
         ActivityItem::Reply {
             id,
             email_id,

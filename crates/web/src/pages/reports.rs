@@ -16,7 +16,7 @@ use mailtrail_store::{Cursor, EmailFilter, EmailRow, Store};
 use serde::Deserialize;
 
 use crate::error::WebError;
-use crate::format::{Badge, iso, query, time};
+use crate::format::{Badge, Words, in_words, iso, query, time};
 use crate::layout::{Chrome, Section};
 use crate::pages::render;
 use crate::session::Viewer;
@@ -83,6 +83,7 @@ struct Row {
     sent_iso: String,
     badge: Badge,
     reason: String,
+    words: Option<Words>,
     status: String,
 }
 
@@ -156,6 +157,7 @@ pub(crate) async fn page(
                 badge: Badge::new(r.stage.as_str(), r.stage.last_action()),
                 sent: time(r.created_at_ms),
                 sent_iso: iso(r.created_at_ms),
+                words: in_words(r.reason, r.status.as_deref()),
                 reason: r.reason.map(|x| x.as_str().to_owned()).unwrap_or_default(),
                 status: r.status.unwrap_or_default(),
                 batch: r.batch.unwrap_or_default(),

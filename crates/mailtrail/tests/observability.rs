@@ -80,6 +80,27 @@ async fn one_json_log_line_per_delivery_attempt() {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
+    // Attempts are counted by the results an attempt can have, and only those.
+    let metrics = reqwest::get(format!("{base}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let results: Vec<&str> = metrics
+        .lines()
+        .filter(|l| l.starts_with("mailtrail_delivery_attempts_total{"))
+        .collect();
+    assert_eq!(
+        results,
+        [
+            "mailtrail_delivery_attempts_total{result=\"delivered\"} 1",
+            "mailtrail_delivery_attempts_total{result=\"relayed\"} 0",
+            "mailtrail_delivery_attempts_total{result=\"deferred\"} 1",
+            "mailtrail_delivery_attempts_total{result=\"failed\"} 0",
+        ],
+        "{metrics}"
+    );
     drop(serve);
     let log = std::fs::read_to_string(&log_path).unwrap();
 

@@ -31,6 +31,15 @@ pub struct CounterSnapshot {
     pub machine_hits: Vec<(&'static str, u64)>,
 }
 
+/// The kinds a delivery attempt can end in: the only `result`s `/metrics` lists, so none is
+/// always 0.
+const ATTEMPT_RESULTS: [EventKind; 4] = [
+    EventKind::Delivered,
+    EventKind::Relayed,
+    EventKind::Deferred,
+    EventKind::Failed,
+];
+
 fn index(kind: EventKind) -> usize {
     EventKind::ALL
         .iter()
@@ -66,7 +75,10 @@ impl Counters {
         };
         CounterSnapshot {
             events: by_kind(&self.events),
-            attempts: by_kind(&self.attempts),
+            attempts: ATTEMPT_RESULTS
+                .iter()
+                .map(|k| (k.as_str(), self.attempts[index(*k)].load(Ordering::Relaxed)))
+                .collect(),
             failures: self
                 .failures
                 .lock()

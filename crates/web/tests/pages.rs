@@ -869,3 +869,44 @@ async fn failures_read_in_words_beside_the_raw_status() {
             .contains("Hard bounce: The mailbox does not exist.")
     );
 }
+
+#[tokio::test]
+async fn an_email_queued_for_later_reads_scheduled_not_sent() {
+    use mailtrail_store::{Content, QueueEntry, Submission};
+    let app = app().await;
+    let cookie = sign_in(&app, USER).await;
+    let tomorrow = mailtrail_store::now_ms() + 86_400_000;
+    let submission = Submission {
+        content: Content {
+            from: "news@acme.test".into(),
+            subject: "Later".into(),
+            text: Some("Later".into()),
+            ..Content::default()
+        },
+        batch: None,
+        send_at_ms: Some(tomorrow),
+        entries: vec![QueueEntry {
+            to: mailtrail_domain::EmailAddress::parse("later@shop.test").unwrap(),
+            lead_id: None,
+            fields: Default::default(),
+            dropped: None,
+            header_to: None,
+        }],
+    };
+    let ids = app
+        .store
+        .enqueue(&app.seeded.acme, &submission, None, |_| String::new())
+        .await
+        .unwrap();
+    let page = call(
+        &app,
+        "GET",
+        &format!("/emails/{}", ids[0]),
+        Some(&cookie),
+        None,
+    )
+    .await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains("Scheduled for "), "{}", page.body);
+    assert!(!page.body.contains("→</span> Sent"), "{}", page.body);
+}

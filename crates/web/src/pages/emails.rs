@@ -7,6 +7,8 @@ use axum::extract::{Path, State};
 use axum::http::Uri;
 use axum::response::Html;
 use mailtrail_api::AppState;
+use mailtrail_domain::Stage;
+use mailtrail_store::now_ms;
 use serde::Deserialize;
 
 use crate::error::WebError;
@@ -47,6 +49,9 @@ struct EmailPage {
     facts: Vec<(&'static str, String)>,
     lead_href: Option<String>,
     badge: Badge,
+    /// When a queued email that was never tried is due, if that is still ahead: it reads
+    /// "Scheduled for …" rather than "Sent", which it is not yet.
+    scheduled: Option<String>,
     events: Vec<EventRow>,
     inbound: Vec<InboundRow>,
 }
@@ -89,6 +94,10 @@ pub(crate) async fn show(
         facts,
         lead_href: email.lead_id.as_ref().map(|l| format!("/leads/{l}")),
         badge: Badge::new(email.stage.as_str(), email.stage.last_action()),
+        scheduled: email
+            .next_attempt_at_ms
+            .filter(|&due| email.attempts == 0 && email.stage == Stage::Sent && due > now_ms())
+            .map(time),
         events: events
             .into_iter()
             .map(|stored| {

@@ -910,3 +910,53 @@ async fn an_email_queued_for_later_reads_scheduled_not_sent() {
     assert!(page.body.contains("Scheduled for "), "{}", page.body);
     assert!(!page.body.contains("→</span> Sent"), "{}", page.body);
 }
+
+#[tokio::test]
+async fn a_blocked_lead_shows_the_block_its_cause_and_the_rule_to_every_user() {
+    let app = app().await;
+    let cookie = sign_in(&app, USER).await;
+    let eve = app
+        .store
+        .lead_by_address(
+            &app.seeded.acme,
+            &mailtrail_domain::EmailAddress::parse("eve@shop.test").unwrap(),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    let page = call(
+        &app,
+        "GET",
+        &format!("/leads/{}", eve.id),
+        Some(&cookie),
+        None,
+    )
+    .await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains("Blocked since"), "{}", page.body);
+    assert!(
+        page.body
+            .contains("Hard bounce: The mailbox does not exist.")
+    );
+    assert!(
+        page.body
+            .contains("Recipient address rejected: User unknown")
+    );
+    assert!(page.body.contains(&format!(
+        "href=\"/emails/{}\">The email that caused it",
+        app.seeded.eve_spring
+    )));
+    assert!(page.body.contains(
+        "Setting Permission to Email back to Yes does not lift the block; only an operator can."
+    ));
+
+    let carla = call(
+        &app,
+        "GET",
+        &format!("/leads/{}", app.seeded.carla),
+        Some(&cookie),
+        None,
+    )
+    .await;
+    assert!(!carla.body.contains("Blocked since"));
+}

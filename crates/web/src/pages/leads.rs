@@ -109,6 +109,17 @@ struct TimelineItem {
     details: Vec<(&'static str, String)>,
 }
 
+/// The account's block on the lead's address, shown to every user of the account, with
+/// the rule that keeps it (PRODUCT.md §3): only an operator lifts it.
+struct BlockMark {
+    since: String,
+    since_iso: String,
+    /// "Hard bounce: The mailbox does not exist."
+    words: String,
+    status: Option<String>,
+    email_href: Option<String>,
+}
+
 #[derive(Template)]
 #[template(path = "lead.html")]
 struct LeadPage {
@@ -117,6 +128,7 @@ struct LeadPage {
     permission: bool,
     added: String,
     fields: Vec<(String, String)>,
+    block: Option<BlockMark>,
     items: Vec<TimelineItem>,
 }
 
@@ -189,6 +201,21 @@ pub(crate) async fn show(
         .store
         .lead_activity(&viewer.account_id, &id, TIMELINE)
         .await?;
+    let block = match EmailAddress::parse(&lead.email) {
+        Ok(address) => state
+            .store
+            .suppression(&viewer.account_id, &address)
+            .await?
+            .map(|s| BlockMark {
+                since: time(s.created_at_ms),
+                since_iso: iso(s.created_at_ms),
+                words: in_words(Some(s.block.reason), s.block.status.as_deref())
+                    .map_or_else(|| s.block.reason.as_str().to_owned(), |w| w.summary),
+                status: s.block.status,
+                email_href: s.block.email_id.map(|e| format!("/emails/{e}")),
+            }),
+        Err(_) => None,
+    };
     let name = full_name(lead.first_name.as_deref(), lead.last_name.as_deref());
     let title = if name.is_empty() {
         lead.email.clone()
@@ -200,6 +227,7 @@ pub(crate) async fn show(
         permission: lead.permission == Permission::Yes,
         added: time(lead.created_at_ms),
         fields: lead.fields.into_iter().collect(),
+        block,
         items: timeline(emails, replies)
             .into_iter()
             .map(|(at, i)| item(at, i))

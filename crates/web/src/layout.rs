@@ -60,7 +60,7 @@ impl Chrome {
                 Section::Suppressions,
                 "/suppressions",
                 "Suppressions",
-                Role::Operator,
+                Role::User,
             ),
             (Section::Settings, "/settings", "Settings", Role::Admin),
         ];

@@ -1,7 +1,8 @@
-//! `GET /suppressions` (operators): every blocked address of every account — reason, since
-//! when, the SMTP reply — with a form per row to lift the block for a stated reason, and the
-//! audit trail of an address. `POST /suppressions/remove` lifts it, recorded as
-//! `web:{operator's email}`.
+//! `GET /suppressions`: the blocked addresses — reason in words, since when, the SMTP reply —
+//! and the audit trail of an address. Every user reads their account's list (a block bites
+//! every sender of the account, so each should see why); operators see every account's and
+//! get a form per row to lift the block for a stated reason. `POST /suppressions/remove`
+//! (operators only) lifts it, recorded as `web:{operator's email}`.
 
 use askama::Template;
 use axum::extract::{Query, State};
@@ -13,14 +14,14 @@ use serde::Deserialize;
 
 use crate::csrf::Posted;
 use crate::error::WebError;
-use crate::format::{query, time};
+use crate::format::{in_words, query, time};
 use crate::layout::{Chrome, Section};
 use crate::pages::render;
 use crate::session::Viewer;
 
 /// Blocks listed at most.
 const LIMIT: i64 = 1000;
-const OPERATORS_ONLY: &str = "The suppression list is for operators.";
+const OPERATORS_ONLY: &str = "Only an operator can lift a block.";
 
 #[derive(Deserialize)]
 pub(crate) struct PageQuery {
@@ -35,6 +36,7 @@ struct Row {
     account: String,
     address: String,
     reason: &'static str,
+    words: String,
     since: String,
     status: String,
     history_href: String,
@@ -52,6 +54,8 @@ struct LogRow {
 struct SuppressionsPage {
     chrome: Chrome,
     rows: Vec<Row>,
+    /// Operators lift blocks; everyone else reads.
+    can_remove: bool,
     trail_address: String,
     trail_account: String,
     trail: Vec<LogRow>,
@@ -64,7 +68,7 @@ pub(crate) async fn page(
     uri: Uri,
     Query(params): Query<PageQuery>,
 ) -> Result<Html<String>, WebError> {
-    viewer.require(Role::Operator, OPERATORS_ONLY)?;
+    let operator = viewer.role >= Role::Operator;
     let name_of = |id: &str| {
         viewer
             .accounts
@@ -72,7 +76,8 @@ pub(crate) async fn page(
             .find(|a| a.id == id)
             .map_or_else(|| id.to_owned(), |a| a.name.clone())
     };
-    let blocks = state.store.suppressions(None, LIMIT).await?;
+    let scope = (!operator).then_some(viewer.account_id.as_str());
+    let blocks = state.store.suppressions(scope, LIMIT).await?;
     let trail_address = params.address.unwrap_or_default().trim().to_owned();
     let trail = match EmailAddress::parse(&trail_address) {
         Ok(address) if !trail_address.is_empty() => state
@@ -105,12 +110,16 @@ pub(crate) async fn page(
                     query(&[("account", &s.account_id), ("address", &s.address)])
                 ),
                 reason: s.block.reason.as_str(),
+                words: in_words(Some(s.block.reason), s.block.status.as_deref())
+                    .map(|w| w.summary)
+                    .unwrap_or_default(),
                 since: time(s.created_at_ms),
                 status: s.block.status.unwrap_or_default(),
                 account_id: s.account_id,
                 address: s.address,
             })
             .collect(),
+        can_remove: operator,
         trail_account: viewer.account_name().unwrap_or_default().to_owned(),
         trail_address,
         trail,

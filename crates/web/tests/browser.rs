@@ -532,16 +532,45 @@ async fn walk_through(ui: &Ui<'_>) {
     ui.shot("settings-domains").await;
     ui.sign_out().await;
 
-    // A user may not lift a block.
+    // A user reads the account's blocks and the rule, but may not lift a block.
     ui.sign_in(USER).await;
     ui.open("/suppressions").await;
-    ui.wait_for("Not allowed").await;
+    ui.wait_for("Suppression list").await;
+    let list = ui.text().await;
     assert!(
-        ui.text()
-            .await
-            .contains("The suppression list is for operators.")
+        list.contains("eve@shop.test")
+            && list.contains("Hard bounce: The mailbox does not exist.")
+            && list.contains("Setting Permission to Email back to Yes does not lift the block; only an operator can"),
+        "{list}"
     );
-    ui.shot("suppressions-forbidden").await;
+    assert!(
+        ui.c.find(Locator::Css("table.suppressions button.danger"))
+            .await
+            .is_err(),
+        "a user gets no remove button"
+    );
+    ui.shot("suppressions-read-only").await;
+    let eve = ui
+        .app
+        .store
+        .lead_by_address(
+            &s.acme,
+            &mailtrail_domain::EmailAddress::parse("eve@shop.test").unwrap(),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    ui.open(&format!("/leads/{}", eve.id)).await;
+    ui.wait_for("Eve").await;
+    let lead = ui.text_of(".block-mark").await;
+    assert!(
+        lead.contains("Blocked since")
+            && lead.contains("Hard bounce: The mailbox does not exist.")
+            && lead.contains("User unknown")
+            && lead.contains("Setting Permission to Email back to Yes does not lift the block; only an operator can."),
+        "{lead}"
+    );
+    ui.shot("lead-blocked").await;
     ui.open("/leads").await;
     ui.wait_for("Leads").await;
     let csrf =

@@ -1,4 +1,4 @@
-//! How values look on the pages: times in UTC as `YYYY-MM-DD HH:MM`, stage badges that read
+//! How values look on the pages: times in UTC as `YYYY-MM-DD HH:MM:SS`, stage badges that read
 //! without colour, and query strings for links.
 
 use chrono::{DateTime, SecondsFormat};
@@ -31,11 +31,12 @@ pub(crate) fn in_words(reason: Option<Reason>, status: Option<&str>) -> Option<W
     })
 }
 
-/// A time as the pages show it: `2025-03-01 14:05` (UTC).
+/// A time as the pages show it: `2025-03-01 14:05:09` (UTC), to the second so events that
+/// follow each other closely (a send and its bounce) keep a readable order.
 pub(crate) fn time(ms: i64) -> String {
     DateTime::from_timestamp_millis(ms)
         .unwrap_or_default()
-        .format("%Y-%m-%d %H:%M")
+        .format("%Y-%m-%d %H:%M:%S")
         .to_string()
 }
 
@@ -91,9 +92,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn times_are_utc_minutes() {
-        assert_eq!(time(0), "1970-01-01 00:00");
-        assert_eq!(time(1_700_000_059_999), "2023-11-14 22:14");
+    fn times_are_utc_seconds() {
+        assert_eq!(time(0), "1970-01-01 00:00:00");
+        assert_eq!(time(1_700_000_059_999), "2023-11-14 22:14:19");
         assert_eq!(iso(1000), "1970-01-01T00:00:01.000Z");
     }
 

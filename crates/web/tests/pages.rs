@@ -645,7 +645,7 @@ async fn admins_add_check_and_remove_sending_domains_with_their_dns_records() {
     let page = call(&app, "GET", "/settings", Some(&cookie), None).await;
     let until = chrono::DateTime::from_timestamp_millis(retired[0].until_ms)
         .unwrap()
-        .format("%Y-%m-%d %H:%M");
+        .format("%Y-%m-%d %H:%M:%S");
     assert!(
         page.body
             .contains(&format!("Keep published until {until} (UTC)")),

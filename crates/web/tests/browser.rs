@@ -571,6 +571,30 @@ async fn walk_through(ui: &Ui<'_>) {
         "{lead}"
     );
     ui.shot("lead-blocked").await;
+
+    // On a phone no page scrolls sideways.
+    ui.c.set_window_size(390, 844).await.unwrap();
+    for (path, title) in [
+        (format!("/leads/{}", eve.id), "Eve"),
+        ("/leads".to_owned(), "Leads"),
+        (format!("/emails/{}", s.eve_spring), "Spring"),
+        ("/reports/emails".to_owned(), "Email report"),
+        ("/reports/batches".to_owned(), "Compare batches"),
+        ("/suppressions".to_owned(), "Suppression list"),
+    ] {
+        ui.open(&path).await;
+        ui.wait_for(title).await;
+        let width =
+            ui.c.execute("return document.documentElement.scrollWidth", vec![])
+                .await
+                .unwrap();
+        assert!(
+            width.as_u64().unwrap() <= 390,
+            "{path} is {width} px wide at 390 px"
+        );
+        ui.shot(&format!("phone{}", path.replace('/', "-"))).await;
+    }
+    ui.c.set_window_size(1280, 1000).await.unwrap();
     ui.open("/leads").await;
     ui.wait_for("Leads").await;
     let csrf =

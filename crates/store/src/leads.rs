@@ -1,9 +1,12 @@
 //! Leads: the CRM's contacts, one per normalised address within an account, each with its
-//! Permission to Email.
+//! Permission to Email and why and when it last changed.
 
 use std::collections::BTreeMap;
 
-use mailtrail_domain::{EmailAddress, Permission};
+use std::fmt;
+use std::str::FromStr;
+
+use mailtrail_domain::{EmailAddress, Permission, Reason};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
@@ -22,8 +25,73 @@ pub struct Lead {
     pub last_name: Option<String>,
     pub fields: Fields,
     pub permission: Permission,
+    /// Why Permission to Email last changed; `None` while it is still the Yes it was created
+    /// with (or for a lead from before causes were kept).
+    pub permission_cause: Option<PermissionCause>,
+    pub permission_changed_at_ms: Option<i64>,
     pub created_at_ms: i64,
     pub updated_at_ms: i64,
+}
+
+/// What last changed a lead's Permission to Email (PRODUCT.md §6: "No" shows its cause).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PermissionCause {
+    /// The recipient unsubscribed (link, one-click or mailto).
+    Unsubscribe,
+    /// The recipient reported an email as spam or abuse.
+    Complaint,
+    /// An email hard-bounced: the address itself is bad.
+    HardBounce,
+    /// A CSV import set it.
+    Import,
+    /// Someone set it by hand, through the API, the CLI or the UI.
+    Manual,
+    /// The address was blocked for another reason.
+    Suppression,
+}
+
+impl PermissionCause {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PermissionCause::Unsubscribe => "unsubscribe",
+            PermissionCause::Complaint => "complaint",
+            PermissionCause::HardBounce => "hardbounce",
+            PermissionCause::Import => "import",
+            PermissionCause::Manual => "manual",
+            PermissionCause::Suppression => "suppression",
+        }
+    }
+
+    /// The cause of the No that a block for `reason` sets.
+    pub fn of_block(reason: Reason) -> PermissionCause {
+        match reason {
+            Reason::Unsubscribed => PermissionCause::Unsubscribe,
+            Reason::Complaint => PermissionCause::Complaint,
+            r if r.is_hard() => PermissionCause::HardBounce,
+            _ => PermissionCause::Suppression,
+        }
+    }
+}
+
+impl FromStr for PermissionCause {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(match s {
+            "unsubscribe" => PermissionCause::Unsubscribe,
+            "complaint" => PermissionCause::Complaint,
+            "hardbounce" => PermissionCause::HardBounce,
+            "import" => PermissionCause::Import,
+            "manual" => PermissionCause::Manual,
+            "suppression" => PermissionCause::Suppression,
+            other => return Err(format!("unknown permission cause '{other}'")),
+        })
+    }
+}
+
+impl fmt::Display for PermissionCause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -51,15 +119,17 @@ pub struct ImportSummary {
 }
 
 const LEAD_COLUMNS: &str = "id, account_id, address, first_name, last_name, fields, permission, \
-                            created_at_ms, updated_at_ms";
+                            permission_cause, permission_changed_at_ms, created_at_ms, \
+                            updated_at_ms";
 
-/// Rows per INSERT in a bulk import: 10 parameters a row stays far below both backends'
+/// Rows per INSERT in a bulk import: 12 parameters a row stays far below both backends'
 /// parameter limits (SQLite 32,766, PostgreSQL 65,535).
 const IMPORT_CHUNK: usize = 500;
 
 fn lead_from_row(row: &AnyRow) -> Result<Lead> {
     let fields: String = row.try_get("fields")?;
     let permission: String = row.try_get("permission")?;
+    let cause: Option<String> = row.try_get("permission_cause")?;
     Ok(Lead {
         id: row.try_get("id")?,
         account_id: row.try_get("account_id")?,
@@ -68,6 +138,11 @@ fn lead_from_row(row: &AnyRow) -> Result<Lead> {
         last_name: row.try_get("last_name")?,
         fields: serde_json::from_str(&fields).map_err(|e| StoreError::Corrupt(e.to_string()))?,
         permission: permission.parse().map_err(StoreError::Corrupt)?,
+        permission_cause: cause
+            .map(|c| c.parse())
+            .transpose()
+            .map_err(StoreError::Corrupt)?,
+        permission_changed_at_ms: row.try_get("permission_changed_at_ms")?,
         created_at_ms: row.try_get("created_at_ms")?,
         updated_at_ms: row.try_get("updated_at_ms")?,
     })
@@ -79,13 +154,16 @@ fn fields_json(fields: &Fields) -> String {
 
 impl Store {
     /// Creates a lead; an address already used by a lead of this account is a conflict.
+    /// A lead created with Permission to Email No was set so by hand.
     pub async fn create_lead(&self, account_id: &str, lead: &NewLead) -> Result<Lead> {
         let id = new_id();
         let now = now_ms();
+        let cause = (lead.permission == Permission::No).then_some(PermissionCause::Manual);
         let inserted = sqlx::query(
             "INSERT INTO leads (id, account_id, address, address_key, first_name, last_name,
-                                fields, permission, created_at_ms, updated_at_ms)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9)",
+                                fields, permission, permission_cause, permission_changed_at_ms,
+                                created_at_ms, updated_at_ms)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11)",
         )
         .bind(&id)
         .bind(account_id)
@@ -95,6 +173,8 @@ impl Store {
         .bind(lead.last_name.as_deref())
         .bind(fields_json(&lead.fields))
         .bind(lead.permission.as_str())
+        .bind(cause.map(PermissionCause::as_str))
+        .bind(cause.map(|_| now))
         .bind(now)
         .execute(&self.writer)
         .await
@@ -178,6 +258,7 @@ impl Store {
         row.as_ref().map(lead_from_row).transpose()
     }
 
+    /// Updates a lead; a change of Permission to Email is recorded as made by hand.
     pub async fn update_lead(
         &self,
         account_id: &str,
@@ -204,19 +285,26 @@ impl Store {
         if let Some(fields) = &patch.fields {
             lead.fields.extend(fields.clone());
         }
-        if let Some(permission) = patch.permission {
-            lead.permission = permission;
-        }
         lead.updated_at_ms = now_ms();
+        if let Some(permission) = patch.permission
+            && permission != lead.permission
+        {
+            lead.permission = permission;
+            lead.permission_cause = Some(PermissionCause::Manual);
+            lead.permission_changed_at_ms = Some(lead.updated_at_ms);
+        }
         sqlx::query(
             "UPDATE leads SET first_name = $1, last_name = $2, fields = $3, permission = $4,
-                              updated_at_ms = $5
-             WHERE account_id = $6 AND id = $7",
+                              permission_cause = $5, permission_changed_at_ms = $6,
+                              updated_at_ms = $7
+             WHERE account_id = $8 AND id = $9",
         )
         .bind(lead.first_name.as_deref())
         .bind(lead.last_name.as_deref())
         .bind(fields_json(&lead.fields))
         .bind(lead.permission.as_str())
+        .bind(lead.permission_cause.map(PermissionCause::as_str))
+        .bind(lead.permission_changed_at_ms)
         .bind(lead.updated_at_ms)
         .bind(account_id)
         .bind(lead_id)
@@ -236,7 +324,8 @@ impl Store {
 
     /// Creates or updates many leads in one transaction: all of them, or none on error.
     /// An existing lead takes the new names and custom fields (when the import has any), but
-    /// its Permission to Email is never turned from No to Yes. Within `leads`, a later row
+    /// its Permission to Email is never turned from No to Yes; a No it gets from the import
+    /// is recorded as caused by the import. Within `leads`, a later row
     /// for the same address wins. `progress` is called with the rows written so far.
     pub async fn import_leads(
         &self,
@@ -260,7 +349,8 @@ impl Store {
         for chunk in unique.chunks(IMPORT_CHUNK) {
             let sql = format!(
                 "INSERT INTO leads (id, account_id, address, address_key, first_name, last_name,
-                                    fields, permission, created_at_ms, updated_at_ms)
+                                    fields, permission, permission_cause,
+                                    permission_changed_at_ms, created_at_ms, updated_at_ms)
                  VALUES {}
                  ON CONFLICT (account_id, address_key) DO UPDATE SET
                     address = excluded.address,
@@ -270,11 +360,20 @@ impl Store {
                                   ELSE excluded.fields END,
                     permission = CASE WHEN leads.permission = 'no' THEN 'no'
                                       ELSE excluded.permission END,
+                    permission_cause = CASE WHEN leads.permission = 'yes'
+                                                 AND excluded.permission = 'no'
+                                            THEN excluded.permission_cause
+                                            ELSE leads.permission_cause END,
+                    permission_changed_at_ms = CASE WHEN leads.permission = 'yes'
+                                                         AND excluded.permission = 'no'
+                                                    THEN excluded.permission_changed_at_ms
+                                                    ELSE leads.permission_changed_at_ms END,
                     updated_at_ms = excluded.updated_at_ms",
-                self.row_placeholders(chunk.len(), 10)
+                self.row_placeholders(chunk.len(), 12)
             );
             let mut query = sqlx::query(&sql);
             for (key, lead) in chunk {
+                let no = lead.permission == Permission::No;
                 query = query
                     .bind(new_id())
                     .bind(account_id)
@@ -284,6 +383,8 @@ impl Store {
                     .bind(lead.last_name.as_deref())
                     .bind(fields_json(&lead.fields))
                     .bind(lead.permission.as_str())
+                    .bind(no.then_some(PermissionCause::Import.as_str()))
+                    .bind(no.then_some(now))
                     .bind(now)
                     .bind(now);
             }

@@ -17,6 +17,7 @@
 //! - [`forwards`]: replies waiting to be forwarded to their email's sender;
 //! - [`protection`]: recent bounce/complaint rates and the pause of an account's sending;
 //! - [`queue`]: submissions, and the outbound queue workers claim from;
+//! - [`refusals`]: recipients a send request named that were refused, kept to be shown;
 //! - [`retention`]: how long raw mail and old emails are kept, and the sweep;
 //! - [`reports`]: the email report, the batch report and a lead's activity;
 //! - [`recorder`]: group commit of events (delivery outcomes, opens, clicks);
@@ -52,6 +53,7 @@ pub mod login_throttle;
 mod private;
 pub mod protection;
 pub mod queue;
+pub mod refusals;
 pub mod recorder;
 pub mod reports;
 pub mod retention;
@@ -84,12 +86,13 @@ pub use emails::{
 pub use erasure::Erased;
 pub use forwards::{Forward, ForwardOutcome, ForwardTargets};
 pub use inbound::{InboundRecord, Pending, Processed};
-pub use leads::{ImportSummary, Lead, LeadPatch, NewLead};
+pub use leads::{ImportSummary, Lead, LeadPatch, NewLead, PermissionCause};
 pub use protection::{Pause, RecentRates};
 pub use queue::{
     Attachment, Cancel, Claimed, Content, Idempotent, LeadBrief, QueueEntry, Submission,
 };
 pub use recorder::Recorder;
+pub use refusals::{NewRefusal, Refusal, RefusalReason, RefusedRequest};
 pub use reports::{BatchStats, Cursor, EmailFilter, EmailRow, ReplyRow};
 pub use sealed::MasterKey;
 pub use settings::{HitContext, Settings};

@@ -4,6 +4,7 @@
 use mailtrail_domain::{EmailAddress, Reason};
 use sqlx::{Any, Row, Transaction};
 
+use crate::leads::PermissionCause;
 use crate::{Result, Store, StoreError, new_id, now_ms};
 
 /// Why an address is blocked.
@@ -25,7 +26,8 @@ pub struct Suppression {
 }
 
 /// Suppresses an address inside a transaction and sets the matching lead's Permission to
-/// Email to No. Suppressing an address already blocked keeps the first block.
+/// Email to No, with the block's reason as its cause. Suppressing an address already blocked
+/// keeps the first block.
 pub(crate) async fn suppress_in(
     tx: &mut Transaction<'static, Any>,
     account_id: &str,
@@ -59,12 +61,18 @@ pub(crate) async fn suppress_in(
         )
         .await?;
     }
-    sqlx::query("UPDATE leads SET permission = 'no', updated_at_ms = $3 WHERE account_id = $1 AND address_key = $2")
-        .bind(account_id)
-        .bind(address_key)
-        .bind(now)
-        .execute(&mut **tx)
-        .await?;
+    // A lead already at No keeps the cause that set it: that is what its page says.
+    sqlx::query(
+        "UPDATE leads SET permission = 'no', permission_cause = $3,
+                          permission_changed_at_ms = $4, updated_at_ms = $4
+         WHERE account_id = $1 AND address_key = $2 AND permission <> 'no'",
+    )
+    .bind(account_id)
+    .bind(address_key)
+    .bind(PermissionCause::of_block(block.reason).as_str())
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
     Ok(())
 }
 

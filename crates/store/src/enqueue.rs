@@ -20,6 +20,7 @@ use sqlx::Acquire;
 use tokio::sync::oneshot;
 
 use crate::queue::{CHUNK, Idempotent, Submission, insert_content};
+use crate::refusals::{NewRefusal, RefusedRequest};
 use crate::settings::Settings;
 use crate::{Result, Store, StoreError, new_id, now_ms};
 
@@ -41,6 +42,8 @@ struct Job {
     settings: Settings,
     /// The idempotency key with the answer to store under it.
     idempotent: Option<(Idempotent, String)>,
+    /// The request's refused recipients, recorded with its emails.
+    refused: Vec<NewRefusal>,
     now: i64,
     written: oneshot::Sender<Result<()>>,
 }
@@ -57,6 +60,19 @@ impl Store {
         idempotent: Option<&Idempotent>,
         respond: impl FnOnce(&[String]) -> String,
     ) -> Result<Vec<String>> {
+        self.enqueue_with_refusals(account_id, submission, &[], idempotent, respond)
+            .await
+    }
+
+    /// [`Store::enqueue`], recording the request's `refused` recipients in the same commit.
+    pub async fn enqueue_with_refusals(
+        &self,
+        account_id: &str,
+        submission: &Submission,
+        refused: &[NewRefusal],
+        idempotent: Option<&Idempotent>,
+        respond: impl FnOnce(&[String]) -> String,
+    ) -> Result<Vec<String>> {
         let ids: Vec<String> = submission.entries.iter().map(|_| new_id()).collect();
         let (written, mut done) = oneshot::channel();
         let job = Job {
@@ -64,6 +80,7 @@ impl Store {
             submission: submission.clone(),
             content_id: new_id(),
             idempotent: idempotent.map(|i| (i.clone(), respond(&ids))),
+            refused: refused.to_vec(),
             ids: ids.clone(),
             settings: self.settings(account_id).await?,
             now: now_ms(),
@@ -151,6 +168,12 @@ impl Store {
         let (account_id, now) = (account_id.as_str(), *now);
         let due = submission.send_at_ms.unwrap_or(now);
         insert_content(tx, account_id, content_id, &submission.content, now).await?;
+        let request = RefusedRequest {
+            batch: submission.batch.as_deref(),
+            subject: &submission.content.subject,
+        };
+        self.insert_refusals(tx, account_id, request, &job.refused, now)
+            .await?;
 
         let hooks = crate::webhooks::live_hooks(tx, account_id).await?;
         let rows: Vec<_> = ids.iter().zip(&submission.entries).collect();

@@ -157,6 +157,7 @@ impl Store {
         .await?;
         crate::suppressions::log(&mut tx, account_id, &hashed, "erased", actor, "lead erased")
             .await?;
+        crate::refusals::erase_lead_in(&mut tx, account_id, lead_id).await?;
         sqlx::query("DELETE FROM leads WHERE account_id = $1 AND id = $2")
             .bind(account_id)
             .bind(lead_id)

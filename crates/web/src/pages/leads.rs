@@ -48,7 +48,7 @@ struct LeadsPage {
     first_page: Option<String>,
 }
 
-fn full_name(first: Option<&str>, last: Option<&str>) -> String {
+pub(crate) fn full_name(first: Option<&str>, last: Option<&str>) -> String {
     [first, last]
         .into_iter()
         .flatten()

@@ -146,6 +146,7 @@ pub fn email_filter(q: &EmailReportQuery) -> Result<(EmailFilter, Option<Cursor>
         from_ms,
         to_ms,
         tag: q.tag.clone().filter(|t| !t.is_empty()),
+        ..EmailFilter::default()
     };
     Ok((filter, cursor))
 }

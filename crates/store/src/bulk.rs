@@ -30,6 +30,7 @@ struct Email {
     to_key: String,
     lead_id: Option<String>,
     batch: Option<String>,
+    created_at_ms: i64,
     derived: Derived,
     milestones: Milestones,
     /// Its milestones as read.
@@ -153,8 +154,8 @@ impl Store {
         let mut emails = HashMap::with_capacity(ids.len());
         for chunk in ids.chunks(EMAILS_PER_STATEMENT) {
             let sql = format!(
-                "SELECT id, account_id, to_address, to_key, lead_id, batch, stage, status,
-                        reason, milestones
+                "SELECT id, account_id, to_address, to_key, lead_id, batch, created_at_ms,
+                        stage, status, reason, milestones
                  FROM emails WHERE id IN ({}) ORDER BY id{}",
                 self.placeholders(1, chunk.len()),
                 self.lock_clause()
@@ -174,6 +175,7 @@ impl Store {
                         to_key: row.try_get("to_key")?,
                         lead_id: row.try_get("lead_id")?,
                         batch: row.try_get("batch")?,
+                        created_at_ms: row.try_get("created_at_ms")?,
                         derived: Derived {
                             stage: stage.parse().map_err(StoreError::Corrupt)?,
                             status: row.try_get("status")?,
@@ -373,6 +375,7 @@ impl Email {
         state.counts.add(
             &self.account_id,
             self.batch.as_deref(),
+            self.created_at_ms,
             reached.added_to(self.milestones),
         );
         self.milestones = reached;

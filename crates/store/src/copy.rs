@@ -34,6 +34,7 @@ const TABLES: &[&str] = &[
     "account_settings",
     "links",
     "batch_stats",
+    "account_days",
     "webhooks",
     "webhook_deliveries",
     "sending_domains",

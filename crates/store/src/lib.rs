@@ -20,6 +20,7 @@
 //! - [`refusals`]: recipients a send request named that were refused, kept to be shown;
 //! - [`retention`]: how long raw mail and old emails are kept, and the sweep;
 //! - [`reports`]: the email report, the batch report and a lead's activity;
+//! - [`overview`]: the overview's counts per range of days, and scheduled mail;
 //! - [`recorder`]: group commit of events (delivery outcomes, opens, clicks);
 //! - [`suppressions`]: blocked addresses and their audit trail;
 //! - [`webhooks`]: per-account webhook URLs and the durable outbox of their deliveries;
@@ -48,8 +49,10 @@ mod enqueue;
 pub mod erasure;
 pub mod forwards;
 pub mod inbound;
+pub mod lead_csv;
 pub mod leads;
 pub mod login_throttle;
+pub mod overview;
 mod private;
 pub mod protection;
 pub mod queue;
@@ -75,7 +78,7 @@ use sqlx::{AnyPool, Connection, Executor};
 
 pub use accounts::{ApiCaller, NewKey};
 pub use blocks::BlockCheck;
-pub use counters::CounterSnapshot;
+pub use counters::Counters;
 pub use destinations::{Slot, SlotClaim, now_us};
 pub use domains::{
     DomainKey, DomainStatus, NewDomain, NextKey, SendingDomain, default_return_path,
@@ -87,13 +90,14 @@ pub use erasure::Erased;
 pub use forwards::{Forward, ForwardOutcome, ForwardTargets};
 pub use inbound::{InboundRecord, Pending, Processed};
 pub use leads::{ImportSummary, Lead, LeadPatch, NewLead, PermissionCause};
+pub use overview::{DayCounts, Reached, Scheduled, ScheduledEmail};
 pub use protection::{Pause, RecentRates};
 pub use queue::{
     Attachment, Cancel, Claimed, Content, Idempotent, LeadBrief, QueueEntry, Submission,
 };
 pub use recorder::Recorder;
 pub use refusals::{NewRefusal, Refusal, RefusalReason, RefusedRequest};
-pub use reports::{BatchStats, Cursor, EmailFilter, EmailRow, ReplyRow};
+pub use reports::{BatchStats, Cursor, EmailFilter, EmailRow, Page, ReplyRow};
 pub use sealed::MasterKey;
 pub use settings::{HitContext, Settings};
 pub use smtp_credentials::{NewSmtpCredential, SmtpCredential};
@@ -287,8 +291,8 @@ impl Store {
     }
 
     /// What this process recorded since it started.
-    pub fn counters(&self) -> CounterSnapshot {
-        self.counters.snapshot()
+    pub fn counters(&self) -> &Counters {
+        &self.counters
     }
 
     /// A round trip to the database, for health checks.

@@ -4,9 +4,11 @@
 //!
 //! The batch report reads `batch_stats`, one row per batch kept up to date in the same
 //! transaction as the events that change it ([`count_queued`], `BatchCounts`), so
-//! it costs the same with a million emails as with ten. On PostgreSQL the row of a batch is
-//! a point of contention between nodes recording outcomes of the same batch at once; the
-//! update is a single-row increment, held for the rest of the event's transaction.
+//! it costs the same with a million emails as with ten. `account_days` is kept the same way,
+//! one row per account and UTC day of queueing, for the overview and the report's totals
+//! (`crate::overview`). On PostgreSQL the row of a batch, and the row of an account's day,
+//! are points of contention between nodes recording outcomes at once; each update is a
+//! single-row increment, held for the rest of the event's transaction.
 
 use std::collections::BTreeMap;
 
@@ -14,6 +16,7 @@ use mailtrail_domain::{Milestone, Milestones, Reason, Stage};
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
+use crate::overview::{Reached, day_of};
 use crate::{Result, Settings, Store, StoreError};
 
 /// Which emails the email report lists. Times are the email's queued time, in ms.
@@ -26,6 +29,35 @@ pub struct EmailFilter {
     pub to_ms: Option<i64>,
     /// Only emails whose message carries this tag.
     pub tag: Option<String>,
+    /// Only emails that ever reached this (the overview's counts).
+    pub reached: Option<Reached>,
+    /// Only emails whose normalised recipient address starts with this (lower case).
+    pub recipient: Option<String>,
+    /// Only emails waiting for their send time, never tried yet.
+    pub scheduled: bool,
+}
+
+impl EmailFilter {
+    /// Whether the filter is at most a range of whole UTC days and a [`Reached`]: what
+    /// `account_days` counts.
+    fn is_days(&self) -> bool {
+        let whole = |ms: Option<i64>| ms.is_none_or(|ms| ms % crate::overview::DAY_MS == 0);
+        self.batch.is_none()
+            && self.stage.is_none()
+            && self.tag.is_none()
+            && self.recipient.is_none()
+            && !self.scheduled
+            && whole(self.from_ms)
+            && whole(self.to_ms)
+    }
+}
+
+/// Which page of the email report: the first, the one after a row, or the one before it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Page {
+    First,
+    After(Cursor),
+    Before(Cursor),
 }
 
 /// Where a page of the email report starts: just after this email, in newest-first order.
@@ -190,8 +222,8 @@ fn batch_stats(row: &AnyRow) -> Result<BatchStats> {
     })
 }
 
-/// Counts a submission's emails into its batch's row, with the tracking settings they were
-/// queued under.
+/// Counts a submission's emails into its batch's row and its account's day (today: an email's
+/// day is the one it was queued on), with the tracking settings they were queued under.
 pub(crate) async fn count_queued(
     tx: &mut Transaction<'_, Any>,
     account_id: &str,
@@ -223,53 +255,217 @@ pub(crate) async fn count_queued(
     .bind(now)
     .execute(&mut **tx)
     .await?;
+    sqlx::query(
+        "INSERT INTO account_days (account_id, day, emails, dropped, open_tracking, click_tracking)
+         VALUES ($1, $2, $3, $4, $5, $6)
+         ON CONFLICT (account_id, day) DO UPDATE SET
+            emails = account_days.emails + excluded.emails,
+            dropped = account_days.dropped + excluded.dropped,
+            open_tracking = CASE WHEN excluded.open_tracking = 1 THEN 1
+                                 ELSE account_days.open_tracking END,
+            click_tracking = CASE WHEN excluded.click_tracking = 1 THEN 1
+                                  ELSE account_days.click_tracking END",
+    )
+    .bind(account_id)
+    .bind(day_of(now))
+    .bind(emails)
+    .bind(dropped)
+    .bind(i64::from(settings.open_tracking))
+    .bind(i64::from(settings.click_tracking))
+    .execute(&mut **tx)
+    .await?;
     Ok(())
 }
 
-/// The batch counts a transaction's events add, gathered in memory and written once at its
-/// end ([`BatchCounts::apply`]): one UPDATE per batch instead of one per event, and always in
-/// the same order, so nodes recording outcomes of the same batches at once neither hold the
-/// batch's row for every event nor lock rows in opposite orders (a deadlock).
+/// The batch and day counts a transaction's events add, gathered in memory and written once
+/// at its end ([`BatchCounts::apply`]): one UPDATE per batch and per day instead of one per
+/// event, and always in the same order (batches, then days, each in key order), so nodes
+/// recording outcomes of the same batches at once neither hold a row for every event nor lock
+/// rows in opposite orders (a deadlock).
 #[derive(Debug, Default)]
-pub(crate) struct BatchCounts(BTreeMap<(String, String), [i64; Milestone::ALL.len()]>);
+pub(crate) struct BatchCounts {
+    batches: BTreeMap<(String, String), Counts>,
+    days: BTreeMap<(String, i64), Counts>,
+}
+
+/// How many emails newly reached each of [`Milestone::ALL`].
+type Counts = [i64; Milestone::ALL.len()];
 
 impl BatchCounts {
-    /// Counts the milestones an email of `batch` newly reached.
-    pub(crate) fn add(&mut self, account_id: &str, batch: Option<&str>, added: Milestones) {
+    /// Counts the milestones an email of `batch`, queued at `created_at_ms`, newly reached.
+    pub(crate) fn add(
+        &mut self,
+        account_id: &str,
+        batch: Option<&str>,
+        created_at_ms: i64,
+        added: Milestones,
+    ) {
         if added.is_empty() {
             return;
         }
-        let key = (account_id.to_owned(), batch.unwrap_or("").to_owned());
-        let counts = self.0.entry(key).or_insert([0; Milestone::ALL.len()]);
-        for (i, m) in Milestone::ALL.iter().enumerate() {
-            if added.contains(*m) {
-                counts[i] += 1;
+        let batch = (account_id.to_owned(), batch.unwrap_or("").to_owned());
+        let day = (account_id.to_owned(), day_of(created_at_ms));
+        for counts in [
+            self.batches.entry(batch).or_default(),
+            self.days.entry(day).or_default(),
+        ] {
+            for (i, m) in Milestone::ALL.iter().enumerate() {
+                if added.contains(*m) {
+                    counts[i] += 1;
+                }
             }
         }
     }
 
-    /// Writes the counts, batch by batch in key order.
+    /// Writes the counts: batch by batch, then day by day, in key order.
     pub(crate) async fn apply(self, tx: &mut Transaction<'static, Any>) -> Result<()> {
-        for ((account_id, batch), counts) in self.0 {
-            // Column names come from the fixed milestone names, never from input.
-            let sets: Vec<String> = Milestone::ALL
-                .iter()
-                .zip(counts)
-                .filter(|(_, n)| *n != 0)
-                .map(|(m, n)| format!("{0} = {0} + {n}", m.as_str()))
-                .collect();
+        for ((account_id, batch), counts) in self.batches {
             sqlx::query(&format!(
                 "UPDATE batch_stats SET {} WHERE account_id = $1 AND batch = $2",
-                sets.join(", ")
+                increments(counts)
             ))
             .bind(account_id)
             .bind(batch)
             .execute(&mut **tx)
             .await?;
         }
+        for ((account_id, day), counts) in self.days {
+            sqlx::query(&format!(
+                "UPDATE account_days SET {} WHERE account_id = $1 AND day = $2",
+                increments(counts)
+            ))
+            .bind(account_id)
+            .bind(day)
+            .execute(&mut **tx)
+            .await?;
+        }
         Ok(())
     }
 }
+
+/// `delivered = delivered + 3, …` for the milestones counted. Column names come from the fixed
+/// milestone names, never from input.
+fn increments(counts: Counts) -> String {
+    Milestone::ALL
+        .iter()
+        .zip(counts)
+        .filter(|(_, n)| *n != 0)
+        .map(|(m, n)| format!("{0} = {0} + {n}", m.as_str()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A value bound to a numbered parameter.
+enum Arg {
+    Text(String),
+    Int(i64),
+}
+
+/// The `WHERE` of an email report query and its parameters, numbered in the order they are
+/// bound. Only the filters given appear in the statement, so each combination is a plain
+/// range over its index.
+struct Clause {
+    sql: String,
+    args: Vec<Arg>,
+}
+
+impl Clause {
+    fn of(account_id: &str, filter: &EmailFilter) -> Clause {
+        let mut clause = Clause {
+            sql: String::new(),
+            args: Vec::new(),
+        };
+        let account = clause.text(account_id);
+        clause.sql = format!("e.account_id = {account}");
+        if let Some(batch) = &filter.batch {
+            let p = clause.text(batch);
+            clause.and(format!("e.batch = {p}"));
+        }
+        if let Some(stage) = filter.stage {
+            let p = clause.text(stage.as_str());
+            clause.and(format!("e.stage = {p}"));
+        }
+        if let Some(from) = filter.from_ms {
+            let p = clause.int(from);
+            clause.and(format!("e.created_at_ms >= {p}"));
+        }
+        if let Some(to) = filter.to_ms {
+            let p = clause.int(to);
+            clause.and(format!("e.created_at_ms < {p}"));
+        }
+        if let Some(tag) = &filter.tag {
+            let p = clause.text(tag);
+            clause.and(format!(
+                "e.content_id IN (SELECT content_id FROM content_tags
+                                  WHERE account_id = {account} AND tag = {p})"
+            ));
+        }
+        if let Some(reached) = filter.reached {
+            clause.and(reached.condition());
+        }
+        if let Some(prefix) = &filter.recipient {
+            clause.starts_with(prefix);
+        }
+        if filter.scheduled {
+            let now = clause.int(crate::now_ms());
+            clause.and(crate::overview::scheduled_condition(&now));
+        }
+        clause
+    }
+
+    fn and(&mut self, condition: String) {
+        self.sql.push_str(" AND ");
+        self.sql.push_str(&condition);
+    }
+
+    /// Recipients starting with `prefix`: a range over `emails_by_recipient`, and a `LIKE`
+    /// that keeps the range honest under a collation that does not sort by code point.
+    fn starts_with(&mut self, prefix: &str) {
+        let escaped: String = prefix
+            .chars()
+            .flat_map(|c| match c {
+                '%' | '_' | '\\' => vec!['\\', c],
+                c => vec![c],
+            })
+            .collect();
+        let like = self.text(&format!("{escaped}%"));
+        self.and(format!("e.to_key LIKE {like} ESCAPE '\\'"));
+        let mut chars: Vec<char> = prefix.chars().collect();
+        let following = chars.pop().and_then(|last| char::from_u32(last as u32 + 1));
+        if let Some(next) = following {
+            let upper: String = chars.into_iter().chain([next]).collect();
+            let (lo, hi) = (self.text(prefix), self.text(&upper));
+            self.and(format!("e.to_key >= {lo} AND e.to_key < {hi}"));
+        }
+    }
+
+    fn text(&mut self, value: &str) -> String {
+        self.args.push(Arg::Text(value.to_owned()));
+        format!("${}", self.args.len())
+    }
+
+    fn int(&mut self, value: i64) -> String {
+        self.args.push(Arg::Int(value));
+        format!("${}", self.args.len())
+    }
+
+    fn bind(self, query: Query<'_>) -> Query<'_> {
+        self.args.into_iter().fold(query, |q, arg| match arg {
+            Arg::Text(t) => q.bind(t),
+            Arg::Int(i) => q.bind(i),
+        })
+    }
+
+    fn bind_scalar(self, query: Scalar<'_>) -> Scalar<'_> {
+        self.args.into_iter().fold(query, |q, arg| match arg {
+            Arg::Text(t) => q.bind(t),
+            Arg::Int(i) => q.bind(i),
+        })
+    }
+}
+
+type Query<'q> = sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>>;
+type Scalar<'q> = sqlx::query::QueryScalar<'q, Any, i64, sqlx::any::AnyArguments<'q>>;
 
 impl Store {
     /// A page of the email report, newest first; `after` continues from a previous page's
@@ -282,68 +478,70 @@ impl Store {
         after: Option<&Cursor>,
         limit: u32,
     ) -> Result<Vec<EmailRow>> {
-        let mut sql = format!(
-            "SELECT {EMAIL_ROW} FROM emails e JOIN contents c ON c.id = e.content_id
-             WHERE e.account_id = $1"
-        );
-        // Only the filters given appear in the statement, so each combination is a plain
-        // range over its index; parameters are numbered in the order they are bound below.
-        let mut n = 1;
-        let mut param = || {
-            n += 1;
-            format!("${n}")
-        };
-        if filter.batch.is_some() {
-            sql.push_str(&format!(" AND e.batch = {}", param()));
-        }
-        if filter.stage.is_some() {
-            sql.push_str(&format!(" AND e.stage = {}", param()));
-        }
-        if filter.from_ms.is_some() {
-            sql.push_str(&format!(" AND e.created_at_ms >= {}", param()));
-        }
-        if filter.to_ms.is_some() {
-            sql.push_str(&format!(" AND e.created_at_ms < {}", param()));
-        }
-        if filter.tag.is_some() {
-            sql.push_str(&format!(
-                " AND e.content_id IN (SELECT content_id FROM content_tags
-                                       WHERE account_id = $1 AND tag = {})",
-                param()
-            ));
-        }
-        if after.is_some() {
-            let (at, id) = (param(), param());
-            sql.push_str(&format!(
-                " AND (e.created_at_ms < {at} OR (e.created_at_ms = {at} AND e.id < {id}))"
-            ));
-        }
-        sql.push_str(&format!(
-            " ORDER BY e.created_at_ms DESC, e.id DESC LIMIT {}",
-            param()
-        ));
+        let page = after.map_or(Page::First, |c| Page::After(c.clone()));
+        self.email_report_page(account_id, filter, &page, limit)
+            .await
+    }
 
-        let mut query = sqlx::query(&sql).bind(account_id);
-        if let Some(batch) = &filter.batch {
-            query = query.bind(batch.as_str());
+    /// A page of the email report, newest first: the first, the `limit` rows after a row or
+    /// the `limit` rows before it (fewer at either end).
+    pub async fn email_report_page(
+        &self,
+        account_id: &str,
+        filter: &EmailFilter,
+        page: &Page,
+        limit: u32,
+    ) -> Result<Vec<EmailRow>> {
+        let mut clause = Clause::of(account_id, filter);
+        let order = match page {
+            Page::First => "DESC",
+            Page::After(c) | Page::Before(c) => {
+                let newer = matches!(page, Page::Before(_));
+                let (at, id) = (clause.int(c.created_at_ms), clause.text(&c.id));
+                let cmp = if newer { '>' } else { '<' };
+                clause.sql.push_str(&format!(
+                    " AND (e.created_at_ms {cmp} {at} OR (e.created_at_ms = {at} AND e.id {cmp} {id}))"
+                ));
+                if newer { "ASC" } else { "DESC" }
+            }
+        };
+        let limit = clause.int(i64::from(limit));
+        let sql = format!(
+            "SELECT {EMAIL_ROW} FROM emails e JOIN contents c ON c.id = e.content_id
+             WHERE {} ORDER BY e.created_at_ms {order}, e.id {order} LIMIT {limit}",
+            clause.sql
+        );
+        let rows = clause
+            .bind(sqlx::query(&sql))
+            .fetch_all(&self.reader)
+            .await?;
+        let mut rows: Vec<EmailRow> = rows.iter().map(email_row).collect::<Result<_>>()?;
+        if order == "ASC" {
+            rows.reverse();
         }
-        if let Some(stage) = filter.stage {
-            query = query.bind(stage.as_str());
+        Ok(rows)
+    }
+
+    /// How many emails the filter matches in all. A range of whole days with at most a
+    /// [`Reached`] is read from `account_days` (the overview's own counts, one row per day);
+    /// anything else is counted over the index that serves the filter.
+    pub async fn email_report_total(&self, account_id: &str, filter: &EmailFilter) -> Result<i64> {
+        if filter.is_days() {
+            let day = |ms: Option<i64>| ms.map(crate::overview::day_of);
+            let counts = self
+                .day_counts(account_id, day(filter.from_ms), day(filter.to_ms))
+                .await?;
+            return Ok(match filter.reached {
+                Some(reached) => counts.count(reached),
+                None => counts.emails,
+            });
         }
-        if let Some(from) = filter.from_ms {
-            query = query.bind(from);
-        }
-        if let Some(to) = filter.to_ms {
-            query = query.bind(to);
-        }
-        if let Some(tag) = &filter.tag {
-            query = query.bind(tag.as_str());
-        }
-        if let Some(after) = after {
-            query = query.bind(after.created_at_ms).bind(after.id.as_str());
-        }
-        let rows = query.bind(i64::from(limit)).fetch_all(&self.reader).await?;
-        rows.iter().map(email_row).collect()
+        let clause = Clause::of(account_id, filter);
+        let sql = format!("SELECT COUNT(*) FROM emails e WHERE {}", clause.sql);
+        Ok(clause
+            .bind_scalar(sqlx::query_scalar(&sql))
+            .fetch_one(&self.reader)
+            .await?)
     }
 
     /// The batch report: every batch of the account, most recently queued first, or only

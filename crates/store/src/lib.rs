@@ -49,7 +49,6 @@ mod enqueue;
 pub mod erasure;
 pub mod forwards;
 pub mod inbound;
-pub mod lead_csv;
 pub mod leads;
 pub mod login_throttle;
 pub mod overview;
@@ -78,7 +77,7 @@ use sqlx::{AnyPool, Connection, Executor};
 
 pub use accounts::{ApiCaller, NewKey};
 pub use blocks::BlockCheck;
-pub use counters::Counters;
+pub use counters::CounterSnapshot;
 pub use destinations::{Slot, SlotClaim, now_us};
 pub use domains::{
     DomainKey, DomainStatus, NewDomain, NextKey, SendingDomain, default_return_path,
@@ -291,8 +290,8 @@ impl Store {
     }
 
     /// What this process recorded since it started.
-    pub fn counters(&self) -> &Counters {
-        &self.counters
+    pub fn counters(&self) -> CounterSnapshot {
+        self.counters.snapshot()
     }
 
     /// A round trip to the database, for health checks.

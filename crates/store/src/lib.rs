@@ -49,6 +49,7 @@ mod enqueue;
 pub mod erasure;
 pub mod forwards;
 pub mod inbound;
+pub mod lead_csv;
 pub mod leads;
 pub mod login_throttle;
 pub mod overview;

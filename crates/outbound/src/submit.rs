@@ -1,15 +1,18 @@
 //! Submission: an API or CLI request becomes queued emails. Each recipient is a lead (by id)
 //! or an address (which is that lead's when the account has one). A lead whose Permission to
 //! Email is No is refused; a suppressed address is accepted and recorded at once as failed
-//! `Dropped`, never tried (PRODUCT.md §2–§3). When the installation requires it, the From
-//! address must be in a verified sending domain of the account.
+//! `Dropped`, never tried (PRODUCT.md §2–§3). Every refused recipient is recorded with the
+//! accepted part of its request, so the lead's activity and the batch report show it as "Not
+//! sent" (§6). When the installation requires it, the From address must be in a verified
+//! sending domain of the account.
 
 use std::collections::BTreeMap;
 
 use mailtrail_domain::merge::{self, breaks_header};
 use mailtrail_domain::{EmailAddress, Permission, Reason};
 use mailtrail_store::{
-    Attachment, Content, DomainStatus, Idempotent, QueueEntry, Store, StoreError, Submission,
+    Attachment, Content, DomainStatus, Idempotent, NewRefusal, QueueEntry, RefusalReason,
+    RefusedRequest, Store, StoreError, Submission,
 };
 
 /// Most recipients in one request (PRODUCT.md §8).
@@ -75,7 +78,42 @@ pub struct Request {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refusal {
     pub index: usize,
+    pub reason: RefusalReason,
     pub message: String,
+}
+
+/// A refusal with what is recorded of it.
+struct Refused {
+    index: usize,
+    record: NewRefusal,
+}
+
+impl Refused {
+    fn new(
+        index: usize,
+        reason: RefusalReason,
+        lead_id: Option<String>,
+        recipient: String,
+        message: String,
+    ) -> Refused {
+        Refused {
+            index,
+            record: NewRefusal {
+                lead_id,
+                recipient,
+                reason,
+                message,
+            },
+        }
+    }
+
+    fn answer(&self) -> Refusal {
+        Refusal {
+            index: self.index,
+            reason: self.record.reason,
+            message: self.record.message.clone(),
+        }
+    }
 }
 
 /// A queued email, by its recipient's position in the request.
@@ -417,10 +455,22 @@ pub async fn submit_with(
 
     let mut resolved = Vec::with_capacity(request.recipients.len());
     for (index, recipient) in request.recipients.into_iter().enumerate() {
-        let mut refuse = |message: String| refused.push(Refusal { index, message });
+        let mut refuse = |reason, lead_id, named: String, message: String| {
+            refused.push(Refused::new(index, reason, lead_id, named, message))
+        };
         match (recipient.lead_id, recipient.to) {
-            (Some(_), Some(_)) => refuse("give lead_id or to, not both".into()),
-            (None, None) => refuse("give lead_id or to".into()),
+            (Some(lead_id), Some(to)) => refuse(
+                RefusalReason::BadRecipient,
+                None,
+                format!("{lead_id} / {to}"),
+                "give lead_id or to, not both".into(),
+            ),
+            (None, None) => refuse(
+                RefusalReason::BadRecipient,
+                None,
+                String::new(),
+                "give lead_id or to".into(),
+            ),
             (Some(lead_id), None) => match leads_by_id.get(&lead_id) {
                 Some(lead) => resolved.push(Resolved {
                     index,
@@ -429,7 +479,12 @@ pub async fn submit_with(
                     lead_id: Some(lead_id),
                     fields: recipient.fields,
                 }),
-                None => refuse(format!("no lead {lead_id} in this account")),
+                None => refuse(
+                    RefusalReason::UnknownLead,
+                    None,
+                    lead_id.clone(),
+                    format!("no lead {lead_id} in this account"),
+                ),
             },
             (None, Some(to)) => match EmailAddress::parse(&to) {
                 Ok(to) => resolved.push(Resolved {
@@ -438,7 +493,12 @@ pub async fn submit_with(
                     lead_id: None,
                     fields: recipient.fields,
                 }),
-                Err(e) => refuse(format!("to '{to}': {e}")),
+                Err(e) => refuse(
+                    RefusalReason::BadAddress,
+                    None,
+                    to.clone(),
+                    format!("to '{to}': {e}"),
+                ),
             },
         }
     }
@@ -479,11 +539,14 @@ pub async fn submit_with(
     let mut copies: Vec<Option<String>> = Vec::with_capacity(resolved.len() + cc.len());
     for (r, key) in resolved.into_iter().zip(keys) {
         let lead = leads_by_key.get(&key);
-        if lead.is_some_and(|l| l.permission == Permission::No) {
-            refused.push(Refusal {
-                index: r.index,
-                message: format!("the lead {} has Permission to Email set to No", r.to),
-            });
+        if let Some(lead) = lead.filter(|l| l.permission == Permission::No) {
+            refused.push(Refused::new(
+                r.index,
+                RefusalReason::NoPermission,
+                Some(lead.id.clone()),
+                r.to.to_string(),
+                format!("the lead {} has Permission to Email set to No", r.to),
+            ));
             continue;
         }
         let mut fields = lead.map(|l| l.fields.clone()).unwrap_or_default();
@@ -552,6 +615,8 @@ pub async fn submit_with(
         entries,
     };
     let drops: Vec<Option<Reason>> = submission.entries.iter().map(|e| e.dropped).collect();
+    let records: Vec<NewRefusal> = refused.iter().map(|r| r.record.clone()).collect();
+    let refused: Vec<Refusal> = refused.iter().map(Refused::answer).collect();
     let accepted = |ids: &[String]| Accepted {
         queued: indexes
             .iter()
@@ -568,10 +633,15 @@ pub async fn submit_with(
         refused: refused.clone(),
     };
     if submission.entries.is_empty() {
+        let request = RefusedRequest {
+            batch: submission.batch.as_deref(),
+            subject: &submission.content.subject,
+        };
+        store.record_refusals(account_id, request, &records).await?;
         return Ok(accepted(&[]));
     }
     let ids = store
-        .enqueue(account_id, &submission, idempotent, |ids| {
+        .enqueue_with_refusals(account_id, &submission, &records, idempotent, |ids| {
             respond(&accepted(ids))
         })
         .await?;

@@ -1,11 +1,16 @@
 //! The suppression list (PRODUCT.md §3): addresses an account must not email again, each
 //! with the reason and reply that put it there, and a log of who added or removed it.
 
+use std::collections::HashMap;
+
 use mailtrail_domain::{EmailAddress, Reason};
 use sqlx::{Any, Row, Transaction};
 
 use crate::leads::PermissionCause;
 use crate::{Result, Store, StoreError, new_id, now_ms};
+
+/// Addresses looked up per statement, far below both backends' parameter limits.
+const LOOKUP_CHUNK: usize = 500;
 
 /// Why an address is blocked.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -150,6 +155,32 @@ impl Store {
         .fetch_optional(&self.reader)
         .await?;
         row.as_ref().map(suppression_from_row).transpose()
+    }
+
+    /// The blocks on these normalised addresses of one account (a page of leads), by
+    /// address.
+    pub async fn suppressions_among(
+        &self,
+        account_id: &str,
+        address_keys: &[String],
+    ) -> Result<HashMap<String, Suppression>> {
+        let mut found = HashMap::new();
+        for chunk in address_keys.chunks(LOOKUP_CHUNK) {
+            let sql = format!(
+                "SELECT * FROM suppressions WHERE account_id = {} AND address_key IN ({})",
+                self.placeholders(1, 1),
+                self.placeholders(2, chunk.len())
+            );
+            let mut select = sqlx::query(&sql).bind(account_id);
+            for key in chunk {
+                select = select.bind(key.as_str());
+            }
+            for row in select.fetch_all(&self.reader).await? {
+                let block = suppression_from_row(&row)?;
+                found.insert(block.address.clone(), block);
+            }
+        }
+        Ok(found)
     }
 
     /// Every block, newest first: one account's, or all accounts' for operators.

@@ -444,9 +444,24 @@ struct StatusPattern {
     detail: Option<u16>,
 }
 
+/// Why `rules/smtp.toml` (or a test's rules) cannot be loaded.
+#[derive(Debug, thiserror::Error)]
+enum RulesError {
+    #[error(transparent)]
+    Toml(#[from] toml::de::Error),
+    #[error("bad status pattern '{0}'")]
+    StatusPattern(String),
+    #[error("bad reply code '{0}'")]
+    ReplyCode(String),
+    #[error(transparent)]
+    Reason(#[from] crate::reason::UnknownReason),
+    #[error(transparent)]
+    Phrases(#[from] aho_corasick::BuildError),
+}
+
 impl StatusPattern {
-    fn parse(code: &str) -> Result<Self, String> {
-        let bad = || format!("bad status pattern '{code}'");
+    fn parse(code: &str) -> Result<Self, RulesError> {
+        let bad = || RulesError::StatusPattern(code.to_owned());
         let mut parts = code.split('.');
         let mut next = || parts.next().ok_or_else(bad);
         let class = match next()? {
@@ -492,37 +507,36 @@ struct Rules {
     access_denied: AhoCorasick,
 }
 
-fn automaton<I, P>(phrases: I) -> Result<AhoCorasick, String>
+fn automaton<I, P>(phrases: I) -> Result<AhoCorasick, RulesError>
 where
     I: IntoIterator<Item = P>,
     P: AsRef<[u8]>,
 {
-    AhoCorasick::builder()
+    Ok(AhoCorasick::builder()
         .ascii_case_insensitive(true)
-        .build(phrases)
-        .map_err(|e| e.to_string())
+        .build(phrases)?)
 }
 
 impl Rules {
-    fn load(toml_text: &str) -> Result<Self, String> {
-        let file: RulesFile = toml::from_str(toml_text).map_err(|e| e.to_string())?;
-        let reason = |name: &str| name.parse::<Reason>().map_err(|e| e.to_string());
+    fn load(toml_text: &str) -> Result<Self, RulesError> {
+        let file: RulesFile = toml::from_str(toml_text)?;
+        let reason = |name: &str| name.parse::<Reason>().map_err(RulesError::from);
         let status = file
             .status
             .iter()
             .map(|r| Ok((StatusPattern::parse(&r.code)?, reason(&r.reason)?, r.weight)))
-            .collect::<Result<_, String>>()?;
+            .collect::<Result<_, RulesError>>()?;
         let reply = file
             .reply
             .iter()
             .map(|r| {
-                let bad = || format!("bad reply code '{}'", r.code);
+                let bad = || RulesError::ReplyCode(r.code.clone());
                 let (low, high) = r.code.split_once('-').unwrap_or((&r.code, &r.code));
                 let low: u16 = low.parse().map_err(|_| bad())?;
                 let high: u16 = high.parse().map_err(|_| bad())?;
                 Ok((low, high, reason(&r.reason)?))
             })
-            .collect::<Result<_, String>>()?;
+            .collect::<Result<_, RulesError>>()?;
         let mut families: Vec<&Family> = file.phrases.iter().collect();
         // Stable: state families go last, each tier in the file's order.
         families.sort_by_key(|f| f.tier);
@@ -543,7 +557,7 @@ impl Rules {
                 let status = d.status.as_deref().map(StatusPattern::parse).transpose()?;
                 Ok((status, automaton(&d.words)?))
             })
-            .collect::<Result<_, String>>()?;
+            .collect::<Result<_, RulesError>>()?;
         Ok(Rules {
             status,
             reply,
@@ -706,7 +720,7 @@ mod tests {
                  [[phrases]]\nreason = \"spamdetected\"\ntier = \"cause\"\nsource = \"x\"\nwords = []\n"
             );
             let error = Rules::load(&full).err().expect("refused");
-            assert!(error.contains(expected), "{error}");
+            assert!(error.to_string().contains(expected), "{error}");
         }
     }
 

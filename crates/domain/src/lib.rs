@@ -14,9 +14,11 @@
 //! - [`merge`]: merge fields in subjects and bodies.
 //! - [`base_url`]: the public base URL of an account's tracking links.
 //! - [`retry`]: when a soft-bounced email is tried again, or given up (PRODUCT.md §2).
+//! - [`causes`]: an error and its causes as one line of text.
 
 pub mod address;
 pub mod base_url;
+pub mod causes;
 pub mod classify;
 pub mod event;
 pub mod failure;

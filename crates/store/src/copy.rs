@@ -28,6 +28,7 @@ const TABLES: &[&str] = &[
     "events",
     "suppressions",
     "suppression_log",
+    "refusals",
     "idempotency_keys",
     "secrets",
     "inbound_messages",

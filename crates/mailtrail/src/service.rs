@@ -94,7 +94,7 @@ impl Service {
             &config.web,
             &outbound_config.tracking_base_url,
         );
-        let mut app = router(state).merge(web);
+        let mut app = router(state).merge(web).fallback(mailtrail_web::not_found);
         // With `metrics_listen`, /metrics is served there and not on the public address.
         let metrics = crate::metrics::router(store.clone(), config.metrics_token.as_deref());
         let metrics_server = match config.metrics_listen {

@@ -1,7 +1,8 @@
 //! The web UI's side of the database: logins read for sign-in, server-side sessions shared by
-//! every node (looked up by the SHA-256 of their cookie token, never the token itself), and
-//! the list of accounts an operator picks from, and the logins of an account as its settings
-//! page lists them.
+//! every node (looked up by the SHA-256 of their cookie token, never the token itself), the
+//! list of accounts an operator picks from, each login's timezone, and what the admin pages
+//! manage: an account's logins (listed, removed with their sessions) and its API keys (listed
+//! without their hashes, revoked).
 
 use mailtrail_domain::Role;
 use sqlx::Row;
@@ -32,6 +33,8 @@ pub struct WebSession {
     /// The account an operator last chose to look at.
     pub chosen_account_id: Option<String>,
     pub expires_at_ms: i64,
+    /// The user's IANA timezone (`UTC` until they choose one).
+    pub timezone: String,
 }
 
 /// An account as a picker lists it.
@@ -39,6 +42,14 @@ pub struct WebSession {
 pub struct AccountBrief {
     pub id: String,
     pub name: String,
+}
+
+/// An API key as the admin pages list it: what it may do and since when, never its hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiKeyInfo {
+    pub id: String,
+    pub role: Role,
+    pub created_at_ms: i64,
 }
 
 /// A login of an account, as its settings page lists it (never its password hash).
@@ -100,7 +111,7 @@ impl Store {
     pub async fn web_session(&self, token_hash: &str, now: i64) -> Result<Option<WebSession>> {
         let row = sqlx::query(
             "SELECT s.user_id, s.account_id AS chosen, s.expires_at_ms,
-                    u.email, u.role, u.account_id
+                    u.email, u.role, u.account_id, u.timezone
              FROM web_sessions s JOIN users u ON u.id = s.user_id
              WHERE s.token_hash = $1 AND s.expires_at_ms > $2",
         )
@@ -116,6 +127,7 @@ impl Store {
                 user_account_id: row.try_get("account_id")?,
                 chosen_account_id: row.try_get("chosen")?,
                 expires_at_ms: row.try_get("expires_at_ms")?,
+                timezone: row.try_get("timezone")?,
             })
         })
         .transpose()
@@ -194,5 +206,76 @@ impl Store {
                 })
             })
             .collect()
+    }
+
+    /// Sets the timezone a login reads times in (an IANA name, checked by the caller).
+    pub async fn set_user_timezone(&self, user_id: &str, timezone: &str) -> Result<()> {
+        let updated = sqlx::query("UPDATE users SET timezone = $2 WHERE id = $1")
+            .bind(user_id)
+            .bind(timezone)
+            .execute(&self.writer)
+            .await?;
+        if updated.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
+    /// Removes a login of the account, with its sessions (it is signed out everywhere at
+    /// once). Another account's login, or an operator, is `NotFound`, as an unknown id is.
+    pub async fn remove_user(&self, account_id: &str, user_id: &str) -> Result<()> {
+        let mut tx = self.writer.begin().await?;
+        let found = sqlx::query("SELECT 1 FROM users WHERE id = $1 AND account_id = $2")
+            .bind(user_id)
+            .bind(account_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if found.is_none() {
+            return Err(StoreError::NotFound);
+        }
+        sqlx::query("DELETE FROM web_sessions WHERE user_id = $1")
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM users WHERE id = $1")
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The account's API keys, oldest first.
+    pub async fn api_keys(&self, account_id: &str) -> Result<Vec<ApiKeyInfo>> {
+        let rows = sqlx::query(
+            "SELECT id, role, created_at_ms FROM api_keys WHERE account_id = $1
+             ORDER BY created_at_ms, id",
+        )
+        .bind(account_id)
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(ApiKeyInfo {
+                    id: row.try_get("id")?,
+                    role: role(row)?,
+                    created_at_ms: row.try_get("created_at_ms")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Revokes one of the account's API keys: it is forgotten, so it no longer authenticates.
+    /// Another account's key is `NotFound`, as an unknown id is.
+    pub async fn revoke_api_key(&self, account_id: &str, id: &str) -> Result<()> {
+        let deleted = sqlx::query("DELETE FROM api_keys WHERE id = $1 AND account_id = $2")
+            .bind(id)
+            .bind(account_id)
+            .execute(&self.writer)
+            .await?;
+        if deleted.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
     }
 }

@@ -1,7 +1,17 @@
-//! How values look on the pages: times in UTC as `YYYY-MM-DD HH:MM:SS`, stage badges that read
-//! without colour, and query strings for links.
+//! How values look on the pages: times as `YYYY-MM-DD HH:MM:SS ZONE` in the viewer's own
+//! timezone, stage badges that read without colour, and query strings for links.
+//!
+//! The timezone is the signed-in person's ([`use_zone`], called once their session is read);
+//! [`in_viewers_zone`] gives each request its own, so every page's times follow it without
+//! each handler passing it along. Without a session (or outside a request) times are UTC.
 
+use std::sync::OnceLock;
+
+use axum::extract::Request;
+use axum::middleware::Next;
+use axum::response::Response;
 use chrono::{DateTime, SecondsFormat};
+use chrono_tz::Tz;
 use mailtrail_domain::Reason;
 use mailtrail_domain::failure::{Category, connection_in_words, explain};
 
@@ -31,12 +41,45 @@ pub(crate) fn in_words(reason: Option<Reason>, status: Option<&str>) -> Option<W
     })
 }
 
-/// A time as the pages show it: `2025-03-01 14:05:09` (UTC), to the second so events that
-/// follow each other closely (a send and its bounce) keep a readable order.
+tokio::task_local! {
+    /// The timezone of the request being answered, once its viewer is known.
+    static ZONE: OnceLock<Tz>;
+}
+
+/// Runs the rest of the request with a timezone of its own, set by [`use_zone`].
+pub(crate) async fn in_viewers_zone(request: Request, next: Next) -> Response {
+    ZONE.scope(OnceLock::new(), next.run(request)).await
+}
+
+/// The timezone this request's times are shown in: the viewer's, else UTC.
+pub(crate) fn zone() -> Tz {
+    ZONE.try_with(|zone| zone.get().copied())
+        .ok()
+        .flatten()
+        .unwrap_or(Tz::UTC)
+}
+
+/// Shows the rest of this request's times in `name` (the viewer's stored choice); an unknown
+/// name leaves UTC.
+pub(crate) fn use_zone(name: &str) {
+    if let Ok(tz) = name.parse::<Tz>() {
+        let _ = ZONE.try_with(|zone| zone.set(tz));
+    }
+}
+
+/// A time as the pages show it: `2025-03-01 15:05:09 CET` in the viewer's timezone, named by
+/// its abbreviation; to the second so events that follow each other closely (a send and its
+/// bounce) keep a readable order.
 pub(crate) fn time(ms: i64) -> String {
+    time_in(ms, zone())
+}
+
+/// [`time`] in a given timezone.
+fn time_in(ms: i64, tz: Tz) -> String {
     DateTime::from_timestamp_millis(ms)
         .unwrap_or_default()
-        .format("%Y-%m-%d %H:%M:%S")
+        .with_timezone(&tz)
+        .format("%Y-%m-%d %H:%M:%S %Z")
         .to_string()
 }
 
@@ -92,10 +135,40 @@ mod tests {
     use super::*;
 
     #[test]
-    fn times_are_utc_seconds() {
-        assert_eq!(time(0), "1970-01-01 00:00:00");
-        assert_eq!(time(1_700_000_059_999), "2023-11-14 22:14:19");
+    fn times_are_seconds_in_the_zone_they_name() {
+        assert_eq!(time(0), "1970-01-01 00:00:00 UTC", "UTC outside a request");
+        assert_eq!(time(1_700_000_059_999), "2023-11-14 22:14:19 UTC");
+        let paris: Tz = "Europe/Paris".parse().unwrap();
+        // Winter and summer time, and a zone whose abbreviation is an offset.
+        assert_eq!(time_in(1_700_000_059_999, paris), "2023-11-14 23:14:19 CET");
+        assert_eq!(
+            time_in(1_690_000_000_000, paris),
+            "2023-07-22 06:26:40 CEST"
+        );
+        let tokyo: Tz = "Asia/Tokyo".parse().unwrap();
+        assert_eq!(time_in(0, tokyo), "1970-01-01 09:00:00 JST");
+        let sao_paulo: Tz = "America/Sao_Paulo".parse().unwrap();
+        assert_eq!(time_in(0, sao_paulo), "1969-12-31 21:00:00 -03");
         assert_eq!(iso(1000), "1970-01-01T00:00:01.000Z");
+    }
+
+    #[tokio::test]
+    async fn a_request_shows_times_in_the_zone_its_viewer_chose() {
+        let shown = ZONE
+            .scope(OnceLock::new(), async {
+                use_zone("Not/A_Zone");
+                let before = time(0);
+                use_zone("Asia/Tokyo");
+                (before, time(0))
+            })
+            .await;
+        assert_eq!(shown.0, "1970-01-01 00:00:00 UTC");
+        assert_eq!(shown.1, "1970-01-01 09:00:00 JST");
+        assert_eq!(
+            time(0),
+            "1970-01-01 00:00:00 UTC",
+            "only inside that request"
+        );
     }
 
     #[test]

@@ -13,6 +13,7 @@ pub(crate) enum Section {
     Batches,
     Suppressions,
     Settings,
+    Admin,
 }
 
 pub(crate) struct NavLink {
@@ -62,7 +63,8 @@ impl Chrome {
                 "Suppressions",
                 Role::User,
             ),
-            (Section::Settings, "/settings", "Settings", Role::Admin),
+            (Section::Settings, "/settings", "Settings", Role::User),
+            (Section::Admin, "/admin/users", "Admin", Role::Admin),
         ];
         Chrome {
             title: title.into(),

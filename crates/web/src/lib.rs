@@ -6,15 +6,17 @@
 //! - [`client`]: where a request came from, and whether its cookies are `Secure`;
 //! - [`throttle`]: the limits on failed sign-ins ([`WebConfig`]);
 //! - [`csrf`]: every POST carries the session's CSRF token ([`csrf::Posted`]);
-//! - [`error`]: failures as HTML pages (403, 404, …) or a redirect to sign in;
+//! - [`error`]: failures as HTML pages (403, 404, 405, 503, …) or a redirect to sign in;
 //! - [`layout`]: the page chrome: title, nav bar, the operator's account picker;
-//! - [`format`]: times, stage badges and query strings as the pages show them;
+//! - [`format`]: times (in the viewer's timezone), stage badges and query strings as the
+//!   pages show them;
 //! - [`chart`]: the batch comparison as inline SVG;
 //! - [`pages`]: one module per page;
 //! - [`assets`]: the stylesheet and the security headers of every answer.
 //!
-//! [`router`] is merged next to `mailtrail_api::router`; it has no fallback of its own, so
-//! unknown paths keep the API's answer.
+//! [`router`] is merged next to `mailtrail_api::router`, and [`not_found`] replaces the
+//! merged router's fallback: unknown paths under `/v1/` and the tracking paths keep the API's
+//! problem+json, every other one answers an HTML page.
 
 mod assets;
 mod chart;
@@ -36,6 +38,8 @@ use axum::{Extension, Router};
 use mailtrail_api::AppState;
 
 use pages::{batches, emails, leads, login, reports, settings, suppressions};
+use pages::admin;
+pub use error::not_found;
 pub use throttle::WebConfig;
 
 /// Every page of the UI, with its state applied. `public_url` is where browsers reach the
@@ -62,11 +66,36 @@ pub fn router(state: AppState, config: &WebConfig, public_url: &str) -> Router {
         .route("/suppressions", get(suppressions::page))
         .route("/suppressions/remove", post(suppressions::remove))
         .route("/settings", get(settings::page).post(settings::save))
+        .route("/settings/timezone", post(settings::set_timezone))
         .route("/settings/domains", post(settings::add_domain))
         .route("/settings/domains/check", post(settings::check_domain))
         .route("/settings/domains/rotate", post(settings::rotate_domain))
         .route("/settings/domains/remove", post(settings::remove_domain))
+        .route("/admin/users", get(admin::users::page).post(admin::users::add))
+        .route("/admin/users/remove", post(admin::users::remove))
+        .route(
+            "/admin/api-keys",
+            get(admin::api_keys::page).post(admin::api_keys::create),
+        )
+        .route("/admin/api-keys/revoke", post(admin::api_keys::revoke))
+        .route(
+            "/admin/smtp-credentials",
+            get(admin::smtp_credentials::page).post(admin::smtp_credentials::create),
+        )
+        .route(
+            "/admin/smtp-credentials/revoke",
+            post(admin::smtp_credentials::revoke),
+        )
+        .route(
+            "/admin/webhooks",
+            get(admin::webhooks::page).post(admin::webhooks::add),
+        )
+        .route("/admin/webhooks/remove", post(admin::webhooks::remove))
+        .route("/admin/webhooks/{id}", get(admin::webhooks::deliveries))
+        .route("/admin/webhooks/{id}/test", post(admin::webhooks::test))
         .route(assets::STYLESHEET, get(assets::stylesheet))
+        .layer(map_response(error::framework_pages))
+        .layer(axum::middleware::from_fn(format::in_viewers_zone))
         .layer(map_response(assets::security_headers))
         .layer(Extension(Arc::new(site)))
         .with_state(state)

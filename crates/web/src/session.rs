@@ -87,6 +87,8 @@ pub(crate) async fn start(state: &AppState, user_id: &str) -> Result<String, Web
 /// The person signed in, and what the page they asked for acts on.
 #[derive(Debug, Clone)]
 pub(crate) struct Viewer {
+    /// The login's id (their timezone is saved on it).
+    pub user_id: String,
     pub email: String,
     pub role: Role,
     /// The account every page of this request shows.
@@ -144,6 +146,7 @@ impl FromRequestParts<AppState> for Viewer {
             .web_session(&hash, now)
             .await?
             .ok_or_else(sign_in)?;
+        crate::format::use_zone(&session.timezone);
         if session.expires_at_ms - now < IDLE_MS - TOUCH_EVERY_MS {
             state.store.touch_web_session(&hash, now + IDLE_MS).await?;
         }
@@ -180,6 +183,7 @@ impl FromRequestParts<AppState> for Viewer {
             }
         };
         Ok(Viewer {
+            user_id: session.user_id,
             email: session.email,
             role: session.role,
             account_id,

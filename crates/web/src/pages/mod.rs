@@ -2,6 +2,7 @@
 //! the API crate's helpers, and hand plain view structs to askama templates, which escape
 //! every value.
 
+pub(crate) mod admin;
 pub(crate) mod batches;
 pub(crate) mod emails;
 pub(crate) mod leads;

@@ -1,14 +1,19 @@
-//! `GET/POST /settings` (admins and operators): open and click tracking, the tracking base
-//! URL, the machine-hit threshold and where replies are forwarded, checked by the same rules
+//! `GET /settings`: every user's own timezone (`POST /settings/timezone`), which every time on
+//! every page is shown in; and, for admins and operators (`POST /settings`), open and click
+//! tracking, the tracking base URL, the machine-hit threshold and where replies are forwarded,
+//! checked by the same rules
 //! as `PATCH /v1/settings` and saved through the store; the account's sending domains with
 //! the DNS records to publish and how the last check found them, with forms to add one
 //! (`POST /settings/domains`), check its DNS now (`…/check`, the API's verification) and
 //! remove it (`…/remove`, confirmed by a checkbox); and the account's logins, read-only.
 
+use std::sync::LazyLock;
+
 use askama::Template;
 use axum::extract::{Query, State};
 use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Redirect, Response};
+use chrono_tz::{TZ_VARIANTS, Tz};
 use mailtrail_api::AppState;
 use mailtrail_domain::base_url::parse_base_url;
 use mailtrail_domain::{EmailAddress, Role};
@@ -27,6 +32,13 @@ use crate::session::Viewer;
 
 const ADMINS_ONLY: &str = "Settings are changed by the account's admins.";
 
+/// Every IANA timezone name a user can choose, in alphabetical order.
+static TIMEZONES: LazyLock<Vec<&'static str>> = LazyLock::new(|| {
+    let mut names: Vec<&'static str> = TZ_VARIANTS.iter().map(|tz| tz.name()).collect();
+    names.sort_unstable();
+    names
+});
+
 /// A DNS record to publish, with how the last check found it.
 struct RecordRow {
     kind: &'static str,
@@ -35,7 +47,7 @@ struct RecordRow {
     value: String,
     required: bool,
     description: String,
-    /// For a key a rotation replaced: until when to keep its record published (UTC).
+    /// For a key a rotation replaced: until when to keep its record published.
     keep_published_until: Option<String>,
     /// `None` before the first check.
     result: Option<RecordResult>,
@@ -70,6 +82,13 @@ struct UserRow {
 #[template(path = "settings.html")]
 struct SettingsPage {
     chrome: Chrome,
+    /// The account's settings are shown (admins and operators); everyone has their timezone.
+    admin: bool,
+    /// The viewer's timezone, or what they last chose in the form.
+    timezone: String,
+    timezones: &'static [&'static str],
+    /// Why the timezone form was not saved.
+    timezone_error: Option<String>,
     open_tracking: bool,
     click_tracking: bool,
     tracking_base_url: String,
@@ -95,6 +114,7 @@ pub(crate) struct NoticeQuery {
     checked: Option<String>,
     rotated: Option<String>,
     removed: Option<String>,
+    zone: Option<String>,
 }
 
 impl NoticeQuery {
@@ -112,6 +132,8 @@ impl NoticeQuery {
                 "{domain} has a new DKIM key: publish its record (marked new key) beside the \
                  current one, then check DNS. Mail is signed with the current key until then."
             ))
+        } else if let Some(zone) = self.zone {
+            Some(format!("Times are now shown in {zone}."))
         } else if let Some(domain) = self.removed {
             Some(format!(
                 "{domain} was removed: its mail is no longer signed with its key."
@@ -193,34 +215,49 @@ async fn load(
     uri: &Uri,
     notice: Option<String>,
 ) -> Result<SettingsPage, WebError> {
+    let mut page = SettingsPage {
+        chrome: chrome(viewer, uri),
+        admin: viewer.role >= Role::Admin,
+        timezone: crate::format::zone().name().to_owned(),
+        timezones: &TIMEZONES,
+        timezone_error: None,
+        open_tracking: false,
+        click_tracking: false,
+        tracking_base_url: String::new(),
+        machine_threshold_secs: String::new(),
+        reply_forward_to: String::new(),
+        errors: Vec::new(),
+        notice,
+        domains: Vec::new(),
+        domain_error: None,
+        new_domain: String::new(),
+        new_algorithm: KeyAlgorithm::default().as_str().to_owned(),
+        new_return_path: String::new(),
+        users: Vec::new(),
+    };
+    if !page.admin {
+        return Ok(page);
+    }
     let account = &viewer.account_id;
     let s = state.store.settings(account).await?;
     let reply_forward_to = state.store.reply_forward_to(account).await?;
     let domains = state.store.domains(account).await?;
     let users = state.store.users(account).await?;
-    Ok(SettingsPage {
-        chrome: chrome(viewer, uri),
-        open_tracking: s.open_tracking,
-        click_tracking: s.click_tracking,
-        tracking_base_url: s.tracking_base_url.unwrap_or_default(),
-        machine_threshold_secs: s.machine_threshold_secs.to_string(),
-        reply_forward_to: reply_forward_to.unwrap_or_default(),
-        errors: Vec::new(),
-        notice,
-        domains: domains.into_iter().map(|d| domain_row(state, d)).collect(),
-        domain_error: None,
-        new_domain: String::new(),
-        new_algorithm: KeyAlgorithm::default().as_str().to_owned(),
-        new_return_path: String::new(),
-        users: users
-            .into_iter()
-            .map(|u| UserRow {
-                email: u.email,
-                role: u.role.as_str(),
-                created: time(u.created_at_ms),
-            })
-            .collect(),
-    })
+    page.open_tracking = s.open_tracking;
+    page.click_tracking = s.click_tracking;
+    page.tracking_base_url = s.tracking_base_url.unwrap_or_default();
+    page.machine_threshold_secs = s.machine_threshold_secs.to_string();
+    page.reply_forward_to = reply_forward_to.unwrap_or_default();
+    page.domains = domains.into_iter().map(|d| domain_row(state, d)).collect();
+    page.users = users
+        .into_iter()
+        .map(|u| UserRow {
+            email: u.email,
+            role: u.role.as_str(),
+            created: time(u.created_at_ms),
+        })
+        .collect();
+    Ok(page)
 }
 
 pub(crate) async fn page(
@@ -229,9 +266,46 @@ pub(crate) async fn page(
     uri: Uri,
     Query(params): Query<NoticeQuery>,
 ) -> Result<Response, WebError> {
-    viewer.require(Role::Admin, ADMINS_ONLY)?;
     let page = load(&state, &viewer, &uri, params.notice()).await?;
     Ok(render(&page)?.into_response())
+}
+
+#[derive(Deserialize)]
+pub(crate) struct TimezoneForm {
+    #[serde(default)]
+    timezone: String,
+}
+
+/// `POST /settings/timezone` (every user): the IANA timezone the viewer's pages show times in.
+pub(crate) async fn set_timezone(
+    State(state): State<AppState>,
+    uri: Uri,
+    posted: Posted<TimezoneForm>,
+) -> Result<Response, WebError> {
+    let Posted { viewer, form } = posted;
+    let name = form.timezone.trim();
+    match name.parse::<Tz>() {
+        Ok(tz) => {
+            state
+                .store
+                .set_user_timezone(&viewer.user_id, tz.name())
+                .await?;
+            Ok(Redirect::to(&format!(
+                "/settings{}#timezone",
+                query(&[("zone", tz.name())])
+            ))
+            .into_response())
+        }
+        Err(_) => {
+            let mut page = load(&state, &viewer, &uri, None).await?;
+            page.timezone_error = Some(format!(
+                "'{name}' is not a timezone: choose one from the list (an IANA name such as \
+                 Europe/Paris). Times are still shown in {}.",
+                page.timezone
+            ));
+            Ok((StatusCode::UNPROCESSABLE_ENTITY, render(&page)?).into_response())
+        }
+    }
 }
 
 /// The form as sent: an unticked checkbox sends nothing.
@@ -392,7 +466,7 @@ pub(crate) async fn add_domain(
         ))
         .into_response()),
         Err(RegisterError::Invalid(_, why)) => refused(format!("{why}.")).await,
-        Err(RegisterError::Key(e)) => Err(WebError::Internal(e)),
+        Err(RegisterError::Key(e)) => Err(WebError::Internal(e.to_string())),
         Err(RegisterError::Store(StoreError::Conflict(why))) => refused(format!("{why}.")).await,
         Err(RegisterError::Store(e)) => Err(e.into()),
     }
@@ -446,7 +520,8 @@ pub(crate) async fn rotate_domain(
         .await
         .map_err(|e| match e {
             RegisterError::Store(e) => e.into(),
-            RegisterError::Invalid(_, why) | RegisterError::Key(why) => WebError::Internal(why),
+            RegisterError::Invalid(_, why) => WebError::Internal(why),
+            RegisterError::Key(e) => WebError::Internal(e.to_string()),
         })?;
     Ok(Redirect::to(&format!(
         "/settings{}#domains",
@@ -537,6 +612,7 @@ mod tests {
             checked: None,
             rotated: None,
             removed: None,
+            zone: None,
         };
         assert_eq!(
             q(None, Some("1")).notice().as_deref(),

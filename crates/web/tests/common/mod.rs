@@ -47,13 +47,16 @@ pub struct App {
 }
 
 impl App {
-    /// The service as the binary serves it: the API and the web UI side by side.
+    /// The service as the binary serves it: the API and the web UI side by side, with the
+    /// UI's fallback.
     pub fn router(&self) -> Router {
-        mailtrail_api::router(self.state.clone()).merge(mailtrail_web::router(
-            self.state.clone(),
-            &Default::default(),
-            "http://127.0.0.1:8025",
-        ))
+        mailtrail_api::router(self.state.clone())
+            .merge(mailtrail_web::router(
+                self.state.clone(),
+                &Default::default(),
+                "http://127.0.0.1:8025",
+            ))
+            .fallback(mailtrail_web::not_found)
     }
 }
 

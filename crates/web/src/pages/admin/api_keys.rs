@@ -1,0 +1,146 @@
+//! `GET /admin/api-keys`: the account's API keys — their id, role and age, never the key —
+//! with a form to make one (`POST /admin/api-keys`, with a role; the key is on that answer
+//! only) and one per key to revoke it (`POST /admin/api-keys/revoke`, confirmed by a
+//! checkbox; the key stops working at once).
+
+use askama::Template;
+use axum::extract::{Query, State};
+use axum::response::{IntoResponse, Redirect, Response};
+use mailtrail_api::AppState;
+use serde::Deserialize;
+
+use super::{Frame, Secret, Tab, TabLink, account_role, answer};
+use crate::csrf::Posted;
+use crate::error::WebError;
+use crate::format::{query, time};
+use crate::layout::Chrome;
+use crate::session::Viewer;
+
+struct KeyRow {
+    id: String,
+    role: &'static str,
+    created: String,
+}
+
+#[derive(Template)]
+#[template(path = "admin/api_keys.html")]
+struct KeysPage {
+    chrome: Chrome,
+    tabs: Vec<TabLink>,
+    keys: Vec<KeyRow>,
+    notice: Option<String>,
+    error: Option<String>,
+    /// The new key, this once.
+    secret: Option<Secret>,
+    new_role: String,
+}
+
+async fn load(state: &AppState, viewer: &Viewer) -> Result<KeysPage, WebError> {
+    let Frame { chrome, tabs } = Frame::new(viewer, Tab::ApiKeys, "API keys")?;
+    let keys = state.store.api_keys(&viewer.account_id).await?;
+    Ok(KeysPage {
+        chrome,
+        tabs,
+        keys: keys
+            .into_iter()
+            .map(|k| KeyRow {
+                id: k.id,
+                role: k.role.as_str(),
+                created: time(k.created_at_ms),
+            })
+            .collect(),
+        notice: None,
+        error: None,
+        secret: None,
+        new_role: "user".to_owned(),
+    })
+}
+
+/// Set by the redirect after a revocation, to say so.
+#[derive(Deserialize)]
+pub(crate) struct Notice {
+    revoked: Option<String>,
+}
+
+pub(crate) async fn page(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    Query(notice): Query<Notice>,
+) -> Result<Response, WebError> {
+    let mut page = load(&state, &viewer).await?;
+    page.notice = notice
+        .revoked
+        .map(|id| format!("The key {id} was revoked: requests with it are refused from now on."));
+    answer(&page, false)
+}
+
+#[derive(Deserialize)]
+pub(crate) struct CreateForm {
+    #[serde(default)]
+    role: String,
+}
+
+/// `POST /admin/api-keys`: a new key for the account, shown on this answer only.
+pub(crate) async fn create(
+    State(state): State<AppState>,
+    posted: Posted<CreateForm>,
+) -> Result<Response, WebError> {
+    let Posted { viewer, form } = posted;
+    let mut page = load(&state, &viewer).await?;
+    let Some(role) = account_role(&form.role) else {
+        page.error = Some("Choose the key's role: user or admin.".to_owned());
+        page.new_role = form.role;
+        return answer(&page, true);
+    };
+    let key = state
+        .store
+        .create_api_key(Some(&viewer.account_id), role)
+        .await?;
+    let mut page = load(&state, &viewer).await?;
+    page.notice = Some(format!(
+        "A new {} key ({}) was made. Send it as 'Authorization: Bearer KEY':",
+        role.as_str(),
+        key.id
+    ));
+    page.secret = Some(Secret {
+        label: "API key",
+        value: key.key,
+    });
+    page.new_role = form.role;
+    answer(&page, false)
+}
+
+#[derive(Deserialize)]
+pub(crate) struct RevokeForm {
+    #[serde(default)]
+    id: String,
+    confirm: Option<String>,
+}
+
+/// `POST /admin/api-keys/revoke`: forgets one of the account's keys.
+pub(crate) async fn revoke(
+    State(state): State<AppState>,
+    posted: Posted<RevokeForm>,
+) -> Result<Response, WebError> {
+    let Posted { viewer, form } = posted;
+    let mut page = load(&state, &viewer).await?;
+    if !page.keys.iter().any(|k| k.id == form.id) {
+        return Err(WebError::NotFound);
+    }
+    if form.confirm.is_none() {
+        page.error = Some(format!(
+            "The key {} was not revoked: tick the box that confirms it first.",
+            form.id
+        ));
+        return answer(&page, true);
+    }
+    state
+        .store
+        .revoke_api_key(&viewer.account_id, &form.id)
+        .await?;
+    Ok(Redirect::to(&format!(
+        "/admin/api-keys{}",
+        query(&[("revoked", &form.id)])
+    ))
+    .into_response())
+}

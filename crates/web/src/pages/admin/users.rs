@@ -1,0 +1,215 @@
+//! `GET /admin/users`: the account's logins, with a form to add one (`POST /admin/users`: an
+//! email and a role; Mailtrail makes the first password and shows it once, to hand over) and
+//! one per login to remove it (`POST /admin/users/remove`, confirmed by a checkbox; it is
+//! signed out at once). Admins cannot remove themselves, so an account keeps someone who can
+//! manage it.
+
+use argon2::password_hash::SaltString;
+use argon2::password_hash::rand_core::OsRng;
+use argon2::{Argon2, PasswordHasher};
+use askama::Template;
+use axum::extract::{Query, State};
+use axum::response::{IntoResponse, Redirect, Response};
+use mailtrail_api::AppState;
+use mailtrail_domain::EmailAddress;
+use mailtrail_store::StoreError;
+use rand::Rng;
+use rand::distributions::Alphanumeric;
+use serde::Deserialize;
+
+use super::{Frame, Secret, Tab, TabLink, account_role, answer};
+use crate::csrf::Posted;
+use crate::error::WebError;
+use crate::format::{query, time};
+use crate::layout::Chrome;
+use crate::session::Viewer;
+
+/// Characters of a first password: about 119 random bits.
+const PASSWORD_LEN: usize = 20;
+
+struct UserRow {
+    id: String,
+    email: String,
+    role: &'static str,
+    added: String,
+    /// The viewer: no remove form.
+    you: bool,
+}
+
+#[derive(Template)]
+#[template(path = "admin/users.html")]
+struct UsersPage {
+    chrome: Chrome,
+    tabs: Vec<TabLink>,
+    users: Vec<UserRow>,
+    /// What the last form did.
+    notice: Option<String>,
+    /// Why the last form was not acted on.
+    error: Option<String>,
+    /// The new login's first password, this once.
+    secret: Option<Secret>,
+    new_email: String,
+    new_role: String,
+}
+
+async fn load(state: &AppState, viewer: &Viewer) -> Result<UsersPage, WebError> {
+    let Frame { chrome, tabs } = Frame::new(viewer, Tab::Users, "Users")?;
+    let users = state.store.users(&viewer.account_id).await?;
+    Ok(UsersPage {
+        chrome,
+        tabs,
+        users: users
+            .into_iter()
+            .map(|u| UserRow {
+                you: u.email == viewer.email,
+                id: u.id,
+                email: u.email,
+                role: u.role.as_str(),
+                added: time(u.created_at_ms),
+            })
+            .collect(),
+        notice: None,
+        error: None,
+        secret: None,
+        new_email: String::new(),
+        new_role: "user".to_owned(),
+    })
+}
+
+/// Set by the redirect after a removal, to say so.
+#[derive(Deserialize)]
+pub(crate) struct Notice {
+    removed: Option<String>,
+}
+
+pub(crate) async fn page(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    Query(notice): Query<Notice>,
+) -> Result<Response, WebError> {
+    let mut page = load(&state, &viewer).await?;
+    page.notice = notice
+        .removed
+        .map(|email| format!("{email} was removed and signed out."));
+    answer(&page, false)
+}
+
+#[derive(Deserialize)]
+pub(crate) struct AddForm {
+    #[serde(default)]
+    email: String,
+    #[serde(default)]
+    role: String,
+}
+
+/// A random first password and its argon2 hash, hashed off the async workers.
+async fn first_password() -> Result<(String, String), WebError> {
+    let password: String = rand::rngs::OsRng
+        .sample_iter(&Alphanumeric)
+        .take(PASSWORD_LEN)
+        .map(char::from)
+        .collect();
+    let plain = password.clone();
+    let hash = tokio::task::spawn_blocking(move || {
+        Argon2::default()
+            .hash_password(plain.as_bytes(), &SaltString::generate(&mut OsRng))
+            .map(|hash| hash.to_string())
+    })
+    .await
+    .map_err(|e| WebError::Internal(format!("hashing panicked: {e}")))?
+    .map_err(|e| WebError::Internal(format!("cannot hash a password: {e}")))?;
+    Ok((password, hash))
+}
+
+/// `POST /admin/users`: adds a login to the account with a first password shown once.
+pub(crate) async fn add(
+    State(state): State<AppState>,
+    posted: Posted<AddForm>,
+) -> Result<Response, WebError> {
+    let Posted { viewer, form } = posted;
+    let mut page = load(&state, &viewer).await?;
+    let refused = |mut page: UsersPage, why: String| {
+        page.error = Some(why);
+        page.new_email = form.email.clone();
+        page.new_role = form.role.clone();
+        answer(&page, true)
+    };
+    let Some(role) = account_role(&form.role) else {
+        return refused(page, "Choose the role: user or admin.".to_owned());
+    };
+    let email = match EmailAddress::parse(form.email.trim()) {
+        Ok(email) => email.to_string(),
+        Err(e) => {
+            return refused(
+                page,
+                format!("'{}' is not an email address: {e}.", form.email.trim()),
+            );
+        }
+    };
+    let (password, hash) = first_password().await?;
+    match state
+        .store
+        .create_user(&email, Some(&viewer.account_id), role, &hash)
+        .await
+    {
+        Ok(_) => {}
+        Err(StoreError::Conflict(_)) => {
+            return refused(
+                page,
+                format!("{email} already signs in to Mailtrail: a login belongs to one account."),
+            );
+        }
+        Err(e) => return Err(e.into()),
+    }
+    let mut fresh = load(&state, &viewer).await?;
+    fresh.notice = Some(format!(
+        "{email} was added as {}. Give them this password to sign in with:",
+        role.as_str()
+    ));
+    fresh.secret = Some(Secret {
+        label: "Password",
+        value: password,
+    });
+    page = fresh;
+    answer(&page, false)
+}
+
+#[derive(Deserialize)]
+pub(crate) struct RemoveForm {
+    #[serde(default)]
+    id: String,
+    /// The confirmation checkbox.
+    confirm: Option<String>,
+}
+
+/// `POST /admin/users/remove`: removes one of the account's logins and ends its sessions.
+pub(crate) async fn remove(
+    State(state): State<AppState>,
+    posted: Posted<RemoveForm>,
+) -> Result<Response, WebError> {
+    let Posted { viewer, form } = posted;
+    let mut page = load(&state, &viewer).await?;
+    let Some(user) = page.users.iter().find(|u| u.id == form.id) else {
+        return Err(WebError::NotFound);
+    };
+    let email = user.email.clone();
+    let why = if user.you {
+        Some("You cannot remove yourself: another admin of the account can.".to_owned())
+    } else if form.confirm.is_none() {
+        Some(format!(
+            "{} was not removed: tick the box that confirms it first.",
+            user.email
+        ))
+    } else {
+        None
+    };
+    if let Some(why) = why {
+        page.error = Some(why);
+        return answer(&page, true);
+    }
+    state
+        .store
+        .remove_user(&viewer.account_id, &form.id)
+        .await?;
+    Ok(Redirect::to(&format!("/admin/users{}", query(&[("removed", &email)]))).into_response())
+}

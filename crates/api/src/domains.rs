@@ -8,6 +8,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use mailtrail_domain::Role;
+use mailtrail_domain::causes::WithCauses;
 use mailtrail_outbound::domains::{
     Check, DnsRecord, RecordCheck, RegisterError, normalize, register,
 };
@@ -170,7 +171,7 @@ fn register_error(e: RegisterError) -> ApiError {
     match e {
         RegisterError::Invalid(field, why) => ApiError::invalid(field, why),
         RegisterError::Store(e) => e.into(),
-        RegisterError::Key(e) => ApiError::Internal(e),
+        RegisterError::Key(e) => ApiError::Internal(WithCauses(&e).to_string()),
     }
 }
 

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use mailtrail_store::Store;
+use mailtrail_store::{Store, StoreError};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, Semaphore};
@@ -25,20 +25,21 @@ pub struct StoreSink {
 }
 
 impl Sink for StoreSink {
-    async fn store(&self, mail_from: &str, rcpt_to: &[String], raw: &[u8]) -> Result<(), String> {
-        self.store
-            .save_inbound(mail_from, rcpt_to, raw)
-            .await
-            .map_err(|e| e.to_string())?;
+    type Error = StoreError;
+
+    async fn store(
+        &self,
+        mail_from: &str,
+        rcpt_to: &[String],
+        raw: &[u8],
+    ) -> Result<(), StoreError> {
+        self.store.save_inbound(mail_from, rcpt_to, raw).await?;
         self.received.notify_one();
         Ok(())
     }
 
-    async fn is_return_path(&self, domain: &str) -> Result<bool, String> {
-        self.store
-            .is_return_path(domain)
-            .await
-            .map_err(|e| e.to_string())
+    async fn is_return_path(&self, domain: &str) -> Result<bool, StoreError> {
+        self.store.is_return_path(domain).await
     }
 }
 

@@ -21,18 +21,25 @@ use crate::config::{InboundConfig, accepts, bounce_to_return_path};
 
 /// Where a complete message goes: stored durably, or refused.
 pub trait Sink {
-    /// Stores a message; `Err` with a reason when it cannot be kept right now.
+    /// Why a message cannot be kept, or a return path looked up, right now: logged, and the
+    /// client is told to try again later.
+    type Error: std::error::Error + Send + Sync + 'static;
+
+    /// Stores a message; `Err` when it cannot be kept right now.
     fn store(
         &self,
         mail_from: &str,
         rcpt_to: &[String],
         raw: &[u8],
-    ) -> impl Future<Output = Result<(), String>> + Send;
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send;
 
     /// Whether `domain` is a sending domain's registered return path, whose `bounces+TOKEN@`
-    /// addresses Mailtrail accepts; `Err` with a reason when that cannot be known right now.
-    /// A sink that knows none accepts only the bounce domain's addresses.
-    fn is_return_path(&self, domain: &str) -> impl Future<Output = Result<bool, String>> + Send {
+    /// addresses Mailtrail accepts; `Err` when that cannot be known right now. A sink that
+    /// knows none accepts only the bounce domain's addresses.
+    fn is_return_path(
+        &self,
+        domain: &str,
+    ) -> impl Future<Output = Result<bool, Self::Error>> + Send {
         let _ = domain;
         async { Ok(false) }
     }
@@ -392,7 +399,7 @@ where
                     } else if let Err(why) = ours {
                         tracing::error!(%why, "cannot look return paths up; the client is told to retry");
                         "451 4.3.0 Cannot check the recipient now, try again later\r\n".into()
-                    } else if ours == Ok(false) {
+                    } else if matches!(ours, Ok(false)) {
                         format!("550 5.7.1 <{}>: Relay access denied\r\n", to.address)
                     } else if transaction.rcpt_to.len() >= config.max_recipients {
                         "452 4.5.3 Too many recipients\r\n".into()
@@ -610,7 +617,11 @@ fn declared_size(line: &[u8]) -> Option<u64> {
 
 /// Whether mail for `recipient` is Mailtrail's: one of its addresses at the bounce domain, or
 /// a VERP bounce address at a registered return path (asked of the sink: RCPT is not hot).
-async fn is_ours(recipient: &str, bounce_domain: &str, sink: &impl Sink) -> Result<bool, String> {
+async fn is_ours<K: Sink>(
+    recipient: &str,
+    bounce_domain: &str,
+    sink: &K,
+) -> Result<bool, K::Error> {
     if accepts(recipient, bounce_domain) {
         return Ok(true);
     }
@@ -674,8 +685,15 @@ mod tests {
     #[derive(Default)]
     struct Memory(Mutex<Vec<Stored>>);
 
+    /// What [`Memory`] says when its database is down.
+    #[derive(Debug, thiserror::Error)]
+    #[error("the database is down")]
+    struct Down;
+
     impl Sink for Memory {
-        async fn store(&self, from: &str, to: &[String], raw: &[u8]) -> Result<(), String> {
+        type Error = Down;
+
+        async fn store(&self, from: &str, to: &[String], raw: &[u8]) -> Result<(), Down> {
             self.0
                 .lock()
                 .unwrap()
@@ -684,9 +702,9 @@ mod tests {
         }
 
         /// One registered return path; the database is down for another.
-        async fn is_return_path(&self, domain: &str) -> Result<bool, String> {
+        async fn is_return_path(&self, domain: &str) -> Result<bool, Down> {
             match domain {
-                "db-down.test" => Err("the database is down".into()),
+                "db-down.test" => Err(Down),
                 _ => Ok(domain.eq_ignore_ascii_case("bounces.shop.test")),
             }
         }
@@ -928,7 +946,9 @@ mod tests {
     struct Submissions(Mutex<Vec<Stored>>);
 
     impl Sink for Submissions {
-        async fn store(&self, _: &str, _: &[String], _: &[u8]) -> Result<(), String> {
+        type Error = Down;
+
+        async fn store(&self, _: &str, _: &[String], _: &[u8]) -> Result<(), Down> {
             unreachable!("a submission session stores no inbound mail")
         }
 

@@ -120,6 +120,7 @@ impl SubmissionConfig {
             );
         }
         mailtrail_inbound::tls::acceptor(&self.session(inbound))
+            .map_err(|e| mailtrail_domain::causes::WithCauses(&e).to_string())
     }
 }
 
@@ -247,7 +248,9 @@ pub fn check(file: Option<&Path>) -> Vec<Problem> {
         let errors = match figment.extract::<Config>() {
             Ok(config) => {
                 // Well-formed: now whether what it names can be used.
-                if let Err(message) = mailtrail_inbound::tls::acceptor(&config.inbound) {
+                if let Err(message) = mailtrail_inbound::tls::acceptor(&config.inbound)
+                    .map_err(|e| mailtrail_domain::causes::WithCauses(&e).to_string())
+                {
                     problems.push(Problem {
                         path: "inbound.tls_certificate".into(),
                         message,

@@ -40,10 +40,24 @@ pub struct Submissions {
     pub queued: Arc<Notify>,
 }
 
+/// What [`Submissions`] answers if it were asked to keep inbound mail.
+#[derive(Debug)]
+pub struct KeepsNoInboundMail;
+
+impl std::fmt::Display for KeepsNoInboundMail {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the submission listener keeps no inbound mail")
+    }
+}
+
+impl std::error::Error for KeepsNoInboundMail {}
+
 impl Sink for Submissions {
+    type Error = KeepsNoInboundMail;
+
     /// Never asked: a submission session hands its messages to [`Sink::submit`].
-    async fn store(&self, _: &str, _: &[String], _: &[u8]) -> Result<(), String> {
-        Err("the submission listener keeps no inbound mail".into())
+    async fn store(&self, _: &str, _: &[String], _: &[u8]) -> Result<(), KeepsNoInboundMail> {
+        Err(KeepsNoInboundMail)
     }
 
     async fn authenticate(&self, username: &str, password: &str, client: Option<IpAddr>) -> Login {
@@ -99,7 +113,7 @@ impl Sink for Submissions {
         rcpt_to: &[String],
         raw: &[u8],
     ) -> Result<String, Refusal> {
-        let mut request = request(raw).map_err(Refusal::Permanent)?;
+        let mut request = request(raw)?;
         request.recipients = rcpt_to
             .iter()
             .map(|to| Recipient {
@@ -138,15 +152,16 @@ impl Sink for Submissions {
 const INSTRUCTION: &str = "x-mailtrail-";
 
 /// A submission request for `raw` (its recipients still to add), or the reply refusing it.
-fn request(raw: &[u8]) -> Result<Request, String> {
+fn request(raw: &[u8]) -> Result<Request, Refusal> {
+    let refuse = |reply: &str| Refusal::Permanent(reply.to_owned());
     let message = MessageParser::default()
         .parse(raw)
-        .ok_or("550 5.6.0 Cannot read the message")?;
+        .ok_or_else(|| refuse("550 5.6.0 Cannot read the message"))?;
     let from = message
         .from()
         .and_then(|from| from.first())
         .and_then(|from| Some((from.name.as_deref(), from.address.as_deref()?)))
-        .ok_or("550 5.7.1 The message needs a From header with an address")?;
+        .ok_or_else(|| refuse("550 5.7.1 The message needs a From header with an address"))?;
     let reply_to = message
         .reply_to()
         .and_then(|to| to.first())
@@ -317,7 +332,10 @@ mod tests {
             b"",
         ] {
             let refusal = request(raw).unwrap_err();
-            assert!(refusal.starts_with("550 5."), "{refusal}");
+            assert!(
+                matches!(&refusal, Refusal::Permanent(reply) if reply.starts_with("550 5.")),
+                "{refusal:?}"
+            );
         }
     }
 }

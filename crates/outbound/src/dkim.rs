@@ -6,13 +6,14 @@
 //! `[outbound.dkim]`; the account's wins.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use mail_auth::common::crypto::{Ed25519Key, RsaKey, Sha256};
 use mail_auth::common::headers::HeaderWriter;
 use mail_auth::dkim::{DkimSigner, Done};
 use mailtrail_domain::EmailAddress;
+use mailtrail_domain::causes::WithCauses;
 use mailtrail_store::{SendingDomain, Store, StoreError};
 use rsa::pkcs8::{EncodePrivateKey, EncodePublicKey};
 use rustls_pki_types::PrivateKeyDer;
@@ -57,6 +58,64 @@ const SIGNED_HEADERS: [&str; 17] = [
     "Feedback-ID",
 ];
 
+/// Why a DKIM key cannot sign: each names the domain it is for.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("DKIM key for {domain}: cannot read {}", path.display())]
+    Unreadable {
+        domain: String,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("DKIM key for {domain}: not a PEM private key")]
+    NotPem {
+        domain: String,
+        #[source]
+        source: rustls_pki_types::pem::Error,
+    },
+    #[error("DKIM key for {domain}: no PEM private key in it")]
+    NoKey { domain: String },
+    #[error("DKIM key for {domain}: neither Ed25519 nor RSA")]
+    Unusable {
+        domain: String,
+        #[source]
+        source: mail_auth::Error,
+    },
+    #[error("DKIM key for {domain}: the key after the RSA key must be Ed25519")]
+    SecondNotEd25519 { domain: String },
+    #[error("DKIM key for {domain}: a PEM holds one key, or an RSA key and then an Ed25519 key")]
+    TooManyKeys { domain: String },
+}
+
+/// Why a new key pair could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum GenerateError {
+    #[error("cannot make an RSA key")]
+    Rsa(#[source] rsa::Error),
+    #[error("cannot encode the RSA private key")]
+    RsaPrivateKey(#[source] rsa::pkcs8::Error),
+    #[error("cannot encode the RSA public key")]
+    RsaPublicKey(#[source] rsa::pkcs8::spki::Error),
+    #[error("cannot make an Ed25519 key")]
+    Ed25519(#[source] mail_auth::Error),
+    /// The task making the key panicked or was cancelled.
+    #[error("making the key did not finish")]
+    Interrupted(#[source] tokio::task::JoinError),
+}
+
+/// Why a kind of key cannot be chosen for a new domain; the message says what to choose.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AlgorithmError {
+    #[error(
+        "Ed25519 alone is not verified by Gmail and most receivers: choose rsa, or \
+         rsa+ed25519 for an Ed25519 signature beside the RSA one"
+    )]
+    Ed25519Alone,
+    #[error("choose rsa (the default) or rsa+ed25519")]
+    Unknown,
+}
+
 enum Key {
     Rsa(DkimSigner<RsaKey<Sha256>, Done>),
     Ed25519(DkimSigner<Ed25519Key, Done>),
@@ -77,15 +136,10 @@ pub struct Signers {
 
 impl Signers {
     /// Loads every configured key; an unreadable or unusable key is an error naming it.
-    pub fn load(config: &BTreeMap<String, DkimKeyConfig>) -> Result<Self, String> {
+    pub fn load(config: &BTreeMap<String, DkimKeyConfig>) -> Result<Self, KeyError> {
         let mut by_domain = HashMap::new();
         for (domain, key) in config {
-            let pem = std::fs::read(&key.private_key).map_err(|e| {
-                format!(
-                    "DKIM key for {domain}: cannot read {}: {e}",
-                    key.private_key.display()
-                )
-            })?;
+            let pem = read(domain, &key.private_key)?;
             by_domain.insert(domain.to_lowercase(), signer(domain, &key.selector, &pem)?);
         }
         Ok(Self {
@@ -139,7 +193,11 @@ impl Signers {
             match signer(domain, &key.selector, key.private_key_pem.as_bytes()) {
                 Ok(signer) => signers.account = Some((domain.to_owned(), signer)),
                 Err(e) => {
-                    tracing::error!(error = %e, account = account_id, "the stored key of a sending domain does not load")
+                    tracing::error!(
+                        error = %WithCauses(&e),
+                        account = account_id,
+                        "the stored key of a sending domain does not load"
+                    )
                 }
             }
         }
@@ -183,14 +241,11 @@ impl KeyAlgorithm {
     }
 
     /// The kind for a new domain; Ed25519 alone is refused with what to choose instead.
-    pub fn for_new_domain(name: &str) -> Result<Self, String> {
+    pub fn for_new_domain(name: &str) -> Result<Self, AlgorithmError> {
         match Self::parse(name) {
-            Some(KeyAlgorithm::Ed25519) => Err("Ed25519 alone is not verified by Gmail and most \
-                 receivers: choose rsa, or rsa+ed25519 for an Ed25519 signature beside the \
-                 RSA one"
-                .to_owned()),
+            Some(KeyAlgorithm::Ed25519) => Err(AlgorithmError::Ed25519Alone),
             Some(algorithm) => Ok(algorithm),
-            None => Err("choose rsa (the default) or rsa+ed25519".to_owned()),
+            None => Err(AlgorithmError::Unknown),
         }
     }
 }
@@ -213,17 +268,17 @@ pub struct KeyPair {
 }
 
 /// Makes the keys. RSA-2048 takes a noticeable moment: run it off the async threads.
-pub fn generate(algorithm: KeyAlgorithm) -> Result<KeyPair, String> {
+pub fn generate(algorithm: KeyAlgorithm) -> Result<KeyPair, GenerateError> {
     let (first_der, public) = match algorithm {
         KeyAlgorithm::Ed25519 => ed25519_key()?,
         KeyAlgorithm::Rsa | KeyAlgorithm::RsaEd25519 => {
-            let key =
-                rsa::RsaPrivateKey::new(&mut rand::rngs::OsRng, 2048).map_err(|e| e.to_string())?;
-            let private = key.to_pkcs8_der().map_err(|e| e.to_string())?;
+            let key = rsa::RsaPrivateKey::new(&mut rand::rngs::OsRng, 2048)
+                .map_err(GenerateError::Rsa)?;
+            let private = key.to_pkcs8_der().map_err(GenerateError::RsaPrivateKey)?;
             let public = key
                 .to_public_key()
                 .to_public_key_der()
-                .map_err(|e| e.to_string())?;
+                .map_err(GenerateError::RsaPublicKey)?;
             (private.as_bytes().to_vec(), public.as_bytes().to_vec())
         }
     };
@@ -237,11 +292,19 @@ pub fn generate(algorithm: KeyAlgorithm) -> Result<KeyPair, String> {
     })
 }
 
+/// [`generate`] on a blocking thread, off the ones that answer requests: what registering a
+/// domain and rotating its key do.
+pub async fn generate_in_background(algorithm: KeyAlgorithm) -> Result<KeyPair, GenerateError> {
+    tokio::task::spawn_blocking(move || generate(algorithm))
+        .await
+        .map_err(GenerateError::Interrupted)?
+}
+
 /// A new Ed25519 key: PKCS#8 DER and the raw public key.
-fn ed25519_key() -> Result<(Vec<u8>, Vec<u8>), String> {
-    let der = Ed25519Key::generate_pkcs8().map_err(|e| e.to_string())?;
+fn ed25519_key() -> Result<(Vec<u8>, Vec<u8>), GenerateError> {
+    let der = Ed25519Key::generate_pkcs8().map_err(GenerateError::Ed25519)?;
     let public = Ed25519Key::from_pkcs8_der(&der)
-        .map_err(|e| e.to_string())?
+        .map_err(GenerateError::Ed25519)?
         .public_key();
     Ok((der, public))
 }
@@ -304,36 +367,49 @@ fn pem(der: &[u8]) -> String {
 
 /// The signer of every key in `pem`: one key, or an RSA key and then an Ed25519 key, which
 /// signs at [`second_selector`].
-fn signer(domain: &str, selector: &str, pem: &[u8]) -> Result<Signer, String> {
+/// The PEM file of `domain`'s configured key.
+fn read(domain: &str, path: &Path) -> Result<Vec<u8>, KeyError> {
+    std::fs::read(path).map_err(|source| KeyError::Unreadable {
+        domain: domain.to_owned(),
+        path: path.to_owned(),
+        source,
+    })
+}
+
+fn signer(domain: &str, selector: &str, pem: &[u8]) -> Result<Signer, KeyError> {
     let mut keys = Vec::new();
     for der in PrivateKeyDer::pem_slice_iter(pem) {
-        let der = der.map_err(|e| format!("DKIM key for {domain}: not a PEM private key: {e}"))?;
+        let der = der.map_err(|source| KeyError::NotPem {
+            domain: domain.to_owned(),
+            source,
+        })?;
         let key = match keys.as_slice() {
             [] => key(domain, selector, der)?,
             [Key::Rsa(_)] => match key(domain, &second_selector(selector), der)? {
                 ed25519 @ Key::Ed25519(_) => ed25519,
                 Key::Rsa(_) => {
-                    return Err(format!(
-                        "DKIM key for {domain}: the key after the RSA key must be Ed25519"
-                    ));
+                    return Err(KeyError::SecondNotEd25519 {
+                        domain: domain.to_owned(),
+                    });
                 }
             },
             _ => {
-                return Err(format!(
-                    "DKIM key for {domain}: a PEM holds one key, or an RSA key and then an \
-                     Ed25519 key"
-                ));
+                return Err(KeyError::TooManyKeys {
+                    domain: domain.to_owned(),
+                });
             }
         };
         keys.push(key);
     }
     if keys.is_empty() {
-        return Err(format!("DKIM key for {domain}: no PEM private key in it"));
+        return Err(KeyError::NoKey {
+            domain: domain.to_owned(),
+        });
     }
     Ok(Signer(keys))
 }
 
-fn key(domain: &str, selector: &str, der: PrivateKeyDer<'_>) -> Result<Key, String> {
+fn key(domain: &str, selector: &str, der: PrivateKeyDer<'_>) -> Result<Key, KeyError> {
     if let PrivateKeyDer::Pkcs8(pkcs8) = &der
         && let Ok(key) = Ed25519Key::from_pkcs8_der(pkcs8.secret_pkcs8_der())
     {
@@ -344,8 +420,10 @@ fn key(domain: &str, selector: &str, der: PrivateKeyDer<'_>) -> Result<Key, Stri
                 .headers(SIGNED_HEADERS),
         ));
     }
-    let key = RsaKey::<Sha256>::from_key_der(der)
-        .map_err(|e| format!("DKIM key for {domain}: neither Ed25519 nor RSA: {e}"))?;
+    let key = RsaKey::<Sha256>::from_key_der(der).map_err(|source| KeyError::Unusable {
+        domain: domain.to_owned(),
+        source,
+    })?;
     Ok(Key::Rsa(
         DkimSigner::from_key(key)
             .domain(domain)
@@ -397,7 +475,30 @@ mod tests {
             },
         )]);
         let error = Signers::load(&config).err().unwrap();
-        assert!(error.contains("shop.test"), "{error}");
+        assert!(error.to_string().contains("shop.test"), "{error}");
+    }
+
+    /// The operator reads which domain, which file and what the system said.
+    #[test]
+    fn a_missing_key_file_names_the_domain_the_file_and_the_cause() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gone.pem");
+        let config = BTreeMap::from([(
+            "shop.test".to_owned(),
+            DkimKeyConfig {
+                selector: "mt1".into(),
+                private_key: path.clone(),
+            },
+        )]);
+        let error = Signers::load(&config).err().unwrap();
+        let cause = std::fs::read(&path).unwrap_err();
+        assert_eq!(
+            WithCauses(&error).to_string(),
+            format!(
+                "DKIM key for shop.test: cannot read {}: {cause}",
+                path.display()
+            )
+        );
     }
 }
 
@@ -543,7 +644,7 @@ mod generated_keys {
         for (name, expected) in cases {
             match (KeyAlgorithm::for_new_domain(name), expected) {
                 (Ok(got), Ok(want)) => assert_eq!(got, want),
-                (Err(why), Err(part)) => assert!(why.contains(part), "{name}: {why}"),
+                (Err(why), Err(part)) => assert!(why.to_string().contains(part), "{name}: {why}"),
                 (got, want) => panic!("{name}: {got:?}, wanted {want:?}"),
             }
         }
@@ -555,7 +656,7 @@ mod generated_keys {
         let ed = generate(KeyAlgorithm::Ed25519).unwrap().private_key_pem;
         for pem in [ed.repeat(2), String::new()] {
             let error = signer("shop.test", "mt1", pem.as_bytes()).err().unwrap();
-            assert!(error.contains("shop.test"), "{error}");
+            assert!(error.to_string().contains("shop.test"), "{error}");
         }
     }
 }

@@ -82,21 +82,39 @@ pub struct Check {
     pub records: Vec<RecordCheck>,
 }
 
+/// A name given as a domain that is not one (trimmed, as given).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("'{0}' is not a domain name")]
+pub struct NotADomain(pub String);
+
 /// A domain name as sending domains are stored and compared with From addresses: lower-case
 /// ASCII, IDNs as punycode, no trailing dot.
-pub fn normalize(domain: &str) -> Result<String, String> {
+pub fn normalize(domain: &str) -> Result<String, NotADomain> {
     let domain = domain.trim();
+    let not_a_domain = || NotADomain(domain.to_owned());
     if domain.contains(['@', '[', ']']) {
-        return Err(format!("'{domain}' is not a domain name"));
+        return Err(not_a_domain());
     }
     EmailAddress::parse(&format!("postmaster@{domain}"))
         .map(|address| address.domain().to_owned())
-        .map_err(|_| format!("'{domain}' is not a domain name"))
+        .map_err(|_| not_a_domain())
+}
+
+/// Why a requested return path cannot be a domain's.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReturnPathError {
+    #[error(transparent)]
+    NotADomain(#[from] NotADomain),
+    #[error(
+        "'{requested}' is not {domain} or a name under it (like bounces.{domain}): SPF on it \
+         would not align with From addresses at {domain}"
+    )]
+    NotUnderDomain { requested: String, domain: String },
 }
 
 /// The return path of `domain` (normalised): `requested` if it is the domain itself or a name
 /// under it — SPF on anything else would not align with the From domain — else the default.
-pub fn return_path(domain: &str, requested: Option<&str>) -> Result<String, String> {
+pub fn return_path(domain: &str, requested: Option<&str>) -> Result<String, ReturnPathError> {
     let Some(requested) = requested.map(str::trim).filter(|r| !r.is_empty()) else {
         return Ok(mailtrail_store::default_return_path(domain));
     };
@@ -104,10 +122,10 @@ pub fn return_path(domain: &str, requested: Option<&str>) -> Result<String, Stri
     if name == domain || name.ends_with(&format!(".{domain}")) {
         Ok(name)
     } else {
-        Err(format!(
-            "'{requested}' is not {domain} or a name under it (like bounces.{domain}): SPF on \
-             it would not align with From addresses at {domain}"
-        ))
+        Err(ReturnPathError::NotUnderDomain {
+            requested: requested.to_owned(),
+            domain: domain.to_owned(),
+        })
     }
 }
 
@@ -118,14 +136,17 @@ pub fn new_selector() -> String {
 }
 
 /// Why a domain could not be registered, or given a new key ([`crate::rotation::rotate`]).
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum RegisterError {
     /// The domain or the algorithm is not acceptable: (field, message).
+    #[error("{0}: {1}")]
     Invalid(&'static str, String),
     /// The account has it already, or the store failed.
+    #[error(transparent)]
     Store(mailtrail_store::StoreError),
     /// Making the key failed.
-    Key(String),
+    #[error("cannot make the domain's key")]
+    Key(#[source] crate::dkim::GenerateError),
 }
 
 /// Registers a sending domain for an account with a new RSA-2048 key (and an Ed25519 key
@@ -138,18 +159,16 @@ pub async fn register(
     algorithm: Option<&str>,
     requested_return_path: Option<&str>,
 ) -> Result<SendingDomain, RegisterError> {
-    let domain = normalize(domain).map_err(|e| RegisterError::Invalid("domain", e))?;
+    let domain = normalize(domain).map_err(|e| RegisterError::Invalid("domain", e.to_string()))?;
     let return_path = return_path(&domain, requested_return_path)
-        .map_err(|e| RegisterError::Invalid("return_path", e))?;
+        .map_err(|e| RegisterError::Invalid("return_path", e.to_string()))?;
     let algorithm = match algorithm.map(str::trim).filter(|a| !a.is_empty()) {
         None => crate::dkim::KeyAlgorithm::default(),
         Some(name) => crate::dkim::KeyAlgorithm::for_new_domain(name)
-            .map_err(|why| RegisterError::Invalid("algorithm", why))?,
+            .map_err(|e| RegisterError::Invalid("algorithm", e.to_string()))?,
     };
-    // An RSA key takes a moment to make: off the threads that answer requests.
-    let pair = tokio::task::spawn_blocking(move || crate::dkim::generate(algorithm))
+    let pair = crate::dkim::generate_in_background(algorithm)
         .await
-        .map_err(|e| RegisterError::Key(e.to_string()))?
         .map_err(RegisterError::Key)?;
     let selector = new_selector();
     store
@@ -179,7 +198,10 @@ pub struct Checker {
 
 impl Checker {
     /// Uses `dns_servers` when given (`ip:port`), else the system's resolver configuration.
-    pub fn new(config: &OutboundConfig, dns_servers: &[SocketAddr]) -> Result<Self, String> {
+    pub fn new(
+        config: &OutboundConfig,
+        dns_servers: &[SocketAddr],
+    ) -> Result<Self, crate::resolve::DnsClientError> {
         Ok(Self {
             dns: crate::resolve::dns_client(dns_servers, false)?,
             helo_name: config.helo_name.clone(),

@@ -28,7 +28,7 @@ use mailtrail_store::{Forward, ForwardOutcome, ForwardTargets, Store, now_ms};
 
 use crate::OutboundConfig;
 use crate::message::parse_mailboxes;
-use crate::resolve::{ResolveError, Resolver};
+use crate::resolve::{DnsClientError, ResolveError, Resolver};
 use crate::session::to_reply;
 
 /// Replies claimed per round, and how long a claim lasts.
@@ -58,7 +58,7 @@ impl Forwarder {
         store: Store,
         config: OutboundConfig,
         dns_servers: &[SocketAddr],
-    ) -> Result<Self, String> {
+    ) -> Result<Self, DnsClientError> {
         let resolver = Resolver::new(&config, dns_servers)?;
         let poll_interval = config.poll_interval;
         Ok(Self {

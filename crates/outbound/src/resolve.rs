@@ -31,6 +31,15 @@ pub enum ResolveError {
     Temporary { detail: String },
 }
 
+/// Why a DNS client could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum DnsClientError {
+    #[error("cannot read the system DNS configuration")]
+    SystemConfiguration(#[source] NetError),
+    #[error("cannot start the DNS resolver")]
+    Start(#[source] NetError),
+}
+
 /// The route key for every domain without a route of its own (after the relay, if any).
 pub const CATCH_ALL: &str = "*";
 
@@ -47,10 +56,9 @@ pub struct Resolver {
 pub fn dns_client(
     dns_servers: &[SocketAddr],
     cache: bool,
-) -> Result<Hickory<TokioRuntimeProvider>, String> {
+) -> Result<Hickory<TokioRuntimeProvider>, DnsClientError> {
     let mut builder = if dns_servers.is_empty() {
-        Hickory::builder_tokio()
-            .map_err(|e| format!("cannot read the system DNS configuration: {e}"))?
+        Hickory::builder_tokio().map_err(DnsClientError::SystemConfiguration)?
     } else {
         let servers = dns_servers
             .iter()
@@ -77,14 +85,15 @@ pub fn dns_client(
         options.positive_max_ttl = Some(Duration::ZERO);
         options.negative_max_ttl = Some(Duration::ZERO);
     }
-    builder
-        .build()
-        .map_err(|e| format!("cannot start the DNS resolver: {e}"))
+    builder.build().map_err(DnsClientError::Start)
 }
 
 impl Resolver {
     /// Uses `dns_servers` when given (`ip:port`), else the system's resolver configuration.
-    pub fn new(config: &OutboundConfig, dns_servers: &[SocketAddr]) -> Result<Self, String> {
+    pub fn new(
+        config: &OutboundConfig,
+        dns_servers: &[SocketAddr],
+    ) -> Result<Self, DnsClientError> {
         Ok(Self {
             dns: dns_client(dns_servers, true)?,
             routes: config.routes.clone(),

@@ -86,10 +86,8 @@ pub async fn rotate(
     domain: &SendingDomain,
 ) -> Result<SendingDomain, RegisterError> {
     let algorithm = KeyAlgorithm::parse(&domain.algorithm).unwrap_or_default();
-    // An RSA key takes a moment to make: off the threads that answer requests.
-    let pair = tokio::task::spawn_blocking(move || crate::dkim::generate(algorithm))
+    let pair = crate::dkim::generate_in_background(algorithm)
         .await
-        .map_err(|e| RegisterError::Key(e.to_string()))?
         .map_err(RegisterError::Key)?;
     store
         .set_next_key(

@@ -135,14 +135,14 @@ pub async fn deliver(
                 }
             };
             if let Err(failure) = greeting(&mut client, target).await {
-                failures.push(failure);
+                failures.push(failure.to_string());
                 continue;
             }
             let capabilities = ehlo(&mut client, &config.helo_name).await;
             return send_all(ctx, target, client, &capabilities, emails, report).await;
         }
         if let Err(failure) = greeting(&mut client, target).await {
-            failures.push(failure);
+            failures.push(failure.to_string());
             continue;
         }
         return start(ctx, target, client, emails, report).await;
@@ -156,23 +156,34 @@ pub async fn deliver(
     fail_all(&emails, report, outcome).await
 }
 
-/// Waits for the server's greeting; a description of the failure if it will not talk.
+/// Why a server would not start a session. Its text is one failure in the attempt's detail,
+/// so it says everything itself, the cause included.
+#[derive(Debug, thiserror::Error)]
+enum NoGreeting {
+    #[error("{} [{}] refused to talk: {reply}", target.host, target.addr)]
+    Refused { target: Target, reply: SmtpReply },
+    #[error("{} [{}]: no greeting: {error}", target.host, target.addr)]
+    Silent {
+        target: Target,
+        error: mail_send::Error,
+    },
+}
+
+/// Waits for the server's greeting.
 async fn greeting<S: AsyncRead + AsyncWrite + Unpin>(
     client: &mut SmtpClient<S>,
     target: &Target,
-) -> Result<(), String> {
+) -> Result<(), NoGreeting> {
     match client.read().await {
         Ok(greeting) if (200..300).contains(&greeting.code) => Ok(()),
-        Ok(greeting) => Err(format!(
-            "{} [{}] refused to talk: {}",
-            target.host,
-            target.addr,
-            to_reply(greeting)
-        )),
-        Err(e) => Err(format!(
-            "{} [{}]: no greeting: {e}",
-            target.host, target.addr
-        )),
+        Ok(greeting) => Err(NoGreeting::Refused {
+            target: target.clone(),
+            reply: to_reply(greeting),
+        }),
+        Err(error) => Err(NoGreeting::Silent {
+            target: target.clone(),
+            error,
+        }),
     }
 }
 

@@ -13,10 +13,10 @@ use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinSet;
 
 use crate::OutboundConfig;
-use crate::dkim::Signers;
+use crate::dkim::{KeyError, Signers};
 use crate::limits::{Admission, Destinations};
 use crate::outcome::{Outcome, decide};
-use crate::resolve::{ResolveError, Resolver};
+use crate::resolve::{DnsClientError, ResolveError, Resolver};
 use crate::session::{self, Context, Ending, Report, Reported};
 use crate::tracking::Tracking;
 
@@ -35,6 +35,17 @@ struct Shared {
     destinations: Destinations,
 }
 
+/// Why the delivery worker cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Dns(#[from] DnsClientError),
+    #[error(transparent)]
+    DkimKey(#[from] KeyError),
+    #[error("cannot read the token secret")]
+    TokenSecret(#[source] mailtrail_store::StoreError),
+}
+
 pub struct Outbound {
     store: Store,
     config: OutboundConfig,
@@ -49,13 +60,13 @@ impl Outbound {
         store: Store,
         config: OutboundConfig,
         dns_servers: &[SocketAddr],
-    ) -> Result<Self, String> {
+    ) -> Result<Self, StartError> {
         let resolver = Resolver::new(&config, dns_servers)?;
         let signers = Signers::load(&config.dkim)?;
         let secret = store
             .shared_secret("token")
             .await
-            .map_err(|e| format!("cannot read the token secret: {e}"))?;
+            .map_err(StartError::TokenSecret)?;
         Ok(Self {
             store,
             config,

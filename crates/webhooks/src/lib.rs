@@ -38,6 +38,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use hmac::{Hmac, Mac};
+use mailtrail_domain::causes::WithCauses;
 use mailtrail_domain::token::{Purpose, TokenKey};
 use mailtrail_store::{Attempt, DueDelivery, Store};
 use serde::{Deserialize, Serialize};
@@ -237,8 +238,15 @@ fn body(delivery: &DueDelivery, message_ids: Option<&MessageIds>) -> Vec<u8> {
     value.to_string().into_bytes()
 }
 
+/// Why the dispatcher cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum DispatcherError {
+    #[error("cannot build the webhook HTTP client")]
+    Client(#[source] reqwest::Error),
+}
+
 /// The HTTP client deliveries are sent with.
-fn client(timeout: Duration, targets: &Targets) -> Result<reqwest::Client, String> {
+fn client(timeout: Duration, targets: &Targets) -> Result<reqwest::Client, DispatcherError> {
     reqwest::Client::builder()
         .timeout(timeout)
         // A receiver's redirect is not followed: the hook's URL is the one that was checked.
@@ -249,12 +257,16 @@ fn client(timeout: Duration, targets: &Targets) -> Result<reqwest::Client, Strin
         .dns_resolver(Arc::new(targets.clone()))
         .user_agent(concat!("Mailtrail-Webhooks/", env!("CARGO_PKG_VERSION")))
         .build()
-        .map_err(|e| format!("cannot build the webhook HTTP client: {e}"))
+        .map_err(DispatcherError::Client)
 }
 
 impl Dispatcher {
     /// `targets` resolves each hook's host at connect time and keeps only allowed addresses.
-    pub fn new(store: Store, config: WebhookConfig, targets: Targets) -> Result<Self, String> {
+    pub fn new(
+        store: Store,
+        config: WebhookConfig,
+        targets: Targets,
+    ) -> Result<Self, DispatcherError> {
         Ok(Self {
             client: client(config.timeout, &targets)?,
             store,
@@ -346,7 +358,7 @@ pub async fn send_test(
         }
         Err(error) => Attempt::GaveUp {
             status: None,
-            error,
+            error: WithCauses(&error).to_string(),
         },
     };
     store

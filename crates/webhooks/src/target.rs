@@ -16,6 +16,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use hickory_resolver::Resolver;
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
+use mailtrail_outbound::resolve::DnsClientError;
 use url::{Host, Url};
 
 use crate::WebhookConfig;
@@ -208,7 +209,7 @@ impl Targets {
     /// Resolves with `dns_servers` when given (`ip:port`), else with the system's resolver.
     /// Answers are cached for their TTL: every address connected to is checked whether it
     /// came from the cache or not, so the cache only spares the resolver one query per POST.
-    pub fn new(config: &WebhookConfig, dns_servers: &[SocketAddr]) -> Result<Self, String> {
+    pub fn new(config: &WebhookConfig, dns_servers: &[SocketAddr]) -> Result<Self, DnsClientError> {
         Ok(Self {
             allow_private: config.allow_private_targets,
             dns: mailtrail_outbound::resolve::dns_client(dns_servers, true)?,

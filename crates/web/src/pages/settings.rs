@@ -16,6 +16,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use chrono_tz::{TZ_VARIANTS, Tz};
 use mailtrail_api::AppState;
 use mailtrail_domain::base_url::parse_base_url;
+use mailtrail_domain::causes::WithCauses;
 use mailtrail_domain::{EmailAddress, Role};
 use mailtrail_outbound::dkim::KeyAlgorithm;
 use mailtrail_outbound::domains::{Check, DnsRecord, Purpose, RegisterError, normalize, register};
@@ -466,7 +467,7 @@ pub(crate) async fn add_domain(
         ))
         .into_response()),
         Err(RegisterError::Invalid(_, why)) => refused(format!("{why}.")).await,
-        Err(RegisterError::Key(e)) => Err(WebError::Internal(e.to_string())),
+        Err(RegisterError::Key(e)) => Err(WebError::Internal(WithCauses(&e).to_string())),
         Err(RegisterError::Store(StoreError::Conflict(why))) => refused(format!("{why}.")).await,
         Err(RegisterError::Store(e)) => Err(e.into()),
     }
@@ -521,7 +522,7 @@ pub(crate) async fn rotate_domain(
         .map_err(|e| match e {
             RegisterError::Store(e) => e.into(),
             RegisterError::Invalid(_, why) => WebError::Internal(why),
-            RegisterError::Key(e) => WebError::Internal(e.to_string()),
+            RegisterError::Key(e) => WebError::Internal(WithCauses(&e).to_string()),
         })?;
     Ok(Redirect::to(&format!(
         "/settings{}#domains",

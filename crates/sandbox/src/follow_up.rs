@@ -79,17 +79,39 @@ async fn run(kind: FollowUp, received: Received, shared: &Shared) {
     .await;
 }
 
+/// Why one try of a follow-up failed.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum TryError {
+    /// mail-send describes a bad client setup only in words.
+    #[error("cannot set up the SMTP client: {0}")]
+    SmtpSetup(String),
+    #[error("SMTP with the inbound listener failed")]
+    Smtp(#[source] mail_send::Error),
+    #[error("the HTTP request failed")]
+    Http(#[source] reqwest::Error),
+    #[error("HTTP {0}")]
+    ServerError(reqwest::StatusCode),
+}
+
 /// Runs `attempt` until it succeeds, [`ATTEMPTS`] times at most; failures are logged.
 pub(crate) async fn retrying<F, Fut>(what: &str, target: &str, mut attempt: F)
 where
     F: FnMut() -> Fut,
-    Fut: Future<Output = Result<(), String>>,
+    Fut: Future<Output = Result<(), TryError>>,
 {
     for n in 1..=ATTEMPTS {
         match attempt().await {
             Ok(()) => return,
             Err(error) => {
-                tracing::warn!(what, target, attempt = n, of = ATTEMPTS, %error, "sandbox follow-up failed");
+                let error = &error as &dyn std::error::Error;
+                tracing::warn!(
+                    what,
+                    target,
+                    attempt = n,
+                    of = ATTEMPTS,
+                    error,
+                    "sandbox follow-up failed"
+                );
             }
         }
         if n < ATTEMPTS {
@@ -99,25 +121,26 @@ where
 }
 
 /// Delivers one message over plain SMTP (no TLS on loopback).
-async fn send(inbound: SocketAddr, helo: &str, mail: &Mail) -> Result<(), String> {
+async fn send(inbound: SocketAddr, helo: &str, mail: &Mail) -> Result<(), TryError> {
     let host = match inbound.ip() {
         IpAddr::V6(ip) => format!("[{ip}]"),
         ip @ IpAddr::V4(_) => ip.to_string(),
     };
-    let mut client = SmtpClientBuilder::new(host, inbound.port())?
+    let mut client = SmtpClientBuilder::new(host, inbound.port())
+        .map_err(TryError::SmtpSetup)?
         .implicit_tls(false)
         .helo_host(helo)
         .timeout(Duration::from_secs(30))
         .connect_plain()
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(TryError::Smtp)?;
     let message = mail_send::smtp::message::Message::new(
         mail.from.as_str(),
         [mail.to.as_str()],
         mail.body.as_slice(),
     );
-    client.send(message).await.map_err(|e| e.to_string())?;
-    client.quit().await.map_err(|e| e.to_string())
+    client.send(message).await.map_err(TryError::Smtp)?;
+    client.quit().await.map_err(TryError::Smtp)
 }
 
 /// A Postfix-style DSN reporting the recipient unknown, to the envelope sender.

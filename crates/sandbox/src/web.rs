@@ -5,7 +5,7 @@
 
 use reqwest::header::{CONTENT_TYPE, USER_AGENT};
 
-use crate::follow_up::{parse, retrying};
+use crate::follow_up::{TryError, parse, retrying};
 
 /// A person's desktop mail client, which loads images when the message is opened.
 const MAIL_CLIENT: &str =
@@ -91,15 +91,15 @@ async fn fetch_pixel(pixel: Option<String>, agent: &str, http: &reqwest::Client)
 }
 
 /// Sends one request; any answer but a server error counts as done.
-async fn request(request: reqwest::RequestBuilder, agent: &str) -> Result<(), String> {
+async fn request(request: reqwest::RequestBuilder, agent: &str) -> Result<(), TryError> {
     let response = request
         .header(USER_AGENT, agent)
         .send()
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(TryError::Http)?;
     let status = response.status();
     if status.is_server_error() {
-        return Err(format!("HTTP {status}"));
+        return Err(TryError::ServerError(status));
     }
     tracing::debug!(url = %response.url(), %status, "sandbox request answered");
     Ok(())

@@ -138,7 +138,8 @@ pub(crate) async fn add(
         return refused(page, "Choose the role: user or admin.".to_owned());
     };
     let email = match EmailAddress::parse(form.email.trim()) {
-        Ok(email) => email.to_string(),
+        // As the store keeps logins: lower-case, so sign-in finds them however typed.
+        Ok(email) => email.to_string().to_lowercase(),
         Err(e) => {
             return refused(
                 page,

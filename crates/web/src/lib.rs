@@ -31,13 +31,17 @@ mod throttle;
 
 use std::sync::Arc;
 
+use axum::extract::DefaultBodyLimit;
 use axum::middleware::map_response;
 use axum::response::Redirect;
 use axum::routing::{get, post};
 use axum::{Extension, Router};
 use mailtrail_api::AppState;
 
-use pages::{batches, emails, leads, login, reports, settings, suppressions};
+use pages::{
+    batch_send, batches, compose, emails, import, lead_form, leads, login, reports, settings,
+    suppressions,
+};
 use pages::admin;
 pub use error::not_found;
 pub use throttle::WebConfig;
@@ -57,12 +61,33 @@ pub fn router(state: AppState, config: &WebConfig, public_url: &str) -> Router {
         .route("/login", get(login::form).post(login::submit))
         .route("/logout", post(login::logout))
         .route("/leads", get(leads::list))
+        .route("/leads/new", get(lead_form::new_form).post(lead_form::create))
+        .route(
+            "/leads/import",
+            get(import::form)
+                .post(import::submit)
+                .layer(DefaultBodyLimit::max(import::MAX_BODY_BYTES)),
+        )
         .route("/leads/{id}", get(leads::show))
+        .route(
+            "/leads/{id}/edit",
+            get(lead_form::edit_form).post(lead_form::update),
+        )
+        .route(
+            "/leads/{id}/compose",
+            get(compose::form).post(compose::submit),
+        )
         .route("/emails/{id}", get(emails::show))
+        .route("/emails/{id}/cancel", post(emails::cancel))
         .route("/emails/{id}/inbound/{inbound_id}", get(emails::inbound))
         .route("/reports/emails", get(reports::page))
         .route("/reports/emails.csv", get(reports::csv))
         .route("/reports/batches", get(batches::page))
+        .route(
+            "/batches/new",
+            get(batch_send::form).post(batch_send::submit),
+        )
+        .route("/batches/cancel", post(batch_send::cancel))
         .route("/suppressions", get(suppressions::page))
         .route("/suppressions/remove", post(suppressions::remove))
         .route("/settings", get(settings::page).post(settings::save))

@@ -1,16 +1,20 @@
 //! `GET /emails/{id}`: one email's facts, every event (time, kind, Status, reason, machine
 //! flags on opens and clicks) and the messages received about it (bounces, complaints,
 //! replies); `GET /emails/{id}/inbound/{inbound_id}` shows one of those raw, as text.
+//! `POST /emails/{id}/cancel` cancels an email still waiting in the queue (scheduled, or
+//! between retries) through the store's cancel, as `POST /v1/emails/{id}/cancel` does: it
+//! fails `Dropped` with reason `cancelled`, never sent, and its page reads "Cancelled".
 
 use askama::Template;
 use axum::extract::{Path, State};
-use axum::http::Uri;
-use axum::response::Html;
+use axum::http::{StatusCode, Uri};
+use axum::response::{Html, IntoResponse, Redirect, Response};
 use mailtrail_api::AppState;
-use mailtrail_domain::Stage;
-use mailtrail_store::now_ms;
+use mailtrail_domain::{Reason, Stage};
+use mailtrail_store::{Cancel, now_ms};
 use serde::Deserialize;
 
+use crate::csrf::Posted;
 use crate::error::WebError;
 use crate::format::{Badge, Words, in_words, iso, time};
 use crate::layout::{Chrome, Section};
@@ -52,6 +56,12 @@ struct EmailPage {
     /// When a queued email that was never tried is due, if that is still ahead: it reads
     /// "Scheduled for …" rather than "Sent", which it is not yet.
     scheduled: Option<String>,
+    /// Cancelled before it was sent: it reads "Cancelled", not "Failed".
+    cancelled: bool,
+    /// Still waiting in the queue, so it can be cancelled.
+    cancellable: bool,
+    /// Why the last cancel did nothing.
+    cancel_error: Option<String>,
     events: Vec<EventRow>,
     inbound: Vec<InboundRow>,
 }
@@ -62,6 +72,15 @@ pub(crate) async fn show(
     uri: Uri,
     Path(id): Path<String>,
 ) -> Result<Html<String>, WebError> {
+    render(&page(&state, &viewer, &uri, &id).await?)
+}
+
+async fn page(
+    state: &AppState,
+    viewer: &Viewer,
+    uri: &Uri,
+    id: &str,
+) -> Result<EmailPage, WebError> {
     let email = state.store.email(&viewer.account_id, &id).await?;
     let events = state.store.events(&viewer.account_id, &id).await?;
     let inbound = state
@@ -84,9 +103,9 @@ pub(crate) async fn show(
     .into_iter()
     .filter_map(|(name, value)| Some((name, value?)))
     .collect();
-    let page = EmailPage {
+    Ok(EmailPage {
         chrome: Chrome::new(
-            &viewer,
+            viewer,
             email.subject.clone(),
             Section::EmailReport,
             uri.path(),
@@ -98,6 +117,9 @@ pub(crate) async fn show(
             .next_attempt_at_ms
             .filter(|&due| email.attempts == 0 && email.stage == Stage::Sent && due > now_ms())
             .map(time),
+        cancelled: email.reason == Some(Reason::Cancelled),
+        cancellable: email.next_attempt_at_ms.is_some(),
+        cancel_error: None,
         events: events
             .into_iter()
             .map(|stored| {
@@ -133,8 +155,37 @@ pub(crate) async fn show(
                 note: m.note.unwrap_or_default(),
             })
             .collect(),
-    };
-    render(&page)
+    })
+}
+
+/// The cancel button's form: only its CSRF token.
+#[derive(Deserialize)]
+pub(crate) struct CancelForm {}
+
+pub(crate) async fn cancel(
+    State(state): State<AppState>,
+    uri: Uri,
+    Path(id): Path<String>,
+    posted: Posted<CancelForm>,
+) -> Result<Response, WebError> {
+    let viewer = posted.viewer;
+    // Another account's (or no) email is a 404 before anything is done.
+    state.store.email(&viewer.account_id, &id).await?;
+    let cancelled = state
+        .store
+        .cancel_queued(&viewer.account_id, Cancel::Email(&id))
+        .await?;
+    if !cancelled.is_empty() {
+        return Ok(Redirect::to(&format!("/emails/{id}")).into_response());
+    }
+    let email_uri: Uri = format!("/emails/{id}").parse().unwrap_or(uri);
+    let mut page = page(&state, &viewer, &email_uri, &id).await?;
+    page.cancel_error = Some(if page.cancellable {
+        "It is being sent right now, so it can no longer be cancelled.".to_owned()
+    } else {
+        "It is not waiting to be sent any more, so there is nothing to cancel.".to_owned()
+    });
+    Ok((StatusCode::CONFLICT, render(&page)?).into_response())
 }
 
 #[derive(Deserialize)]

@@ -3,9 +3,14 @@
 //! every value.
 
 pub(crate) mod admin;
+pub(crate) mod batch_send;
 pub(crate) mod batches;
+pub(crate) mod compose;
 pub(crate) mod emails;
+pub(crate) mod import;
+pub(crate) mod lead_form;
 pub(crate) mod leads;
+pub(crate) mod message;
 pub(crate) mod login;
 pub(crate) mod reports;
 pub(crate) mod settings;

@@ -127,6 +127,18 @@ pub fn email_filter(q: &EmailReportQuery) -> Result<(EmailFilter, Option<Cursor>
     };
     let from_ms = time("from", q.from.as_deref(), false);
     let to_ms = time("to", q.to.as_deref(), true);
+    if let (Some(from), Some(to)) = (from_ms, to_ms)
+        && from >= to
+    {
+        bad(
+            "to",
+            format!(
+                "'{}' is before 'from' ('{}'): the range ends before it starts",
+                q.to.as_deref().unwrap_or(""),
+                q.from.as_deref().unwrap_or("")
+            ),
+        );
+    }
     let cursor = match q.cursor.as_deref().filter(|c| !c.is_empty()) {
         None => None,
         Some(c) => {

@@ -8,6 +8,7 @@ use crate::session::Viewer;
 /// Which nav entry is the current page.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Section {
+    Overview,
     Leads,
     EmailReport,
     Batches,
@@ -49,6 +50,7 @@ impl Chrome {
         path: &str,
     ) -> Self {
         let entries = [
+            (Section::Overview, "/", "Overview", Role::User),
             (Section::Leads, "/leads", "Leads", Role::User),
             (
                 Section::EmailReport,

@@ -33,14 +33,13 @@ use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
 use axum::middleware::map_response;
-use axum::response::Redirect;
 use axum::routing::{get, post};
 use axum::{Extension, Router};
 use mailtrail_api::AppState;
 
 use pages::{
-    batch_send, batches, compose, emails, import, lead_form, leads, login, reports, settings,
-    suppressions,
+    batch_send, batches, compose, emails, import, lead_form, leads, login, overview, reports,
+    settings, suppressions,
 };
 use pages::admin;
 pub use error::not_found;
@@ -57,7 +56,7 @@ pub fn router(state: AppState, config: &WebConfig, public_url: &str) -> Router {
         forms: Default::default(),
     };
     Router::new()
-        .route("/", get(|| async { Redirect::to("/leads") }))
+        .route("/", get(overview::page))
         .route("/login", get(login::form).post(login::submit))
         .route("/logout", post(login::logout))
         .route("/leads", get(leads::list))

@@ -206,7 +206,7 @@ async fn pages_need_a_session_and_send_people_back_after_signing_in() {
         "/login?next=%2Freports%2Femails%3Fstage%3Dfailed"
     );
     let answer = call(&app, "GET", "/", None, None).await;
-    assert_eq!(answer.location(), "/leads");
+    assert_eq!(answer.location(), "/login?next=%2F");
     let forged = call(&app, "GET", "/leads", Some("mailtrail_session=0123"), None).await;
     assert_eq!(forged.status, StatusCode::SEE_OTHER);
     let page = call(

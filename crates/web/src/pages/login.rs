@@ -57,7 +57,8 @@ struct LoginForm {
     next: Option<String>,
 }
 
-/// Where to go after signing in: a path of this site only (never `//host` or a URL).
+/// Where to go after signing in: a path of this site only (never `//host` or a URL); the
+/// overview unless the sign-in was asked for on the way to another page.
 fn local_path(next: Option<&str>) -> &str {
     next.filter(|n| {
         n.starts_with('/')
@@ -65,7 +66,7 @@ fn local_path(next: Option<&str>) -> &str {
             && !n.contains('\\')
             && !n.chars().any(char::is_control)
     })
-    .unwrap_or("/leads")
+    .unwrap_or("/")
 }
 
 /// A wait as the page says it: "30 seconds", "2 minutes" (rounded up).
@@ -271,11 +272,11 @@ mod tests {
                 Some("/reports/emails?stage=failed"),
                 "/reports/emails?stage=failed",
             ),
-            (Some("//evil.test/x"), "/leads"),
-            (Some("/\\evil.test"), "/leads"),
-            (Some("https://evil.test"), "/leads"),
-            (Some("/ok\r\nSet-Cookie: x"), "/leads"),
-            (None, "/leads"),
+            (Some("//evil.test/x"), "/"),
+            (Some("/\\evil.test"), "/"),
+            (Some("https://evil.test"), "/"),
+            (Some("/ok\r\nSet-Cookie: x"), "/"),
+            (None, "/"),
         ] {
             assert_eq!(local_path(next), to, "{next:?}");
         }

@@ -12,6 +12,7 @@ pub(crate) mod lead_form;
 pub(crate) mod leads;
 pub(crate) mod message;
 pub(crate) mod login;
+pub(crate) mod overview;
 pub(crate) mod reports;
 pub(crate) mod settings;
 pub(crate) mod suppressions;

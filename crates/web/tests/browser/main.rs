@@ -8,6 +8,7 @@
 
 #[path = "../common/mod.rs"]
 mod common;
+mod overview;
 mod tour;
 
 use std::net::TcpListener as StdListener;

@@ -346,3 +346,31 @@ async fn seed(store: &Store) -> Seeded {
         globex_email: globex_email[0].clone(),
     }
 }
+
+/// Queues `n` emails of `batch` to `{batch}{i}@shop.test` (no lead) in Acme, optionally
+/// scheduled: enough rows to page through.
+pub async fn queue_bulk(app: &App, batch: &str, n: usize, send_at_ms: Option<i64>) {
+    let submission = Submission {
+        content: Content {
+            from: "sales@acme.test".into(),
+            subject: format!("{batch} news"),
+            text: Some("Hello".into()),
+            ..Content::default()
+        },
+        batch: Some(batch.into()),
+        send_at_ms,
+        entries: (0..n)
+            .map(|i| QueueEntry {
+                to: EmailAddress::parse(&format!("{batch}{i}@shop.test")).unwrap(),
+                lead_id: None,
+                fields: BTreeMap::new(),
+                dropped: None,
+                header_to: None,
+            })
+            .collect(),
+    };
+    app.store
+        .enqueue(&app.seeded.acme, &submission, None, |_| String::new())
+        .await
+        .unwrap();
+}

@@ -15,7 +15,7 @@
 //! - [`track`]: the public open, click and unsubscribe endpoints;
 //! - [`hits`]: how opens and clicks reach the database (a cache of what they need, batching);
 //! - [`every_link`]: the machine-hit rule for a scanner that follows every link of an email;
-//! - [`health`]: the `/healthz` endpoint.
+//! - [`health`]: `/healthz`, `/livez` and `/readyz`.
 //!
 //! [`router`] builds the whole app without a socket, so tests drive it with `oneshot`.
 
@@ -67,6 +67,9 @@ pub struct AppState {
     /// Which URLs a webhook may have: public addresses only, unless the operator allows
     /// private targets.
     pub webhook_targets: mailtrail_webhooks::target::Targets,
+    /// Which parts of the service have stopped, for `/readyz`; the service's supervisor
+    /// writes it.
+    pub readiness: health::Readiness,
 }
 
 /// Bodies larger than this are refused with 413 before they are read. Sized for the
@@ -117,6 +120,8 @@ impl Modify for BearerKey {
 fn api() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(health::healthz))
+        .routes(routes!(health::livez))
+        .routes(routes!(health::readyz))
         .routes(routes!(openapi_json))
         .routes(routes!(leads::search, leads::create))
         .routes(routes!(leads::show, leads::update, leads::erase))

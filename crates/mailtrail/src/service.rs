@@ -4,12 +4,16 @@
 //! With the sandbox on, the built-in test mail servers start first and every outbound email
 //! is routed to them (a catch-all route keeps any other domain on the machine too); retry
 //! timing is compressed so an email's whole life fits in a minute.
+//!
+//! Every long-running part runs under [`supervisor`]: the first that ends by itself stops the
+//! service with its cause, so the process exits non-zero and is restarted.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::Context;
 use axum::serve::ListenerExt;
+use mailtrail_api::health::Readiness;
 use mailtrail_api::{AppState, router};
 use mailtrail_inbound::process::Processor;
 use mailtrail_inbound::server::{self, StoreSink};
@@ -24,6 +28,11 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::config::Config;
+use supervisor::{Side, Stops, Supervisor};
+
+mod supervisor;
+#[cfg(feature = "test-hooks")]
+mod test_hooks;
 
 /// How long a sandbox "person" waits before opening or clicking: longer than the default
 /// machine-hit threshold (2 s), so these count as a person's.
@@ -68,10 +77,9 @@ impl Service {
             .await
             .map_err(anyhow::Error::msg)?;
 
-        let (stop, stopped) = watch::channel(false);
-        let wait_for = |mut stopped: watch::Receiver<bool>| async move {
-            let _ = stopped.wait_for(|stop| *stop).await;
-        };
+        let (stop, stop_requested) = watch::channel(false);
+        let readiness = Readiness::default();
+        let (mut parts, stops) = Supervisor::new(readiness.clone());
         let (hits, hits_writer) = mailtrail_store::Recorder::spawn_for_hits(store.clone());
         let domains =
             mailtrail_outbound::domains::Checker::new(&outbound_config, &config.dns_servers)
@@ -88,6 +96,7 @@ impl Service {
             tokens: outbound.tokens(),
             domains: std::sync::Arc::new(domains),
             webhook_targets: webhook_targets.clone(),
+            readiness,
         };
         let web = mailtrail_web::router(
             state.clone(),
@@ -97,20 +106,18 @@ impl Service {
         let mut app = router(state).merge(web).fallback(mailtrail_web::not_found);
         // With `metrics_listen`, /metrics is served there and not on the public address.
         let metrics = crate::metrics::router(store.clone(), config.metrics_token.as_deref());
-        let metrics_server = match config.metrics_listen {
+        match config.metrics_listen {
             Some(address) => {
                 let listener = TcpListener::bind(address)
                     .await
                     .with_context(|| format!("cannot listen on metrics_listen {address}"))?;
                 let serving = axum::serve(listener, metrics)
-                    .with_graceful_shutdown(wait_for(stopped.clone()));
-                Some(tokio::spawn(async move { serving.await }))
+                    .with_graceful_shutdown(stops.of(Side::Http))
+                    .into_future();
+                parts.spawn("metrics server", Side::Http, serving);
             }
-            None => {
-                app = app.merge(metrics);
-                None
-            }
-        };
+            None => app = app.merge(metrics),
+        }
         let http_server =
             // The peer's address goes with each open, click and unsubscribe.
             axum::serve(
@@ -120,28 +127,41 @@ impl Service {
                 app.layer(axum::middleware::from_fn(crate::access_log::log))
                     .into_make_service_with_connect_info::<std::net::SocketAddr>(),
             )
-            .with_graceful_shutdown(wait_for(stopped.clone()));
+            .with_graceful_shutdown(stops.of(Side::Http))
+            .into_future();
         let received = std::sync::Arc::new(tokio::sync::Notify::new());
         let processor = Processor::new(store.clone(), outbound.tokens(), received.clone());
         let inbound_tls =
             mailtrail_inbound::tls::acceptor(&config.inbound).map_err(anyhow::Error::msg)?;
-        let inbound = tokio::spawn(server::serve(
-            smtp_listener,
-            config.inbound.clone(),
-            outbound_config.bounce_domain().to_owned(),
-            StoreSink {
-                store: store.clone(),
-                received,
-            },
-            inbound_tls,
-            wait_for(stopped.clone()),
-        ));
-        let submission =
-            start_submission(config, &outbound_config, &store, outbound.waker(), |()| {
-                wait_for(stopped.clone())
-            })
-            .await?;
-        let processing = tokio::spawn(processor.run(wait_for(stopped.clone())));
+        parts.spawn_loop(
+            "inbound smtp server",
+            Side::Background,
+            server::serve(
+                smtp_listener,
+                config.inbound.clone(),
+                outbound_config.bounce_domain().to_owned(),
+                StoreSink {
+                    store: store.clone(),
+                    received,
+                },
+                inbound_tls,
+                stops.of(Side::Background),
+            ),
+        );
+        start_submission(
+            config,
+            &outbound_config,
+            &store,
+            outbound.waker(),
+            &mut parts,
+            &stops,
+        )
+        .await?;
+        parts.spawn_loop(
+            "inbound processing",
+            Side::Background,
+            processor.run(stops.of(Side::Background)),
+        );
         let dispatcher = mailtrail_webhooks::Dispatcher::new(
             store.clone(),
             config.webhooks.clone(),
@@ -152,55 +172,58 @@ impl Service {
             tokens: outbound.tokens(),
             helo_name: outbound_config.helo_name.clone(),
         });
-        let webhooks = tokio::spawn(dispatcher.run(wait_for(stopped.clone())));
+        parts.spawn_loop(
+            "webhook dispatcher",
+            Side::Background,
+            dispatcher.run(stops.of(Side::Background)),
+        );
         let forwarder = mailtrail_outbound::forward::Forwarder::new(
             store.clone(),
             outbound_config.clone(),
             &config.dns_servers,
         )
         .map_err(anyhow::Error::msg)?;
-        let forwarding = tokio::spawn(forwarder.run(wait_for(stopped.clone())));
-        let retention = tokio::spawn(mailtrail_store::retention::run(
-            store.clone(),
-            config.retention.clone(),
-            wait_for(stopped.clone()),
-        ));
-        let protection = tokio::spawn(mailtrail_outbound::protection::run(
-            store.clone(),
-            config.protection.clone(),
-            wait_for(stopped.clone()),
-        ));
-        let delivery = tokio::spawn(outbound.run(wait_for(stopped)));
+        parts.spawn_loop(
+            "reply forwarding",
+            Side::Background,
+            forwarder.run(stops.of(Side::Background)),
+        );
+        parts.spawn_loop(
+            "retention sweep",
+            Side::Background,
+            mailtrail_store::retention::run(
+                store.clone(),
+                config.retention.clone(),
+                stops.of(Side::Background),
+            ),
+        );
+        // Switched off, the check has nothing to run and would end at once.
+        if config.protection.enabled {
+            parts.spawn_loop(
+                "sending protection check",
+                Side::Background,
+                mailtrail_outbound::protection::run(
+                    store.clone(),
+                    config.protection.clone(),
+                    stops.of(Side::Background),
+                ),
+            );
+        }
+        let delivery = outbound.run(stops.of(Side::Background));
+        #[cfg(feature = "test-hooks")]
+        let delivery = test_hooks::panic_delivery(delivery);
+        parts.spawn_loop("delivery worker", Side::Background, delivery);
+        // The router holds the open/click recorder: the writer ends once the HTTP server has
+        // and buffered opens and clicks are written, so a clean stop loses none.
+        parts.spawn("open/click writer", Side::Http, hits_writer);
+        parts.spawn("http server", Side::Http, http_server);
         let running = tokio::spawn(async move {
-            http_server.await.context("the HTTP server failed")?;
-            if let Some(metrics) = metrics_server {
-                metrics
-                    .await
-                    .context("the metrics server panicked")?
-                    .context("the metrics server failed")?;
-            }
-            // The router and its recorder are gone: the writer ends once buffered opens and
-            // clicks are written, so a clean shutdown loses none.
-            hits_writer.await.context("the open/click writer failed")?;
-            delivery.await.context("the delivery worker failed")?;
-            inbound.await.context("the inbound SMTP server failed")?;
-            for listener in submission {
-                listener
-                    .await
-                    .context("an SMTP submission listener failed")?;
-            }
-            processing.await.context("inbound processing failed")?;
-            webhooks.await.context("the webhook dispatcher failed")?;
-            forwarding.await.context("reply forwarding failed")?;
-            retention.await.context("the retention sweep failed")?;
-            protection
-                .await
-                .context("the sending protection check failed")?;
+            let stopped = parts.run(stop_requested).await;
             if let Some(sandbox) = sandbox {
                 sandbox.shutdown().await;
             }
             drop(data_lock);
-            Ok(())
+            stopped
         });
         Ok(Service {
             http,
@@ -216,23 +239,32 @@ impl Service {
         let _ = self.stop.send(true);
         self.running.await.context("the service panicked")?
     }
+
+    /// Runs until `shutdown` resolves, then [`Service::stop`]s; or until a part of the service
+    /// ends by itself, then returns why, once the others have stopped.
+    pub async fn run_until(mut self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+        tokio::select! {
+            () = shutdown => self.stop().await,
+            stopped = &mut self.running => stopped.context("the service panicked")?,
+        }
+    }
 }
 
-/// Binds and starts the `[submission]` listeners that are on, each stopped by a `stopped()`
-/// future.
-async fn start_submission<F: Future<Output = ()> + Send + 'static>(
+/// Binds the `[submission]` listeners that are on and starts them among `parts`.
+async fn start_submission(
     config: &Config,
     outbound: &OutboundConfig,
     store: &Store,
     queued: std::sync::Arc<tokio::sync::Notify>,
-    stopped: impl Fn(()) -> F,
-) -> anyhow::Result<Vec<JoinHandle<()>>> {
+    parts: &mut Supervisor,
+    stops: &Stops,
+) -> anyhow::Result<()> {
     let Some(tls) = config
         .submission
         .acceptor(&config.inbound)
         .map_err(anyhow::Error::msg)?
     else {
-        return Ok(Vec::new());
+        return Ok(());
     };
     let sink = std::sync::Arc::new(crate::submission::Submissions {
         store: store.clone(),
@@ -245,13 +277,18 @@ async fn start_submission<F: Future<Output = ()> + Send + 'static>(
         queued,
     });
     let session = config.submission.session(&config.inbound);
-    let mut running = Vec::new();
-    for (address, implicit_tls, key) in [
-        (config.submission.listen, false, "listen"),
+    for (address, implicit_tls, key, name) in [
+        (
+            config.submission.listen,
+            false,
+            "listen",
+            "smtp submission listener",
+        ),
         (
             config.submission.implicit_tls_listen,
             true,
             "implicit_tls_listen",
+            "smtp submission listener (implicit tls)",
         ),
     ] {
         let Some(address) = address else { continue };
@@ -259,16 +296,20 @@ async fn start_submission<F: Future<Output = ()> + Send + 'static>(
             .await
             .with_context(|| format!("cannot listen on [submission] {key} {address}"))?;
         tracing::info!(%address, implicit_tls, "SMTP submission listening");
-        running.push(tokio::spawn(server::serve_submission(
-            listener,
-            session.clone(),
-            sink.clone(),
-            tls.clone(),
-            implicit_tls,
-            stopped(()),
-        )));
+        parts.spawn_loop(
+            name,
+            Side::Background,
+            server::serve_submission(
+                listener,
+                session.clone(),
+                sink.clone(),
+                tls.clone(),
+                implicit_tls,
+                stops.of(Side::Background),
+            ),
+        );
     }
-    Ok(running)
+    Ok(())
 }
 
 /// On the embedded database, one service per data directory: a second `serve` on the same

@@ -116,6 +116,7 @@ impl App {
             hits: self.hits.clone(),
             domains: self.domains.clone(),
             webhook_targets: self.webhook_targets.clone(),
+            readiness: Default::default(),
         }
     }
 

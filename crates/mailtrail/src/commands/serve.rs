@@ -20,8 +20,8 @@ pub async fn run(config: &Config, store: Store, sandbox: bool) -> anyhow::Result
         println!("sandbox: every email goes to the built-in test mail servers (*.sandbox.test)");
     }
     tracing::info!(address = %service.http, smtp_address = %service.smtp, sandbox, "listening");
-    stop.await;
-    service.stop().await?;
+    // A part of the service that ends by itself ends `serve` with its cause (exit status 1).
+    service.run_until(stop).await?;
     tracing::info!("shut down cleanly");
     Ok(ExitCode::SUCCESS)
 }

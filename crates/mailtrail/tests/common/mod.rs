@@ -76,13 +76,22 @@ pub fn serve_with_smtp(env: &[(&str, &str)]) -> (Child, String, String) {
 
 /// [`serve_with_smtp`] with more arguments after `serve` (`--config FILE`).
 pub fn serve_with_args(env: &[(&str, &str)], args: &[&str]) -> (Child, String, String) {
+    serve_logging_to(env, args, Stdio::inherit())
+}
+
+/// [`serve_with_args`] with its log (stderr) sent to `log`.
+pub fn serve_logging_to(
+    env: &[(&str, &str)],
+    args: &[&str],
+    log: impl Into<Stdio>,
+) -> (Child, String, String) {
     let mut child = mailtrail(env)
         .env("MAILTRAIL_HTTP_LISTEN", "127.0.0.1:0")
         .env("MAILTRAIL_SMTP_LISTEN", "127.0.0.1:0")
         .arg("serve")
         .args(args)
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
+        .stderr(log)
         .spawn()
         .expect("mailtrail serve starts");
     let mut stdout = BufReader::new(child.stdout.take().expect("piped"));

@@ -143,6 +143,7 @@ pub async fn app() -> App {
             &["127.0.0.1:9".parse().unwrap()],
         )
         .unwrap(),
+        readiness: Default::default(),
     };
     let seeded = seed(&store).await;
     App {

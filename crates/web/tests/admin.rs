@@ -1,14 +1,14 @@
 //! The admin pages and the UI's error pages without a browser, through the whole service
 //! router: who may open them, what each form refuses (keeping what was typed), that a secret
 //! is shown once, that another account's objects are missing, that every form needs its
-//! CSRF token; HTML 404/405/503 pages for the UI while `/v1` keeps problem+json; and each
-//! user's timezone.
+//! CSRF token; HTML 404/405/503 pages for the UI while `/v1` keeps problem+json; each user's
+//! timezone; and the client of each open and click on the email page.
 
 mod common;
 
 use axum::body::Body;
 use axum::http::{HeaderMap, Request, StatusCode, header};
-use common::{ADMIN, App, PASSWORD, USER, app};
+use common::{ADMIN, App, PASSWORD, PERSON_AGENT, PERSON_IP, USER, app};
 use mailtrail_domain::Role;
 use tower::ServiceExt;
 
@@ -767,4 +767,33 @@ async fn each_user_reads_every_time_in_the_timezone_they_chose() {
     let admin = Session::signed_in(&app, ADMIN).await;
     let theirs = admin.get(&lead).await.body;
     assert!(theirs.contains(" UTC") && !theirs.contains(" JST"));
+}
+
+#[tokio::test]
+async fn opens_and_clicks_show_their_client_and_whether_a_machine_made_them() {
+    let app = app().await;
+    let user = Session::signed_in(&app, USER).await;
+    let carla = user
+        .get(&format!("/emails/{}", app.seeded.carla_spring))
+        .await
+        .body;
+    assert!(
+        carla.contains(&format!("from {PERSON_IP} · {PERSON_AGENT}")),
+        "{carla}"
+    );
+    assert!(carla.contains("by a person"));
+    assert!(
+        carla.contains("from not recorded · none sent"),
+        "the click had no client"
+    );
+    let dee = user
+        .get(&format!("/emails/{}", app.seeded.dee_spring))
+        .await
+        .body;
+    assert!(
+        dee.contains("by a machine: Apple Mail Privacy Protection"),
+        "{dee}"
+    );
+    assert!(dee.contains("from 17.58.0.1 · Mozilla/5.0<"));
+    assert!(!dee.contains("by a person"));
 }

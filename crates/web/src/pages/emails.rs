@@ -10,7 +10,7 @@ use axum::extract::{Path, State};
 use axum::http::{StatusCode, Uri};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use mailtrail_api::AppState;
-use mailtrail_domain::{Reason, Stage};
+use mailtrail_domain::{EventKind, Reason, Stage};
 use mailtrail_store::{Cancel, now_ms};
 use serde::Deserialize;
 
@@ -35,6 +35,14 @@ struct EventRow {
     machine: Option<String>,
     /// Attempt number, feedback type and free-form note.
     notes: Vec<String>,
+    /// Where an open or click came from.
+    client: Option<HitClient>,
+}
+
+/// The client that made an open or click, as recorded.
+struct HitClient {
+    ip: String,
+    user_agent: String,
 }
 
 struct InboundRow {
@@ -132,6 +140,12 @@ async fn page(
                     words: in_words(d.reason, d.status.as_deref()),
                     status: d.status.unwrap_or_default(),
                     reason: d.reason.map(|r| r.as_str().to_owned()).unwrap_or_default(),
+                    client: matches!(e.kind, EventKind::Opened | EventKind::Clicked).then(|| {
+                        HitClient {
+                            ip: d.ip.unwrap_or_else(|| "not recorded".into()),
+                            user_agent: d.user_agent.unwrap_or_else(|| "none sent".into()),
+                        }
+                    }),
                     machine: d.machine,
                     notes: [
                         d.attempt.map(|a| format!("attempt {a}")),

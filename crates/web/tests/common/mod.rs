@@ -33,6 +33,8 @@ pub struct Seeded {
     pub carla: String,
     pub script_lead: String,
     pub carla_spring: String,
+    /// Opened by a machine (a privacy proxy).
+    pub dee_spring: String,
     pub eve_spring: String,
     pub reply: String,
     pub globex_lead: String,
@@ -112,6 +114,17 @@ async fn send(
         .enqueue(account, &submission, None, |_| String::new())
         .await
         .unwrap()
+}
+
+/// Carla's open came from this client.
+pub const PERSON_IP: &str = "198.51.100.7";
+pub const PERSON_AGENT: &str = "Mozilla/5.0 (Macintosh) Firefox/133.0";
+
+/// An open or click as the tracking endpoints record it: with its client.
+fn from_client(mut hit: Event, ip: &str, agent: &str) -> Event {
+    hit.detail.ip = Some(ip.into());
+    hit.detail.user_agent = Some(agent.into());
+    hit
 }
 
 async fn events(store: &Store, account: &str, email: &str, events: &[Event]) {
@@ -238,7 +251,11 @@ async fn seed(store: &Store) -> Seeded {
         &spring[0],
         &[
             delivered.clone(),
-            Event::new(EventKind::Opened, t + 60_000),
+            from_client(
+                Event::new(EventKind::Opened, t + 60_000),
+                PERSON_IP,
+                PERSON_AGENT,
+            ),
             Event::new(EventKind::Clicked, t + 61_000).with_feedback_type("none"),
         ],
     )
@@ -249,7 +266,11 @@ async fn seed(store: &Store) -> Seeded {
         &spring[1],
         &[
             delivered.clone(),
-            Event::new(EventKind::Opened, t + 1000).by_machine("Apple Mail Privacy Protection"),
+            from_client(
+                Event::new(EventKind::Opened, t + 1000).by_machine("Apple Mail Privacy Protection"),
+                "17.58.0.1",
+                "Mozilla/5.0",
+            ),
         ],
     )
     .await;
@@ -341,6 +362,7 @@ async fn seed(store: &Store) -> Seeded {
         carla,
         script_lead,
         carla_spring: spring[0].clone(),
+        dee_spring: spring[1].clone(),
         eve_spring: spring[2].clone(),
         reply,
         globex_lead,

@@ -1,6 +1,7 @@
 //! `GET /reports/batches`: pick batches (checkboxes in a GET form) and compare them side by
-//! side — counts of emails that ever reached each stage and the rates, as a table (the API's
-//! own rows, turned so batches are columns) and as a chart.
+//! side — recipients targeted and refused ("Not sent"), counts of emails that ever reached
+//! each stage and the rates, as a table (the API's own rows, turned so batches are columns;
+//! each count links to those emails in the email report) and as a chart.
 
 use askama::Template;
 use axum::extract::State;
@@ -8,9 +9,11 @@ use axum::http::Uri;
 use axum::response::Html;
 use mailtrail_api::AppState;
 use mailtrail_api::reports::batch_csv_rows;
+use mailtrail_store::BatchStats;
 
 use crate::chart::{self, Chart, batch_label};
 use crate::error::WebError;
+use crate::format::query;
 use crate::layout::{Chrome, Section};
 use crate::pages::render;
 use crate::session::Viewer;
@@ -28,7 +31,67 @@ struct Choice {
 struct Metric {
     label: String,
     rate: bool,
-    values: Vec<String>,
+    values: Vec<Cell>,
+}
+
+/// A value of the table, linked to the emails it counts when the email report can list them.
+struct Cell {
+    text: String,
+    href: Option<String>,
+}
+
+impl Cell {
+    fn plain(text: String) -> Cell {
+        Cell { text, href: None }
+    }
+}
+
+/// The email report's filter listing what a column of [`batch_csv_rows`] counts: `Some("")`
+/// for every email of the batch, `Some(stage)` for those that ever reached it.
+fn reached_filter(column: &str) -> Option<&'static str> {
+    Some(match column {
+        "emails" => "",
+        "sent" => "sent",
+        "delivered" => "delivered",
+        "failed" => "failed",
+        "opened" => "opened",
+        "clicked" => "clicked",
+        "replied" => "replied",
+        "unsubscribed" => "unsubscribed",
+        "complained" => "complained",
+        _ => return None,
+    })
+}
+
+/// The email report's link for a count of a batch; none for emails without a batch, which
+/// the report cannot single out.
+fn report_href(stats: &BatchStats, column: &str) -> Option<String> {
+    let batch = stats.batch.as_deref()?;
+    let reached = reached_filter(column)?;
+    Some(format!(
+        "/reports/emails{}",
+        query(&[("batch", batch), ("reached", reached)])
+    ))
+}
+
+/// The two lines before the API's: every recipient the requests named, and those refused.
+fn targeted_lines(stats: &[BatchStats], refused: &[i64]) -> [Metric; 2] {
+    [
+        Metric {
+            label: "Recipients targeted".into(),
+            rate: false,
+            values: stats
+                .iter()
+                .zip(refused)
+                .map(|(b, n)| Cell::plain((b.emails + n).to_string()))
+                .collect(),
+        },
+        Metric {
+            label: "Not sent (refused)".into(),
+            rate: false,
+            values: refused.iter().map(|n| Cell::plain(n.to_string())).collect(),
+        },
+    ]
 }
 
 #[derive(Template)]
@@ -80,10 +143,27 @@ pub(crate) async fn page(
         .filter(|b| chosen.contains(&b.batch.clone().unwrap_or_default()))
         .cloned()
         .collect();
+    let refusals = state.store.refusals_by_batch(&viewer.account_id).await?;
+    let refused: Vec<i64> = stats
+        .iter()
+        .map(|b| refusals.get(&b.batch).copied().unwrap_or(0))
+        .collect();
     let rows = batch_csv_rows(&stats);
     let (header, batches) = rows
         .split_first()
         .map_or((&[][..], &[][..]), |(h, b)| (h, b));
+    let counted = header.iter().enumerate().skip(1).map(|(i, column)| Metric {
+        label: metric_label(column),
+        rate: column.ends_with("_rate"),
+        values: batches
+            .iter()
+            .zip(&stats)
+            .map(|(row, b)| Cell {
+                text: row.get(i).cloned().unwrap_or_default(),
+                href: report_href(b, column),
+            })
+            .collect(),
+    });
     let page = BatchesPage {
         chrome: Chrome::new(&viewer, "Compare batches", Section::Batches, uri.path()),
         choices: all
@@ -98,18 +178,9 @@ pub(crate) async fn page(
             })
             .collect(),
         columns: stats.iter().map(batch_label).collect(),
-        metrics: header
-            .iter()
-            .enumerate()
-            .skip(1)
-            .map(|(i, column)| Metric {
-                label: metric_label(column),
-                rate: column.ends_with("_rate"),
-                values: batches
-                    .iter()
-                    .map(|row| row.get(i).cloned().unwrap_or_default())
-                    .collect(),
-            })
+        metrics: targeted_lines(&stats, &refused)
+            .into_iter()
+            .chain(counted)
             .collect(),
         chart: chart::rates(&stats),
     };
@@ -119,6 +190,35 @@ pub(crate) async fn page(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn counts_link_to_the_emails_of_their_batch_that_reached_the_stage() {
+        let mut stats = crate::chart::tests::batch("spring & co", 8, 4, true);
+        assert_eq!(
+            report_href(&stats, "delivered").as_deref(),
+            Some("/reports/emails?batch=spring+%26+co&reached=delivered")
+        );
+        assert_eq!(
+            report_href(&stats, "emails").as_deref(),
+            Some("/reports/emails?batch=spring+%26+co")
+        );
+        assert_eq!(
+            report_href(&stats, "opened_rate"),
+            None,
+            "a rate is no list"
+        );
+        assert_eq!(report_href(&stats, "machine_opened"), None);
+        stats.batch = None;
+        assert_eq!(report_href(&stats, "delivered"), None);
+    }
+
+    #[test]
+    fn targeted_is_every_email_and_every_refusal() {
+        let stats = [crate::chart::tests::batch("spring", 8, 4, true)];
+        let [targeted, refused] = targeted_lines(&stats, &[1]);
+        assert_eq!(targeted.values[0].text, "11", "10 emails and 1 refused");
+        assert_eq!(refused.values[0].text, "1");
+    }
 
     #[test]
     fn column_names_read_as_words() {

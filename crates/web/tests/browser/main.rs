@@ -8,6 +8,7 @@
 
 #[path = "../common/mod.rs"]
 mod common;
+mod blocks;
 mod overview;
 mod tour;
 

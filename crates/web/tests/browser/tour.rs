@@ -189,7 +189,7 @@ async fn walk_through(ui: &Ui<'_>) {
         "{url}"
     );
     let svg =
-        ui.c.find(Locator::Css("figure.chart svg"))
+        ui.c.find(Locator::Css("div.chart"))
             .await
             .unwrap()
             .html(false)
@@ -211,7 +211,7 @@ async fn walk_through(ui: &Ui<'_>) {
     );
     ui.shot("batches").await;
     let chart =
-        ui.c.find(Locator::Css("figure.chart"))
+        ui.c.find(Locator::Css("div.chart"))
             .await
             .unwrap()
             .screenshot()

@@ -257,7 +257,7 @@ impl Store {
                 Ok(ScheduledEmail {
                     id: row.try_get("id")?,
                     to: row.try_get("to_address")?,
-                    subject: crate::emails::subject_from_row(&row)?,
+                    subject: crate::emails::subject_from_row(row)?,
                     send_at_ms: row.try_get("next_attempt_at_ms")?,
                 })
             })

@@ -1,19 +1,23 @@
-//! Typed configuration: defaults, then a TOML file, then `MAILTRAIL_<KEY>` environment
-//! variables. Unknown keys in the file are errors, so a typo never goes unnoticed.
+//! Typed configuration: defaults, then a TOML file, then `MAILTRAIL_*` environment variables
+//! (see [`env`]). Unknown keys are errors that name the key or the variable, so a typo never
+//! goes unnoticed.
 
-use std::collections::BTreeMap;
+mod env;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use figment::Figment;
-use figment::providers::{Env, Format, Serialized, Toml};
+use figment::providers::{Format, Serialized, Toml};
 use mailtrail_inbound::InboundConfig;
 use mailtrail_outbound::OutboundConfig;
 use mailtrail_outbound::protection::ProtectionConfig;
 use mailtrail_store::retention::RetentionConfig;
 use mailtrail_webhooks::WebhookConfig;
 use serde::{Deserialize, Serialize};
+
+use env::Environment;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -148,21 +152,6 @@ impl Default for Config {
     }
 }
 
-/// The keys that may come from the environment; other `MAILTRAIL_*` variables (such as
-/// `MAILTRAIL_CONFIG` or `MAILTRAIL_LOG`) are not configuration keys.
-const ENV_KEYS: &[&str] = &[
-    "http_listen",
-    "smtp_listen",
-    "data_dir",
-    "database_url",
-    "database_max_connections",
-    "secret_key_file",
-    "log_format",
-    "dns_servers",
-    "metrics_listen",
-    "metrics_token",
-];
-
 impl Config {
     /// Where the master key file is: `secret_key_file`, or `secret.key` in `data_dir`.
     pub fn secret_key_file(&self) -> PathBuf {
@@ -171,113 +160,84 @@ impl Config {
             .unwrap_or_else(|| self.data_dir.join(mailtrail_store::sealed::KEY_FILE))
     }
 
+    /// The defaults, then `file`, then the environment. Any problem stops it, except a
+    /// `MAILTRAIL_*` variable that names no setting: that one is left out with a warning on
+    /// standard error (`config check` fails on it), so a variable a newer or older version
+    /// knows does not keep a node from starting.
     pub fn load(file: Option<&Path>) -> anyhow::Result<Self> {
-        let mut figment = Figment::from(Serialized::defaults(Config::default()));
         if let Some(file) = file {
             anyhow::ensure!(
                 file.exists(),
                 "config file {} does not exist",
                 file.display()
             );
-            figment = figment.merge(Toml::file_exact(file));
         }
-        figment = figment
-            .merge(Env::prefixed("MAILTRAIL_").filter(|key| ENV_KEYS.iter().any(|k| key == *k)));
-        let mut config: Config = figment.extract().context("invalid configuration")?;
-        if let Ok(routes) = std::env::var("MAILTRAIL_OUTBOUND_ROUTES") {
-            config.outbound.routes.extend(parse_routes(&routes)?);
+        let table = read_file(file).map_err(|problem| anyhow::anyhow!("{problem}"))?;
+        let (config, problems) = resolve(table, Environment::from_process());
+        let (warnings, errors): (Vec<_>, Vec<_>) = problems
+            .into_iter()
+            .partition(|problem| problem.severity == Severity::Warning);
+        if !errors.is_empty() {
+            let list: Vec<String> = errors.iter().map(ToString::to_string).collect();
+            anyhow::bail!("invalid configuration:\n  {}", list.join("\n  "));
         }
-        Ok(config)
+        for warning in &warnings {
+            eprintln!("warning: {warning}; left out (`mailtrail config check` lists these)");
+        }
+        config.context("invalid configuration")
     }
+}
+
+/// How much a [`Problem`] matters to a command that is not `config check`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Severity {
+    /// A `MAILTRAIL_*` variable that names no setting: left out with a warning.
+    Warning,
+    /// Nothing runs on this configuration.
+    Error,
 }
 
 /// One thing wrong with a configuration: where (`outbound.retry.first_delay`, or an
 /// environment variable's name) and what.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Problem {
     pub path: String,
     pub message: String,
+    pub severity: Severity,
+}
+
+impl Problem {
+    pub fn error(path: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            path: path.into(),
+            message: message.into(),
+            severity: Severity::Error,
+        }
+    }
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.path, self.message)
+    }
 }
 
 /// Every unknown or invalid key in `file` and in the `MAILTRAIL_*` environment, not just the
-/// first: each bad key is reported and taken out, and the rest checked again.
+/// first, and whether the certificates they name can be used.
 pub fn check(file: Option<&Path>) -> Vec<Problem> {
-    let mut problems = Vec::new();
-    let mut table = toml::Table::new();
-    if let Some(file) = file {
-        let text = match std::fs::read_to_string(file) {
-            Ok(text) => text,
-            Err(e) => {
-                return vec![Problem {
-                    path: file.display().to_string(),
-                    message: format!("cannot read it: {e}"),
-                }];
-            }
-        };
-        match text.parse::<toml::Table>() {
-            Ok(parsed) => table = parsed,
-            Err(e) => {
-                return vec![Problem {
-                    path: file.display().to_string(),
-                    message: format!("not valid TOML: {}", e.message()),
-                }];
-            }
+    let table = match read_file(file) {
+        Ok(table) => table,
+        Err(problem) => return vec![problem],
+    };
+    let (config, mut problems) = resolve(table, Environment::from_process());
+    if let Some(config) = config {
+        if let Err(message) = mailtrail_inbound::tls::acceptor(&config.inbound)
+            .map_err(|e| mailtrail_domain::causes::WithCauses(&e).to_string())
+        {
+            problems.push(Problem::error("inbound.tls_certificate", message));
         }
-    }
-    for (name, _) in std::env::vars() {
-        let Some(key) = name.strip_prefix("MAILTRAIL_") else {
-            continue;
-        };
-        let key = key.to_lowercase();
-        let known = ENV_KEYS.contains(&key.as_str()) || NOT_CONFIG_ENV.contains(&key.as_str());
-        if !known {
-            problems.push(Problem {
-                path: name.clone(),
-                message: format!(
-                    "not a setting that can come from the environment (those are MAILTRAIL_ + one of {})",
-                    ENV_KEYS.join(", ").to_uppercase()
-                ),
-            });
-        }
-    }
-    // Each round takes out the keys serde complained about; a file has finitely many.
-    for _ in 0..256 {
-        let figment = Figment::from(Serialized::defaults(Config::default()))
-            .merge(Toml::string(&table.to_string()))
-            .merge(Env::prefixed("MAILTRAIL_").filter(|key| ENV_KEYS.iter().any(|k| key == *k)));
-        let errors = match figment.extract::<Config>() {
-            Ok(config) => {
-                // Well-formed: now whether what it names can be used.
-                if let Err(message) = mailtrail_inbound::tls::acceptor(&config.inbound)
-                    .map_err(|e| mailtrail_domain::causes::WithCauses(&e).to_string())
-                {
-                    problems.push(Problem {
-                        path: "inbound.tls_certificate".into(),
-                        message,
-                    });
-                }
-                if let Err(message) = config.submission.acceptor(&config.inbound) {
-                    problems.push(Problem {
-                        path: "submission.tls_certificate".into(),
-                        message,
-                    });
-                }
-                break;
-            }
-            Err(errors) => errors,
-        };
-        let mut removed_any = false;
-        for error in errors {
-            // For an unknown field, figment's path already ends with its name.
-            let path = error.path.clone();
-            problems.push(Problem {
-                path: path.join("."),
-                message: error.kind.to_string(),
-            });
-            removed_any |= remove(&mut table, &path);
-        }
-        if !removed_any {
-            break;
+        if let Err(message) = config.submission.acceptor(&config.inbound) {
+            problems.push(Problem::error("submission.tls_certificate", message));
         }
     }
     problems.sort_by(|a, b| a.path.cmp(&b.path));
@@ -285,14 +245,70 @@ pub fn check(file: Option<&Path>) -> Vec<Problem> {
     problems
 }
 
-/// `MAILTRAIL_*` variables that are not configuration keys.
-const NOT_CONFIG_ENV: &[&str] = &[
-    "config",
-    "log",
-    "outbound_routes",
-    "long_tests",
-    "secret_key",
-];
+/// The configuration file as a table (empty without one).
+fn read_file(file: Option<&Path>) -> Result<toml::Table, Problem> {
+    let Some(file) = file else {
+        return Ok(toml::Table::new());
+    };
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| Problem::error(file.display().to_string(), format!("cannot read it: {e}")))?;
+    text.parse::<toml::Table>().map_err(|e| {
+        Problem::error(
+            file.display().to_string(),
+            format!("not valid TOML: {}", e.message()),
+        )
+    })
+}
+
+/// The configuration `table` and `environment` make over the defaults, and every problem on
+/// the way: each bad key is reported, taken out, and the rest tried again, so one typo does
+/// not hide the next. `None` when what is left still does not make a configuration.
+fn resolve(mut table: toml::Table, mut environment: Environment) -> (Option<Config>, Vec<Problem>) {
+    let mut problems = std::mem::take(&mut environment.problems);
+    // Each round takes out at least one key; the sources have finitely many.
+    for _ in 0..256 {
+        let figment = Figment::from(Serialized::defaults(Config::default()))
+            .merge(Toml::string(&table.to_string()))
+            .merge(&environment);
+        // Lossy: a variable's text becomes the number or boolean its key wants.
+        let errors = match figment.extract_lossy::<Config>() {
+            Ok(mut config) => {
+                let routes = std::mem::take(&mut environment.legacy_routes);
+                config.outbound.routes.extend(routes);
+                return (Some(config), problems);
+            }
+            Err(errors) => errors,
+        };
+        let mut removed_any = false;
+        for error in errors {
+            // For an unknown field, figment's path already ends with its name.
+            if let Some(variable) = environment.holding(&error.path).map(str::to_owned) {
+                problems.push(variable_problem(&variable, &error.kind));
+                environment.remove(&variable);
+                removed_any = true;
+            } else {
+                problems.push(Problem::error(error.path.join("."), error.kind.to_string()));
+                removed_any |= remove(&mut table, &error.path);
+            }
+        }
+        if !removed_any {
+            break;
+        }
+    }
+    (None, problems)
+}
+
+/// What is wrong with `variable`: it names no setting (a warning), or its value does not fit.
+fn variable_problem(variable: &str, kind: &figment::error::Kind) -> Problem {
+    match kind {
+        figment::error::Kind::UnknownField(..) => Problem {
+            path: variable.to_owned(),
+            message: format!("names no setting ({kind})"),
+            severity: Severity::Warning,
+        },
+        _ => Problem::error(variable, kind.to_string()),
+    }
+}
 
 /// Removes the value at `path`; whether there was one.
 fn remove(table: &mut toml::Table, path: &[String]) -> bool {
@@ -306,20 +322,6 @@ fn remove(table: &mut toml::Table, path: &[String]) -> bool {
             None => false,
         },
     }
-}
-
-/// `MAILTRAIL_OUTBOUND_ROUTES="example.test=127.0.0.1:2526,other.test=[::1]:25"`.
-fn parse_routes(text: &str) -> anyhow::Result<BTreeMap<String, String>> {
-    text.split(',')
-        .map(str::trim)
-        .filter(|entry| !entry.is_empty())
-        .map(|entry| {
-            let (domain, target) = entry.split_once('=').with_context(|| {
-                format!("MAILTRAIL_OUTBOUND_ROUTES: '{entry}' is not domain=host:port")
-            })?;
-            Ok((domain.trim().to_lowercase(), target.trim().to_owned()))
-        })
-        .collect()
 }
 
 #[cfg(test)]
@@ -446,6 +448,113 @@ mod tests {
                 Config::load(Some(Path::new("missing.toml"))).unwrap_err()
             );
             assert!(error.contains("does not exist"), "{error}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn nested_keys_come_from_the_environment_as_their_types() {
+        Jail::expect_with(|jail| {
+            jail.create_file(
+                "mailtrail.toml",
+                "[outbound]\nhelo_name = \"file.test\"\nsessions = 4\n\
+                 [outbound.routes]\n\"file.test\" = \"127.0.0.1:1\"\n",
+            )?;
+            jail.create_file("relay-password", "p4ss word\n")?;
+            for (name, value) in [
+                ("MAILTRAIL_OUTBOUND__HELO_NAME", "mta.env.test"),
+                ("MAILTRAIL_OUTBOUND__SESSIONS", "12"),
+                ("MAILTRAIL_OUTBOUND__REQUIRE_TLS", "true"),
+                (
+                    "MAILTRAIL_OUTBOUND__MESSAGES_PER_SECOND_PER_DESTINATION",
+                    "2.5",
+                ),
+                ("MAILTRAIL_OUTBOUND__RETRY__FIRST_DELAY", "90s"),
+                (
+                    "MAILTRAIL_OUTBOUND__ROUTES",
+                    "{\"b.test\" = \"127.0.0.1:2\"}",
+                ),
+                ("MAILTRAIL_OUTBOUND_ROUTES", "c.test=127.0.0.1:3"),
+                (
+                    "MAILTRAIL_OUTBOUND__RELAY__ADDRESS",
+                    "smtp.provider.test:587",
+                ),
+                ("MAILTRAIL_OUTBOUND__RELAY__TLS", "implicit"),
+                ("MAILTRAIL_OUTBOUND__RELAY__PASSWORD_FILE", "relay-password"),
+                ("MAILTRAIL_SUBMISSION__LISTEN", "127.0.0.1:5870"),
+                ("MAILTRAIL_METRICS_TOKEN", "12345"),
+                ("MAILTRAIL_LOG_FORMAT", "json"),
+                ("MAILTRAIL_PROTECTION__ENABLED", "false"),
+            ] {
+                jail.set_env(name, value);
+            }
+            let config = Config::load(Some(Path::new("mailtrail.toml"))).unwrap();
+            let outbound = &config.outbound;
+            assert_eq!(outbound.helo_name, "mta.env.test");
+            assert_eq!(outbound.sessions, 12);
+            assert!(outbound.require_tls);
+            assert_eq!(outbound.messages_per_second_per_destination, Some(2.5));
+            assert_eq!(
+                outbound.retry.first_delay,
+                std::time::Duration::from_secs(90)
+            );
+            // A table from the environment adds to the file's, and so does the legacy list.
+            let routes: Vec<(&str, &str)> = outbound
+                .routes
+                .iter()
+                .map(|(domain, to)| (domain.as_str(), to.as_str()))
+                .collect();
+            assert_eq!(
+                routes,
+                [
+                    ("b.test", "127.0.0.1:2"),
+                    ("c.test", "127.0.0.1:3"),
+                    ("file.test", "127.0.0.1:1")
+                ]
+            );
+            let relay = outbound.relay.as_ref().unwrap();
+            assert_eq!(relay.address, "smtp.provider.test:587");
+            assert_eq!(relay.password.as_deref(), Some("p4ss word"));
+            assert_eq!(relay.tls, mailtrail_outbound::config::RelayTls::Implicit);
+            assert_eq!(
+                config.submission.listen,
+                Some("127.0.0.1:5870".parse().unwrap())
+            );
+            assert_eq!(config.metrics_token.as_deref(), Some("12345"));
+            assert_eq!(config.log_format, LogFormat::Json);
+            assert!(!config.protection.enabled);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_variable_naming_no_key_is_left_out_and_one_that_does_not_fit_stops_the_load() {
+        Jail::expect_with(|jail| {
+            jail.set_env("MAILTRAIL_OUTBOUND__HELO_NAM", "typo.test");
+            jail.set_env("MAILTRAIL_OUTBOUND__HELO_NAME", "mta.env.test");
+            let config = Config::load(None).unwrap();
+            assert_eq!(config.outbound.helo_name, "mta.env.test");
+            let problems = check(None);
+            assert_eq!(problems.len(), 1, "{problems:?}");
+            assert_eq!(problems[0].path, "MAILTRAIL_OUTBOUND__HELO_NAM");
+            assert_eq!(problems[0].severity, Severity::Warning);
+            assert!(problems[0].message.contains("helo_nam"), "{problems:?}");
+
+            jail.set_env("MAILTRAIL_OUTBOUND__RETRY__MAX_DELAY", "soonish");
+            jail.set_env("MAILTRAIL_INBOUND__MAX_CONNECTIONS", "-1");
+            let error = format!("{:#}", Config::load(None).unwrap_err());
+            assert!(
+                error.contains("MAILTRAIL_OUTBOUND__RETRY__MAX_DELAY"),
+                "{error}"
+            );
+            assert!(
+                error.contains("MAILTRAIL_INBOUND__MAX_CONNECTIONS"),
+                "{error}"
+            );
+            assert!(
+                !error.contains("HELO_NAM"),
+                "a warning is not an error: {error}"
+            );
             Ok(())
         });
     }

@@ -190,3 +190,36 @@ fn a_variable_that_does_not_fit_stops_every_command_and_names_itself() {
     assert!(!stderr.contains("hunter2"), "a secret printed: {stderr}");
     assert!(!data.exists(), "nothing was made on a bad configuration");
 }
+
+#[test]
+fn the_example_environment_passes_config_check() {
+    let example =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/mailtrail.env");
+    let text = std::fs::read_to_string(example).unwrap();
+    let secrets = tempfile::tempdir().unwrap();
+    let variables: Vec<(String, String)> = text
+        .lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| line.split_once('='))
+        .map(|(name, value)| {
+            // Each secret in a file of its own, as the container would mount it.
+            let value = match value.strip_prefix("/run/secrets/") {
+                Some(secret) => {
+                    let file = secrets.path().join(secret);
+                    std::fs::write(&file, format!("{secret}-value\n")).unwrap();
+                    file.to_str().unwrap().to_owned()
+                }
+                None => value.to_owned(),
+            };
+            (name.to_owned(), value)
+        })
+        .collect();
+    assert!(variables.len() > 15, "{variables:?}");
+    let env: Vec<(&str, &str)> = variables
+        .iter()
+        .map(|(name, value)| (name.as_str(), value.as_str()))
+        .collect();
+    let (output, stdout) = config_check(&env);
+    assert!(output.status.success(), "{stdout}");
+    assert!(stdout.contains("configuration OK"), "{stdout}");
+}

@@ -485,6 +485,15 @@ mod tests {
                 ("MAILTRAIL_METRICS_TOKEN", "12345"),
                 ("MAILTRAIL_LOG_FORMAT", "json"),
                 ("MAILTRAIL_PROTECTION__ENABLED", "false"),
+                ("MAILTRAIL_OUTBOUND__DKIM__SHOP.TEST__SELECTOR", "mt1"),
+                (
+                    "MAILTRAIL_OUTBOUND__DKIM__SHOP.TEST__PRIVATE_KEY",
+                    "/keys/shop.pem",
+                ),
+                (
+                    "MAILTRAIL_OUTBOUND__DKIM",
+                    "{\"news.test\" = {selector = \"mt2\", private_key = \"/keys/news.pem\"}}",
+                ),
             ] {
                 jail.set_env(name, value);
             }
@@ -523,6 +532,14 @@ mod tests {
             assert_eq!(config.metrics_token.as_deref(), Some("12345"));
             assert_eq!(config.log_format, LogFormat::Json);
             assert!(!config.protection.enabled);
+            // A map's keys (domains) from a variable's name, or from a table it holds.
+            let dkim = &outbound.dkim;
+            assert_eq!(dkim["shop.test"].selector, "mt1");
+            assert_eq!(
+                dkim["shop.test"].private_key,
+                PathBuf::from("/keys/shop.pem")
+            );
+            assert_eq!(dkim["news.test"].selector, "mt2");
             Ok(())
         });
     }

@@ -575,4 +575,35 @@ mod tests {
             Ok(())
         });
     }
+
+    /// Every key the defaults hold (sections included), as `section.key` paths.
+    fn key_paths(table: &toml::Table, prefix: &str, paths: &mut Vec<String>) {
+        for (key, value) in table {
+            let path = format!("{prefix}{key}");
+            if let toml::Value::Table(inner) = value {
+                key_paths(inner, &format!("{path}."), paths);
+            }
+            paths.push(path);
+        }
+    }
+
+    #[test]
+    fn the_user_guide_documents_every_key() {
+        let guide = include_str!("../../../docs/configuration.md");
+        let defaults = toml::Table::try_from(Config::default()).unwrap();
+        let mut paths = Vec::new();
+        key_paths(&defaults, "", &mut paths);
+        assert!(paths.len() > 60, "{paths:?}");
+        let missing: Vec<&String> = paths
+            .iter()
+            .filter(|path| {
+                let key = path.rsplit('.').next().unwrap();
+                !guide.contains(&format!("`{key}`")) && !guide.contains(&format!("[{path}]"))
+            })
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "not in docs/configuration.md: {missing:?}"
+        );
+    }
 }

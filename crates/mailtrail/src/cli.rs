@@ -12,7 +12,7 @@ use mailtrail_domain::Role;
     about = "Email delivery and tracking for CRM leads"
 )]
 pub struct Cli {
-    /// TOML configuration file; every key can also be set as MAILTRAIL_<KEY>.
+    /// TOML configuration file; every key can also be set as MAILTRAIL_<SECTION>__<KEY>.
     #[arg(long, global = true, env = "MAILTRAIL_CONFIG")]
     pub config: Option<PathBuf>,
     #[command(subcommand)]

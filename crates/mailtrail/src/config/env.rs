@@ -199,7 +199,8 @@ fn from_file(
     value: &OsString,
     plain_is_set: bool,
 ) -> Result<(String, String), Problem> {
-    let plain = &name[..name.len() - "_FILE".len()];
+    // The name as given, less its `_FILE` (whatever its case; `get` never splits a character).
+    let plain = name.get(..name.len() - "_FILE".len()).unwrap_or(name);
     if !is_setting(base) {
         return Err(Problem::error(
             name,

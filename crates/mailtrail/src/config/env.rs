@@ -14,7 +14,7 @@ use figment::{Metadata, Profile, Provider};
 
 use super::Problem;
 
-pub const PREFIX: &str = "MAILTRAIL_";
+const PREFIX: &str = "MAILTRAIL_";
 
 /// `MAILTRAIL_*` variables that are not configuration keys: `--config`'s file, the log
 /// filter, the master key itself (read by `secret_key::load`), and those the test suites read
@@ -40,7 +40,7 @@ const KEY_ENDING_IN_FILE: &str = "secret_key_file";
 const SECRET_KEY: &str = "secret_key";
 
 /// Secrets, taken exactly as written: a password may look like a list, a number or `true`.
-pub const SECRETS: [&[&str]; 4] = [
+const SECRETS: [&[&str]; 4] = [
     &["database_url"],
     &["metrics_token"],
     &["outbound", "relay", "username"],

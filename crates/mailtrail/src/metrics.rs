@@ -1,13 +1,14 @@
-//! `GET /metrics` in the Prometheus text format: the queue, inbound and webhook backlogs read
-//! from the database (shared by every node), and what this process recorded since it
-//! started (events by kind, delivery attempts by result, failures by reason, machine hits).
-//! Deliveries per second are `rate(mailtrail_events_total{kind="delivered"}[1m])`.
+//! `GET /metrics` in the Prometheus text format (0.0.4), encoded by `prometheus-client`: the
+//! queue, inbound and webhook backlogs read from the database at each scrape (shared by every
+//! node), what this process recorded since it started (`mailtrail_store::counters`: events by
+//! kind, delivery attempts by result, failures by reason, machine hits, the queue-to-delivery
+//! and SMTP session histograms; the access log's HTTP request durations), and
+//! `mailtrail_build_info`. Deliveries per second are
+//! `rate(mailtrail_events_total{kind="delivered"}[1m])`.
 //!
 //! With `metrics_token` set, a scrape needs `Authorization: Bearer TOKEN` (401 otherwise);
 //! with `metrics_listen` set, `/metrics` is served on that address only, not next to the
 //! public API. With neither, anyone who reaches `http_listen` can read it.
-
-use std::fmt::Write;
 
 use axum::Router;
 use axum::extract::State;
@@ -15,25 +16,35 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use mailtrail_store::Store;
+use prometheus_client::encoding::prometheus_text;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::info::Info;
+use prometheus_client::registry::Registry;
 use sha2::{Digest, Sha256};
 
-/// A counter family: name, help text, label name, and (label value, count) pairs.
-type Family<'a> = (&'a str, &'a str, &'a str, &'a [(&'a str, u64)]);
+use crate::access_log::Requests;
 
 #[derive(Clone)]
 struct Metrics {
     store: Store,
+    /// The HTTP request durations the access log records.
+    requests: Requests,
     /// The SHA-256 of `metrics_token`: digests are compared, so the comparison's time says
     /// nothing about the token.
     token: Option<[u8; 32]>,
 }
 
-/// `GET /metrics`, behind `token` when there is one.
-pub fn router(store: Store, token: Option<&str>) -> Router {
+/// `GET /metrics`, behind `token` when there is one; `requests` is what the access log
+/// layer records.
+pub fn router(store: Store, requests: Requests, token: Option<&str>) -> Router {
     let token = token.map(|t| Sha256::digest(t.as_bytes()).into());
     Router::new()
         .route("/metrics", get(metrics))
-        .with_state(Metrics { store, token })
+        .with_state(Metrics {
+            store,
+            requests,
+            token,
+        })
 }
 
 /// Whether the request carries `Authorization: Bearer` with the token whose digest is `token`.
@@ -56,12 +67,9 @@ async fn metrics(State(metrics): State<Metrics>, headers: HeaderMap) -> Response
         )
             .into_response();
     }
-    match render(&metrics.store).await {
+    match render(&metrics).await {
         Ok(text) => (
-            [(
-                header::CONTENT_TYPE,
-                "text/plain; version=0.0.4; charset=utf-8",
-            )],
+            [(header::CONTENT_TYPE, prometheus_text::CONTENT_TYPE)],
             text,
         )
             .into_response(),
@@ -76,65 +84,40 @@ async fn metrics(State(metrics): State<Metrics>, headers: HeaderMap) -> Response
     }
 }
 
-async fn render(store: &Store) -> anyhow::Result<String> {
-    let mut out = String::new();
-    let gauges = [
+/// This scrape's registry: the backlogs as they are now, and the process's own metrics.
+async fn render(metrics: &Metrics) -> anyhow::Result<String> {
+    let store = &metrics.store;
+    let mut registry = Registry::with_prefix("mailtrail");
+    let backlogs = [
         (
-            "mailtrail_queue_depth",
-            "Emails waiting for a delivery attempt (all nodes).",
+            "queue_depth",
+            "Emails waiting for a delivery attempt (all nodes)",
             store.queue_depth().await?,
         ),
         (
-            "mailtrail_inbound_backlog",
-            "Received messages not processed yet (all nodes).",
+            "inbound_backlog",
+            "Received messages not processed yet (all nodes)",
             store.inbound_backlog().await?,
         ),
         (
-            "mailtrail_webhook_backlog",
-            "Webhook deliveries waiting to be sent (all nodes).",
+            "webhook_backlog",
+            "Webhook deliveries waiting to be sent (all nodes)",
             store.webhook_backlog().await?,
         ),
     ];
-    for (name, help, value) in gauges {
-        writeln!(
-            out,
-            "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
-        )?;
+    for (name, help, value) in backlogs {
+        registry.register(name, help, ConstGauge::new(value));
     }
-    let counters = store.counters();
-    let families: [Family; 4] = [
-        (
-            "mailtrail_events_total",
-            "Events recorded by this node, by kind.",
-            "kind",
-            &counters.events,
-        ),
-        (
-            "mailtrail_delivery_attempts_total",
-            "Delivery attempts made by this node, by result.",
-            "result",
-            &counters.attempts,
-        ),
-        (
-            "mailtrail_failures_total",
-            "Failed emails (bounces, rejections, expiries, drops) recorded by this node, by reason.",
-            "reason",
-            &counters.failures,
-        ),
-        (
-            "mailtrail_machine_hits_total",
-            "Opens and clicks by proxies and scanners recorded by this node.",
-            "kind",
-            &counters.machine_hits,
-        ),
-    ];
-    for (name, help, label, values) in families {
-        writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter")?;
-        for (value_label, n) in values {
-            writeln!(out, "{name}{{{label}=\"{value_label}\"}} {n}")?;
-        }
-    }
-    Ok(out)
+    registry.register(
+        "build",
+        "The running Mailtrail's version (always 1)",
+        Info::new([("version", env!("CARGO_PKG_VERSION"))]),
+    );
+    store.counters().register(&mut registry);
+    metrics.requests.register(&mut registry);
+    let mut text = String::new();
+    prometheus_text::encode(&mut text, &registry)?;
+    Ok(text)
 }
 
 #[cfg(test)]

@@ -105,7 +105,12 @@ impl Service {
         );
         let mut app = router(state).merge(web).fallback(mailtrail_web::not_found);
         // With `metrics_listen`, /metrics is served there and not on the public address.
-        let metrics = crate::metrics::router(store.clone(), config.metrics_token.as_deref());
+        let requests = crate::access_log::Requests::default();
+        let metrics = crate::metrics::router(
+            store.clone(),
+            requests.clone(),
+            config.metrics_token.as_deref(),
+        );
         match config.metrics_listen {
             Some(address) => {
                 let listener = TcpListener::bind(address)
@@ -124,7 +129,7 @@ impl Service {
                 listener.tap_io(|stream| {
                     let _ = stream.set_nodelay(true);
                 }),
-                app.layer(axum::middleware::from_fn(crate::access_log::log))
+                app.layer(axum::middleware::from_fn_with_state(requests, crate::access_log::log))
                     .into_make_service_with_connect_info::<std::net::SocketAddr>(),
             )
             .with_graceful_shutdown(stops.of(Side::Http))

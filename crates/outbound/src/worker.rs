@@ -5,8 +5,9 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use mailtrail_domain::RetryPolicy;
+use mailtrail_domain::{EventKind, RetryPolicy};
 use mailtrail_domain::token::TokenKey;
 use mailtrail_store::{Claimed, Record, Recorder, Store, now_ms};
 use tokio::sync::{Notify, Semaphore};
@@ -187,6 +188,8 @@ struct Recording<'a> {
     /// When the previous outcome was known (or the session began): an attempt's duration is
     /// the time since, so the first one includes the DNS lookup and connecting.
     since: std::time::Instant,
+    /// When the session's TCP connection was made, for the session duration histogram.
+    connected_at: Option<Instant>,
 }
 
 /// The most of a reply a log line carries, in characters.
@@ -216,6 +219,13 @@ impl Report for Recording<'_> {
         );
         self.throttle |= decision.throttle;
         self.log(email, &outcome, &decision);
+        if matches!(decision.event.kind, EventKind::Delivered | EventKind::Relayed) {
+            let waited = u64::try_from(now_ms() - email.created_at_ms).unwrap_or(0);
+            self.shared
+                .store
+                .counters()
+                .delivered_after(Duration::from_millis(waited));
+        }
         let wait = decision.effects.suppress;
         let record = Record {
             account_id: email.account_id.clone(),
@@ -232,6 +242,7 @@ impl Report for Recording<'_> {
 
     fn connected(&mut self, target: &crate::resolve::Target) {
         self.mx = Some((target.host.clone(), target.addr));
+        self.connected_at = Some(Instant::now());
     }
 }
 
@@ -295,6 +306,7 @@ impl Shared {
             throttle: false,
             mx: None,
             since: std::time::Instant::now(),
+            connected_at: None,
         };
         let targets = match self.resolver.targets(domain).await {
             Ok(targets) => targets,
@@ -334,6 +346,9 @@ impl Shared {
             store: &self.store,
         };
         let ending = session::deliver(&context, &targets, emails, &mut report).await;
+        if let Some(connected_at) = report.connected_at {
+            self.store.counters().session_lasted(connected_at.elapsed());
+        }
         if let Ending::Stopped { untried, throttled } = ending {
             let until = if throttled || report.throttle {
                 let until = now_ms() + self.config.throttle.as_millis() as i64;

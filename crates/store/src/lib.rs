@@ -78,7 +78,7 @@ use sqlx::{AnyPool, Connection, Executor};
 
 pub use accounts::{ApiCaller, NewKey};
 pub use blocks::BlockCheck;
-pub use counters::CounterSnapshot;
+pub use counters::Counters;
 pub use destinations::{Slot, SlotClaim, now_us};
 pub use domains::{
     DomainKey, DomainStatus, NewDomain, NextKey, SendingDomain, default_return_path,
@@ -291,8 +291,8 @@ impl Store {
     }
 
     /// What this process recorded since it started.
-    pub fn counters(&self) -> CounterSnapshot {
-        self.counters.snapshot()
+    pub fn counters(&self) -> &Counters {
+        &self.counters
     }
 
     /// A round trip to the database, for health checks.

@@ -7,7 +7,7 @@
 //! - [`emails`]: sending (`POST /v1/emails`, `/v1/emails/batch`) and `GET /v1/emails/{id}`;
 //! - [`reports`]: the email report (JSON or CSV) and the batch report;
 //! - [`activity`]: a lead's timeline;
-//! - [`suppressions`]: the operator's view of blocked addresses;
+//! - [`suppressions`]: blocked addresses, read by the account's keys and lifted by operators;
 //! - [`settings`]: the account's tracking settings;
 //! - [`webhooks`]: the account's webhook URLs and their delivery history;
 //! - [`smtp_credentials`]: the logins of the SMTP submission listeners;
@@ -94,7 +94,7 @@ const BODY_LIMIT: usize = 64 * 1024 * 1024;
         (name = "webhooks", description = "admins only"),
         (name = "smtp-credentials", description = "admins only: logins for SMTP submission"),
         (name = "domains", description = "admins only: sending domains and their DNS records"),
-        (name = "suppressions", description = "operators only"),
+        (name = "suppressions", description = "every key reads its account's blocks; operators read all and lift them"),
         (name = "tracking", description = "public: opens, clicks, unsubscribes"),
         (name = "service"),
     )

@@ -1,5 +1,7 @@
-//! `GET /v1/suppressions` and `DELETE /v1/suppressions/{address}`: operators only. Removing
-//! a block needs a reason and is recorded with the key that did it.
+//! `GET /v1/suppressions`: an account key reads its own account's blocks (every user of the
+//! account should see why an address is not emailed); an operator key reads every account's,
+//! or one account's with `?account=ID`. `DELETE /v1/suppressions/{address}`: operators only;
+//! removing a block needs a reason and is recorded with the key that did it.
 
 use axum::Json;
 use axum::extract::{Path, State};
@@ -16,7 +18,8 @@ use crate::{AppState, rfc3339};
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ListQuery {
-    /// Only this account's blocks; every account's when absent.
+    /// Operator keys: only this account's blocks (every account's when absent). Account keys
+    /// always read their own account's; naming another account is a 404.
     pub account: Option<String>,
     /// At most this many (1000 when absent; 1 to 10,000).
     pub limit: Option<i64>,
@@ -40,10 +43,9 @@ pub struct SuppressionView {
     tag = "suppressions",
     params(ListQuery),
     responses(
-        (status = 200, description = "the blocked addresses", body = Vec<SuppressionView>),
+        (status = 200, description = "the blocked addresses, newest first: the key's own account's, or for an operator key every account's", body = Vec<SuppressionView>),
         KeyedErrors,
         QueryErrors,
-        RoleErrors,
     )
 )]
 pub async fn list(
@@ -51,12 +53,12 @@ pub async fn list(
     caller: Caller,
     ApiQuery(query): ApiQuery<ListQuery>,
 ) -> Result<Json<Vec<SuppressionView>>, ApiError> {
-    caller.require(Role::Operator)?;
+    let scope = match caller.role {
+        Role::Operator => query.account,
+        _ => Some(caller.account(query.account)?),
+    };
     let limit = query.limit.unwrap_or(1000).clamp(1, 10_000);
-    let blocks = state
-        .store
-        .suppressions(query.account.as_deref(), limit)
-        .await?;
+    let blocks = state.store.suppressions(scope.as_deref(), limit).await?;
     Ok(Json(
         blocks
             .into_iter()

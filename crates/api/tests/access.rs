@@ -114,7 +114,7 @@ const ROUTES: &[Route] = &[
     route("POST", "/v1/domains/{domain}/verify", Role::Admin),
     route("POST", "/v1/domains/{domain}/rotate", Role::Admin),
     route("DELETE", "/v1/domains/{domain}", Role::Admin),
-    route("GET", "/v1/suppressions?account={account}", Role::Operator),
+    route("GET", "/v1/suppressions?account={account}", Role::User),
     route(
         "DELETE",
         "/v1/suppressions/{address}?account={account}&reason=asked",

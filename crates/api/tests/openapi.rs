@@ -188,7 +188,6 @@ async fn roles_and_csv_are_in_the_document() {
         ("post", "/v1/domains/{domain}/verify"),
         ("post", "/v1/domains/{domain}/rotate"),
         ("delete", "/v1/domains/{domain}"),
-        ("get", "/v1/suppressions"),
         ("delete", "/v1/suppressions/{address}"),
     ] {
         assert!(

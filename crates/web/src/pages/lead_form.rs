@@ -68,7 +68,7 @@ impl LeadForm {
     }
 
     /// The names, fields and permission asked for, or what is wrong with them.
-    fn checked(&self) -> Result<(Option<String>, Option<String>, Fields, Permission), Vec<String>> {
+    fn checked(&self) -> Result<Checked, Vec<String>> {
         let mut errors = Vec::new();
         let first = value("First name", &self.first_name, &mut errors);
         let last = value("Last name", &self.last_name, &mut errors);
@@ -108,11 +108,25 @@ impl LeadForm {
             }
         };
         if errors.is_empty() {
-            Ok((first, last, fields, permission))
+            Ok(Checked {
+                first_name: first,
+                last_name: last,
+                fields,
+                permission,
+            })
         } else {
             Err(errors)
         }
     }
+}
+
+/// What a valid form asks for.
+#[derive(Debug, PartialEq, Eq)]
+struct Checked {
+    first_name: Option<String>,
+    last_name: Option<String>,
+    fields: Fields,
+    permission: Permission,
 }
 
 /// A name or value as typed, trimmed; `None` when empty. Too long a one is an error.
@@ -183,7 +197,7 @@ pub(crate) async fn create(
     let page = new_page(&viewer, &uri, form.clone());
     let address = EmailAddress::parse(form.email.trim())
         .map_err(|e| format!("Email “{}”: {e}.", form.email.trim()));
-    let (address, (first_name, last_name, fields, permission)) = match (address, form.checked()) {
+    let (address, checked) = match (address, form.checked()) {
         (Ok(address), Ok(checked)) => (address, checked),
         (address, checked) => {
             let errors = address
@@ -195,10 +209,10 @@ pub(crate) async fn create(
     };
     let lead = NewLead {
         address,
-        first_name,
-        last_name,
-        fields,
-        permission,
+        first_name: checked.first_name,
+        last_name: checked.last_name,
+        fields: checked.fields,
+        permission: checked.permission,
     };
     match state.store.create_lead(&viewer.account_id, &lead).await {
         Ok(lead) => Ok(Redirect::to(&format!("/leads/{}", lead.id)).into_response()),
@@ -251,7 +265,7 @@ pub(crate) async fn update(
     let Posted { viewer, form } = posted;
     let lead = state.store.lead(&viewer.account_id, &id).await?;
     let form = LeadForm::from_pairs(form);
-    let (first_name, last_name, fields, permission) = match form.checked() {
+    let checked = match form.checked() {
         Ok(checked) => checked,
         Err(errors) => {
             let page = edit_page(&state, &viewer, &uri, &lead, form).await?;
@@ -259,10 +273,10 @@ pub(crate) async fn update(
         }
     };
     let patch = LeadPatch {
-        first_name: Some(first_name.unwrap_or_default()),
-        last_name: Some(last_name.unwrap_or_default()),
-        fields: Some(fields),
-        permission: Some(permission),
+        first_name: Some(checked.first_name.unwrap_or_default()),
+        last_name: Some(checked.last_name.unwrap_or_default()),
+        fields: Some(checked.fields),
+        permission: Some(checked.permission),
     };
     state
         .store
@@ -292,11 +306,15 @@ mod tests {
             ("field_name", ""),
             ("field_value", ""),
         ]));
-        let (first, last, fields, permission) = form.checked().unwrap();
-        assert_eq!(first.as_deref(), Some("Ana"));
-        assert_eq!(last, None);
-        assert_eq!(fields, Fields::from([("company".into(), "Initech".into())]));
-        assert_eq!(permission, Permission::No);
+        assert_eq!(
+            form.checked().unwrap(),
+            Checked {
+                first_name: Some("Ana".into()),
+                last_name: None,
+                fields: Fields::from([("company".into(), "Initech".into())]),
+                permission: Permission::No,
+            }
+        );
     }
 
     #[test]

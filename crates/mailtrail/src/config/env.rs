@@ -17,9 +17,18 @@ use super::Problem;
 const PREFIX: &str = "MAILTRAIL_";
 
 /// `MAILTRAIL_*` variables that are not configuration keys: `--config`'s file, the log
-/// filter, the master key itself (read by `secret_key::load`), and those the test suites read
-/// (they are in a developer's environment when the binary runs).
-const NOT_SETTINGS: [&str; 5] = ["config", "log", "secret_key", "long_tests", "schemathesis"];
+/// filter, the master key itself (read by `secret_key::load`), the API key the README's
+/// examples keep in `MAILTRAIL_KEY`, and those the test suites read (they are in a
+/// developer's environment when the binary runs).
+const NOT_SETTINGS: [&str; 7] = [
+    "config",
+    "log",
+    "secret_key",
+    "key",
+    "long_tests",
+    "schemathesis",
+    "axe",
+];
 
 /// `MAILTRAIL_TEST_*`: the test suites' own variables and the binary's test hooks (the
 /// `test-hooks` feature). No key starts with `test`.
@@ -324,6 +333,8 @@ mod tests {
             ("MAILTRAIL_SECRET_KEY", "00"),
             ("MAILTRAIL_TEST_SEED", "7"),
             ("MAILTRAIL_TEST_PANIC_DELIVERY", "1"),
+            ("MAILTRAIL_KEY", "mt_an-api-key"),
+            ("MAILTRAIL_AXE", "/opt/axe.min.js"),
             ("HOME", "/root"),
         ]);
         assert_eq!(

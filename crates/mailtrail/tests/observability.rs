@@ -3,7 +3,8 @@
 //! and an access line per HTTP request (its route template, never its query string); never
 //! the API key. `/metrics` parses with the Prometheus project's Python parser and has the
 //! histograms of what happened. One email goes to smtp-sink and is delivered; one goes to a
-//! closed port and is deferred; one goes to a sink that refuses its recipient and fails.
+//! closed port and is deferred; one goes to a sink that refuses its recipient and fails; one is
+//! scheduled 5 s ahead and delivered then.
 
 mod common;
 
@@ -15,6 +16,9 @@ use std::time::{Duration, Instant};
 use common::KillOnDrop;
 use mailtrail_testkit::smtp_sink::Sink;
 use serde_json::{Value, json};
+
+/// How far ahead the scheduled email's send time is: a bound of the latency histogram.
+const SCHEDULED_AHEAD: chrono::TimeDelta = chrono::TimeDelta::seconds(5);
 
 /// The venv `scripts/install-test-deps` puts prometheus_client in.
 const PYTHON: &str = "/opt/mailtrail-venv/bin/python";
@@ -140,7 +144,7 @@ fn attempts(log: &str) -> Vec<Value> {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn one_json_log_line_per_delivery_attempt() {
+async fn each_attempt_is_a_log_line_and_metrics_count_what_happened() {
     let sink = Sink::start(&[]);
     let refusing = Sink::start(&["-f", "RCPT", "-B", "550 5.1.1 User unknown"]);
     let dir = tempfile::tempdir().unwrap();
@@ -184,6 +188,10 @@ async fn one_json_log_line_per_delivery_attempt() {
                            "text": "The body never reaches the log"});
         ids.push(common::send_email(&base, &key, &email).await);
     }
+    let send_at = chrono::Utc::now() + SCHEDULED_AHEAD;
+    let scheduled = json!({"to": "dee@ok.test", "from": "sales@shop.test", "subject": "Later",
+                           "text": "x", "send_at": send_at.to_rfc3339()});
+    ids.push(common::send_email(&base, &key, &scheduled).await);
     // A query string can hold a token: the access log leaves it out.
     let listed = reqwest::Client::new()
         .get(format!("{base}/v1/emails/{}?q=s3cr3t-in-query", ids[0]))
@@ -192,10 +200,10 @@ async fn one_json_log_line_per_delivery_attempt() {
         .await
         .unwrap();
     assert_eq!(listed.status(), 200);
-    let deadline = Instant::now() + Duration::from_secs(15);
+    let deadline = Instant::now() + Duration::from_secs(20);
     let lines = loop {
         let lines = attempts(&std::fs::read_to_string(&log_path).unwrap());
-        if lines.len() >= 3 || Instant::now() > deadline {
+        if lines.len() >= 4 || Instant::now() > deadline {
             break lines;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -216,7 +224,7 @@ async fn one_json_log_line_per_delivery_attempt() {
             .unwrap();
         let families = parse_metrics(&text);
         let session = "mailtrail_smtp_session_duration_seconds";
-        let ended = sample(&families, session, &format!("{session}_count"), &[]) == Some(2.0);
+        let ended = sample(&families, session, &format!("{session}_count"), &[]) == Some(3.0);
         if ended || Instant::now() > deadline {
             break (text, families);
         }
@@ -280,7 +288,7 @@ async fn one_json_log_line_per_delivery_attempt() {
         .iter()
         .filter(|r| r["method"] == "POST" && r["path"] == "/v1/emails")
         .count();
-    assert_eq!(posts, 3, "one access line per POST in:\n{log}");
+    assert_eq!(posts, 4, "one access line per POST in:\n{log}");
     let get = requests
         .iter()
         .find(|r| r["method"] == "GET" && r["path"] == "/v1/emails/{id}")
@@ -302,8 +310,9 @@ async fn one_json_log_line_per_delivery_attempt() {
     );
 }
 
-/// What `/metrics` says after the test's three emails (one delivered, one deferred, one
-/// failed, each in its own attempt) and its HTTP requests, `elapsed` after the first was sent.
+/// What `/metrics` says after the test's four emails (two delivered, one of them scheduled;
+/// one deferred; one failed; each in one attempt) and its HTTP requests, `elapsed` after the
+/// first was sent.
 fn assert_metrics(text: &str, families: &BTreeMap<String, Value>, elapsed: Duration) {
     let kinds: BTreeMap<&str, &str> = families
         .iter()
@@ -354,7 +363,7 @@ fn assert_metrics(text: &str, families: &BTreeMap<String, Value>, elapsed: Durat
     assert_eq!(
         results,
         BTreeMap::from([
-            ("delivered", 1.0),
+            ("delivered", 2.0),
             ("relayed", 0.0),
             ("deferred", 1.0),
             ("failed", 1.0)
@@ -375,7 +384,8 @@ fn assert_metrics(text: &str, families: &BTreeMap<String, Value>, elapsed: Durat
     assert_eq!(failures, BTreeMap::from([("userunknown", 1.0)]), "{text}");
 
     assert_histograms_consistent(families);
-    // One email delivered: one latency, within the test's time.
+    // Two emails delivered: two latencies. The scheduled one counts from its send time, so
+    // both are in the bucket below SCHEDULED_AHEAD, though it waited longer since queueing.
     let latency = "mailtrail_delivery_latency_seconds";
     assert_eq!(
         sample(families, latency, &format!("{latency}_count"), &[]),
@@ -389,25 +399,34 @@ fn assert_metrics(text: &str, families: &BTreeMap<String, Value>, elapsed: Durat
     );
     assert_eq!(
         sample(families, latency, &format!("{latency}_count"), &[]),
-        Some(1.0)
+        Some(2.0)
     );
+    let below = format!("{}", SCHEDULED_AHEAD.num_seconds());
+    assert_eq!(
+        sample(
+            families,
+            latency,
+            &format!("{latency}_bucket"),
+            &[("le", below.as_str())]
+        ),
+        Some(2.0),
+        "{text}"
+    );
+    assert!(elapsed.as_secs() >= SCHEDULED_AHEAD.num_seconds() as u64);
     let waited = sample(families, latency, &format!("{latency}_sum"), &[]).unwrap();
-    assert!(
-        waited > 0.0 && waited < elapsed.as_secs_f64(),
-        "latency {waited} s, test {elapsed:?}"
-    );
-    // Two SMTP sessions: the closed port never made one.
+    assert!(waited > 0.0, "latency {waited} s");
+    // Three SMTP sessions: the closed port never made one.
     let session = "mailtrail_smtp_session_duration_seconds";
     assert_eq!(
         sample(families, session, &format!("{session}_count"), &[]),
-        Some(2.0),
+        Some(3.0),
         "{text}"
     );
     // HTTP requests by method and route template, never by raw path.
     let http = "mailtrail_http_request_duration_seconds";
     let count = format!("{http}_count");
     for (method, route, n) in [
-        ("POST", "/v1/emails", 3.0),
+        ("POST", "/v1/emails", 4.0),
         ("GET", "/v1/emails/{id}", 1.0),
         ("GET", "unmatched", 1.0),
     ] {

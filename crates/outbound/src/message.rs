@@ -446,6 +446,7 @@ mod tests {
             soft_5xx_attempts: 0,
             first_soft_5xx_at_ms: None,
             created_at_ms: 1_700_000_000_000,
+            send_at_ms: None,
         }
     }
 

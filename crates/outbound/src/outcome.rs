@@ -201,6 +201,7 @@ mod tests {
             soft_5xx_attempts: 0,
             first_soft_5xx_at_ms: None,
             created_at_ms: NOW - age_ms,
+            send_at_ms: None,
         }
     }
 

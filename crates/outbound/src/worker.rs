@@ -7,8 +7,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use mailtrail_domain::{EventKind, RetryPolicy};
 use mailtrail_domain::token::TokenKey;
+use mailtrail_domain::{EventKind, RetryPolicy};
 use mailtrail_store::{Claimed, Record, Recorder, Store, now_ms};
 use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinSet;
@@ -208,6 +208,16 @@ fn one_line(text: &str) -> String {
     line
 }
 
+/// How long `email` has waited since it was due: since it was queued, or since its send time
+/// when the sender asked for a later one.
+fn waited(email: &Claimed) -> Duration {
+    let due = email
+        .send_at_ms
+        .unwrap_or(email.created_at_ms)
+        .max(email.created_at_ms);
+    Duration::from_millis(u64::try_from(now_ms() - due).unwrap_or(0))
+}
+
 impl Report for Recording<'_> {
     async fn outcome(&mut self, email: &Claimed, outcome: Outcome) -> Reported {
         let decision = decide(
@@ -219,12 +229,11 @@ impl Report for Recording<'_> {
         );
         self.throttle |= decision.throttle;
         self.log(email, &outcome, &decision);
-        if matches!(decision.event.kind, EventKind::Delivered | EventKind::Relayed) {
-            let waited = u64::try_from(now_ms() - email.created_at_ms).unwrap_or(0);
-            self.shared
-                .store
-                .counters()
-                .delivered_after(Duration::from_millis(waited));
+        if matches!(
+            decision.event.kind,
+            EventKind::Delivered | EventKind::Relayed
+        ) {
+            self.shared.store.counters().delivered_after(waited(email));
         }
         let wait = decision.effects.suppress;
         let record = Record {

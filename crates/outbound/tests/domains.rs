@@ -32,6 +32,7 @@ fn email(account: &str, from: &str) -> Claimed {
         soft_5xx_attempts: 0,
         first_soft_5xx_at_ms: None,
         created_at_ms: 1_700_000_000_000,
+        send_at_ms: None,
     }
 }
 

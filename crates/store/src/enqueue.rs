@@ -180,12 +180,12 @@ impl Store {
         let queued = serde_json::to_string(&Event::new(EventKind::Queued, now).detail)
             .expect("event details serialise");
         for chunk in rows.chunks(CHUNK) {
-            const COLUMNS: usize = 17;
+            const COLUMNS: usize = 18;
             let sql = format!(
                 "INSERT INTO emails (id, account_id, lead_id, content_id, to_address, to_key,
                                      to_domain, fields, batch, stage, status, reason,
                                      next_attempt_at_ms, created_at_ms, updated_at_ms,
-                                     milestones, header_to)
+                                     milestones, header_to, send_at_ms)
                  VALUES {}",
                 self.row_placeholders(chunk.len(), COLUMNS)
             );
@@ -213,7 +213,8 @@ impl Store {
                     } else {
                         0
                     })
-                    .bind(entry.header_to.as_deref());
+                    .bind(entry.header_to.as_deref())
+                    .bind(submission.send_at_ms);
             }
             query.execute(&mut **tx).await?;
 

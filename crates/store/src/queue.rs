@@ -123,6 +123,9 @@ pub struct Claimed {
     pub soft_5xx_attempts: u32,
     pub first_soft_5xx_at_ms: Option<i64>,
     pub created_at_ms: i64,
+    /// The send time the sender asked for, if any: the queue-to-delivery latency counts from
+    /// it when it is later than `created_at_ms`.
+    pub send_at_ms: Option<i64>,
 }
 
 /// Rows per multi-row INSERT: well under both backends' parameter limits.
@@ -286,7 +289,7 @@ impl Store {
                 "SELECT e.id, e.account_id, e.lead_id, e.to_address, e.to_domain, e.header_to,
                         e.fields, e.batch,
                         e.attempts, e.soft_5xx_attempts, e.first_soft_5xx_at_ms, e.created_at_ms,
-                        e.content_id, c.from_address, c.from_name, c.subject, c.text_body,
+                        e.send_at_ms, e.content_id, c.from_address, c.from_name, c.subject, c.text_body,
                         c.html_body, c.cc, c.reply_to, c.headers, c.tags, c.metadata,
                         c.raw_message, c.attachment_count
                  FROM emails e JOIN contents c ON c.id = e.content_id
@@ -437,6 +440,7 @@ fn claimed_from_row(row: &AnyRow) -> Result<Claimed> {
         soft_5xx_attempts: row.try_get::<i64, _>("soft_5xx_attempts")? as u32,
         first_soft_5xx_at_ms: row.try_get("first_soft_5xx_at_ms")?,
         created_at_ms: row.try_get("created_at_ms")?,
+        send_at_ms: row.try_get("send_at_ms")?,
     })
 }
 

@@ -80,6 +80,20 @@ impl Reached {
         }
     }
 
+    /// The expression over an `account_days` row that counts it.
+    fn column(self) -> &'static str {
+        match self {
+            Reached::Sent => "emails - dropped",
+            Reached::Delivered => "delivered",
+            Reached::Failed => "failed",
+            Reached::Opened => "opened",
+            Reached::Clicked => "clicked",
+            Reached::Replied => "replied",
+            Reached::Unsubscribed => "unsubscribed",
+            Reached::Complained => "complained",
+        }
+    }
+
     /// The condition on `e.milestones`, built from the fixed bits only.
     pub(crate) fn condition(self) -> String {
         match self.milestone() {
@@ -227,6 +241,33 @@ impl Store {
             open_tracking: count("open_tracking")? != 0,
             click_tracking: count("click_tracking")? != 0,
         })
+    }
+
+    /// The days from `from_day` until (not including) `until_day` with emails that reached
+    /// `reached`, and how many each has: newest first, or oldest first.
+    pub(crate) async fn reached_days(
+        &self,
+        account_id: &str,
+        reached: Reached,
+        from_day: Option<i64>,
+        until_day: Option<i64>,
+        newest_first: bool,
+    ) -> Result<Vec<(i64, i64)>> {
+        let column = reached.column();
+        let order = if newest_first { "DESC" } else { "ASC" };
+        let rows = sqlx::query(&format!(
+            "SELECT day, {column} AS n FROM account_days
+             WHERE account_id = $1 AND day >= $2 AND day < $3 AND {column} > 0
+             ORDER BY day {order}"
+        ))
+        .bind(account_id)
+        .bind(from_day.unwrap_or(i64::MIN))
+        .bind(until_day.unwrap_or(i64::MAX))
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter()
+            .map(|row| Ok((row.try_get("day")?, row.try_get("n")?)))
+            .collect()
     }
 
     /// The account's emails waiting for their send time (never tried, due after `now`): how

@@ -38,6 +38,15 @@ pub struct EmailFilter {
 }
 
 impl EmailFilter {
+    /// Whether the filter is at most a batch and a [`Reached`]: what `batch_stats` counts.
+    fn is_batch(&self) -> bool {
+        EmailFilter {
+            batch: None,
+            reached: None,
+            ..self.clone()
+        } == EmailFilter::default()
+    }
+
     /// Whether the filter is at most a range of whole UTC days and a [`Reached`]: what
     /// `account_days` counts.
     fn is_days(&self) -> bool {
@@ -50,6 +59,18 @@ impl EmailFilter {
             && whole(self.from_ms)
             && whole(self.to_ms)
     }
+}
+
+/// The most rows the email report counts over the emails themselves for its total; above it,
+/// the total says "more than".
+pub const TOTAL_CAP: i64 = 10_000;
+
+/// How many emails the email report's filter matches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Total {
+    pub count: i64,
+    /// There are more than `count` ([`TOTAL_CAP`]).
+    pub more: bool,
 }
 
 /// Which page of the email report: the first, the one after a row, or the one before it.
@@ -136,6 +157,21 @@ impl BatchStats {
     /// Emails Mailtrail tried to send: all but the dropped (PRODUCT.md §6).
     pub fn sent(&self) -> i64 {
         self.emails - self.dropped
+    }
+
+    /// The batch's emails that reached `reached`; all of them for `None`.
+    pub fn count(&self, reached: Option<Reached>) -> i64 {
+        match reached {
+            None => self.emails,
+            Some(Reached::Sent) => self.sent(),
+            Some(Reached::Delivered) => self.delivered,
+            Some(Reached::Failed) => self.failed,
+            Some(Reached::Opened) => self.opened,
+            Some(Reached::Clicked) => self.clicked,
+            Some(Reached::Replied) => self.replied,
+            Some(Reached::Unsubscribed) => self.unsubscribed,
+            Some(Reached::Complained) => self.complained,
+        }
     }
 
     /// The batch report's rates, in display order: delivered and failed per email sent,
@@ -483,6 +519,66 @@ impl Store {
             .await
     }
 
+    /// A listing of emails that reached something, narrowed to the days that hold the page:
+    /// `account_days` says how many such emails each day has, so a rare stage (complaints
+    /// among a million emails) is looked for only on the days that have it. `None` when no
+    /// day has one. Other filters are returned as they are.
+    async fn narrowed(
+        &self,
+        account_id: &str,
+        filter: &EmailFilter,
+        page: &Page,
+        limit: u32,
+    ) -> Result<Option<EmailFilter>> {
+        let Some(reached) = filter.reached.filter(|_| filter.is_days()) else {
+            return Ok(Some(filter.clone()));
+        };
+        let (from_day, until_day) = (
+            filter.from_ms.map(day_of),
+            filter.to_ms.map(|ms| day_of(ms - 1) + 1),
+        );
+        let (cursor_day, newer) = match page {
+            Page::First => (None, false),
+            Page::After(c) => (Some(day_of(c.created_at_ms)), false),
+            Page::Before(c) => (Some(day_of(c.created_at_ms)), true),
+        };
+        let (from_day, until_day) = match (cursor_day, newer) {
+            (Some(day), false) => (
+                from_day,
+                Some(until_day.map_or(day + 1, |u| u.min(day + 1))),
+            ),
+            (Some(day), true) => (Some(from_day.map_or(day, |f| f.max(day))), until_day),
+            (None, _) => (from_day, until_day),
+        };
+        let days = self
+            .reached_days(account_id, reached, from_day, until_day, !newer)
+            .await?;
+        // The cursor's own day may hold rows already shown: it is read but not counted.
+        let mut enough = 0;
+        let mut last = None;
+        for (day, count) in days {
+            last = Some(day);
+            if Some(day) != cursor_day {
+                enough += count;
+            }
+            if enough > i64::from(limit) {
+                break;
+            }
+        }
+        let Some(last) = last else {
+            return Ok(None);
+        };
+        let mut narrowed = filter.clone();
+        if newer {
+            let to = (last + 1) * crate::overview::DAY_MS;
+            narrowed.to_ms = Some(filter.to_ms.map_or(to, |t| t.min(to)));
+        } else {
+            let from = last * crate::overview::DAY_MS;
+            narrowed.from_ms = Some(filter.from_ms.map_or(from, |f| f.max(from)));
+        }
+        Ok(Some(narrowed))
+    }
+
     /// A page of the email report, newest first: the first, the `limit` rows after a row or
     /// the `limit` rows before it (fewer at either end).
     pub async fn email_report_page(
@@ -492,7 +588,10 @@ impl Store {
         page: &Page,
         limit: u32,
     ) -> Result<Vec<EmailRow>> {
-        let mut clause = Clause::of(account_id, filter);
+        let Some(filter) = self.narrowed(account_id, filter, page, limit).await? else {
+            return Ok(Vec::new());
+        };
+        let mut clause = Clause::of(account_id, &filter);
         let order = match page {
             Page::First => "DESC",
             Page::After(c) | Page::Before(c) => {
@@ -522,26 +621,45 @@ impl Store {
         Ok(rows)
     }
 
-    /// How many emails the filter matches in all. A range of whole days with at most a
-    /// [`Reached`] is read from `account_days` (the overview's own counts, one row per day);
-    /// anything else is counted over the index that serves the filter.
-    pub async fn email_report_total(&self, account_id: &str, filter: &EmailFilter) -> Result<i64> {
+    /// How many emails the filter matches. A range of whole days with at most a [`Reached`]
+    /// is read from `account_days` (the overview's own counts, one row per day), a batch with
+    /// at most a [`Reached`] from `batch_stats`; anything else is counted over the index that
+    /// serves the filter, up to [`TOTAL_CAP`], so a page never counts a million rows.
+    pub async fn email_report_total(
+        &self,
+        account_id: &str,
+        filter: &EmailFilter,
+    ) -> Result<Total> {
+        let exact = |count| Total { count, more: false };
         if filter.is_days() {
-            let day = |ms: Option<i64>| ms.map(crate::overview::day_of);
+            let day = |ms: Option<i64>| ms.map(day_of);
             let counts = self
                 .day_counts(account_id, day(filter.from_ms), day(filter.to_ms))
                 .await?;
-            return Ok(match filter.reached {
+            return Ok(exact(match filter.reached {
                 Some(reached) => counts.count(reached),
                 None => counts.emails,
-            });
+            }));
+        }
+        if let Some(batch) = filter.batch.as_deref().filter(|_| filter.is_batch()) {
+            let only = [batch.to_owned()];
+            let stats = self.batch_report(account_id, Some(&only)).await?;
+            return Ok(exact(stats.first().map_or(0, |b| b.count(filter.reached))));
         }
         let clause = Clause::of(account_id, filter);
-        let sql = format!("SELECT COUNT(*) FROM emails e WHERE {}", clause.sql);
-        Ok(clause
+        let sql = format!(
+            "SELECT COUNT(*) FROM (SELECT 1 FROM emails e WHERE {} LIMIT {}) AS counted",
+            clause.sql,
+            TOTAL_CAP + 1
+        );
+        let count = clause
             .bind_scalar(sqlx::query_scalar(&sql))
             .fetch_one(&self.reader)
-            .await?)
+            .await?;
+        Ok(Total {
+            count: count.min(TOTAL_CAP),
+            more: count > TOTAL_CAP,
+        })
     }
 
     /// The batch report: every batch of the account, most recently queued first, or only

@@ -9,6 +9,7 @@ use mailtrail_store::overview::{DAY_MS, day_of};
 use mailtrail_store::{
     Content, EmailFilter, Page, QueueEntry, Reached, Settings, Store, Submission, now_ms,
 };
+use mailtrail_store::EmailId;
 
 async fn sqlite() -> (Store, Option<tempfile::TempDir>) {
     let dir = tempfile::tempdir().unwrap();
@@ -41,6 +42,7 @@ macro_rules! on_both_backends {
 
 on_both_backends!(
     overview_counts_equal_the_reports_totals_and_rows,
+    a_rare_stage_is_listed_page_by_page_as_without_the_day_counts,
     the_report_pages_both_ways_and_finds_recipients_by_their_start,
     scheduled_mail_is_counted_and_listed_soonest_first,
 );
@@ -122,7 +124,7 @@ async fn overview_counts_equal_the_reports_totals_and_rows(store: Store) {
         let (store, acme, id) = (store.clone(), acme.clone(), id.to_owned());
         async move {
             for event in events {
-                store.append_event(&acme, &id, &event).await.unwrap();
+                store.append_event(&acme, &EmailId::from(&id), &event).await.unwrap();
             }
         }
     };
@@ -181,7 +183,11 @@ async fn overview_counts_equal_the_reports_totals_and_rows(store: Store) {
             ..EmailFilter::default()
         };
         assert_eq!(
-            store.email_report_total(&acme, &by_day).await.unwrap(),
+            store
+                .email_report_total(&acme, &by_day)
+                .await
+                .unwrap()
+                .count,
             n,
             "{reached}: the total read from the day's counts"
         );
@@ -196,7 +202,11 @@ async fn overview_counts_equal_the_reports_totals_and_rows(store: Store) {
             ..by_day.clone()
         };
         assert_eq!(
-            store.email_report_total(&acme, &by_time).await.unwrap(),
+            store
+                .email_report_total(&acme, &by_time)
+                .await
+                .unwrap()
+                .count,
             n,
             "{reached}: the total counted over the emails"
         );
@@ -212,7 +222,8 @@ async fn overview_counts_equal_the_reports_totals_and_rows(store: Store) {
         store
             .email_report_total(&acme, &EmailFilter::default())
             .await
-            .unwrap(),
+            .unwrap()
+            .count,
         6,
         "the dropped email is in the report, not in Sent"
     );
@@ -228,6 +239,76 @@ async fn overview_counts_equal_the_reports_totals_and_rows(store: Store) {
     );
     let others = store.day_counts(&other, None, None).await.unwrap();
     assert_eq!((others.emails, others.delivered), (1, 0), "{others:?}");
+}
+
+/// Every row page by page forwards, and every row newer than the oldest page by page back.
+async fn both_ways(
+    store: &Store,
+    account: &str,
+    filter: &EmailFilter,
+) -> (Vec<String>, Vec<String>) {
+    let forwards = all_rows(store, account, filter).await;
+    let mut backwards = Vec::new();
+    let mut page = Page::Before(
+        store
+            .email_report_page(account, filter, &Page::First, 100)
+            .await
+            .unwrap()
+            .last()
+            .map(|r| r.cursor())
+            .unwrap(),
+    );
+    loop {
+        let rows = store
+            .email_report_page(account, filter, &page, 2)
+            .await
+            .unwrap();
+        if rows.is_empty() {
+            break;
+        }
+        page = Page::Before(rows[0].cursor());
+        for row in rows.into_iter().rev() {
+            backwards.push(row.id);
+        }
+    }
+    backwards.reverse();
+    (forwards, backwards)
+}
+
+async fn a_rare_stage_is_listed_page_by_page_as_without_the_day_counts(store: Store) {
+    let (acme, _) = store.create_account("Acme").await.unwrap();
+    let mut ids = Vec::new();
+    for i in 0..12 {
+        let to = format!("lead{i}@example.com");
+        ids.extend(queue(&store, &acme, &submission(&[&to], None)).await);
+    }
+    for id in ids.iter().step_by(2) {
+        let complaint = Event::new(EventKind::Complained, now_ms()).with_feedback_type("abuse");
+        store.append_event(&acme, &EmailId::from(id), &complaint).await.unwrap();
+    }
+    let by_day = EmailFilter {
+        from_ms: Some(today_start()),
+        reached: Some(Reached::Complained),
+        ..EmailFilter::default()
+    };
+    // Not a whole day: the day counts are not consulted.
+    let by_time = EmailFilter {
+        from_ms: Some(today_start() + 1),
+        ..by_day.clone()
+    };
+    let (forwards, backwards) = both_ways(&store, &acme, &by_day).await;
+    assert_eq!(forwards.len(), 6);
+    assert_eq!(forwards, all_rows(&store, &acme, &by_time).await);
+    assert_eq!(
+        backwards,
+        forwards[..5],
+        "every row newer than the oldest, paging back"
+    );
+    let none = EmailFilter {
+        reached: Some(Reached::Replied),
+        ..by_day
+    };
+    assert!(all_rows(&store, &acme, &none).await.is_empty());
 }
 
 async fn the_report_pages_both_ways_and_finds_recipients_by_their_start(store: Store) {
@@ -289,7 +370,8 @@ async fn the_report_pages_both_ways_and_finds_recipients_by_their_start(store: S
         store
             .email_report_total(&acme, &search("lead"))
             .await
-            .unwrap(),
+            .unwrap()
+            .count,
         7
     );
     for nothing in ["lead3@example.co.uk", "%", "_ead3", "ead3"] {
@@ -297,7 +379,8 @@ async fn the_report_pages_both_ways_and_finds_recipients_by_their_start(store: S
             store
                 .email_report_total(&acme, &search(nothing))
                 .await
-                .unwrap(),
+                .unwrap()
+                .count,
             0,
             "{nothing} is a start, not a pattern"
         );
@@ -330,6 +413,13 @@ async fn scheduled_mail_is_counted_and_listed_soonest_first(store: Store) {
         scheduled: true,
         ..EmailFilter::default()
     };
-    assert_eq!(store.email_report_total(&acme, &filter).await.unwrap(), 2);
+    assert_eq!(
+        store
+            .email_report_total(&acme, &filter)
+            .await
+            .unwrap()
+            .count,
+        2
+    );
     assert_eq!(all_rows(&store, &acme, &filter).await.len(), 2);
 }

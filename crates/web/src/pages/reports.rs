@@ -361,9 +361,10 @@ pub(crate) async fn page(
             })
             .collect(),
         errors,
-        total: total.map(|n| match n {
-            1 => "1 email".to_owned(),
-            n => format!("{} emails", thousands(n)),
+        total: total.map(|t| match (t.count, t.more) {
+            (n, true) => format!("More than {} emails", thousands(n)),
+            (1, false) => "1 email".to_owned(),
+            (n, false) => format!("{} emails", thousands(n)),
         }),
         clear: window.rows.is_empty() && filters.any(),
         rows: window.rows.into_iter().map(Row::of).collect(),
@@ -409,7 +410,7 @@ pub(crate) async fn csv(
     let (filter, _page) = filters
         .parse()
         .map_err(|errors| WebError::BadRequest(errors.join("; ")))?;
-    let body = Body::from_stream(email_csv(state.store, viewer.account_id, filter, None));
+    let body = Body::from_stream(email_csv(state.store, viewer.account_id.into(), filter, None));
     Ok((
         [
             (header::CONTENT_TYPE, "text/csv; charset=utf-8"),

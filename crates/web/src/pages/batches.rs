@@ -158,9 +158,13 @@ pub(crate) async fn page(
         values: batches
             .iter()
             .zip(&stats)
-            .map(|(row, b)| Cell {
-                text: row.get(i).cloned().unwrap_or_default(),
-                href: report_href(b, column),
+            .map(|(row, b)| {
+                let text = row.get(i).cloned().unwrap_or_default();
+                Cell {
+                    // Nothing to list behind a zero.
+                    href: (text != "0").then(|| report_href(b, column)).flatten(),
+                    text,
+                }
             })
             .collect(),
     });

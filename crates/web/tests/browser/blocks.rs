@@ -91,10 +91,16 @@ async fn fills(ui: &Ui<'_>) -> Vec<(String, String)> {
     fills
 }
 
-/// Asserts the page fits a phone's width; with a screenshot.
-async fn fits_a_phone(ui: &Ui<'_>, path: &str, title: &str, shot: &str) {
+/// Asserts the page fits a phone's width; with a screenshot of the part `focus` shows.
+async fn fits_a_phone(ui: &Ui<'_>, path: &str, title: &str, focus: &str, shot: &str) {
     ui.open(path).await;
     ui.wait_for(title).await;
+    ui.c.execute(
+        "document.querySelector(arguments[0]).scrollIntoView()",
+        vec![json!(focus)],
+    )
+    .await
+    .unwrap();
     let fits =
         ui.c.execute(
             "return document.documentElement.scrollWidth <= window.innerWidth",
@@ -271,6 +277,20 @@ async fn walk(ui: &Ui<'_>) {
     assert_eq!(rows.len(), 1);
     assert!(rows[0].text().await.unwrap().contains("gus@shop.test"));
 
+    // Each count of spring's opens as many emails as it says, those that ever reached it.
+    for stage in ["sent", "delivered", "failed", "opened"] {
+        ui.open("/reports/batches?batch=spring").await;
+        ui.wait_for("Compare batches").await;
+        let link = format!("table.compare a[href='/reports/emails?batch=spring&reached={stage}']");
+        let count: usize = ui.text_of(&link).await.parse().unwrap();
+        ui.submit(&link, "Email report").await;
+        let rows =
+            ui.c.find_all(Locator::Css("table.report tbody tr"))
+                .await
+                .unwrap();
+        assert_eq!(rows.len(), count, "spring {stage}");
+    }
+
     // A batch keeps its colour whichever batches it is compared with.
     ui.open(&format!("/reports/batches?batch={WINTER}")).await;
     ui.wait_for("Compare batches").await;
@@ -280,13 +300,35 @@ async fn walk(ui: &Ui<'_>) {
 
     // On a phone, none of these pages scrolls sideways.
     ui.c.set_window_size(390, 844).await.unwrap();
-    fits_a_phone(ui, "/leads", "Leads", "blocks-phone-leads").await;
+    fits_a_phone(ui, "/leads", "Leads", ".blocked", "blocks-phone-leads").await;
     let ivy_page = format!("/leads/{}", ivy.id);
-    fits_a_phone(ui, &ivy_page, "Ivy", "blocks-phone-lead-not-sent").await;
+    fits_a_phone(
+        ui,
+        &ivy_page,
+        "Ivy",
+        ".timeline",
+        "blocks-phone-lead-not-sent",
+    )
+    .await;
     let eve_page = format!("/leads/{}", eve_lead.id);
-    fits_a_phone(ui, &eve_page, "Eve", "blocks-phone-lead-blocked").await;
+    fits_a_phone(ui, &eve_page, "Eve", ".facts", "blocks-phone-lead-blocked").await;
     let compare = "/reports/batches?batch=spring&batch=autumn&batch=".to_owned() + WINTER;
-    fits_a_phone(ui, &compare, "Compare batches", "blocks-phone-batches").await;
+    fits_a_phone(
+        ui,
+        &compare,
+        "Compare batches",
+        "table.compare",
+        "blocks-phone-batches",
+    )
+    .await;
+    fits_a_phone(
+        ui,
+        &compare,
+        "Compare batches",
+        ".chart",
+        "blocks-phone-batches-chart",
+    )
+    .await;
     ui.c.set_window_size(1366, 900).await.unwrap();
     ui.open(&compare).await;
     ui.wait_for("Compare batches").await;

@@ -205,10 +205,11 @@ async fn fifty_wrong_passwords_lock_the_account_and_the_right_one_waits_too() {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_right_password_works_once_the_lock_has_passed() {
     let service = Service::start(Some(
-        "[web]\nlogin_failures = 3\nlogin_lock = \"1s\"\nlogin_lock_max = \"2s\"\n",
+        "[web]\nlogin_failures = 3\nlogin_lock = \"3s\"\nlogin_lock_max = \"6s\"\n",
     ));
     let base = &service.base;
-    // Guess until locked; the lock has just begun, so the right password comes inside it.
+    // Guess until locked; the lock has just begun, so the right password comes inside it. The
+    // lock is seconds long so that a loaded machine still answers within it.
     let mut wait = None;
     for attempt in 0..3 {
         let form = fetch_form(base).await;
@@ -217,19 +218,19 @@ async fn the_right_password_works_once_the_lock_has_passed() {
     }
     assert_eq!(
         wait,
-        Some(1),
+        Some(3),
         "the third failure locks the login for login_lock"
     );
     let form = fetch_form(base).await;
     assert_eq!(sign_in(base, &form, EMAIL, PASSWORD).await.status, 429);
 
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    tokio::time::sleep(Duration::from_millis(3200)).await;
 
     // After a lock, one more failure locks again, twice as long (here also login_lock_max).
     let form = fetch_form(base).await;
     let again = sign_in(base, &form, EMAIL, "guess again").await;
-    assert_eq!((again.status, again.retry_after), (429, Some(2)));
-    tokio::time::sleep(Duration::from_millis(2200)).await;
+    assert_eq!((again.status, again.retry_after), (429, Some(6)));
+    tokio::time::sleep(Duration::from_millis(6200)).await;
     let form = fetch_form(base).await;
     let answer = sign_in(base, &form, EMAIL, PASSWORD).await;
     assert_eq!(answer.status, 303, "{}", answer.body);

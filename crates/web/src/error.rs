@@ -159,6 +159,13 @@ pub(crate) async fn framework_pages(response: Response) -> Response {
     if !(status.is_client_error() || status.is_server_error()) || !plain {
         return response;
     }
+    let (parts, body) = response.into_parts();
+    let said = axum::body::to_bytes(body, 4096)
+        .await
+        .ok()
+        .and_then(|b| String::from_utf8(b.to_vec()).ok())
+        .map(|t| t.trim().to_owned())
+        .unwrap_or_default();
     let (title, message) = match status {
         StatusCode::METHOD_NOT_ALLOWED => (
             "Not a page",
@@ -172,13 +179,19 @@ pub(crate) async fn framework_pages(response: Response) -> Response {
             "Something went wrong",
             "The error has been logged. Try again in a moment.".to_owned(),
         ),
-        _ => (
+        _ if said.is_empty() => (
             "Cannot do that",
             "The request could not be read. Go back, reload the page and try again.".to_owned(),
         ),
+        _ => (
+            "Cannot do that",
+            format!(
+                "The request could not be read ({said}). Go back, reload the page and try again."
+            ),
+        ),
     };
     let mut out = page(status, title, message);
-    if let Some(allow) = response.headers().get(header::ALLOW) {
+    if let Some(allow) = parts.headers.get(header::ALLOW) {
         out.headers_mut().insert(header::ALLOW, allow.clone());
     }
     out

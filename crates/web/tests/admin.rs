@@ -683,6 +683,9 @@ async fn ui_paths_answer_html_error_pages_and_the_api_keeps_problem_json() {
         admin.get("/logout").await.status,
         StatusCode::METHOD_NOT_ALLOWED
     );
+    let unreadable = admin.get("/leads/%FF").await;
+    assert_eq!(unreadable.status, StatusCode::BAD_REQUEST);
+    assert!(unreadable.is_html() && unreadable.body.contains("The request could not be read ("));
 
     for path in ["/v1/nope", "/v1", "/o/nope", "/c/nope/x"] {
         let answer = send(&app, Request::get(path).body(Body::empty()).unwrap()).await;

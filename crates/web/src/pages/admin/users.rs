@@ -11,7 +11,7 @@ use askama::Template;
 use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use mailtrail_api::AppState;
-use mailtrail_domain::EmailAddress;
+use mailtrail_domain::{EmailAddress, Role};
 use mailtrail_store::StoreError;
 use rand::Rng;
 use rand::distributions::Alphanumeric;
@@ -121,31 +121,27 @@ async fn first_password() -> Result<(String, String), WebError> {
     Ok((password, hash))
 }
 
-/// `POST /admin/users`: adds a login to the account with a first password shown once.
-pub(crate) async fn add(
-    State(state): State<AppState>,
-    posted: Posted<AddForm>,
-) -> Result<Response, WebError> {
-    let Posted { viewer, form } = posted;
-    let mut page = load(&state, &viewer).await?;
-    let refused = |mut page: UsersPage, why: String| {
-        page.error = Some(why);
-        page.new_email = form.email.clone();
-        page.new_role = form.role.clone();
-        answer(&page, true)
-    };
+/// A login just added, with the password to hand over.
+struct Added {
+    email: String,
+    role: Role,
+    password: String,
+}
+
+/// Adds the login the form asks for, or says why not.
+async fn add_login(
+    state: &AppState,
+    viewer: &Viewer,
+    form: &AddForm,
+) -> Result<Result<Added, String>, WebError> {
     let Some(role) = account_role(&form.role) else {
-        return refused(page, "Choose the role: user or admin.".to_owned());
+        return Ok(Err("Choose the role: user or admin.".to_owned()));
     };
-    let email = match EmailAddress::parse(form.email.trim()) {
+    let typed = form.email.trim();
+    let email = match EmailAddress::parse(typed) {
         // As the store keeps logins: lower-case, so sign-in finds them however typed.
         Ok(email) => email.to_string().to_lowercase(),
-        Err(e) => {
-            return refused(
-                page,
-                format!("'{}' is not an email address: {e}.", form.email.trim()),
-            );
-        }
+        Err(e) => return Ok(Err(format!("'{typed}' is not an email address: {e}."))),
     };
     let (password, hash) = first_password().await?;
     match state
@@ -153,26 +149,46 @@ pub(crate) async fn add(
         .create_user(&email, Some(&viewer.account_id), role, &hash)
         .await
     {
-        Ok(_) => {}
-        Err(StoreError::Conflict(_)) => {
-            return refused(
-                page,
-                format!("{email} already signs in to Mailtrail: a login belongs to one account."),
-            );
-        }
-        Err(e) => return Err(e.into()),
+        Ok(_) => Ok(Ok(Added {
+            email,
+            role,
+            password,
+        })),
+        Err(StoreError::Conflict(_)) => Ok(Err(format!(
+            "{email} already signs in to Mailtrail: a login belongs to one account."
+        ))),
+        Err(e) => Err(e.into()),
     }
-    let mut fresh = load(&state, &viewer).await?;
-    fresh.notice = Some(format!(
-        "{email} was added as {}. Give them this password to sign in with:",
-        role.as_str()
-    ));
-    fresh.secret = Some(Secret {
-        label: "Password",
-        value: password,
-    });
-    page = fresh;
-    answer(&page, false)
+}
+
+/// `POST /admin/users`: adds a login to the account with a first password shown once.
+pub(crate) async fn add(
+    State(state): State<AppState>,
+    posted: Posted<AddForm>,
+) -> Result<Response, WebError> {
+    let Posted { viewer, form } = posted;
+    let mut page = load(&state, &viewer).await?;
+    match add_login(&state, &viewer, &form).await? {
+        Ok(added) => {
+            let mut page = load(&state, &viewer).await?;
+            page.notice = Some(format!(
+                "{} was added as {}. Give them this password to sign in with:",
+                added.email,
+                added.role.as_str()
+            ));
+            page.secret = Some(Secret {
+                label: "Password",
+                value: added.password,
+            });
+            answer(&page, false)
+        }
+        Err(why) => {
+            page.error = Some(why);
+            page.new_email = form.email;
+            page.new_role = form.role;
+            answer(&page, true)
+        }
+    }
 }
 
 #[derive(Deserialize)]

@@ -5,6 +5,7 @@ use axum::extract::{FromRef, FromRequestParts, Query};
 use axum::http::header;
 use axum::http::request::Parts;
 use mailtrail_domain::Role;
+use mailtrail_store::AccountId;
 use serde::Deserialize;
 use utoipa::IntoParams;
 
@@ -62,7 +63,7 @@ impl Caller {
 #[derive(Debug, Clone)]
 pub struct Scoped {
     pub caller: Caller,
-    pub account_id: String,
+    pub account_id: AccountId,
 }
 
 impl<S> FromRequestParts<S> for Caller
@@ -115,6 +116,9 @@ where
                 return Err(ApiError::NotFound);
             }
         }
-        Ok(Scoped { caller, account_id })
+        Ok(Scoped {
+            caller,
+            account_id: account_id.into(),
+        })
     }
 }

@@ -11,7 +11,9 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use mailtrail_outbound::submit::{self, Accepted, Recipient, Request, SubmitError};
-use mailtrail_store::{Attachment, Cancel, EmailRecord, Idempotent, StoreError, StoredEvent};
+use mailtrail_store::{
+    Attachment, Cancel, EmailId, EmailRecord, Idempotent, StoreError, StoredEvent,
+};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
@@ -611,7 +613,7 @@ fn email_view(email: EmailRecord, events: Vec<StoredEvent>) -> EmailView {
     EmailView {
         last_action: email.stage.last_action(),
         stage: email.stage.as_str().to_owned(),
-        id: email.id,
+        id: email.id.into(),
         lead_id: email.lead_id,
         to: email.to,
         from: email.from,
@@ -657,7 +659,7 @@ fn email_view(email: EmailRecord, events: Vec<StoredEvent>) -> EmailView {
 pub async fn show(
     State(state): State<AppState>,
     scope: Scoped,
-    Path(id): Path<String>,
+    Path(id): Path<EmailId>,
 ) -> Result<Json<EmailView>, ApiError> {
     let email = state.store.email(&scope.account_id, &id).await?;
     let events = state.store.events(&scope.account_id, &id).await?;
@@ -686,7 +688,7 @@ pub struct Cancelled {
 pub async fn cancel(
     State(state): State<AppState>,
     scope: Scoped,
-    Path(id): Path<String>,
+    Path(id): Path<EmailId>,
 ) -> Result<Json<Cancelled>, ApiError> {
     // 404 for another account's (or no) email, before anything else.
     let email = state.store.email(&scope.account_id, &id).await?;

@@ -208,7 +208,7 @@ pub async fn emails(
     if wants_csv(&headers) {
         return Ok(csv_response(
             "emails.csv",
-            email_csv(state.store, scope.account_id, filter, cursor),
+            email_csv(state.store, scope.account_id.into(), filter, cursor),
         ));
     }
     let limit = query.limit.unwrap_or(DEFAULT_LIMIT);

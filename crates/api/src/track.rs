@@ -18,7 +18,7 @@ use mailtrail_domain::event::USER_AGENT_MAX;
 use mailtrail_domain::token::Purpose;
 use mailtrail_domain::{Event, EventKind, Reason};
 use mailtrail_outbound::tracking::is_web_link;
-use mailtrail_store::{Effects, Record, now_ms};
+use mailtrail_store::{Effects, EmailId, Record, now_ms};
 
 use crate::error::{ApiError, Problem};
 use crate::hits::Hits;
@@ -356,7 +356,12 @@ pub async fn unsubscribe(
         ..Effects::default()
     };
     hits.store
-        .record(&account_id, &token.email_id, &event, effects)
+        .record(
+            &account_id,
+            &EmailId::from(&token.email_id),
+            &event,
+            effects,
+        )
         .await?;
     Ok(page(
         "Unsubscribed",

@@ -160,7 +160,7 @@ async fn account(app: &App, name: &str) -> Account {
         .await
         .unwrap();
     Account {
-        id,
+        id: id.into(),
         user: user.key,
         admin: admin.key,
         ids: Vec::new(),

@@ -11,6 +11,7 @@ use axum::http::StatusCode;
 use common::app;
 use mailtrail_domain::{EmailAddress, Reason, Role};
 use mailtrail_store::Block;
+use mailtrail_store::EmailId;
 use serde_json::json;
 
 fn email_to(to: &str) -> serde_json::Value {
@@ -54,7 +55,7 @@ async fn a_single_email_is_queued_and_readable_with_its_events() {
         .call("GET", &format!("/v1/emails/{id}"), Some(&other.key), None)
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    assert!(app.store.email(&account, id).await.is_ok());
+    assert!(app.store.email(&account, &EmailId::from(id)).await.is_ok());
 }
 
 #[tokio::test]
@@ -186,7 +187,10 @@ async fn a_batch_queues_the_rest_and_lists_each_refusal() {
     );
     assert!(
         app.store
-            .email(&account, body["emails"][0]["id"].as_str().unwrap())
+            .email(
+                &account,
+                &EmailId::from(body["emails"][0]["id"].as_str().unwrap())
+            )
             .await
             .is_ok()
     );

@@ -6,6 +6,7 @@ mod common;
 use axum::http::StatusCode;
 use common::{App, app};
 use mailtrail_domain::{Event, EventKind, Reason, Role};
+use mailtrail_store::{AccountId, EmailId};
 use serde_json::{Value, json};
 
 /// Sends a batch through the API and returns the new emails' ids.
@@ -32,7 +33,10 @@ async fn send_batch(app: &App, key: &str, batch: &str, to: &[&str]) -> Vec<Strin
 }
 
 async fn record(app: &App, account: &str, id: &str, event: Event) {
-    app.store.append_event(account, id, &event).await.unwrap();
+    app.store
+        .append_event(&AccountId::from(account), &EmailId::from(id), &event)
+        .await
+        .unwrap();
 }
 
 #[tokio::test]

@@ -9,6 +9,7 @@ use axum::http::StatusCode;
 use common::{App, app, tokens};
 use mailtrail_domain::token::Purpose;
 use mailtrail_domain::{EmailAddress, Event, EventKind, Permission, Stage};
+use mailtrail_store::{AccountId, EmailId};
 use mailtrail_store::{Content, NewLead, QueueEntry, Submission, now_ms};
 use serde_json::json;
 
@@ -52,19 +53,27 @@ async fn delivered_email(app: &App, to: &str) -> (String, String) {
         .remove(0);
     let delivered = Event::new(EventKind::Delivered, now_ms() - 60_000).with_status("250 ok");
     app.store
-        .append_event(&account, &id, &delivered)
+        .append_event(&account, &EmailId::from(&id), &delivered)
         .await
         .unwrap();
     app.store.save_links(&id, &[URL.to_owned()]).await.unwrap();
-    (account, id)
+    (account.into(), id)
 }
 
 async fn stage(app: &App, account: &str, id: &str) -> (Stage, usize) {
     app.flush().await;
-    let email = app.store.email(account, id).await.unwrap();
+    let email = app
+        .store
+        .email(&AccountId::from(account), &EmailId::from(id))
+        .await
+        .unwrap();
     (
         email.stage,
-        app.store.events(account, id).await.unwrap().len(),
+        app.store
+            .events(&AccountId::from(account), &EmailId::from(id))
+            .await
+            .unwrap()
+            .len(),
     )
 }
 
@@ -129,7 +138,7 @@ async fn machine_opens_and_clicks_imply_delivery_only() {
     assert_eq!(stage(&app, &account, &id).await.0, Stage::Delivered);
     let machines: Vec<String> = app
         .store
-        .events(&account, &id)
+        .events(&AccountId::from(&account), &EmailId::from(&id))
         .await
         .unwrap()
         .into_iter()

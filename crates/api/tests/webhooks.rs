@@ -6,6 +6,7 @@ mod common;
 use axum::http::StatusCode;
 use common::app;
 use mailtrail_domain::Role;
+use mailtrail_store::EmailId;
 use serde_json::json;
 
 #[tokio::test]
@@ -91,7 +92,7 @@ async fn admins_register_hooks_and_read_their_history() {
     let bounce = mailtrail_domain::Event::new(mailtrail_domain::EventKind::Failed, 1)
         .with_reason(mailtrail_domain::Reason::UserUnknown);
     app.store
-        .append_event(&account, email, &bounce)
+        .append_event(&account, &EmailId::from(email), &bounce)
         .await
         .unwrap();
     let uri = format!("/v1/webhooks/{id}/deliveries");

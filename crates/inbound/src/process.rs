@@ -12,7 +12,7 @@ use std::time::Duration;
 use mailtrail_bounce::{Action, Kind, Origin, Report};
 use mailtrail_domain::token::{Purpose, TokenKey};
 use mailtrail_domain::{Event, EventKind, Reason};
-use mailtrail_store::{Effects, Pending, Processed, QueueChange, Store, now_ms};
+use mailtrail_store::{Effects, EmailId, Pending, Processed, QueueChange, Store, now_ms};
 use tokio::sync::Notify;
 
 /// Which of Mailtrail's addresses a message was sent to.
@@ -109,7 +109,7 @@ impl Processor {
         let to = message.rcpt_to.iter().find_map(|r| address(r));
         let kind = kind_name(&to, &report);
         let email_id = match matched_email(&self.tokens, &to, &report.origin) {
-            Ok(email_id) => email_id,
+            Ok(email_id) => EmailId::from(email_id),
             Err(why) => return Ok(unmatched(kind, why)),
         };
         let Some(account_id) = self.store.email_account(&email_id).await? else {

@@ -12,7 +12,9 @@ use tokio::io::AsyncWriteExt;
 struct Discard;
 
 impl Sink for Discard {
-    async fn store(&self, _: &str, _: &[String], _: &[u8]) -> Result<(), String> {
+    type Error = std::convert::Infallible;
+
+    async fn store(&self, _: &str, _: &[String], _: &[u8]) -> Result<(), Self::Error> {
         Ok(())
     }
 }

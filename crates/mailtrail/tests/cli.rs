@@ -11,6 +11,7 @@ use common::mailtrail;
 use std::time::{Duration, Instant};
 
 use mailtrail_domain::Permission;
+use mailtrail_store::{AccountId, EmailId};
 use mailtrail_store::{MasterKey, Store};
 use serde_json::{Value, json};
 
@@ -365,7 +366,10 @@ async fn check_reports_a_tampered_stage() {
         .enqueue(&account, &submission, None, |_| String::new())
         .await
         .unwrap();
-    let email = store.email(&account, &ids[0]).await.unwrap();
+    let email = store
+        .email(&AccountId::from(&account), &EmailId::from(&ids[0]))
+        .await
+        .unwrap();
     store.close().await;
 
     let clean = run(mailtrail(&env).arg("check"));

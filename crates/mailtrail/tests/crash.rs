@@ -15,6 +15,7 @@ use common::{KillOnDrop, arrivals, long};
 
 use mailtrail_domain::Stage;
 use mailtrail_store::Store;
+use mailtrail_store::{AccountId, EmailId};
 use mailtrail_testkit::smtp_sink::Sink;
 use serde_json::{Value, json};
 
@@ -95,7 +96,13 @@ async fn kill_9_during_delivery_loses_nothing() {
     let mut stages: HashMap<Stage, usize> = HashMap::new();
     for id in &ids {
         *stages
-            .entry(store.email(&account, id).await.unwrap().stage)
+            .entry(
+                store
+                    .email(&AccountId::from(&account), &EmailId::from(id))
+                    .await
+                    .unwrap()
+                    .stage,
+            )
             .or_insert(0) += 1;
     }
     child.kill();

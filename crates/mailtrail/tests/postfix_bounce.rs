@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use common::{create_account, serve_with_smtp};
 use mailtrail_domain::{EmailAddress, Reason};
 use mailtrail_store::Store;
+use mailtrail_store::{AccountId, EmailId};
 use mailtrail_testkit::postfix::Postfix;
 use mailtrail_testkit::smtp_sink::Sink;
 use serde_json::{Value, json};
@@ -140,7 +141,10 @@ async fn a_dsn_from_a_real_postfix_fails_the_email_it_had_accepted() {
     // What was matched is the report Postfix wrote, not something this test made up.
     let key = mailtrail_store::MasterKey::in_data_dir(&data).unwrap();
     let store = Store::open_sqlite(&data, key).await.unwrap();
-    let inbound = store.inbound_for_email(&account, &id).await.unwrap();
+    let inbound = store
+        .inbound_for_email(&AccountId::from(&account), &EmailId::from(&id))
+        .await
+        .unwrap();
     assert_eq!(inbound.len(), 1, "one message matched to the email");
     let dsn = String::from_utf8_lossy(&inbound[0].raw);
     assert_eq!(inbound[0].mail_from, "", "a DSN has the null sender");

@@ -26,6 +26,7 @@ use std::time::{Duration, Instant};
 
 use common::{KillOnDrop, long};
 use mailtrail_domain::{EmailAddress, Reason, Stage};
+use mailtrail_store::{AccountId, EmailId};
 use mailtrail_store::{Store, now_ms};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -405,7 +406,10 @@ async fn every_email_ends_in_the_stage_its_replies_call_for(postgres: bool) {
     let mut untried = 0;
     let mut tried_after_final = 0;
     for id in &ids {
-        let email = store.email(&account, id).await.unwrap();
+        let email = store
+            .email(&AccountId::from(&account), &EmailId::from(id))
+            .await
+            .unwrap();
         let address = EmailAddress::parse(&email.to).unwrap();
         let suppressed = store
             .suppression(&account, &address)

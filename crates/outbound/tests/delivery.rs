@@ -12,6 +12,7 @@ use common::{Harness, config};
 
 use mailtrail_domain::{EmailAddress, EventKind, Permission, Reason, Stage};
 use mailtrail_store::NewLead;
+use mailtrail_store::{AccountId, EmailId};
 use mailtrail_testkit::dns::Dns;
 use mailtrail_testkit::smtp_sink::Sink;
 
@@ -90,7 +91,11 @@ async fn a_hard_bounce_fails_suppresses_and_drops_the_next_email_unsent() {
         .unwrap();
     assert_eq!(block.block.reason, Reason::UserUnknown);
     assert_eq!(
-        h.store.lead(&h.account, &lead.id).await.unwrap().permission,
+        h.store
+            .lead(&AccountId::from(&h.account), &lead.id)
+            .await
+            .unwrap()
+            .permission,
         Permission::No
     );
     assert!(sink.messages().is_empty());
@@ -101,11 +106,15 @@ async fn a_hard_bounce_fails_suppresses_and_drops_the_next_email_unsent() {
         ..Default::default()
     };
     h.store
-        .update_lead(&h.account, &lead.id, &yes)
+        .update_lead(&AccountId::from(&h.account), &lead.id, &yes)
         .await
         .unwrap();
     let later = h.send(&["bo@hard.test"]).await;
-    let later = h.store.email(&h.account, &later[0]).await.unwrap();
+    let later = h
+        .store
+        .email(&AccountId::from(&h.account), &EmailId::from(&later[0]))
+        .await
+        .unwrap();
     assert_eq!(
         (later.stage, later.status.as_deref()),
         (Stage::Failed, Some("Dropped"))
@@ -142,7 +151,7 @@ async fn a_soft_bounce_is_retried_and_then_delivered() {
     );
     let attempts: Vec<u32> = h
         .store
-        .events(&h.account, &ids[0])
+        .events(&AccountId::from(&h.account), &EmailId::from(&ids[0]))
         .await
         .unwrap()
         .iter()
@@ -197,8 +206,14 @@ async fn a_421_and_hang_up_defers_and_slows_the_destination() {
     );
     // The others were not tried in the same breath: the destination was paused.
     let others = [
-        h.store.email(&h.account, &ids[1]).await.unwrap(),
-        h.store.email(&h.account, &ids[2]).await.unwrap(),
+        h.store
+            .email(&AccountId::from(&h.account), &EmailId::from(&ids[1]))
+            .await
+            .unwrap(),
+        h.store
+            .email(&AccountId::from(&h.account), &EmailId::from(&ids[2]))
+            .await
+            .unwrap(),
     ];
     assert!(
         others

@@ -407,8 +407,8 @@ async fn reply_to(h: &Harness, email_id: &str, text: &str) {
     let processed = mailtrail_store::Processed {
         state: "matched",
         kind: "reply".into(),
-        account_id: Some(h.account.clone()),
-        email_id: Some(email_id.to_owned()),
+        account_id: Some(h.account.clone().into()),
+        email_id: Some(email_id.to_owned().into()),
         note: None,
     };
     h.store.finish_inbound(&id, &processed).await.unwrap();

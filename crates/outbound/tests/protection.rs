@@ -6,6 +6,7 @@ use std::time::Duration;
 use mailtrail_domain::{Event, EventKind, Reason};
 use mailtrail_outbound::protection::{ProtectionConfig, check};
 use mailtrail_outbound::submit::{self, Recipient, Request};
+use mailtrail_store::EmailId;
 use mailtrail_store::{Effects, QueueChange, Store};
 
 async fn send(store: &Store, account: &str, n: usize) -> Vec<String> {
@@ -47,10 +48,13 @@ async fn an_account_that_bounces_too_much_is_paused_and_others_are_not() {
         ..Effects::default()
     };
     for id in &bad_ids[..5] {
-        store.record(&bad, id, &bounce, leave).await.unwrap();
+        store
+            .record(&bad, &EmailId::from(id), &bounce, leave)
+            .await
+            .unwrap();
     }
     store
-        .record(&good, &good_ids[0], &bounce, leave)
+        .record(&good, &EmailId::from(&good_ids[0]), &bounce, leave)
         .await
         .unwrap();
 

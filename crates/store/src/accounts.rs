@@ -5,7 +5,7 @@ use rand::RngCore;
 use sha2::{Digest, Sha256};
 use sqlx::Row;
 
-use crate::{Result, Store, StoreError, new_id, now_ms};
+use crate::{AccountId, Result, Store, StoreError, new_id, now_ms};
 
 /// Who is calling, resolved from an API key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,7 +31,7 @@ fn hash_key(key: &str) -> String {
 
 impl Store {
     /// Creates an account and its first key, with the admin role.
-    pub async fn create_account(&self, name: &str) -> Result<(String, NewKey)> {
+    pub async fn create_account(&self, name: &str) -> Result<(AccountId, NewKey)> {
         let id = new_id();
         sqlx::query("INSERT INTO accounts (id, name, created_at_ms) VALUES ($1, $2, $3)")
             .bind(&id)
@@ -40,7 +40,7 @@ impl Store {
             .execute(&self.writer)
             .await?;
         let key = self.create_api_key(Some(&id), Role::Admin).await?;
-        Ok((id, key))
+        Ok((id.into(), key))
     }
 
     pub async fn account_exists(&self, account_id: &str) -> Result<bool> {

@@ -461,7 +461,7 @@ mod tests {
     use mailtrail_domain::{EventKind, Stage};
 
     use super::*;
-    use crate::BatchStats;
+    use crate::{AccountId, BatchStats, EmailId};
 
     /// Two stores on fresh databases of one backend (the temp dir keeps SQLite's files).
     async fn stores(postgres: bool) -> ([Store; 2], Option<tempfile::TempDir>) {
@@ -489,7 +489,7 @@ mod tests {
 
     /// An account with a webhook that wants every event, another account, and three queued
     /// emails of the first in batch "spring".
-    async fn setup(store: &Store) -> (String, String, String, Vec<String>) {
+    async fn setup(store: &Store) -> (AccountId, AccountId, String, Vec<EmailId>) {
         let (account, _) = store.create_account("Acme").await.unwrap();
         let (other, _) = store.create_account("Other").await.unwrap();
         let hook = store
@@ -508,7 +508,7 @@ mod tests {
 
     /// Opens, clicks and delivery outcomes mixed as the recorders see them: hits before and
     /// after the stage moves, machine hits, effects, an unknown email and a foreign account.
-    fn script(account: &str, other: &str, ids: &[String]) -> Vec<Record> {
+    fn script(account: &str, other: &str, ids: &[EmailId]) -> Vec<Record> {
         let t = now_ms();
         let event = |kind, at: i64| Event::new(kind, t + at);
         let delivered = || event(EventKind::Delivered, 0).with_status("250 ok");
@@ -593,7 +593,7 @@ mod tests {
     type Snapshot = (Vec<EmailSnapshot>, Vec<[i64; 8]>, usize);
 
     /// What there is to compare, without ids and clock times.
-    async fn snapshot(store: &Store, account: &str, hook: &str, ids: &[String]) -> Snapshot {
+    async fn snapshot(store: &Store, account: &AccountId, hook: &str, ids: &[EmailId]) -> Snapshot {
         let mut emails = Vec::new();
         for id in ids {
             let email = store.email(account, id).await.unwrap();
@@ -642,7 +642,12 @@ mod tests {
         let (account_b, other_b, hook_b, ids_b) = setup(&alone).await;
         for r in script(&account_b, &other_b, &ids_b) {
             let _ = alone
-                .record(&r.account_id, &r.email_id, &r.event, r.effects)
+                .record(
+                    &AccountId::from(&r.account_id),
+                    &EmailId::from(&r.email_id),
+                    &r.event,
+                    r.effects,
+                )
                 .await;
         }
         let expected = snapshot(&alone, &account_b, &hook_b, &ids_b).await;

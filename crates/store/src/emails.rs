@@ -13,7 +13,7 @@ use sqlx::{Any, Row, Transaction};
 use crate::queue::json_or_default;
 use crate::reports::BatchCounts;
 use crate::webhooks::LiveHook;
-use crate::{Result, Store, StoreError};
+use crate::{AccountId, EmailId, Result, Store, StoreError};
 
 /// What recording an event does to the email's place in the queue and to its address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -38,8 +38,8 @@ pub enum QueueChange {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EmailRecord {
-    pub id: String,
-    pub account_id: String,
+    pub id: EmailId,
+    pub account_id: AccountId,
     pub lead_id: Option<String>,
     pub to: String,
     pub from: String,
@@ -188,7 +188,7 @@ impl InTransaction {
 
 impl Store {
     /// One email of one account; another account's email is `NotFound`.
-    pub async fn email(&self, account_id: &str, email_id: &str) -> Result<EmailRecord> {
+    pub async fn email(&self, account_id: &AccountId, email_id: &EmailId) -> Result<EmailRecord> {
         let row = sqlx::query(
             "SELECT e.*, c.subject, c.from_address, c.from_name, c.cc, c.reply_to, c.headers,
                     c.tags, c.metadata, c.attachment_count,
@@ -233,8 +233,8 @@ impl Store {
     /// events, in one transaction with the email's row locked. Returns the new derivation.
     pub async fn append_event(
         &self,
-        account_id: &str,
-        email_id: &str,
+        account_id: &AccountId,
+        email_id: &EmailId,
         event: &Event,
     ) -> Result<Derived> {
         self.record(account_id, email_id, event, Effects::default())
@@ -245,14 +245,14 @@ impl Store {
     /// in the same transaction: an attempt's outcome is never half-recorded.
     pub async fn record(
         &self,
-        account_id: &str,
-        email_id: &str,
+        account_id: &AccountId,
+        email_id: &EmailId,
         event: &Event,
         effects: Effects,
     ) -> Result<Derived> {
         let record = Record {
-            account_id: account_id.to_owned(),
-            email_id: email_id.to_owned(),
+            account_id: account_id.to_string(),
+            email_id: email_id.to_string(),
             event: event.clone(),
             effects,
         };
@@ -261,7 +261,7 @@ impl Store {
         let derived = self
             .record_in(&mut tx, &mut state, std::slice::from_ref(&record))
             .await?
-            .remove(email_id)
+            .remove(email_id.as_str())
             .ok_or(StoreError::NotFound)?;
         state.counts.apply(&mut tx).await?;
         tx.commit().await?;
@@ -270,7 +270,11 @@ impl Store {
     }
 
     /// An email's events in the order they were written.
-    pub async fn events(&self, account_id: &str, email_id: &str) -> Result<Vec<StoredEvent>> {
+    pub async fn events(
+        &self,
+        account_id: &AccountId,
+        email_id: &EmailId,
+    ) -> Result<Vec<StoredEvent>> {
         let rows = sqlx::query(
             "SELECT seq, kind, at_ms, detail FROM events
              WHERE account_id = $1 AND email_id = $2 ORDER BY seq",

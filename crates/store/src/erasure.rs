@@ -12,7 +12,7 @@ use sqlx::Row;
 
 use crate::queue::Cancel;
 use crate::suppressions::erased_key;
-use crate::{Result, Store, StoreError};
+use crate::{AccountId, Result, Store, StoreError};
 
 /// What an erasure touched.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,7 +28,12 @@ pub const ERASED: &str = "[erased]";
 
 impl Store {
     /// Erases a lead of an account; `NotFound` for another account's or a missing lead.
-    pub async fn erase_lead(&self, account_id: &str, lead_id: &str, actor: &str) -> Result<Erased> {
+    pub async fn erase_lead(
+        &self,
+        account_id: &AccountId,
+        lead_id: &str,
+        actor: &str,
+    ) -> Result<Erased> {
         let lead = self.lead(account_id, lead_id).await?;
         let key = mailtrail_domain::EmailAddress::parse(&lead.email)
             .map_err(|e| StoreError::Corrupt(format!("lead {lead_id}: {e}")))?

@@ -5,15 +5,15 @@
 
 use sqlx::Row;
 
-use crate::{Result, Store, StoreError, now_ms};
+use crate::{AccountId, EmailId, Result, Store, StoreError, now_ms};
 
 /// A reply to forward.
 #[derive(Debug, Clone)]
 pub struct Forward {
     /// The received message's id.
     pub id: String,
-    pub account_id: String,
-    pub email_id: String,
+    pub account_id: AccountId,
+    pub email_id: EmailId,
     pub raw: Vec<u8>,
     /// Attempts made before this one.
     pub attempts: u32,
@@ -86,8 +86,8 @@ impl Store {
             };
             claimed.push(Forward {
                 id,
-                account_id,
-                email_id,
+                account_id: account_id.into(),
+                email_id: email_id.into(),
                 raw: row.try_get("raw")?,
                 attempts: row.try_get::<i64, _>("forward_attempts")? as u32,
                 received_at_ms: row.try_get("received_at_ms")?,
@@ -141,8 +141,8 @@ impl Store {
     /// account's setting and the email's Reply-To and From.
     pub async fn forward_targets(
         &self,
-        account_id: &str,
-        email_id: &str,
+        account_id: &AccountId,
+        email_id: &EmailId,
     ) -> Result<ForwardTargets> {
         let row = sqlx::query(
             "SELECT c.from_address, c.reply_to, s.reply_forward_to

@@ -3,7 +3,7 @@
 
 use sqlx::Row;
 
-use crate::{Result, Store, StoreError, new_id, now_ms};
+use crate::{AccountId, EmailId, Result, Store, StoreError, new_id, now_ms};
 
 /// A received message waiting to be processed.
 #[derive(Debug, Clone)]
@@ -22,8 +22,8 @@ pub struct Processed {
     pub state: &'static str,
     /// What the message was: bounce, complaint, reply, auto_reply, …
     pub kind: String,
-    pub account_id: Option<String>,
-    pub email_id: Option<String>,
+    pub account_id: Option<AccountId>,
+    pub email_id: Option<EmailId>,
     pub note: Option<String>,
 }
 
@@ -127,8 +127,8 @@ impl Store {
     /// The raw messages matched to an email, oldest first.
     pub async fn inbound_for_email(
         &self,
-        account_id: &str,
-        email_id: &str,
+        account_id: &AccountId,
+        email_id: &EmailId,
     ) -> Result<Vec<InboundRecord>> {
         let rows = sqlx::query(
             "SELECT id, received_at_ms, mail_from, state, kind, email_id, note, raw
@@ -170,7 +170,7 @@ impl Store {
 
     /// The account and id of the email with this id, whatever the account (a token found in
     /// returned mail names the email, not its account).
-    pub async fn email_account(&self, email_id: &str) -> Result<Option<String>> {
+    pub async fn email_account(&self, email_id: &str) -> Result<Option<AccountId>> {
         let row = sqlx::query("SELECT account_id FROM emails WHERE id = $1")
             .bind(email_id)
             .fetch_optional(&self.reader)

@@ -10,7 +10,7 @@ use mailtrail_domain::{EmailAddress, Permission, Reason};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use crate::{Result, Store, StoreError, new_id, now_ms};
+use crate::{AccountId, Result, Store, StoreError, new_id, now_ms};
 
 /// Custom fields: free-form name → value pairs, used as merge fields in emails.
 pub type Fields = BTreeMap<String, String>;
@@ -180,7 +180,7 @@ impl Store {
         .await
         .map_err(StoreError::from);
         match inserted {
-            Ok(_) => self.lead(account_id, &id).await,
+            Ok(_) => self.lead(&account_id.into(), &id).await,
             Err(e) if e.is_unique_violation() => Err(StoreError::Conflict(format!(
                 "a lead with the address {} already exists",
                 lead.address
@@ -230,7 +230,7 @@ impl Store {
     }
 
     /// One lead of one account; another account's lead is `NotFound`, like a missing one.
-    pub async fn lead(&self, account_id: &str, lead_id: &str) -> Result<Lead> {
+    pub async fn lead(&self, account_id: &AccountId, lead_id: &str) -> Result<Lead> {
         let row = sqlx::query(&format!(
             "SELECT {LEAD_COLUMNS} FROM leads WHERE account_id = $1 AND id = $2"
         ))
@@ -261,7 +261,7 @@ impl Store {
     /// Updates a lead; a change of Permission to Email is recorded as made by hand.
     pub async fn update_lead(
         &self,
-        account_id: &str,
+        account_id: &AccountId,
         lead_id: &str,
         patch: &LeadPatch,
     ) -> Result<Lead> {

@@ -15,6 +15,7 @@
 //! - `bulk`: recording many events in one transaction, a few statements per batch;
 //! - [`inbound`]: raw received mail and its processing state;
 //! - [`forwards`]: replies waiting to be forwarded to their email's sender;
+//! - [`ids`]: account and email ids as types, so two cannot be swapped;
 //! - [`protection`]: recent bounce/complaint rates and the pause of an account's sending;
 //! - [`queue`]: submissions, and the outbound queue workers claim from;
 //! - [`refusals`]: recipients a send request named that were refused, kept to be shown;
@@ -48,6 +49,7 @@ pub mod emails;
 mod enqueue;
 pub mod erasure;
 pub mod forwards;
+pub mod ids;
 pub mod inbound;
 pub mod lead_csv;
 pub mod leads;
@@ -88,6 +90,7 @@ pub use emails::{
 };
 pub use erasure::Erased;
 pub use forwards::{Forward, ForwardOutcome, ForwardTargets};
+pub use ids::{AccountId, EmailId};
 pub use inbound::{InboundRecord, Pending, Processed};
 pub use leads::{ImportSummary, Lead, LeadPatch, NewLead, PermissionCause};
 pub use overview::{DayCounts, Reached, Scheduled, ScheduledEmail};

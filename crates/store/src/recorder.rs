@@ -180,10 +180,10 @@ mod tests {
     use mailtrail_domain::{Event, EventKind};
 
     use super::*;
-    use crate::Effects;
+    use crate::{AccountId, Effects, EmailId};
 
     /// A store with one queued email: its account and id.
-    async fn store_with_an_email(dir: &std::path::Path) -> (Store, String, String) {
+    async fn store_with_an_email(dir: &std::path::Path) -> (Store, AccountId, EmailId) {
         let store = Store::open_sqlite(dir, crate::MasterKey::generate())
             .await
             .unwrap();
@@ -201,7 +201,7 @@ mod tests {
         }
     }
 
-    async fn opens(store: &Store, account: &str, email: &str) -> usize {
+    async fn opens(store: &Store, account: &AccountId, email: &EmailId) -> usize {
         let events = store.events(account, email).await.unwrap();
         events
             .iter()

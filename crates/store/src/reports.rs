@@ -17,7 +17,7 @@ use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
 use crate::overview::{Reached, day_of};
-use crate::{Result, Settings, Store, StoreError};
+use crate::{AccountId, Result, Settings, Store, StoreError};
 
 /// Which emails the email report lists. Times are the email's queued time, in ms.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -693,7 +693,7 @@ impl Store {
     /// account's lead is `NotFound`.
     pub async fn lead_activity(
         &self,
-        account_id: &str,
+        account_id: &AccountId,
         lead_id: &str,
         limit: u32,
     ) -> Result<(Vec<EmailRow>, Vec<ReplyRow>)> {

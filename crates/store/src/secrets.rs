@@ -271,7 +271,7 @@ mod tests {
 
     /// An account with a webhook, a sending domain with a rotation under way and the token
     /// key; their plaintexts.
-    async fn populate(store: &Store) -> (String, Vec<String>) {
+    async fn populate(store: &Store) -> (crate::AccountId, Vec<String>) {
         let (account, _) = store.create_account("Acme").await.unwrap();
         let hook = store
             .create_webhook(&account, "https://hooks.example.com/x", None)

@@ -4,10 +4,10 @@ use std::collections::BTreeMap;
 
 use mailtrail_domain::EmailAddress;
 
-use crate::{Content, QueueEntry, Store, Submission};
+use crate::{Content, EmailId, QueueEntry, Store, Submission};
 
 /// Queues a plain-text email to each address in `to` for `account`, in `batch`; their ids.
-pub async fn queue(store: &Store, account: &str, to: &[&str], batch: Option<&str>) -> Vec<String> {
+pub async fn queue(store: &Store, account: &str, to: &[&str], batch: Option<&str>) -> Vec<EmailId> {
     let submission = Submission {
         content: Content {
             from: "s@shop.test".into(),
@@ -33,4 +33,7 @@ pub async fn queue(store: &Store, account: &str, to: &[&str], batch: Option<&str
         .enqueue(account, &submission, None, |_| String::new())
         .await
         .unwrap()
+        .into_iter()
+        .map(EmailId::from)
+        .collect()
 }

@@ -8,7 +8,7 @@ use mailtrail_domain::Role;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use crate::{Result, Store, StoreError, now_ms};
+use crate::{AccountId, Result, Store, StoreError, now_ms};
 
 /// A web UI login, with what sign-in checks.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -144,7 +144,7 @@ impl Store {
     }
 
     /// Remembers the account an operator chose to look at.
-    pub async fn choose_web_account(&self, token_hash: &str, account_id: &str) -> Result<()> {
+    pub async fn choose_web_account(&self, token_hash: &str, account_id: &AccountId) -> Result<()> {
         sqlx::query("UPDATE web_sessions SET account_id = $2 WHERE token_hash = $1")
             .bind(token_hash)
             .bind(account_id)

@@ -15,7 +15,7 @@ use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
 use crate::sealed::MasterKey;
-use crate::{Backend, Result, Store, StoreError, new_id, now_ms};
+use crate::{AccountId, Backend, Result, Store, StoreError, new_id, now_ms};
 
 /// The type of the event `POST /v1/webhooks/{id}/test` sends: not an email's, so no hook
 /// subscribes to it and every hook can be sent one.
@@ -397,7 +397,7 @@ impl Store {
 
     /// Stops a hook: it gets no new events and its pending deliveries are cancelled; its
     /// history stays readable.
-    pub async fn delete_webhook(&self, account_id: &str, id: &str) -> Result<()> {
+    pub async fn delete_webhook(&self, account_id: &AccountId, id: &str) -> Result<()> {
         let mut tx = self.writer.begin().await?;
         let now = now_ms();
         let deleted = sqlx::query(
@@ -427,7 +427,7 @@ impl Store {
     /// A hook's deliveries, newest first. Another account's hook is `NotFound`.
     pub async fn webhook_deliveries(
         &self,
-        account_id: &str,
+        account_id: &AccountId,
         webhook_id: &str,
         limit: u32,
     ) -> Result<Vec<Delivery>> {
@@ -524,7 +524,7 @@ impl Store {
     /// outcome, the dispatcher sends it after the lease like any other delivery.
     pub async fn claim_test_delivery(
         &self,
-        account_id: &str,
+        account_id: &AccountId,
         webhook_id: &str,
         lease_ms: i64,
     ) -> Result<DueDelivery> {
@@ -580,7 +580,7 @@ impl Store {
     }
 
     /// One delivery of the account's; `NotFound` otherwise.
-    pub async fn webhook_delivery(&self, account_id: &str, id: &str) -> Result<Delivery> {
+    pub async fn webhook_delivery(&self, account_id: &AccountId, id: &str) -> Result<Delivery> {
         let row = sqlx::query("SELECT * FROM webhook_deliveries WHERE account_id = $1 AND id = $2")
             .bind(account_id)
             .bind(id)

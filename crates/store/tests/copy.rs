@@ -2,6 +2,7 @@
 //! store, and a copy into PostgreSQL carries every row (bytes, counts and stages included).
 
 use mailtrail_domain::{Event, EventKind, Permission, Reason};
+use mailtrail_store::{AccountId, EmailId};
 use mailtrail_store::{
     Content, EmailFilter, MasterKey, NewDomain, NewLead, QueueEntry, Store, StoreError, Submission,
 };
@@ -47,7 +48,11 @@ async fn populate(store: &Store) -> (String, String) {
         .unwrap()
         .remove(0);
     store
-        .append_event(&account, &email, &Event::new(EventKind::Delivered, 10))
+        .append_event(
+            &account,
+            &EmailId::from(&email),
+            &Event::new(EventKind::Delivered, 10),
+        )
         .await
         .unwrap();
     let bounce = Event::new(EventKind::Failed, 20).with_reason(Reason::UserUnknown);
@@ -56,7 +61,7 @@ async fn populate(store: &Store) -> (String, String) {
         ..Default::default()
     };
     store
-        .record(&account, &email, &bounce, effects)
+        .record(&account, &EmailId::from(&email), &bounce, effects)
         .await
         .unwrap();
     store
@@ -75,13 +80,19 @@ async fn populate(store: &Store) -> (String, String) {
         public_key_b64: "MCowBQ==",
     };
     store.create_domain(&account, &domain).await.unwrap();
-    (account, email)
+    (account.into(), email)
 }
 
 /// What a person would compare after a move.
 async fn summary(store: &Store, account: &str, email: &str) -> String {
-    let record = store.email(account, email).await.unwrap();
-    let events = store.events(account, email).await.unwrap();
+    let record = store
+        .email(&AccountId::from(account), &EmailId::from(email))
+        .await
+        .unwrap();
+    let events = store
+        .events(&AccountId::from(account), &EmailId::from(email))
+        .await
+        .unwrap();
     let batches = store.batch_report(account, None).await.unwrap();
     let rows = store
         .email_report(account, &EmailFilter::default(), None, 10)

@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 
 use mailtrail_domain::{EmailAddress, Permission, Reason};
+use mailtrail_store::AccountId;
 use mailtrail_store::{
     Block, Content, Idempotent, LeadPatch, NewLead, NewRefusal, PermissionCause, QueueEntry,
     RefusalReason, RefusedRequest, Store, StoreError, Submission,
@@ -189,7 +190,7 @@ async fn permission_of(
     account: &str,
     id: &str,
 ) -> (Permission, Option<PermissionCause>, Option<i64>) {
-    let lead = store.lead(account, id).await.unwrap();
+    let lead = store.lead(&AccountId::from(account), id).await.unwrap();
     (
         lead.permission,
         lead.permission_cause,

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use mailtrail_domain::stage::derive;
 use mailtrail_domain::{EmailAddress, Event, EventKind, Permission, Reason, Role, Stage};
+use mailtrail_store::{AccountId, EmailId};
 use mailtrail_store::{
     Block, Cancel, Content, Cursor, Effects, EmailFilter, Idempotent, LeadPatch, NewLead,
     QueueChange, QueueEntry, Store, StoreError, Submission,
@@ -140,7 +141,10 @@ async fn queue_all(store: &Store, account: &str, to: &[&str]) -> Vec<String> {
 /// Queues one email and returns it as stored.
 async fn queue_one(store: &Store, account: &str, to: &str) -> mailtrail_store::EmailRecord {
     let ids = queue_all(store, account, &[to]).await;
-    store.email(account, &ids[0]).await.unwrap()
+    store
+        .email(&AccountId::from(account), &EmailId::from(&ids[0]))
+        .await
+        .unwrap()
 }
 
 async fn api_keys_resolve_to_their_account_and_role(f: Fixture) {
@@ -441,7 +445,7 @@ async fn claims_are_leased_and_outcomes_move_emails_through_the_queue(f: Fixture
         suppress: false,
     };
     f.store
-        .record(&acme, &ids[0], &retry, effects)
+        .record(&acme, &EmailId::from(&ids[0]), &retry, effects)
         .await
         .unwrap();
     let delivered = Event::new(EventKind::Delivered, 2).with_status("250 ok");
@@ -451,7 +455,7 @@ async fn claims_are_leased_and_outcomes_move_emails_through_the_queue(f: Fixture
         suppress: false,
     };
     f.store
-        .record(&acme, &ids[1], &delivered, leave)
+        .record(&acme, &EmailId::from(&ids[1]), &delivered, leave)
         .await
         .unwrap();
 
@@ -462,7 +466,7 @@ async fn claims_are_leased_and_outcomes_move_emails_through_the_queue(f: Fixture
         "only the retried one is due"
     );
     assert_eq!(again[0].attempts, 1);
-    let stored = f.store.email(&acme, &ids[1]).await.unwrap();
+    let stored = f.store.email(&acme, &EmailId::from(&ids[1])).await.unwrap();
     assert_eq!(
         (stored.stage, stored.next_attempt_at_ms, stored.attempts),
         (Stage::Delivered, None, 1)
@@ -788,7 +792,7 @@ async fn drops_and_idempotency_are_recorded_with_the_submission(f: Fixture) {
         .await
         .unwrap();
 
-    let dropped = f.store.email(&acme, &ids[1]).await.unwrap();
+    let dropped = f.store.email(&acme, &EmailId::from(&ids[1])).await.unwrap();
     assert_eq!(dropped.stage, Stage::Failed);
     assert_eq!(
         (dropped.status.as_deref(), dropped.reason),
@@ -797,7 +801,7 @@ async fn drops_and_idempotency_are_recorded_with_the_submission(f: Fixture) {
     assert_eq!(dropped.next_attempt_at_ms, None);
     let kinds: Vec<EventKind> = f
         .store
-        .events(&acme, &ids[1])
+        .events(&acme, &EmailId::from(&ids[1]))
         .await
         .unwrap()
         .iter()
@@ -861,7 +865,7 @@ async fn submissions_sent_together_are_each_kept_or_refused_alone(f: Fixture) {
     assert_eq!((kept.len(), conflicts), (36, 4));
     assert_eq!(f.store.queue_depth().await.unwrap(), 36);
     for id in &kept {
-        let events = f.store.events(&acme, id).await.unwrap();
+        let events = f.store.events(&acme, &EmailId::from(id)).await.unwrap();
         assert_eq!(events.len(), 1, "{id} has its queued event");
     }
     let (_, response) = f
@@ -900,7 +904,12 @@ async fn batch_report_counts_emails_that_ever_reached_each_stage(f: Fixture) {
         .unwrap();
     let record = |id: &str, event: Event| {
         let (store, acme, id) = (f.store.clone(), acme.clone(), id.to_owned());
-        async move { store.append_event(&acme, &id, &event).await.unwrap() }
+        async move {
+            store
+                .append_event(&acme, &EmailId::from(&id), &event)
+                .await
+                .unwrap()
+        }
     };
     // a: delivered, opened by a person, clicked, then a late bounce report fails it.
     record(&ids[0], Event::new(EventKind::Delivered, 1)).await;
@@ -964,7 +973,11 @@ async fn email_report_filters_and_pages_newest_first(f: Fixture) {
         );
     }
     f.store
-        .append_event(&acme, &all[2], &Event::new(EventKind::Delivered, 1))
+        .append_event(
+            &acme,
+            &EmailId::from(&all[2]),
+            &Event::new(EventKind::Delivered, 1),
+        )
         .await
         .unwrap();
 
@@ -1248,7 +1261,11 @@ async fn cancelling_drops_queued_emails_but_never_one_in_flight(f: Fixture) {
         .collect();
     expected.sort();
     assert_eq!(cancelled, expected, "all but the one being attempted");
-    let email = f.store.email(&acme, &cancelled[0]).await.unwrap();
+    let email = f
+        .store
+        .email(&acme, &EmailId::from(&cancelled[0]))
+        .await
+        .unwrap();
     assert_eq!(
         (email.stage, email.status.as_deref(), email.reason),
         (Stage::Failed, Some("Dropped"), Some(Reason::Cancelled))
@@ -1295,7 +1312,7 @@ async fn erasing_a_lead_removes_its_data_but_keeps_its_block(f: Fixture) {
         ..Effects::default()
     };
     f.store
-        .record(&acme, &sent[0], &bounce, effects)
+        .record(&acme, &EmailId::from(&sent[0]), &bounce, effects)
         .await
         .unwrap();
     let mut alone = submission(&["ana@example.com"]);
@@ -1319,26 +1336,38 @@ async fn erasing_a_lead_removes_its_data_but_keeps_its_block(f: Fixture) {
         Err(StoreError::NotFound)
     ));
     for id in [&sent[0], &queued[0]] {
-        let email = f.store.email(&acme, id).await.unwrap();
+        let email = f.store.email(&acme, &EmailId::from(id)).await.unwrap();
         assert_eq!(email.to, "[erased]");
         assert_eq!(email.lead_id, None);
-        let events = f.store.events(&acme, id).await.unwrap();
+        let events = f.store.events(&acme, &EmailId::from(id)).await.unwrap();
         let text = format!("{events:?}{email:?}").to_lowercase();
         assert!(!text.contains("ana@example.com"), "{text}");
     }
-    let cancelled = f.store.email(&acme, &queued[0]).await.unwrap();
+    let cancelled = f
+        .store
+        .email(&acme, &EmailId::from(&queued[0]))
+        .await
+        .unwrap();
     assert_eq!(cancelled.reason, Some(Reason::Cancelled));
     assert_eq!(
         cancelled.subject, "[erased]",
         "content sent to Ana alone goes"
     );
     assert_eq!(
-        f.store.email(&acme, &sent[0]).await.unwrap().subject,
+        f.store
+            .email(&acme, &EmailId::from(&sent[0]))
+            .await
+            .unwrap()
+            .subject,
         "Hello",
         "a batch's shared template stays"
     );
     assert_eq!(
-        f.store.email(&acme, &sent[1]).await.unwrap().to,
+        f.store
+            .email(&acme, &EmailId::from(&sent[1]))
+            .await
+            .unwrap()
+            .to,
         "bo@example.com"
     );
 
@@ -1396,11 +1425,14 @@ async fn a_paused_account_keeps_its_queue_until_resumed(f: Fixture) {
             queue: QueueChange::Leave,
             ..Effects::default()
         };
-        f.store.record(&acme, id, &bounce, leave).await.unwrap();
+        f.store
+            .record(&acme, &EmailId::from(id), &bounce, leave)
+            .await
+            .unwrap();
     }
     let complaint = Event::new(EventKind::Complained, 2).with_feedback_type("abuse");
     f.store
-        .append_event(&acme, &ids[3], &complaint)
+        .append_event(&acme, &EmailId::from(&ids[3]), &complaint)
         .await
         .unwrap();
     let rates = f.store.recent_rates(&acme, 0).await.unwrap();
@@ -1453,7 +1485,7 @@ async fn retention_deletes_old_finished_emails_and_raw_mail_but_keeps_counts(f: 
     f.store
         .record(
             &acme,
-            &ids[0],
+            &EmailId::from(&ids[0]),
             &Event::new(EventKind::Delivered, 1),
             delivered,
         )
@@ -1471,7 +1503,7 @@ async fn retention_deletes_old_finished_emails_and_raw_mail_but_keeps_counts(f: 
                 state: "matched",
                 kind: "reply".into(),
                 account_id: Some(acme.clone()),
-                email_id: Some(ids[1].clone()),
+                email_id: Some(ids[1].clone().into()),
                 note: None,
             },
         )
@@ -1492,12 +1524,22 @@ async fn retention_deletes_old_finished_emails_and_raw_mail_but_keeps_counts(f: 
         "the queued one stays"
     );
     assert!(matches!(
-        f.store.email(&acme, &ids[0]).await,
+        f.store.email(&acme, &EmailId::from(&ids[0])).await,
         Err(StoreError::NotFound)
     ));
-    assert!(f.store.events(&acme, &ids[0]).await.unwrap().is_empty());
+    assert!(
+        f.store
+            .events(&acme, &EmailId::from(&ids[0]))
+            .await
+            .unwrap()
+            .is_empty()
+    );
     assert_eq!(
-        f.store.email(&acme, &ids[1]).await.unwrap().stage,
+        f.store
+            .email(&acme, &EmailId::from(&ids[1]))
+            .await
+            .unwrap()
+            .stage,
         Stage::Sent
     );
     assert_eq!(
@@ -1991,7 +2033,7 @@ async fn smtp_credentials_log_in_as_their_account_until_revoked(f: Fixture) {
     };
     assert_eq!(
         verify(made.username.clone(), made.password.clone()).await,
-        Some(acme.clone())
+        Some(acme.to_string())
     );
     assert_eq!(
         verify(made.username.clone(), other.password.clone()).await,
@@ -2016,7 +2058,7 @@ async fn smtp_credentials_log_in_as_their_account_until_revoked(f: Fixture) {
     );
     assert_eq!(
         verify(other.username.clone(), other.password.clone()).await,
-        Some(acme.clone())
+        Some(acme.to_string())
     );
     let revoked = f.store.list_smtp_credentials(&acme).await.unwrap();
     assert!(

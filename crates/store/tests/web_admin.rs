@@ -46,7 +46,7 @@ async fn two_accounts(store: &Store) -> (String, String, String, String) {
         .create_web_session("bo-session", &user, now_ms() + 60_000)
         .await
         .unwrap();
-    (acme, globex, user, "bo-session".to_owned())
+    (acme.into(), globex.into(), user, "bo-session".to_owned())
 }
 
 async fn timezones_are_per_login_and_utc_until_chosen(store: Store) {

@@ -9,7 +9,7 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, header};
 use mailtrail_api::AppState;
 use mailtrail_domain::Role;
-use mailtrail_store::{AccountBrief, now_ms};
+use mailtrail_store::{AccountBrief, AccountId, now_ms};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 
@@ -92,7 +92,7 @@ pub(crate) struct Viewer {
     pub email: String,
     pub role: Role,
     /// The account every page of this request shows.
-    pub account_id: String,
+    pub account_id: AccountId,
     /// Every account, for an operator's picker; empty for others.
     pub accounts: Vec<AccountBrief>,
     /// Goes in a hidden field of every form; checked on every POST.
@@ -162,7 +162,10 @@ impl FromRequestParts<AppState> for Viewer {
                 let account = match asked.filter(|a| known(a)) {
                     Some(asked) => {
                         if session.chosen_account_id.as_deref() != Some(asked.as_str()) {
-                            state.store.choose_web_account(&hash, &asked).await?;
+                            state
+                                .store
+                                .choose_web_account(&hash, &AccountId::from(&asked))
+                                .await?;
                         }
                         asked
                     }
@@ -186,7 +189,7 @@ impl FromRequestParts<AppState> for Viewer {
             user_id: session.user_id,
             email: session.email,
             role: session.role,
-            account_id,
+            account_id: account_id.into(),
             accounts,
             csrf: csrf_token(&token),
             token_hash: hash,

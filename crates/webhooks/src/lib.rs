@@ -40,7 +40,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use hmac::{Hmac, Mac};
 use mailtrail_domain::causes::WithCauses;
 use mailtrail_domain::token::{Purpose, TokenKey};
-use mailtrail_store::{Attempt, DueDelivery, Store};
+use mailtrail_store::{AccountId, Attempt, DueDelivery, Store};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 use tokio::task::JoinSet;
@@ -340,7 +340,7 @@ impl Dispatcher {
 pub async fn send_test(
     store: &Store,
     targets: &Targets,
-    account_id: &str,
+    account_id: &AccountId,
     webhook_id: &str,
 ) -> Result<mailtrail_store::Delivery, mailtrail_store::StoreError> {
     let timeout = WebhookConfig::default().timeout;

@@ -14,6 +14,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use mailtrail_domain::token::{Purpose, TokenKey};
 use mailtrail_domain::{Event, EventKind, Reason};
+use mailtrail_store::{AccountId, EmailId};
 use mailtrail_store::{Content, Delivery, QueueEntry, Store, Submission};
 use mailtrail_testkit::dns::Dns;
 use mailtrail_webhooks::target::Targets;
@@ -82,12 +83,15 @@ async fn store_with_account(dir: &Path) -> (Store, String) {
         .await
         .unwrap();
     let (account, _) = store.create_account("Acme").await.unwrap();
-    (store, account)
+    (store, account.into())
 }
 
 /// The latest delivery to `hook`.
 async fn latest(store: &Store, account: &str, hook: &str) -> Delivery {
-    let mut history = store.webhook_deliveries(account, hook, 1).await.unwrap();
+    let mut history = store
+        .webhook_deliveries(&AccountId::from(account), hook, 1)
+        .await
+        .unwrap();
     assert!(!history.is_empty(), "no delivery to {hook}");
     history.remove(0)
 }
@@ -208,7 +212,7 @@ async fn a_receiver_that_fails_twice_gets_the_event_on_the_third_try_with_the_sa
     assert_eq!(payload["email"]["batch"], "spring");
 
     let history = store
-        .webhook_deliveries(&account, &hook.id, 10)
+        .webhook_deliveries(&AccountId::from(&account), &hook.id, 10)
         .await
         .unwrap();
     assert_eq!(history.len(), 1);
@@ -239,13 +243,20 @@ async fn every_event_is_sent_once_per_hook_that_wants_it_and_failures_say_why() 
         .with_attempt(1)
         .with_status("452 4.2.2 Mailbox full");
     store
-        .append_event(&account, &email, &deferred)
+        .append_event(
+            &AccountId::from(&account),
+            &EmailId::from(&email),
+            &deferred,
+        )
         .await
         .unwrap();
     let bounce = Event::new(EventKind::Failed, 2)
         .with_reason(Reason::UserUnknown)
         .with_status("550 5.1.1 User unknown");
-    store.append_event(&account, &email, &bounce).await.unwrap();
+    store
+        .append_event(&AccountId::from(&account), &EmailId::from(&email), &bounce)
+        .await
+        .unwrap();
 
     let (a, f) = (all.clone(), failed_only.clone());
     dispatch_until(&store, fast(), &[], move || {
@@ -317,7 +328,10 @@ fn once(
         loop {
             let mut all = true;
             for hook in &hooks {
-                let history = store.webhook_deliveries(&account, hook, 1).await.unwrap();
+                let history = store
+                    .webhook_deliveries(&AccountId::from(&account), hook, 1)
+                    .await
+                    .unwrap();
                 all &= history.first().is_some_and(ready);
             }
             if all {
@@ -398,7 +412,10 @@ async fn a_hook_on_loopback_is_blocked_by_address_and_by_name_unless_private_tar
 
     // With private targets allowed, the name's address is the one connected to.
     for hook in [&literal, &by_name, &unknown] {
-        store.delete_webhook(&account, &hook.id).await.unwrap();
+        store
+            .delete_webhook(&AccountId::from(&account), &hook.id)
+            .await
+            .unwrap();
     }
     let lenient = store
         .create_webhook(&account, &name_url, None)
@@ -528,7 +545,12 @@ async fn the_standard_webhooks_library_verifies_every_post_and_refuses_a_tampere
         .with_status("550 5.1.1 No such user")
         .with_reason(Reason::UserUnknown);
     store
-        .record(&account, &email, &failed, Default::default())
+        .record(
+            &AccountId::from(&account),
+            &EmailId::from(&email),
+            &failed,
+            Default::default(),
+        )
         .await
         .unwrap();
     dispatch_until(&store, fast(), &[], || received(&log).len() >= 2).await;
@@ -582,7 +604,10 @@ async fn payloads_carry_the_message_a_click_its_url_a_reply_its_from_and_text_an
     // A click as the tracking endpoint records it: the URL is the event's note.
     let mut click = Event::new(EventKind::Clicked, 3);
     click.detail.note = Some("https://shop.test/sale?item=7".into());
-    store.append_event(&account, &email, &click).await.unwrap();
+    store
+        .append_event(&AccountId::from(&account), &EmailId::from(&email), &click)
+        .await
+        .unwrap();
     let tokens = TokenKey::new(b"a token key for this test only");
     let token = tokens.sign(Purpose::Message, &email, None).unwrap();
     receive_reply(&store, &tokens, &email).await;
@@ -608,9 +633,10 @@ async fn payloads_carry_the_message_a_click_its_url_a_reply_its_from_and_text_an
     running.await.unwrap();
 
     // The test event, sent now and answered with the receiver's status.
-    let test = mailtrail_webhooks::send_test(&store, &targets, &account, &hook.id)
-        .await
-        .unwrap();
+    let test =
+        mailtrail_webhooks::send_test(&store, &targets, &AccountId::from(&account), &hook.id)
+            .await
+            .unwrap();
     assert_eq!(
         (
             test.state.as_str(),
@@ -677,7 +703,7 @@ async fn payloads_carry_the_message_a_click_its_url_a_reply_its_from_and_text_an
     assert_eq!(
         test["id"],
         store
-            .webhook_deliveries(&account, &hook.id, 1)
+            .webhook_deliveries(&AccountId::from(&account), &hook.id, 1)
             .await
             .unwrap()[0]
             .event_id
@@ -763,7 +789,10 @@ async fn an_erased_lead_s_message_and_reply_are_not_sent_with_events_still_waiti
     receive_reply(&store, &tokens, &email).await;
     // Erased before the dispatcher ran: its events are still waiting, and the erasure
     // cancels the queued email (a third event).
-    store.erase_lead(&account, &lead.id, "test").await.unwrap();
+    store
+        .erase_lead(&AccountId::from(&account), &lead.id, "test")
+        .await
+        .unwrap();
 
     let check = seen.clone();
     dispatch_until(&store, fast(), &[], move || {

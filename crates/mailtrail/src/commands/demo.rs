@@ -18,7 +18,7 @@ use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use mailtrail_domain::{EmailAddress, EventKind, Permission, Role, Stage};
 use mailtrail_outbound::submit::{self, Recipient, Request};
-use mailtrail_store::{LeadPatch, MasterKey, NewLead, Settings, Store};
+use mailtrail_store::{AccountId, EmailId, LeadPatch, MasterKey, NewLead, Settings, Store};
 use rand::Rng;
 
 use super::accounts::hash_password;
@@ -157,7 +157,7 @@ pub async fn run(config: &Config, no_wait: bool) -> anyhow::Result<ExitCode> {
 }
 
 /// The account, its web login, tracking on, and the sample leads.
-async fn set_up(store: &Store) -> anyhow::Result<(String, String)> {
+async fn set_up(store: &Store) -> anyhow::Result<(AccountId, String)> {
     let (account, _) = store.create_account("Demo").await?;
     let password: String = rand::thread_rng()
         .sample_iter(rand::distributions::Alphanumeric)
@@ -310,7 +310,7 @@ fn title(batch: &str) -> String {
 
 /// Waits for the hard bounce that suppresses Bruno's address, then sets his Permission to
 /// Email back to Yes as a salesperson might; the block stays.
-async fn wait_for_suppression(store: &Store, account: &str) -> anyhow::Result<String> {
+async fn wait_for_suppression(store: &Store, account: &AccountId) -> anyhow::Result<String> {
     let bruno = address("Bruno", "user-unknown")?;
     let deadline = Instant::now() + SETTLE_TIMEOUT;
     while store.suppression(account, &bruno).await?.is_none() {
@@ -343,7 +343,7 @@ async fn wait_for_suppression(store: &Store, account: &str) -> anyhow::Result<St
 /// the names of those that did not in time.
 async fn wait_until_settled(
     store: &Store,
-    account: &str,
+    account: &AccountId,
     expected: &BTreeMap<String, (String, Stage, Option<EventKind>)>,
 ) -> anyhow::Result<Vec<String>> {
     let bar = ProgressBar::new(expected.len() as u64);
@@ -356,7 +356,7 @@ async fn wait_until_settled(
     loop {
         let mut waiting = Vec::new();
         for (id, (name, stage, event)) in expected {
-            if !settled(store, account, id, *stage, *event).await? {
+            if !settled(store, account, &EmailId::from(id), *stage, *event).await? {
                 waiting.push(format!("{name} ({})", stage.last_action()));
             }
         }
@@ -372,8 +372,8 @@ async fn wait_until_settled(
 
 async fn settled(
     store: &Store,
-    account: &str,
-    id: &str,
+    account: &AccountId,
+    id: &EmailId,
     stage: Stage,
     event: Option<EventKind>,
 ) -> anyhow::Result<bool> {

@@ -11,6 +11,7 @@ use mailtrail_domain::EventKind;
 use mailtrail_outbound::config::RetryConfig;
 use mailtrail_outbound::submit::{self, Recipient, Request};
 use mailtrail_outbound::{Outbound, OutboundConfig};
+use mailtrail_store::{AccountId, EmailId};
 use mailtrail_store::{EmailRecord, Store};
 use tokio::sync::watch;
 
@@ -60,7 +61,7 @@ impl Harness {
         }));
         Harness {
             store,
-            account,
+            account: account.into(),
             stop,
             worker,
             _dir: dir,
@@ -104,7 +105,11 @@ impl Harness {
     pub async fn wait(&self, id: &str, until: impl Fn(&EmailRecord) -> bool) -> EmailRecord {
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
-            let email = self.store.email(&self.account, id).await.unwrap();
+            let email = self
+                .store
+                .email(&AccountId::from(&self.account), &EmailId::from(id))
+                .await
+                .unwrap();
             if until(&email) || Instant::now() > deadline {
                 return email;
             }
@@ -114,7 +119,7 @@ impl Harness {
 
     pub async fn kinds(&self, id: &str) -> Vec<EventKind> {
         self.store
-            .events(&self.account, id)
+            .events(&AccountId::from(&self.account), &EmailId::from(id))
             .await
             .unwrap()
             .into_iter()

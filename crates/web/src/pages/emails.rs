@@ -11,7 +11,7 @@ use axum::http::{StatusCode, Uri};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use mailtrail_api::AppState;
 use mailtrail_domain::{EventKind, Reason, Stage};
-use mailtrail_store::{Cancel, now_ms};
+use mailtrail_store::{Cancel, EmailId, now_ms};
 use serde::Deserialize;
 
 use crate::csrf::Posted;
@@ -78,7 +78,7 @@ pub(crate) async fn show(
     State(state): State<AppState>,
     viewer: Viewer,
     uri: Uri,
-    Path(id): Path<String>,
+    Path(id): Path<EmailId>,
 ) -> Result<Html<String>, WebError> {
     render(&page(&state, &viewer, &uri, &id).await?)
 }
@@ -87,13 +87,13 @@ async fn page(
     state: &AppState,
     viewer: &Viewer,
     uri: &Uri,
-    id: &str,
+    id: &EmailId,
 ) -> Result<EmailPage, WebError> {
-    let email = state.store.email(&viewer.account_id, &id).await?;
-    let events = state.store.events(&viewer.account_id, &id).await?;
+    let email = state.store.email(&viewer.account_id, id).await?;
+    let events = state.store.events(&viewer.account_id, id).await?;
     let inbound = state
         .store
-        .inbound_for_email(&viewer.account_id, &id)
+        .inbound_for_email(&viewer.account_id, id)
         .await?;
     let words = in_words(email.reason, email.status.as_deref());
     let facts = [
@@ -179,7 +179,7 @@ pub(crate) struct CancelForm {}
 pub(crate) async fn cancel(
     State(state): State<AppState>,
     uri: Uri,
-    Path(id): Path<String>,
+    Path(id): Path<EmailId>,
     posted: Posted<CancelForm>,
 ) -> Result<Response, WebError> {
     let viewer = posted.viewer;
@@ -204,7 +204,7 @@ pub(crate) async fn cancel(
 
 #[derive(Deserialize)]
 pub(crate) struct InboundPath {
-    id: String,
+    id: EmailId,
     inbound_id: String,
 }
 

@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 
 use crate::common::USER;
 use crate::{Ui, in_browser};
+use mailtrail_store::AccountId;
 
 /// A batch name longer than any label column, to be shown whole.
 const WINTER: &str = "winter-2026-returning-customers-in-europe-and-north-america";
@@ -212,7 +213,7 @@ async fn walk(ui: &Ui<'_>) {
         .unwrap();
     store
         .update_lead(
-            &s.acme,
+            &AccountId::from(&s.acme),
             &eve_lead.id,
             &LeadPatch {
                 permission: Some(Permission::Yes),

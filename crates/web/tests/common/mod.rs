@@ -15,7 +15,8 @@ use mailtrail_api::AppState;
 use mailtrail_domain::token::TokenKey;
 use mailtrail_domain::{EmailAddress, Event, EventKind, Permission, Reason, Role};
 use mailtrail_store::{
-    Block, Content, NewLead, Processed, QueueEntry, Recorder, Settings, Store, Submission,
+    AccountId, Block, Content, EmailId, NewLead, Processed, QueueEntry, Recorder, Settings, Store,
+    Submission,
 };
 
 pub const PASSWORD: &str = "correct horse battery";
@@ -129,7 +130,10 @@ fn from_client(mut hit: Event, ip: &str, agent: &str) -> Event {
 
 async fn events(store: &Store, account: &str, email: &str, events: &[Event]) {
     for event in events {
-        store.append_event(account, email, event).await.unwrap();
+        store
+            .append_event(&AccountId::from(account), &EmailId::from(email), event)
+            .await
+            .unwrap();
     }
 }
 
@@ -328,7 +332,7 @@ async fn seed(store: &Store) -> Seeded {
                 state: "matched",
                 kind: "reply".into(),
                 account_id: Some(acme.clone()),
-                email_id: Some(spring[0].clone()),
+                email_id: Some(spring[0].clone().into()),
                 note: None,
             },
         )
@@ -357,8 +361,8 @@ async fn seed(store: &Store) -> Seeded {
     .await;
 
     Seeded {
-        acme,
-        globex,
+        acme: acme.into(),
+        globex: globex.into(),
         carla,
         script_lead,
         carla_spring: spring[0].clone(),

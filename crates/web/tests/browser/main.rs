@@ -8,6 +8,7 @@
 
 #[path = "../common/mod.rs"]
 mod common;
+mod acting;
 mod blocks;
 mod overview;
 mod tour;

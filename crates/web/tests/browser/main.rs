@@ -8,6 +8,8 @@
 
 #[path = "../common/mod.rs"]
 mod common;
+mod accessibility;
+mod admin;
 mod acting;
 mod blocks;
 mod overview;

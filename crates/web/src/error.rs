@@ -141,7 +141,7 @@ pub async fn not_found(uri: Uri) -> Response {
         StatusCode::NOT_FOUND,
         "Page not found",
         format!(
-            "There is no page at {}. Check the address, or start again from the leads.",
+            "There is no page at {}. Check the address, or go back to the start page.",
             uri.path()
         ),
     );

@@ -35,14 +35,20 @@ struct EventRow {
     machine: Option<String>,
     /// Attempt number, feedback type and free-form note.
     notes: Vec<String>,
-    /// Where an open or click came from.
-    client: Option<HitClient>,
+    /// Where an open or click came from: `from IP · user agent`.
+    client: Option<String>,
 }
 
-/// The client that made an open or click, as recorded.
-struct HitClient {
-    ip: String,
-    user_agent: String,
+/// An open's or click's client as the page says it.
+fn client_of(ip: Option<String>, user_agent: Option<String>) -> String {
+    match (ip, user_agent) {
+        (None, None) => "client not recorded".to_owned(),
+        (ip, agent) => format!(
+            "from {} · {}",
+            ip.as_deref().unwrap_or("an unknown address"),
+            agent.as_deref().unwrap_or("no user agent")
+        ),
+    }
 }
 
 struct InboundRow {
@@ -140,12 +146,8 @@ async fn page(
                     words: in_words(d.reason, d.status.as_deref()),
                     status: d.status.unwrap_or_default(),
                     reason: d.reason.map(|r| r.as_str().to_owned()).unwrap_or_default(),
-                    client: matches!(e.kind, EventKind::Opened | EventKind::Clicked).then(|| {
-                        HitClient {
-                            ip: d.ip.unwrap_or_else(|| "not recorded".into()),
-                            user_agent: d.user_agent.unwrap_or_else(|| "none sent".into()),
-                        }
-                    }),
+                    client: matches!(e.kind, EventKind::Opened | EventKind::Clicked)
+                        .then(|| client_of(d.ip, d.user_agent)),
                     machine: d.machine,
                     notes: [
                         d.attempt.map(|a| format!("attempt {a}")),

@@ -99,7 +99,7 @@ pub use queue::{
     Attachment, Cancel, Claimed, Content, Idempotent, LeadBrief, QueueEntry, Submission,
 };
 pub use recorder::Recorder;
-pub use refusals::{NewRefusal, Refusal, RefusalReason, RefusedRequest};
+pub use refusals::{BatchRefusals, NewRefusal, Refusal, RefusalReason, RefusedRequest};
 pub use reports::{BatchStats, Cursor, EmailFilter, EmailRow, Page, ReplyRow};
 pub use sealed::MasterKey;
 pub use settings::{HitContext, Settings};

@@ -81,6 +81,13 @@ pub struct RefusedRequest<'a> {
     pub subject: &'a str,
 }
 
+/// A batch's refusals: how many, and the time of the last.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchRefusals {
+    pub refused: i64,
+    pub last_at_ms: i64,
+}
+
 /// A recorded refusal.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refusal {
@@ -190,19 +197,27 @@ impl Store {
         rows.iter().map(refusal_from_row).collect()
     }
 
-    /// How many recipients each batch refused; `None` for requests without a batch.
+    /// How many recipients each batch refused, and when last; `None` for requests without
+    /// a batch.
     pub async fn refusals_by_batch(
         &self,
         account_id: &str,
-    ) -> Result<BTreeMap<Option<String>, i64>> {
+    ) -> Result<BTreeMap<Option<String>, BatchRefusals>> {
         let rows = sqlx::query(
-            "SELECT batch, COUNT(*) AS refused FROM refusals WHERE account_id = $1 GROUP BY batch",
+            "SELECT batch, COUNT(*) AS refused, MAX(at_ms) AS last_at_ms FROM refusals
+             WHERE account_id = $1 GROUP BY batch",
         )
         .bind(account_id)
         .fetch_all(&self.reader)
         .await?;
         rows.iter()
-            .map(|row| Ok((row.try_get("batch")?, row.try_get("refused")?)))
+            .map(|row| {
+                let counted = BatchRefusals {
+                    refused: row.try_get("refused")?,
+                    last_at_ms: row.try_get("last_at_ms")?,
+                };
+                Ok((row.try_get("batch")?, counted))
+            })
             .collect()
     }
 }

@@ -3,13 +3,15 @@
 //! each stage and the rates, as a table (the API's own rows, turned so batches are columns;
 //! each count links to those emails in the email report) and as a chart.
 
+use std::collections::BTreeMap;
+
 use askama::Template;
 use axum::extract::State;
 use axum::http::Uri;
 use axum::response::Html;
 use mailtrail_api::AppState;
 use mailtrail_api::reports::batch_csv_rows;
-use mailtrail_store::BatchStats;
+use mailtrail_store::{BatchRefusals, BatchStats};
 
 use crate::chart::{self, Chart, batch_label};
 use crate::error::WebError;
@@ -74,6 +76,40 @@ fn report_href(stats: &BatchStats, column: &str) -> Option<String> {
     ))
 }
 
+/// The batch report with the batches whose every recipient was refused: they have no email,
+/// so no counts, but they were targeted. Newest first, as the report is.
+fn with_refused_only(
+    mut report: Vec<BatchStats>,
+    refusals: &BTreeMap<Option<String>, BatchRefusals>,
+) -> Vec<BatchStats> {
+    for (batch, counted) in refusals {
+        if !report.iter().any(|b| &b.batch == batch) {
+            report.push(BatchStats {
+                batch: batch.clone(),
+                emails: 0,
+                delivered: 0,
+                failed: 0,
+                dropped: 0,
+                deferred: 0,
+                opened: 0,
+                clicked: 0,
+                replied: 0,
+                auto_replied: 0,
+                unsubscribed: 0,
+                complained: 0,
+                machine_opened: 0,
+                machine_clicked: 0,
+                open_tracking: false,
+                click_tracking: false,
+                first_queued_at_ms: counted.last_at_ms,
+                last_queued_at_ms: counted.last_at_ms,
+            });
+        }
+    }
+    report.sort_by_key(|b| std::cmp::Reverse(b.last_queued_at_ms));
+    report
+}
+
 /// The two lines before the API's: every recipient the requests named, and those refused.
 fn targeted_lines(stats: &[BatchStats], refused: &[i64]) -> [Metric; 2] {
     [
@@ -129,7 +165,11 @@ pub(crate) async fn page(
                 .collect()
         })
         .unwrap_or_default();
-    let all = state.store.batch_report(&viewer.account_id, None).await?;
+    let refusals = state.store.refusals_by_batch(&viewer.account_id).await?;
+    let all = with_refused_only(
+        state.store.batch_report(&viewer.account_id, None).await?,
+        &refusals,
+    );
     let chosen: Vec<String> = if asked.is_empty() {
         all.iter()
             .take(DEFAULT_COUNT)
@@ -143,10 +183,9 @@ pub(crate) async fn page(
         .filter(|b| chosen.contains(&b.batch.clone().unwrap_or_default()))
         .cloned()
         .collect();
-    let refusals = state.store.refusals_by_batch(&viewer.account_id).await?;
     let refused: Vec<i64> = stats
         .iter()
-        .map(|b| refusals.get(&b.batch).copied().unwrap_or(0))
+        .map(|b| refusals.get(&b.batch).map_or(0, |r| r.refused))
         .collect();
     let rows = batch_csv_rows(&stats);
     let (header, batches) = rows
@@ -222,6 +261,45 @@ mod tests {
         let [targeted, refused] = targeted_lines(&stats, &[1]);
         assert_eq!(targeted.values[0].text, "11", "10 emails and 1 refused");
         assert_eq!(refused.values[0].text, "1");
+    }
+
+    #[test]
+    fn a_batch_whose_every_recipient_was_refused_is_listed_in_its_place() {
+        let mut older = crate::chart::tests::batch("spring", 8, 4, true);
+        older.last_queued_at_ms = 100;
+        let mut newer = crate::chart::tests::batch("autumn", 8, 4, true);
+        newer.last_queued_at_ms = 300;
+        let refusals = BTreeMap::from([
+            (
+                Some("spring".to_owned()),
+                BatchRefusals {
+                    refused: 1,
+                    last_at_ms: 90,
+                },
+            ),
+            (
+                Some("winter".to_owned()),
+                BatchRefusals {
+                    refused: 17,
+                    last_at_ms: 200,
+                },
+            ),
+        ]);
+        let listed = with_refused_only(vec![newer, older], &refusals);
+        let names: Vec<_> = listed.iter().map(|b| b.batch.as_deref().unwrap()).collect();
+        assert_eq!(names, ["autumn", "winter", "spring"]);
+        let [targeted, refused] = targeted_lines(&listed[1..2], &[17]);
+        assert_eq!(
+            (
+                targeted.values[0].text.as_str(),
+                refused.values[0].text.as_str()
+            ),
+            ("17", "17")
+        );
+        assert!(
+            listed[1].rates().iter().all(|(_, rate)| rate.is_none()),
+            "no rate without emails"
+        );
     }
 
     #[test]

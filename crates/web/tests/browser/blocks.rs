@@ -13,6 +13,8 @@ use crate::common::USER;
 use crate::{Ui, in_browser};
 use mailtrail_store::AccountId;
 
+/// A batch sent only to a lead whose Permission to Email is No.
+const FROST: &str = "frost";
 /// A batch name longer than any label column, to be shown whole.
 const WINTER: &str = "winter-2026-returning-customers-in-europe-and-north-america";
 
@@ -77,17 +79,19 @@ async fn metric(ui: &Ui<'_>, label: &str) -> Vec<String> {
     panic!("no line {label}");
 }
 
-/// The fill class of each bar of the chart's first group, by batch name.
+/// The fill class of each bar of the chart's first group, by batch name (a batch whose rate
+/// is n/a has no bar).
 async fn fills(ui: &Ui<'_>) -> Vec<(String, String)> {
     let group = ui.c.find(Locator::Css(".chart-group")).await.unwrap();
     let mut fills = Vec::new();
     for bar in group.find_all(Locator::Css("li")).await.unwrap() {
         let name = bar.find(Locator::Css(".batch-name")).await.unwrap();
-        let rect = bar.find(Locator::Css("rect")).await.unwrap();
-        fills.push((
-            name.text().await.unwrap(),
-            rect.attr("class").await.unwrap().unwrap_or_default(),
-        ));
+        if let Some(rect) = bar.find_all(Locator::Css("rect")).await.unwrap().first() {
+            fills.push((
+                name.text().await.unwrap(),
+                rect.attr("class").await.unwrap().unwrap_or_default(),
+            ));
+        }
     }
     fills
 }
@@ -160,6 +164,19 @@ async fn walk(ui: &Ui<'_>) {
     )
     .await;
     assert_eq!(answer["refused"].as_array().unwrap().len(), 1, "{answer}");
+    // A batch whose every recipient is refused: no email at all, yet it was targeted.
+    let answer = send_batch(
+        ui,
+        json!({
+            "from": "sales@acme.test",
+            "subject": "Frost alert",
+            "text": "Hello",
+            "batch": FROST,
+            "recipients": [{"lead_id": ivy.id}],
+        }),
+    )
+    .await;
+    assert_eq!(answer["emails"], json!([]), "{answer}");
 
     ui.c.set_window_size(1366, 900).await.unwrap();
     ui.sign_in(USER).await;
@@ -194,8 +211,12 @@ async fn walk(ui: &Ui<'_>) {
         "{facts}"
     );
     let items = ui.c.find_all(Locator::Css(".timeline li")).await.unwrap();
-    assert_eq!(items.len(), 1);
-    let refused = items[0].text().await.unwrap();
+    assert_eq!(items.len(), 2, "two refused sends");
+    assert!(
+        items[0].text().await.unwrap().contains("Frost alert"),
+        "newest first"
+    );
+    let refused = items[1].text().await.unwrap();
     assert!(
         refused.contains("Winter sale")
             && refused.contains("Not sent — Permission to Email is No")
@@ -256,6 +277,10 @@ async fn walk(ui: &Ui<'_>) {
     assert_eq!(metric(ui, "Recipients targeted").await[winter], "2");
     assert_eq!(metric(ui, "Not sent (refused)").await[winter], "1");
     assert_eq!(metric(ui, "Emails").await[winter], "1");
+    let frost = columns.iter().skip(1).position(|c| c == FROST).unwrap();
+    assert_eq!(metric(ui, "Recipients targeted").await[frost], "1");
+    assert_eq!(metric(ui, "Not sent (refused)").await[frost], "1");
+    assert_eq!(metric(ui, "Emails").await[frost], "0");
     let names =
         ui.c.find_all(Locator::Css(".chart .batch-name"))
             .await

@@ -209,7 +209,7 @@ pub(crate) async fn page(
                     count: thousands(c.count(reached)),
                     href: report_href(from, reached),
                     rate: if reached == Reached::Sent {
-                        String::new()
+                        "—".to_owned()
                     } else {
                         percent(c.rate(reached))
                     },

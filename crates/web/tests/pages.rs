@@ -218,7 +218,7 @@ async fn pages_need_a_session_and_send_people_back_after_signing_in() {
     )
     .await;
     assert!(
-        page.body.contains("name=\"next\" value=\"/leads\""),
+        page.body.contains("name=\"next\" value=\"/\""),
         "only local paths are kept"
     );
 }

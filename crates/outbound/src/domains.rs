@@ -187,6 +187,15 @@ pub async fn register(
         .map_err(RegisterError::Store)
 }
 
+/// A DNS lookup that got no answer. Its text is a record check's detail, so it says
+/// everything itself, the cause included.
+#[derive(Debug, thiserror::Error)]
+#[error("the DNS lookup of {name} failed: {error}")]
+struct LookupFailed {
+    name: String,
+    error: hickory_resolver::net::NetError,
+}
+
 /// Knows what to publish (from the `[outbound]` settings) and looks it up.
 pub struct Checker {
     /// Uncached, so a record published a moment ago is seen at once.
@@ -380,7 +389,7 @@ impl Checker {
 
     /// The strings of every TXT record at `name`, each record's strings joined (long values
     /// are split into several).
-    async fn txt(&self, name: &str) -> Result<Vec<String>, String> {
+    async fn txt(&self, name: &str) -> Result<Vec<String>, LookupFailed> {
         match self.dns.txt_lookup(format!("{name}.")).await {
             Ok(lookup) => Ok(lookup
                 .answers()
@@ -396,14 +405,17 @@ impl Checker {
                 })
                 .collect()),
             Err(e) if e.is_nx_domain() || e.is_no_records_found() => Ok(Vec::new()),
-            Err(e) => Err(format!("the DNS lookup of {name} failed: {e}")),
+            Err(error) => Err(LookupFailed {
+                name: name.to_owned(),
+                error,
+            }),
         }
     }
 
     async fn check_dkim(&self, domain: &SendingDomain, key: &PublishedKey) -> RecordCheck {
         let name = format!("{}._domainkey.{}", key.selector, domain.domain);
         let (ok, detail) = match self.txt(&name).await {
-            Err(e) => (false, e),
+            Err(e) => (false, e.to_string()),
             Ok(records) if records.is_empty() => (false, format!("no TXT record at {name}")),
             Ok(records) => {
                 let published: Vec<String> =
@@ -445,7 +457,7 @@ impl Checker {
     async fn check_spf(&self, domain: &str) -> RecordCheck {
         let mechanism = self.spf_mechanism();
         let (ok, detail) = match self.txt(domain).await {
-            Err(e) => (false, e),
+            Err(e) => (false, e.to_string()),
             Ok(records) => {
                 let spf: Vec<&String> = records.iter().filter(|r| is_spf(r)).collect();
                 match spf.as_slice() {
@@ -487,7 +499,7 @@ impl Checker {
     async fn check_dmarc(&self, domain: &SendingDomain) -> RecordCheck {
         let name = format!("_dmarc.{}", domain.domain);
         let (ok, detail) = match self.txt(&name).await {
-            Err(e) => (false, e),
+            Err(e) => (false, e.to_string()),
             Ok(records) => {
                 let published: Vec<&String> = records
                     .iter()
@@ -566,7 +578,13 @@ impl Checker {
             Err(e) if e.is_nx_domain() || e.is_no_records_found() => {
                 (false, format!("{name} has no MX record"))
             }
-            Err(e) => (false, format!("the DNS lookup of {name} failed: {e}")),
+            Err(error) => {
+                let failed = LookupFailed {
+                    name: name.to_owned(),
+                    error,
+                };
+                (false, failed.to_string())
+            }
         };
         RecordCheck {
             purpose: Purpose::ReturnPath,

@@ -293,7 +293,14 @@ mod tests {
         ] {
             assert!(formula(value).is_some(), "{value:?}");
         }
-        for value in ["+1 (555) 010-0199", "-5", "-", "+44 20 7946 0958", "Ana", ""] {
+        for value in [
+            "+1 (555) 010-0199",
+            "-5",
+            "-",
+            "+44 20 7946 0958",
+            "Ana",
+            "",
+        ] {
             assert_eq!(formula(value), None, "{value:?}");
         }
         let csv = "email,first_name,phone\n\

@@ -396,6 +396,46 @@ async fn with_verified_domains_required_only_those_are_offered_and_others_refuse
         refused.body
     );
     assert_eq!(emails_to(&app, &app.seeded.acme, &carla).await, 2);
+
+    // One domain verified, one not: only the first is offered, and only it sends.
+    let key = mailtrail_outbound::dkim::generate(Default::default()).unwrap();
+    for domain in ["acme.test", "other.test"] {
+        let new = mailtrail_store::NewDomain {
+            domain,
+            selector: "mt1",
+            algorithm: "rsa",
+            private_key_pem: &key.private_key_pem,
+            public_key_b64: &key.public_key_b64,
+        };
+        app.store
+            .create_domain(&app.seeded.acme, &new)
+            .await
+            .unwrap();
+    }
+    app.store
+        .record_domain_check(&app.seeded.acme, "acme.test", true, "{}")
+        .await
+        .unwrap();
+    let page = user.get(&path).await;
+    assert!(
+        page.body.contains("<option value=\"acme.test\" selected>"),
+        "{}",
+        page.body
+    );
+    assert!(!page.body.contains("other.test"));
+    let mut form = compose("Hi", "Hello", "send");
+    form[2].1 = "other.test".into();
+    let refused = user.post(&path, &pairs(&form)).await;
+    assert!(
+        refused
+            .body
+            .contains("the domain other.test is not a verified sending domain")
+    );
+    let sent = user
+        .post(&path, &pairs(&compose("Hi", "Hello", "send")))
+        .await;
+    assert_eq!(sent.status, StatusCode::SEE_OTHER, "{}", sent.body);
+    assert_eq!(emails_to(&app, &app.seeded.acme, &carla).await, 3);
 }
 
 #[tokio::test]

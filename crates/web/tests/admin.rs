@@ -735,7 +735,11 @@ async fn each_user_reads_every_time_in_the_timezone_they_chose() {
     let user = Session::signed_in(&app, USER).await;
     let settings = user.get("/settings").await;
     assert_eq!(settings.status, StatusCode::OK, "every user has settings");
-    assert!(settings.body.contains("<option value=\"UTC\" selected>UTC</option>"));
+    assert!(
+        settings
+            .body
+            .contains("<option value=\"UTC\" selected>UTC</option>")
+    );
     assert!(
         !settings.body.contains("Open tracking"),
         "the account's are for admins"

@@ -118,7 +118,7 @@ fn every_page(s: &Seeded, webhook: &str) -> Vec<Page> {
 }
 
 /// axe.min.js, from where `scripts/install-test-deps` puts it.
-fn axe_source() -> String {
+pub(crate) fn axe_source() -> String {
     let path = std::env::var_os("MAILTRAIL_AXE").map_or_else(
         || PathBuf::from("/opt/mailtrail-node/node_modules/axe-core/axe.min.js"),
         PathBuf::from,
@@ -132,7 +132,7 @@ fn axe_source() -> String {
 }
 
 /// Runs axe on the page in view; its violations as `{id, impact, help, nodes}`.
-async fn axe(ui: &Ui<'_>, source: &str) -> Vec<Value> {
+pub(crate) async fn axe(ui: &Ui<'_>, source: &str) -> Vec<Value> {
     ui.c.execute(source, vec![]).await.expect("axe loads");
     let found =
         ui.c.execute_async(

@@ -9,6 +9,7 @@ use mailtrail_domain::{EmailAddress, Permission, Role};
 use mailtrail_store::{LeadPatch, NewLead};
 use serde_json::{Value, json};
 
+use crate::accessibility::{axe, axe_source};
 use crate::common::USER;
 use crate::{Ui, in_browser};
 use mailtrail_store::AccountId;
@@ -94,6 +95,16 @@ async fn fills(ui: &Ui<'_>) -> Vec<(String, String)> {
         }
     }
     fills
+}
+
+/// Asserts axe finds nothing serious or critical on the page in view.
+async fn no_serious_violations(ui: &Ui<'_>) {
+    let found = axe(ui, &axe_source()).await;
+    let serious: Vec<&Value> = found
+        .iter()
+        .filter(|v| v["impact"] == "serious" || v["impact"] == "critical")
+        .collect();
+    assert!(serious.is_empty(), "{serious:?}");
 }
 
 /// Asserts the page fits a phone's width; with a screenshot of the part `focus` shows.
@@ -225,6 +236,7 @@ async fn walk(ui: &Ui<'_>) {
     );
     assert!(!ui.text().await.contains("No emails to this lead yet"));
     ui.shot("blocks-lead-not-sent").await;
+    no_serious_violations(ui).await;
 
     // Eve set back to Yes is still blocked, and her page says so where it bites.
     let eve_lead = store
@@ -292,6 +304,7 @@ async fn walk(ui: &Ui<'_>) {
     assert!(whole, "the chart shows the whole batch name");
     let together = fills(ui).await;
     ui.shot("blocks-batches").await;
+    no_serious_violations(ui).await;
 
     // Its counts open the email report on that batch's emails.
     let link = format!("table.compare a[href='/reports/emails?batch={WINTER}']");

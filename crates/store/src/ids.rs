@@ -121,6 +121,7 @@ mod tests {
         assert_eq!(serde_json::to_string(&id).unwrap(), "\"0190-e\"");
         let back: EmailId = serde_json::from_str("\"0190-e\"").unwrap();
         assert_eq!(back, id);
-        assert!(id == "0190-e" && "0190-e" == id);
+        assert_eq!(id, "0190-e");
+        assert_eq!("0190-e", id);
     }
 }

@@ -222,7 +222,7 @@ fn effects(to: &Option<Address>, report: &Report, now: i64) -> Vec<(Event, Effec
         };
         return vec![(
             Event::new(EventKind::Unsubscribed, now)
-                .with_reason(Reason::Complaint)
+                .with_reason(Reason::Unsubscribed)
                 .with_status("mailto unsubscribe"),
             suppress,
         )];
@@ -387,6 +387,21 @@ mod tests {
             let found = matched_email(&tokens, &to, &origin);
             assert_eq!(found.as_deref().ok(), expected, "{case}: {found:?}");
         }
+    }
+
+    #[test]
+    fn a_mailto_unsubscribe_is_an_unsubscribe_not_a_complaint() {
+        let report = mailtrail_bounce::classify(
+            b"From: ana@example.test\r\nTo: unsubscribe+t@bounce.test\r\nSubject: unsubscribe\r\n\r\n\r\n",
+        );
+        let to = Some(Address::Unsubscribe("t".into()));
+        let [(event, effects)] = effects(&to, &report, 7).try_into().unwrap();
+        assert_eq!(
+            (event.kind, event.detail.reason),
+            (EventKind::Unsubscribed, Some(Reason::Unsubscribed)),
+            "the lead's Permission No then reads Unsubscribed, and no report counts a complaint"
+        );
+        assert!(effects.suppress);
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! `GET /v1/leads/{id}/activity`: a lead's timeline, newest first (PRODUCT.md §6). Each
+//! `GET /v1/leads/{id}/activity`: a lead's timeline, newest first (docs/web-ui.md). Each
 //! email shows its date and stage label (none while it is only sent); each reply is an item
 //! of its own, with who wrote it, the subject and the start of its text.
 

@@ -1,4 +1,4 @@
-//! Mailtrail's JSON HTTP API (PRODUCT.md §8).
+//! Mailtrail's JSON HTTP API (docs/api.md).
 //!
 //! - [`error`]: one error type, rendered as `application/problem+json` (RFC 9457);
 //! - [`auth`]: `Authorization: Bearer KEY` resolved to a [`auth::Caller`] and its account;

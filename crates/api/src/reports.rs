@@ -1,4 +1,4 @@
-//! The reports of PRODUCT.md §6: `GET /v1/reports/emails` (one row per email with its Last
+//! The reports of docs/web-ui.md: `GET /v1/reports/emails` (one row per email with its Last
 //! Action, filtered and paged; `Accept: text/csv` streams every matching row as CSV) and
 //! `GET /v1/reports/batches` (per batch, the emails that ever reached each stage, and rates).
 

@@ -1,5 +1,5 @@
 //! `/v1/smtp-credentials` (admins): the usernames and passwords an account's applications log
-//! in to the SMTP submission listeners with (RFC 4954 AUTH; PRODUCT.md §7). A password is in
+//! in to the SMTP submission listeners with (RFC 4954 AUTH; docs/api.md). A password is in
 //! its creation's answer only and is kept as an argon2 hash; listings show when each was
 //! made, last used and revoked, never a secret. A revoked credential stays listed.
 

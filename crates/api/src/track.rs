@@ -1,4 +1,4 @@
-//! The public tracking endpoints (PRODUCT.md §4), reachable by anyone: `GET /o/{token}.gif`
+//! The public tracking endpoints (docs/tracking.md), reachable by anyone: `GET /o/{token}.gif`
 //! (open pixel), `GET|HEAD /c/{token}` (click redirect), `GET /u/{token}` (unsubscribe
 //! page) and `POST /u/{token}` (the unsubscribe itself, also RFC 8058 one-click). A forged,
 //! truncated or altered token is a 404 that writes nothing; a click redirects only to the URL

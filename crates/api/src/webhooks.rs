@@ -1,6 +1,6 @@
 //! `/v1/webhooks` (admins): register the URLs an account's events are POSTed to, list and
 //! delete them, send one a signed `test` event, and read each one's delivery history
-//! (PRODUCT.md §7). Delivery itself is the `mailtrail-webhooks` dispatcher's job.
+//! (docs/api.md). Delivery itself is the `mailtrail-webhooks` dispatcher's job.
 //!
 //! A hook's URL must reach a public address (see `mailtrail_webhooks::target`), and its
 //! secret is in the creation's answer only: listings leave it out.

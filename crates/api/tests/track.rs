@@ -1,5 +1,5 @@
 //! Opens, clicks and unsubscribes through the public endpoints: they move the stage as
-//! PRODUCT.md §1 and §4 say, machines are flagged apart, and hostile input writes nothing.
+//! docs/emails.md, docs/tracking.md say, machines are flagged apart, and hostile input writes nothing.
 
 mod common;
 

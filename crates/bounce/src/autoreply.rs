@@ -1,5 +1,5 @@
 //! Auto-replies (RFC 3834): out-of-office and vacation notices and other automatic answers.
-//! They prove the email arrived but are not a person's reply (PRODUCT.md §5). DSNs carry
+//! They prove the email arrived but are not a person's reply (docs/inbound.md). DSNs carry
 //! `Auto-Submitted: auto-replied` too, so this runs only once the message is known not to be
 //! a report, and a header alone is not enough when it is as vague as `Precedence: bulk`.
 

@@ -1,5 +1,5 @@
 //! Reads one returned message — a bounce, a feedback-loop complaint or an auto-reply — and
-//! says, per recipient it reports, what happened and why (PRODUCT.md §5, §8). Pure: bytes in,
+//! says, per recipient it reports, what happened and why (docs/inbound.md). Pure: bytes in,
 //! a [`Report`] out; it never panics on malformed input.
 //!
 //! - `sections`: splits the MIME message into what the readers below need.
@@ -115,7 +115,7 @@ pub struct RecipientResult {
     /// The SMTP reply code of the remote server, when the report quotes one.
     pub reply_code: Option<u16>,
     pub reason: Reason,
-    /// The address itself is bad: suppress it (PRODUCT.md §3).
+    /// The address itself is bad: suppress it (docs/emails.md).
     pub hard_bounce: bool,
     /// ARF `Feedback-Type` (abuse, opt-out, …) for complaints.
     pub feedback_type: Option<String>,

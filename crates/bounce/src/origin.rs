@@ -1,4 +1,4 @@
-//! What ties a report to the email Mailtrail sent (PRODUCT.md §5): the returned message's
+//! What ties a report to the email Mailtrail sent (docs/inbound.md): the returned message's
 //! `Message-ID` and Mailtrail's token header, from a returned part or quoted in the text, and
 //! the Message-IDs the message itself answers (`In-Reply-To`, `References`). All unverified:
 //! Mailtrail's Message-IDs carry the email's signed token, which the inbound side checks.

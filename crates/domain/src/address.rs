@@ -1,5 +1,5 @@
 //! Email addresses as Mailtrail compares them: the domain lower-cased and IDNs as punycode,
-//! the local part compared case-insensitively (PRODUCT.md §3).
+//! the local part compared case-insensitively (docs/emails.md).
 
 use std::fmt;
 use std::str::FromStr;

@@ -1,4 +1,4 @@
-//! What a live SMTP reply means for an email (PRODUCT.md §2–§3): its reason, whether to try
+//! What a live SMTP reply means for an email (docs/emails.md): its reason, whether to try
 //! again, and whether the address itself is condemned — as the one interpreter of SMTP
 //! evidence ([`crate::interpret`]) reads it, put in the terms of the outbound queue.
 

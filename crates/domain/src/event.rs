@@ -85,10 +85,10 @@ impl fmt::Display for EventKind {
     }
 }
 
-/// The Status of an email that failed without being sent (PRODUCT.md §1).
+/// The Status of an email that failed without being sent (docs/emails.md).
 pub const DROPPED: &str = "Dropped";
 
-/// Feedback types (RFC 5965) that mean "stop emailing me" (PRODUCT.md §5).
+/// Feedback types (RFC 5965) that mean "stop emailing me" (docs/inbound.md).
 pub const UNSUBSCRIBING_FEEDBACK: &[&str] = &["abuse", "fraud", "opt-out"];
 
 /// What is known beyond the kind and time; every field is optional and kept as given.

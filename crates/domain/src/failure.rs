@@ -1,4 +1,4 @@
-//! Failures in words (PRODUCT.md §6): the one table that turns a [`Reason`] into a category a
+//! Failures in words (docs/web-ui.md): the one table that turns a [`Reason`] into a category a
 //! user recognises, a plain sentence and what Mailtrail does next. Every page that shows a raw
 //! Status shows this beside it, so the words live here once instead of in each template.
 

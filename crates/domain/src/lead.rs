@@ -1,4 +1,4 @@
-//! Permission to Email, and who may do what (PRODUCT.md §3, §7).
+//! Permission to Email, and who may do what (docs/emails.md, docs/api.md).
 
 use std::fmt;
 use std::str::FromStr;
@@ -43,7 +43,7 @@ impl fmt::Display for Permission {
     }
 }
 
-/// The three roles of PRODUCT.md §7. Operators belong to no account.
+/// The three roles of docs/api.md. Operators belong to no account.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {

@@ -1,19 +1,19 @@
 //! Mailtrail's domain model: pure types and rules, no IO and no async runtime.
 //!
-//! - [`address`]: email addresses, parsed and normalised (PRODUCT.md §3).
+//! - [`address`]: email addresses, parsed and normalised (docs/emails.md).
 //! - [`lead`]: Permission to Email and the roles of API keys and users.
 //! - [`event`]: the append-only facts recorded about an email.
-//! - [`stage`]: the stage, Status and reason derived from those facts (PRODUCT.md §1).
-//! - [`milestone`]: every stage an email ever reached, for the batch report (PRODUCT.md §6).
+//! - [`stage`]: the stage, Status and reason derived from those facts (docs/emails.md).
+//! - [`milestone`]: every stage an email ever reached, for the batch report (docs/web-ui.md).
 //! - [`reason`]: the failure reasons vocabulary shared with the bounce classifier.
 //! - [`failure`]: each reason in words: category, a plain sentence, what happens next.
 //! - [`interpret`]: the one interpreter of SMTP evidence, live or quoted, from `rules/smtp.toml`.
-//! - [`classify`]: what a live reply means for an email's queue and address (PRODUCT.md §2–§3).
+//! - [`classify`]: what a live reply means for an email's queue and address (docs/emails.md).
 //! - [`reply`]: SMTP replies with their enhanced status codes (RFC 3463).
 //! - [`token`]: signed tokens tying bounces, replies, opens and clicks to their email.
 //! - [`merge`]: merge fields in subjects and bodies.
 //! - [`base_url`]: the public base URL of an account's tracking links.
-//! - [`retry`]: when a soft-bounced email is tried again, or given up (PRODUCT.md §2).
+//! - [`retry`]: when a soft-bounced email is tried again, or given up (docs/emails.md).
 //! - [`causes`]: an error and its causes as one line of text.
 
 pub mod address;

@@ -1,5 +1,5 @@
 //! Milestones: every stage an email ever reached, kept as a set of flags so the batch report
-//! (PRODUCT.md §6) counts "emails that ever reached a stage", not emails whose current stage
+//! (docs/web-ui.md) counts "emails that ever reached a stage", not emails whose current stage
 //! it is. An email that was delivered and later bounced counts as delivered and as failed.
 //!
 //! The set only grows: each event adds its flags, in any order, so the store can keep it up
@@ -114,7 +114,7 @@ impl Milestones {
             .filter(move |m| self.contains(*m))
     }
 
-    /// What one event shows the email reached (PRODUCT.md §1: a click implies an open; an
+    /// What one event shows the email reached (docs/emails.md: a click implies an open; an
     /// engagement implies delivery; a machine's hit implies delivery only).
     pub fn of(event: &Event) -> Self {
         use Milestone::*;

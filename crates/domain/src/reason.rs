@@ -89,7 +89,7 @@ reasons! {
 }
 
 impl Reason {
-    /// Reasons that condemn the address itself (PRODUCT.md §3): a failure with one of these
+    /// Reasons that condemn the address itself (docs/emails.md): a failure with one of these
     /// suppresses the address and sets Permission to Email to No.
     pub fn is_hard(self) -> bool {
         matches!(

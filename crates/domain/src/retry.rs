@@ -1,4 +1,4 @@
-//! When a soft-bounced email is tried again, and when Mailtrail gives up (PRODUCT.md §2).
+//! When a soft-bounced email is tried again, and when Mailtrail gives up (docs/emails.md).
 //! Pure arithmetic over (policy, attempt, age), so the schedule is tested with tables.
 
 use std::time::Duration;

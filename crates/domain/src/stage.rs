@@ -1,4 +1,4 @@
-//! The stage of an email, derived from its events alone (PRODUCT.md §1).
+//! The stage of an email, derived from its events alone (docs/emails.md).
 //!
 //! The rules, in the order [`derive`] applies them:
 //! - engagement by a person ranks sent < delivered < opened < clicked < replied < unsubscribed,

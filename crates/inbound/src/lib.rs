@@ -1,4 +1,4 @@
-//! Inbound mail (PRODUCT.md §5): Mailtrail receives mail over SMTP for its own bounce, reply
+//! Inbound mail (docs/inbound.md): Mailtrail receives mail over SMTP for its own bounce, reply
 //! and feedback-loop addresses, and nothing else — it is never an open relay.
 //!
 //! - [`config`]: the `[inbound]` settings and which recipients are Mailtrail's;

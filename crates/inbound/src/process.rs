@@ -1,6 +1,6 @@
 //! Processing received mail: each stored message is classified (bounce, complaint, reply,
 //! auto-reply), matched to the email it answers by its signed token, and its effects applied
-//! (PRODUCT.md §1, §3, §5). Only a verified token matches; an unsigned email id, a forged or
+//! (docs/emails.md, docs/inbound.md). Only a verified token matches; an unsigned email id, a forged or
 //! altered token, or one made for another use changes nothing: the message is kept as
 //! `unmatched`, with a note saying why. Processing is retried until it completes, so a crash
 //! loses nothing. A person's reply is also marked for forwarding to the sender (see
@@ -142,7 +142,7 @@ impl Processor {
 }
 
 /// The email a message answers: the first token that verifies as the email's own
-/// (PRODUCT.md §5). Sent to a token address (`bounces+`, `reply+`, `unsubscribe+`), that
+/// (docs/inbound.md). Sent to a token address (`bounces+`, `reply+`, `unsubscribe+`), that
 /// address's token alone decides, whatever the returned headers quote; otherwise (`fbl@`,
 /// where feedback loops blank the recipient out) the returned token header, then the token in
 /// the returned Message-ID, then those in the Message-IDs the message answers. An email id

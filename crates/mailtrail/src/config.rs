@@ -61,7 +61,7 @@ pub struct Config {
 }
 
 /// The `[submission]` section: where mail clients submit mail with an SMTP credential
-/// (PRODUCT.md §7). Both listeners are off unless given an address; either needs the
+/// (docs/api.md). Both listeners are off unless given an address; either needs the
 /// certificate, since AUTH is only offered over TLS. Hostname, timeouts, connection and error
 /// limits are `[inbound]`'s.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -1,6 +1,6 @@
 //! Inbound mail end to end: the real service sends through smtp-sink, then `swaks` (a real
 //! SMTP client) delivers bounce reports, a complaint, replies and forgeries to its SMTP
-//! listener, and each email ends in the stage PRODUCT.md §1 and §5 call for. The listener has
+//! listener, and each email ends in the stage docs/emails.md, docs/inbound.md call for. The listener has
 //! a certificate (made by `openssl` for the test), and swaks requires STARTTLS: every message
 //! here arrives over TLS, as it would from a remote MTA that prefers it.
 

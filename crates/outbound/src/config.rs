@@ -99,7 +99,7 @@ impl OutboundConfig {
     }
 }
 
-/// The soft-bounce schedule (PRODUCT.md §2).
+/// The soft-bounce schedule (docs/emails.md).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RetryConfig {

@@ -1,4 +1,4 @@
-//! Per-destination limits (PRODUCT.md §7, issue #9): at most `sessions_per_destination`
+//! Per-destination limits (docs/api.md, issue #9): at most `sessions_per_destination`
 //! sessions open to a destination, at most `messages_per_second_per_destination` messages,
 //! and a pause of `throttle` after it asks to slow down — held in the database, so they hold
 //! across every node sharing it, not per process.

@@ -1,4 +1,4 @@
-//! A message submitted over SMTP (PRODUCT.md §7) goes out as its sender wrote it: its MIME
+//! A message submitted over SMTP (docs/api.md) goes out as its sender wrote it: its MIME
 //! structure, attachments, inline images, charsets and encodings pass through byte for byte,
 //! and only what Mailtrail must change is changed, by splicing the stored bytes rather than
 //! writing the message anew. mail-parser reads it once for the offsets of every header and

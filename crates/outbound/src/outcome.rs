@@ -1,5 +1,5 @@
 //! What one attempt's result does to an email: the event to record and its effects on the
-//! queue and the address. Pure, so the lifecycle rules of PRODUCT.md §1–§3 are tested with
+//! queue and the address. Pure, so the lifecycle rules of docs/emails.md are tested with
 //! tables here, apart from any socket.
 
 use std::time::Duration;

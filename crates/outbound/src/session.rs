@@ -321,7 +321,7 @@ async fn send_all<S: AsyncRead + AsyncWrite + Unpin>(
         )
         .await;
     }
-    // Checked right before the attempts (PRODUCT.md §2), all at once; what this session's own
+    // Checked right before the attempts (docs/emails.md), all at once; what this session's own
     // outcomes block is added as it goes.
     let checks: Vec<BlockCheck<'_>> = emails
         .iter()

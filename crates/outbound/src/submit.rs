@@ -1,7 +1,7 @@
 //! Submission: an API or CLI request becomes queued emails. Each recipient is a lead (by id)
 //! or an address (which is that lead's when the account has one). A lead whose Permission to
 //! Email is No is refused; a suppressed address is accepted and recorded at once as failed
-//! `Dropped`, never tried (PRODUCT.md §2–§3). Every refused recipient is recorded with the
+//! `Dropped`, never tried (docs/emails.md). Every refused recipient is recorded with the
 //! accepted part of its request, so the lead's activity and the batch report show it as "Not
 //! sent" (§6). When the installation requires it, the From address must be in a verified
 //! sending domain of the account.
@@ -15,7 +15,7 @@ use mailtrail_store::{
     RefusedRequest, Store, StoreError, Submission,
 };
 
-/// Most recipients in one request (PRODUCT.md §8).
+/// Most recipients in one request (docs/api.md).
 pub const MAX_RECIPIENTS: usize = 100_000;
 /// Most Cc addresses on one email; each is an email of its own.
 pub const MAX_CC: usize = 50;

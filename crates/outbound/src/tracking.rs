@@ -1,4 +1,4 @@
-//! What tracking adds to a message at send time (PRODUCT.md §4, §7): the visible unsubscribe
+//! What tracking adds to a message at send time (docs/tracking.md, docs/api.md): the visible unsubscribe
 //! link (always), the open pixel (with open tracking on), and every real link rewritten to a
 //! signed redirect (with click tracking on).
 //!

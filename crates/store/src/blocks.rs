@@ -1,4 +1,4 @@
-//! The check right before each attempt (PRODUCT.md §2): an email whose address was
+//! The check right before each attempt (docs/emails.md): an email whose address was
 //! suppressed, or whose lead's Permission to Email was set to No, since it was queued is not
 //! sent. A session checks all its emails in a few queries rather than one per email.
 

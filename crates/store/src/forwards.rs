@@ -1,4 +1,4 @@
-//! Replies waiting to be forwarded to the sender of the email they answer (PRODUCT.md §5),
+//! Replies waiting to be forwarded to the sender of the email they answer (docs/inbound.md),
 //! and where an account wants them. A reply is marked for forwarding before its processing is
 //! recorded as finished, so a crash in between forwards it still; a forwarder claims due
 //! ones with a lease and records sent, a later retry, or failure.

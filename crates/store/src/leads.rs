@@ -33,7 +33,7 @@ pub struct Lead {
     pub updated_at_ms: i64,
 }
 
-/// What last changed a lead's Permission to Email (PRODUCT.md §6: "No" shows its cause).
+/// What last changed a lead's Permission to Email (docs/web-ui.md: "No" shows its cause).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PermissionCause {
     /// The recipient unsubscribed (link, one-click or mailto).

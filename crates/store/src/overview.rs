@@ -1,4 +1,4 @@
-//! The overview's numbers (PRODUCT.md §6): for a range of UTC days, how many of the account's
+//! The overview's numbers (docs/web-ui.md): for a range of UTC days, how many of the account's
 //! emails queued on them ever reached each stage, and the mail waiting for its send time.
 //!
 //! The counts are read from `account_days`, one row per account and day kept up to date in
@@ -23,7 +23,7 @@ pub fn day_of(ms: i64) -> i64 {
     ms.div_euclid(DAY_MS)
 }
 
-/// What a count of the overview counts: emails that ever reached a stage (PRODUCT.md §6), so
+/// What a count of the overview counts: emails that ever reached a stage (docs/web-ui.md), so
 /// an email opened and then unsubscribed counts as delivered, opened and unsubscribed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reached {

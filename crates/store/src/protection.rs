@@ -32,7 +32,7 @@ impl Store {
             .await?)
     }
 
-    /// How the account's emails queued since `since_ms` fared (PRODUCT.md §3 vocabulary).
+    /// How the account's emails queued since `since_ms` fared (docs/emails.md vocabulary).
     pub async fn recent_rates(&self, account_id: &str, since_ms: i64) -> Result<RecentRates> {
         let row = sqlx::query(
             "SELECT COUNT(*) AS emails,

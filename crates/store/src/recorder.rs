@@ -2,7 +2,7 @@
 //! a single transaction, so a burst costs one disk flush per batch instead of one per event.
 //! Delivery outcomes and tracking hits go through it. A crash can lose what is not yet
 //! written — an outcome (its email is tried again when its lease runs out: a duplicate, never
-//! a loss) or the last fraction of a second of opens and clicks (PRODUCT.md §4); a clean
+//! a loss) or the last fraction of a second of opens and clicks (docs/tracking.md); a clean
 //! shutdown loses nothing: the writer ends only after writing everything sent to it.
 
 use std::sync::Arc;

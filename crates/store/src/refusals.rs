@@ -1,4 +1,4 @@
-//! Refused sends (PRODUCT.md §6: never invisible): a recipient that a send request named but
+//! Refused sends (docs/web-ui.md: never invisible): a recipient that a send request named but
 //! that was not queued — Permission to Email No, a lead id the account does not have, an
 //! address that is not one. There is no email for it, so it is kept here, written with the
 //! accepted part of its request, and read back for the lead's activity and the batch

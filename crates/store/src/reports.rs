@@ -1,4 +1,4 @@
-//! The views of PRODUCT.md §6: the email report (one row per email, newest first, filtered
+//! The views of docs/web-ui.md: the email report (one row per email, newest first, filtered
 //! and paged by keyset), the batch report (counts of emails that ever reached each stage) and
 //! a lead's activity.
 //!
@@ -154,7 +154,7 @@ pub struct BatchStats {
 }
 
 impl BatchStats {
-    /// Emails Mailtrail tried to send: all but the dropped (PRODUCT.md §6).
+    /// Emails Mailtrail tried to send: all but the dropped (docs/web-ui.md).
     pub fn sent(&self) -> i64 {
         self.emails - self.dropped
     }

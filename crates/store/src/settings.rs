@@ -17,7 +17,7 @@ pub struct Settings {
 }
 
 impl Default for Settings {
-    /// Tracking is off until an admin turns it on (PRODUCT.md §4).
+    /// Tracking is off until an admin turns it on (docs/tracking.md).
     fn default() -> Self {
         Self {
             open_tracking: false,

@@ -1,4 +1,4 @@
-//! SMTP submission credentials (PRODUCT.md §7): a username and password per account that a
+//! SMTP submission credentials (docs/api.md): a username and password per account that a
 //! mail client logs in with (AUTH PLAIN or LOGIN) to submit mail as that account. The password
 //! is generated here, shown once, and kept only as an argon2 hash; a revoked credential stays
 //! listed (with when it was revoked) but no longer logs in.

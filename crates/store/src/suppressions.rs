@@ -1,4 +1,4 @@
-//! The suppression list (PRODUCT.md §3): addresses an account must not email again, each
+//! The suppression list (docs/emails.md): addresses an account must not email again, each
 //! with the reason and reply that put it there, and a log of who added or removed it.
 
 use std::collections::HashMap;
@@ -115,7 +115,7 @@ pub struct SuppressionLogEntry {
 }
 
 /// How a block is kept once its lead was erased: a hash of the normalised address, so the
-/// address stays blocked without being stored (PRODUCT.md §3, erasure).
+/// address stays blocked without being stored (docs/emails.md, erasure).
 pub(crate) fn erased_key(address_key: &str) -> String {
     use sha2::Digest;
     format!(

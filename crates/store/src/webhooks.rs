@@ -1,4 +1,4 @@
-//! Webhooks: per account, URLs every event of its emails is POSTed to (PRODUCT.md §7), and the
+//! Webhooks: per account, URLs every event of its emails is POSTed to (docs/api.md), and the
 //! durable outbox they are delivered from.
 //!
 //! An event's outbox rows are written in the event's own transaction ([`outbox`]), one per

@@ -1,4 +1,4 @@
-//! Mailtrail's web UI (PRODUCT.md §6, §8): server-rendered pages for the people who send
+//! Mailtrail's web UI (docs/web-ui.md): server-rendered pages for the people who send
 //! the email, behind a session login. No JavaScript; one stylesheet.
 //!
 //! - [`session`]: the session cookie, its server-side record, and [`session::Viewer`], the

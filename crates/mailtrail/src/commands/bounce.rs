@@ -1,5 +1,5 @@
 //! `mailtrail bounce classify PATH...`: classifies raw messages (files, or folders of them)
-//! and prints one JSON object per line and recipient (PRODUCT.md §8), in file order; the files
+//! and prints one JSON object per line and recipient (docs/inbound.md), in file order; the files
 //! are shared among the machine's cores.
 
 use std::io::Write;
@@ -55,7 +55,7 @@ pub fn classify(paths: &[PathBuf]) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// One output line (PRODUCT.md §8).
+/// One output line (docs/inbound.md).
 #[derive(Serialize)]
 struct Line<'a> {
     file: &'a str,

@@ -1,4 +1,4 @@
-//! `mailtrail report emails|batches`: the reports of PRODUCT.md §6 in the terminal, as
+//! `mailtrail report emails|batches`: the reports of docs/web-ui.md in the terminal, as
 //! aligned tables, or as the same CSV the API exports.
 
 use std::io::Write;

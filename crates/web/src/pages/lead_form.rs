@@ -1,7 +1,7 @@
 //! `GET/POST /leads/new` (add a lead) and `GET/POST /leads/{id}/edit` (its names, custom
 //! fields and Permission to Email), checked as `POST /v1/leads` and `PATCH /v1/leads/{id}`
 //! check them and saved through the same store calls. A blocked lead's form says that
-//! setting Permission to Email back to Yes does not lift the block (PRODUCT.md §3).
+//! setting Permission to Email back to Yes does not lift the block (docs/emails.md).
 
 use askama::Template;
 use axum::extract::{Path, State};

@@ -187,7 +187,7 @@ struct TimelineItem {
 }
 
 /// The account's block on the lead's address, shown to every user of the account, with
-/// the rule that keeps it (PRODUCT.md §3): only an operator lifts it.
+/// the rule that keeps it (docs/emails.md): only an operator lifts it.
 struct BlockMark {
     since: String,
     since_iso: String,

@@ -1,4 +1,4 @@
-//! One module per page (PRODUCT.md §8 "Web UI pages"). Handlers read through the store and
+//! One module per page (docs/web-ui.md). Handlers read through the store and
 //! the API crate's helpers, and hand plain view structs to askama templates, which escape
 //! every value.
 

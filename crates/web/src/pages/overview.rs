@@ -1,4 +1,4 @@
-//! `GET /`: the overview, the first page after sign-in (PRODUCT.md §6). For the last 7 and 30
+//! `GET /`: the overview, the first page after sign-in (docs/web-ui.md). For the last 7 and 30
 //! days (UTC, today included): sent, delivered, failed, opened, clicked, replied, unsubscribed
 //! and complaints, each with its rate and linked to the email report filtered to exactly the
 //! emails it counts; the latest failures and complaints; scheduled mail; and a banner while

@@ -1,4 +1,4 @@
-//! The command line of PRODUCT.md §8. Names here are a stable interface: add, never rename.
+//! The command line (README.md, "Command line"). Names here are a stable interface: add, never rename.
 
 use std::path::PathBuf;
 

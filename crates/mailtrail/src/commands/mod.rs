@@ -1,4 +1,4 @@
-//! One module per command of PRODUCT.md §8, each a thin layer over the library crates.
+//! One module per command of the command line (README.md), each a thin layer over the library crates.
 
 mod accounts;
 mod bounce;

@@ -42,7 +42,7 @@ pub fn decide(
     now_ms: i64,
 ) -> Decision {
     let attempt = email.attempts + 1;
-    let age = Duration::from_millis((now_ms - email.created_at_ms).max(0) as u64);
+    let age = Duration::from_millis((now_ms - due_at_ms(email)).max(0) as u64);
     let leave = |suppress| Effects {
         queue: QueueChange::Leave,
         attempted: true,
@@ -162,6 +162,15 @@ pub fn decide(
             decision
         }
     }
+}
+
+/// When `email` was first due: its send time when the sender asked for a later one, else when
+/// it was queued. Its age for the retry policy's `give_up_after` counts from here, so mail
+/// scheduled days ahead gets the whole retry window once it is due.
+pub fn due_at_ms(email: &Claimed) -> i64 {
+    email.send_at_ms.map_or(email.created_at_ms, |send_at| {
+        send_at.max(email.created_at_ms)
+    })
 }
 
 fn with_reason(event: Event, reason: Option<Reason>) -> Event {
@@ -372,6 +381,32 @@ mod tests {
             d.event.detail.status.as_deref(),
             Some("550 5.1.1 <a@b.example>: Recipient address rejected: User unknown")
         );
+    }
+
+    #[test]
+    fn mail_scheduled_days_ahead_is_retried_at_its_first_deferral() {
+        let day = 24 * 3600 * 1000;
+        let mut scheduled = email(0, 6 * day);
+        scheduled.send_at_ms = Some(NOW);
+        let d = decide(
+            &scheduled,
+            &reply("451 4.3.0 Try again later"),
+            &RetryPolicy::default(),
+            false,
+            NOW,
+        );
+        assert_eq!(d.event.kind, EventKind::Deferred);
+        assert!(matches!(d.effects.queue, QueueChange::RetryAt { at_ms, .. } if at_ms > NOW));
+
+        // Unscheduled mail queued as long ago has used up its window.
+        let late = decide(
+            &email(0, 6 * day),
+            &reply("451 4.3.0 Try again later"),
+            &RetryPolicy::default(),
+            false,
+            NOW,
+        );
+        assert_eq!(late.event.kind, EventKind::Failed);
     }
 
     #[test]

@@ -16,7 +16,7 @@ use tokio::task::JoinSet;
 use crate::OutboundConfig;
 use crate::dkim::{KeyError, Signers};
 use crate::limits::{Admission, Destinations};
-use crate::outcome::{Outcome, decide};
+use crate::outcome::{Outcome, decide, due_at_ms};
 use crate::resolve::{DnsClientError, ResolveError, Resolver};
 use crate::session::{self, Context, Ending, Report, Reported};
 use crate::tracking::Tracking;
@@ -211,11 +211,7 @@ fn one_line(text: &str) -> String {
 /// How long `email` has waited since it was due: since it was queued, or since its send time
 /// when the sender asked for a later one.
 fn waited(email: &Claimed) -> Duration {
-    let due = email
-        .send_at_ms
-        .unwrap_or(email.created_at_ms)
-        .max(email.created_at_ms);
-    Duration::from_millis(u64::try_from(now_ms() - due).unwrap_or(0))
+    Duration::from_millis(u64::try_from(now_ms() - due_at_ms(email)).unwrap_or(0))
 }
 
 impl Report for Recording<'_> {

@@ -390,7 +390,11 @@ async fn roles_decide_who_sees_settings_and_suppressions() {
     let app = app().await;
     let user = sign_in(&app, USER).await;
     let settings = call(&app, "GET", "/settings", Some(&user), None).await;
-    assert_eq!(settings.status, StatusCode::OK, "a user sets their own timezone");
+    assert_eq!(
+        settings.status,
+        StatusCode::OK,
+        "a user sets their own timezone"
+    );
     assert!(
         !settings.body.contains("action=\"/settings\""),
         "the account's settings are for admins"
@@ -974,4 +978,57 @@ async fn a_blocked_lead_shows_the_block_its_cause_and_the_rule_to_every_user() {
     )
     .await;
     assert!(!carla.body.contains("Blocked since"));
+}
+
+#[tokio::test]
+async fn a_cancelled_email_reads_cancelled_on_its_leads_timeline() {
+    use mailtrail_store::{Cancel, Content, QueueEntry, Submission};
+    let app = app().await;
+    let cookie = sign_in(&app, USER).await;
+    let submission = Submission {
+        content: Content {
+            from: "news@acme.test".into(),
+            subject: "Called off".into(),
+            text: Some("Never mind".into()),
+            ..Content::default()
+        },
+        batch: None,
+        send_at_ms: Some(mailtrail_store::now_ms() + 86_400_000),
+        entries: vec![QueueEntry {
+            to: mailtrail_domain::EmailAddress::parse("carla@shop.test").unwrap(),
+            lead_id: Some(app.seeded.carla.clone()),
+            fields: Default::default(),
+            dropped: None,
+            header_to: None,
+        }],
+    };
+    let ids = app
+        .store
+        .enqueue(&app.seeded.acme, &submission, None, |_| String::new())
+        .await
+        .unwrap();
+    let cancelled = app
+        .store
+        .cancel_queued(&app.seeded.acme, Cancel::Email(&ids[0]))
+        .await
+        .unwrap();
+    assert_eq!(cancelled.len(), 1);
+
+    let page = call(
+        &app,
+        "GET",
+        &format!("/leads/{}", app.seeded.carla),
+        Some(&cookie),
+        None,
+    )
+    .await;
+    assert_eq!(page.status, StatusCode::OK);
+    let at = page
+        .body
+        .find("Called off</a>")
+        .expect("the email on the timeline");
+    let title = &page.body[at..];
+    let title = &title[..title.find("</p>").unwrap()];
+    assert!(title.contains("⊘</span> Cancelled</span>"), "{title}");
+    assert!(!title.contains("Failed"), "{title}");
 }

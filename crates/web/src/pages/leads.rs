@@ -10,7 +10,7 @@ use axum::response::Html;
 use mailtrail_api::AppState;
 use mailtrail_api::activity::{ActivityItem, timeline};
 use mailtrail_domain::failure::explain;
-use mailtrail_domain::{EmailAddress, Permission};
+use mailtrail_domain::{EmailAddress, Permission, Reason};
 use mailtrail_store::{Lead, PermissionCause, Refusal, RefusalReason, Suppression};
 use serde::Deserialize;
 
@@ -209,6 +209,14 @@ struct LeadPage {
     items: Vec<TimelineItem>,
 }
 
+/// The badge of an email cancelled before it was sent: its stage is `failed`, but like its
+/// own page the timeline reads "Cancelled", not "Failed".
+const CANCELLED: Badge = Badge {
+    stage: "failed",
+    icon: "⊘",
+    text: "Cancelled",
+};
+
 fn item(at_ms: i64, item: ActivityItem) -> TimelineItem {
     match item {
         ActivityItem::Email {
@@ -221,14 +229,19 @@ fn item(at_ms: i64, item: ActivityItem) -> TimelineItem {
             reason,
             ..
         } => {
-            let words = in_words(reason.and_then(|r| r.parse().ok()), status.as_deref());
+            let reason_kind = reason.and_then(|r| r.parse().ok());
+            let words = in_words(reason_kind, status.as_deref());
             TimelineItem {
                 at: time(at_ms),
                 at_iso: iso(at_ms),
                 href: Some(format!("/emails/{id}")),
                 title: subject,
                 not_sent: None,
-                badge: label.map(|text| Badge::new(stage, text)),
+                badge: if reason_kind == Some(Reason::Cancelled) {
+                    Some(CANCELLED)
+                } else {
+                    label.map(|text| Badge::new(stage, text))
+                },
                 reply: false,
                 details: [
                     ("Batch", batch),

@@ -112,19 +112,17 @@ impl SubmissionConfig {
     pub fn acceptor(
         &self,
         inbound: &InboundConfig,
-    ) -> Result<Option<tokio_rustls::TlsAcceptor>, String> {
+    ) -> anyhow::Result<Option<tokio_rustls::TlsAcceptor>> {
         if self.listen.is_none() && self.implicit_tls_listen.is_none() {
             return Ok(None);
         }
         if self.tls_certificate.is_none() || self.tls_key.is_none() {
-            return Err(
-                "[submission] listen and implicit_tls_listen need tls_certificate and \
-                        tls_key: logins are only taken over TLS"
-                    .into(),
+            anyhow::bail!(
+                "[submission] listen and implicit_tls_listen need tls_certificate and tls_key: \
+                 logins are only taken over TLS"
             );
         }
-        mailtrail_inbound::tls::acceptor(&self.session(inbound))
-            .map_err(|e| mailtrail_domain::causes::WithCauses(&e).to_string())
+        Ok(mailtrail_inbound::tls::acceptor(&self.session(inbound))?)
     }
 }
 
@@ -231,13 +229,14 @@ pub fn check(file: Option<&Path>) -> Vec<Problem> {
     };
     let (config, mut problems) = resolve(table, Environment::from_process());
     if let Some(config) = config {
-        if let Err(message) = mailtrail_inbound::tls::acceptor(&config.inbound)
-            .map_err(|e| mailtrail_domain::causes::WithCauses(&e).to_string())
-        {
-            problems.push(Problem::error("inbound.tls_certificate", message));
+        if let Err(e) = mailtrail_inbound::tls::acceptor(&config.inbound) {
+            problems.push(Problem::error("inbound.tls_certificate", format!("{e:#}")));
         }
-        if let Err(message) = config.submission.acceptor(&config.inbound) {
-            problems.push(Problem::error("submission.tls_certificate", message));
+        if let Err(e) = config.submission.acceptor(&config.inbound) {
+            problems.push(Problem::error(
+                "submission.tls_certificate",
+                format!("{e:#}"),
+            ));
         }
     }
     problems.sort_by(|a, b| a.path.cmp(&b.path));

@@ -75,7 +75,7 @@ impl Service {
         };
         let outbound = Outbound::new(store.clone(), outbound_config.clone(), &config.dns_servers)
             .await
-            .map_err(anyhow::Error::msg)?;
+            .context("cannot start the delivery worker")?;
 
         let (stop, stop_requested) = watch::channel(false);
         let readiness = Readiness::default();
@@ -83,12 +83,12 @@ impl Service {
         let (hits, hits_writer) = mailtrail_store::Recorder::spawn_for_hits(store.clone());
         let domains =
             mailtrail_outbound::domains::Checker::new(&outbound_config, &config.dns_servers)
-                .map_err(anyhow::Error::msg)?;
+                .context("cannot start the sending-domain checker")?;
         // Hook URLs are checked at creation and at each delivery's connect with the same rules
         // and the same DNS servers as MX lookups.
         let webhook_targets =
             mailtrail_webhooks::target::Targets::new(&config.webhooks, &config.dns_servers)
-                .map_err(anyhow::Error::msg)?;
+                .context("cannot start the webhook target checker")?;
         let state = AppState {
             hits,
             store: store.clone(),
@@ -137,7 +137,7 @@ impl Service {
         let received = std::sync::Arc::new(tokio::sync::Notify::new());
         let processor = Processor::new(store.clone(), outbound.tokens(), received.clone());
         let inbound_tls =
-            mailtrail_inbound::tls::acceptor(&config.inbound).map_err(anyhow::Error::msg)?;
+            mailtrail_inbound::tls::acceptor(&config.inbound).context("[inbound] TLS")?;
         parts.spawn_loop(
             "inbound smtp server",
             Side::Background,
@@ -172,7 +172,7 @@ impl Service {
             config.webhooks.clone(),
             webhook_targets,
         )
-        .map_err(anyhow::Error::msg)?
+        .context("cannot start the webhook dispatcher")?
         .with_message_ids(mailtrail_webhooks::MessageIds {
             tokens: outbound.tokens(),
             helo_name: outbound_config.helo_name.clone(),
@@ -187,7 +187,7 @@ impl Service {
             outbound_config.clone(),
             &config.dns_servers,
         )
-        .map_err(anyhow::Error::msg)?;
+        .context("cannot start reply forwarding")?;
         parts.spawn_loop(
             "reply forwarding",
             Side::Background,
@@ -264,11 +264,7 @@ async fn start_submission(
     parts: &mut Supervisor,
     stops: &Stops,
 ) -> anyhow::Result<()> {
-    let Some(tls) = config
-        .submission
-        .acceptor(&config.inbound)
-        .map_err(anyhow::Error::msg)?
-    else {
+    let Some(tls) = config.submission.acceptor(&config.inbound)? else {
         return Ok(());
     };
     let sink = std::sync::Arc::new(crate::submission::Submissions {

@@ -130,5 +130,21 @@ async fn walk(ui: &Ui<'_>) {
     ui.c.set_window_size(390, 844).await.unwrap();
     fits_a_phone(ui, "/", "Overview", "phone-overview").await;
     fits_a_phone(ui, "/reports/emails", "Email report", "phone-report").await;
+    // Each stacked row starts with where the email stands and why, before its subject.
+    let order =
+        ui.c.execute(
+            "const row = document.querySelector('tbody tr');
+             const top = label => row.querySelector(`td[data-label='${label}']`)
+                 .getBoundingClientRect().top;
+             return [top('Last Action'), top('Reason'), top('Subject')];",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let tops: Vec<f64> = serde_json::from_value(order).unwrap();
+    assert!(
+        tops[0] < tops[1] && tops[1] < tops[2],
+        "Last Action, then Reason, then Subject on a phone: {tops:?}"
+    );
     ui.c.set_window_size(1366, 900).await.unwrap();
 }

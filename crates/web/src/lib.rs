@@ -10,7 +10,7 @@
 //! - [`layout`]: the page chrome: title, nav bar, the operator's account picker;
 //! - [`format`]: times (in the viewer's timezone), stage badges and query strings as the
 //!   pages show them;
-//! - [`chart`]: the batch comparison as inline SVG;
+//! - [`chart`]: the batch comparison as rows of bars;
 //! - [`pages`]: one module per page;
 //! - [`assets`]: the stylesheet and the security headers of every answer.
 //!

@@ -5,11 +5,11 @@
 use std::collections::BTreeMap;
 
 use mailtrail_domain::{EmailAddress, Event, EventKind, Reason};
+use mailtrail_store::EmailId;
 use mailtrail_store::overview::{DAY_MS, day_of};
 use mailtrail_store::{
     Content, EmailFilter, Page, QueueEntry, Reached, Settings, Store, Submission, now_ms,
 };
-use mailtrail_store::EmailId;
 
 async fn sqlite() -> (Store, Option<tempfile::TempDir>) {
     let dir = tempfile::tempdir().unwrap();
@@ -124,7 +124,10 @@ async fn overview_counts_equal_the_reports_totals_and_rows(store: Store) {
         let (store, acme, id) = (store.clone(), acme.clone(), id.to_owned());
         async move {
             for event in events {
-                store.append_event(&acme, &EmailId::from(&id), &event).await.unwrap();
+                store
+                    .append_event(&acme, &EmailId::from(&id), &event)
+                    .await
+                    .unwrap();
             }
         }
     };
@@ -284,7 +287,10 @@ async fn a_rare_stage_is_listed_page_by_page_as_without_the_day_counts(store: St
     }
     for id in ids.iter().step_by(2) {
         let complaint = Event::new(EventKind::Complained, now_ms()).with_feedback_type("abuse");
-        store.append_event(&acme, &EmailId::from(id), &complaint).await.unwrap();
+        store
+            .append_event(&acme, &EmailId::from(id), &complaint)
+            .await
+            .unwrap();
     }
     let by_day = EmailFilter {
         from_ms: Some(today_start()),

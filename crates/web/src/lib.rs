@@ -37,12 +37,12 @@ use axum::routing::{get, post};
 use axum::{Extension, Router};
 use mailtrail_api::AppState;
 
+pub use error::not_found;
+use pages::admin;
 use pages::{
     batch_send, batches, compose, emails, import, lead_form, leads, login, overview, reports,
     settings, suppressions,
 };
-use pages::admin;
-pub use error::not_found;
 pub use throttle::WebConfig;
 
 /// Every page of the UI, with its state applied. `public_url` is where browsers reach the
@@ -60,7 +60,10 @@ pub fn router(state: AppState, config: &WebConfig, public_url: &str) -> Router {
         .route("/login", get(login::form).post(login::submit))
         .route("/logout", post(login::logout))
         .route("/leads", get(leads::list))
-        .route("/leads/new", get(lead_form::new_form).post(lead_form::create))
+        .route(
+            "/leads/new",
+            get(lead_form::new_form).post(lead_form::create),
+        )
         .route(
             "/leads/import",
             get(import::form)
@@ -95,7 +98,10 @@ pub fn router(state: AppState, config: &WebConfig, public_url: &str) -> Router {
         .route("/settings/domains/check", post(settings::check_domain))
         .route("/settings/domains/rotate", post(settings::rotate_domain))
         .route("/settings/domains/remove", post(settings::remove_domain))
-        .route("/admin/users", get(admin::users::page).post(admin::users::add))
+        .route(
+            "/admin/users",
+            get(admin::users::page).post(admin::users::add),
+        )
         .route("/admin/users/remove", post(admin::users::remove))
         .route(
             "/admin/api-keys",

@@ -410,7 +410,12 @@ pub(crate) async fn csv(
     let (filter, _page) = filters
         .parse()
         .map_err(|errors| WebError::BadRequest(errors.join("; ")))?;
-    let body = Body::from_stream(email_csv(state.store, viewer.account_id.into(), filter, None));
+    let body = Body::from_stream(email_csv(
+        state.store,
+        viewer.account_id.into(),
+        filter,
+        None,
+    ));
     Ok((
         [
             (header::CONTENT_TYPE, "text/csv; charset=utf-8"),

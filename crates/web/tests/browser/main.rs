@@ -6,12 +6,12 @@
 //! Needs Debian's `chromium` and `chromium-driver` (`scripts/install-test-deps`); without
 //! them the test fails and says so.
 
+mod accessibility;
+mod acting;
+mod admin;
+mod blocks;
 #[path = "../common/mod.rs"]
 mod common;
-mod accessibility;
-mod admin;
-mod acting;
-mod blocks;
 mod overview;
 mod tour;
 

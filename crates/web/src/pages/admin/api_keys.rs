@@ -5,14 +5,14 @@
 
 use askama::Template;
 use axum::extract::{Query, State};
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::Response;
 use mailtrail_api::AppState;
 use serde::Deserialize;
 
-use super::{Frame, Secret, Tab, TabLink, account_role, answer};
+use super::{ConfirmForm, Frame, Secret, Tab, TabLink, account_role, answer, back_with_notice};
 use crate::csrf::Posted;
 use crate::error::WebError;
-use crate::format::{query, time};
+use crate::format::time;
 use crate::layout::Chrome;
 use crate::session::Viewer;
 
@@ -110,17 +110,10 @@ pub(crate) async fn create(
     answer(&page, false)
 }
 
-#[derive(Deserialize)]
-pub(crate) struct RevokeForm {
-    #[serde(default)]
-    id: String,
-    confirm: Option<String>,
-}
-
 /// `POST /admin/api-keys/revoke`: forgets one of the account's keys.
 pub(crate) async fn revoke(
     State(state): State<AppState>,
-    posted: Posted<RevokeForm>,
+    posted: Posted<ConfirmForm>,
 ) -> Result<Response, WebError> {
     let Posted { viewer, form } = posted;
     let mut page = load(&state, &viewer).await?;
@@ -138,9 +131,5 @@ pub(crate) async fn revoke(
         .store
         .revoke_api_key(&viewer.account_id, &form.id)
         .await?;
-    Ok(Redirect::to(&format!(
-        "/admin/api-keys{}",
-        query(&[("revoked", &form.id)])
-    ))
-    .into_response())
+    Ok(back_with_notice("/admin/api-keys", "revoked", &form.id))
 }

@@ -11,10 +11,12 @@ pub(crate) mod users;
 pub(crate) mod webhooks;
 
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::response::{IntoResponse, Redirect, Response};
 use mailtrail_domain::Role;
+use serde::Deserialize;
 
 use crate::error::WebError;
+use crate::format::query;
 use crate::layout::{Chrome, Section};
 use crate::pages::render;
 use crate::session::Viewer;
@@ -108,6 +110,20 @@ pub(crate) fn answer(page: &impl askama::Template, refused: bool) -> Result<Resp
         StatusCode::OK
     };
     Ok((status, render(page)?).into_response())
+}
+
+/// A form that removes or revokes one of the account's rows, confirmed by a checkbox.
+#[derive(Deserialize)]
+pub(crate) struct ConfirmForm {
+    #[serde(default)]
+    pub id: String,
+    /// The confirmation checkbox.
+    pub confirm: Option<String>,
+}
+
+/// Back to the page at `path` after a removal, with `(key, value)` for its notice to name.
+pub(crate) fn back_with_notice(path: &str, key: &str, value: &str) -> Response {
+    Redirect::to(&format!("{path}{}", query(&[(key, value)]))).into_response()
 }
 
 /// The roles an admin can give: never operator, which belongs to no account.

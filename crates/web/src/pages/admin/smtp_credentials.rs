@@ -6,14 +6,14 @@
 
 use askama::Template;
 use axum::extract::{Query, State};
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::Response;
 use mailtrail_api::AppState;
 use serde::Deserialize;
 
-use super::{Frame, Secret, Tab, TabLink, answer};
+use super::{ConfirmForm, Frame, Secret, Tab, TabLink, answer, back_with_notice};
 use crate::csrf::Posted;
 use crate::error::WebError;
-use crate::format::{query, time};
+use crate::format::time;
 use crate::layout::Chrome;
 use crate::session::Viewer;
 
@@ -108,17 +108,10 @@ pub(crate) async fn create(
     answer(&page, false)
 }
 
-#[derive(Deserialize)]
-pub(crate) struct RevokeForm {
-    #[serde(default)]
-    id: String,
-    confirm: Option<String>,
-}
-
 /// `POST /admin/smtp-credentials/revoke`: one of the account's credentials stops logging in.
 pub(crate) async fn revoke(
     State(state): State<AppState>,
-    posted: Posted<RevokeForm>,
+    posted: Posted<ConfirmForm>,
 ) -> Result<Response, WebError> {
     let Posted { viewer, form } = posted;
     let mut page = load(&state, &viewer).await?;
@@ -136,9 +129,9 @@ pub(crate) async fn revoke(
         .store
         .revoke_smtp_credential(&form.id, Some(&viewer.account_id))
         .await?;
-    Ok(Redirect::to(&format!(
-        "/admin/smtp-credentials{}",
-        query(&[("revoked", &username)])
+    Ok(back_with_notice(
+        "/admin/smtp-credentials",
+        "revoked",
+        &username,
     ))
-    .into_response())
 }

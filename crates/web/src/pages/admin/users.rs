@@ -9,7 +9,7 @@ use argon2::password_hash::rand_core::OsRng;
 use argon2::{Argon2, PasswordHasher};
 use askama::Template;
 use axum::extract::{Query, State};
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::Response;
 use mailtrail_api::AppState;
 use mailtrail_domain::{EmailAddress, Role};
 use mailtrail_store::StoreError;
@@ -17,10 +17,10 @@ use rand::Rng;
 use rand::distributions::Alphanumeric;
 use serde::Deserialize;
 
-use super::{Frame, Secret, Tab, TabLink, account_role, answer};
+use super::{ConfirmForm, Frame, Secret, Tab, TabLink, account_role, answer, back_with_notice};
 use crate::csrf::Posted;
 use crate::error::WebError;
-use crate::format::{query, time};
+use crate::format::time;
 use crate::layout::Chrome;
 use crate::session::Viewer;
 
@@ -191,18 +191,10 @@ pub(crate) async fn add(
     }
 }
 
-#[derive(Deserialize)]
-pub(crate) struct RemoveForm {
-    #[serde(default)]
-    id: String,
-    /// The confirmation checkbox.
-    confirm: Option<String>,
-}
-
 /// `POST /admin/users/remove`: removes one of the account's logins and ends its sessions.
 pub(crate) async fn remove(
     State(state): State<AppState>,
-    posted: Posted<RemoveForm>,
+    posted: Posted<ConfirmForm>,
 ) -> Result<Response, WebError> {
     let Posted { viewer, form } = posted;
     let mut page = load(&state, &viewer).await?;
@@ -228,5 +220,5 @@ pub(crate) async fn remove(
         .store
         .remove_user(&viewer.account_id, &form.id)
         .await?;
-    Ok(Redirect::to(&format!("/admin/users{}", query(&[("removed", &email)]))).into_response())
+    Ok(back_with_notice("/admin/users", "removed", &email))
 }

@@ -14,7 +14,7 @@ use mailtrail_store::webhooks::event_types;
 use mailtrail_store::{Delivery, Webhook};
 use serde::Deserialize;
 
-use super::{Frame, Secret, Tab, TabLink, answer};
+use super::{ConfirmForm, Frame, Secret, Tab, TabLink, answer, back_with_notice};
 use crate::csrf::Posted;
 use crate::error::WebError;
 use crate::format::{query, time};
@@ -168,17 +168,10 @@ pub(crate) async fn add(
     answer(&page, false)
 }
 
-#[derive(Deserialize)]
-pub(crate) struct RemoveForm {
-    #[serde(default)]
-    id: String,
-    confirm: Option<String>,
-}
-
 /// `POST /admin/webhooks/remove`: stops one of the account's hooks.
 pub(crate) async fn remove(
     State(state): State<AppState>,
-    posted: Posted<RemoveForm>,
+    posted: Posted<ConfirmForm>,
 ) -> Result<Response, WebError> {
     let Posted { viewer, form } = posted;
     let mut page = load(&state, &viewer).await?;
@@ -196,7 +189,7 @@ pub(crate) async fn remove(
         .store
         .delete_webhook(&viewer.account_id, &form.id)
         .await?;
-    Ok(Redirect::to(&format!("/admin/webhooks{}", query(&[("removed", &url)]))).into_response())
+    Ok(back_with_notice("/admin/webhooks", "removed", &url))
 }
 
 struct DeliveryRow {

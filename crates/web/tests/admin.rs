@@ -303,6 +303,13 @@ async fn an_admin_adds_a_user_who_signs_in_with_the_password_shown_once_then_rem
     let listed = admin.get("/admin/users").await;
     assert!(listed.body.contains("cleo@acme.test"));
     assert!(!listed.body.contains(&password), "shown once");
+    assert!(
+        listed.body.contains(">Yes, remove cleo@acme.test</label>")
+            && listed
+                .body
+                .contains("Remove<span class=\"visually-hidden\"> cleo@acme.test</span>"),
+        "each login has its confirmed remove form"
+    );
 
     let cleo = Session::start(&app, "cleo@acme.test", &password)
         .await

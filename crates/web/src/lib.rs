@@ -57,6 +57,7 @@ pub fn router(state: AppState, config: &WebConfig, public_url: &str) -> Router {
     };
     Router::new()
         .route("/", get(overview::page))
+        .route("/sending/resume", post(overview::resume))
         .route("/login", get(login::form).post(login::submit))
         .route("/logout", post(login::logout))
         .route("/leads", get(leads::list))

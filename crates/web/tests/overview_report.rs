@@ -7,7 +7,7 @@ mod common;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use common::{ADMIN, App, app, queue_bulk};
+use common::{ADMIN, App, USER, app, queue_bulk};
 use mailtrail_store::now_ms;
 use sha2::{Digest, Sha256};
 use tower::ServiceExt;
@@ -278,4 +278,57 @@ async fn the_overview_shows_scheduled_mail_and_a_banner_while_sending_is_paused(
     assert!(page.contains("later0@shop.test"));
     let (_, scheduled) = get(&app, "/reports/emails?scheduled=yes", &cookie).await;
     assert_eq!(total(&scheduled), 3);
+
+    // A user reads the banner but cannot lift it; an admin resumes from the banner itself.
+    let user = session(&app, USER).await;
+    let (_, seen) = get(&app, "/", &user).await;
+    assert!(
+        seen.contains("An admin of this account can resume it.")
+            && !seen.contains("Resume sending</button>")
+    );
+    assert_eq!(
+        post(&app, "/sending/resume", &user, &csrf(&seen)).await,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        post(&app, "/sending/resume", &cookie, "forged").await,
+        StatusCode::FORBIDDEN
+    );
+    assert!(
+        app.store
+            .sending_pause(&app.seeded.acme)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert_eq!(
+        post(&app, "/sending/resume", &cookie, &csrf(&page)).await,
+        StatusCode::SEE_OTHER
+    );
+    assert!(
+        app.store
+            .sending_pause(&app.seeded.acme)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let (_, resumed) = get(&app, "/", &cookie).await;
+    assert!(!resumed.contains("Sending is paused"), "{resumed}");
+}
+
+/// The page's CSRF token (its first hidden `csrf` field).
+fn csrf(page: &str) -> String {
+    let marker = "name=\"csrf\" value=\"";
+    let start = page.find(marker).expect("a form with a CSRF token") + marker.len();
+    page[start..].split('"').next().unwrap().to_owned()
+}
+
+/// POSTs a form holding only `csrf`, and answers the status.
+async fn post(app: &App, uri: &str, cookie: &str, csrf: &str) -> StatusCode {
+    let request = Request::post(uri)
+        .header("cookie", cookie)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(Body::from(format!("csrf={csrf}")))
+        .unwrap();
+    app.router().oneshot(request).await.unwrap().status()
 }

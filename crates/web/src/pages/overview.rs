@@ -7,8 +7,10 @@
 use askama::Template;
 use axum::extract::State;
 use axum::http::Uri;
-use axum::response::Html;
+use axum::response::{Html, Redirect};
 use mailtrail_api::AppState;
+use mailtrail_domain::Role;
+use serde::Deserialize;
 use mailtrail_store::{DayCounts, EmailFilter, EmailRow, Page, Reached, now_ms};
 
 use crate::error::WebError;
@@ -16,6 +18,7 @@ use crate::format::{Words, in_words, iso, query, time};
 use crate::layout::{Chrome, Section};
 use crate::pages::render;
 use crate::pages::reports::last_days;
+use crate::csrf::Posted;
 use crate::session::Viewer;
 
 /// The windows shown, in days.
@@ -228,7 +231,7 @@ pub(crate) async fn page(
             since: time(p.since_ms),
             reason: p.reason,
         }),
-        admin: viewer.role >= mailtrail_domain::Role::Admin,
+        admin: viewer.role >= Role::Admin,
         windows: WINDOWS.iter().map(|d| format!("Last {d} days")).collect(),
         lines,
         failures,
@@ -272,4 +275,25 @@ mod tests {
         assert_eq!(percent(Some(0.1234)), "12.3 %");
         assert_eq!(percent(None), "n/a");
     }
+}
+
+/// The resume form carries nothing but its CSRF token.
+#[derive(Deserialize)]
+pub(crate) struct ResumeForm {}
+
+/// `POST /sending/resume` (admins): lifts the account's sending pause, as
+/// `POST /v1/sending/resume` does, and wakes the delivery worker for what waited.
+pub(crate) async fn resume(
+    State(state): State<AppState>,
+    posted: Posted<ResumeForm>,
+) -> Result<Redirect, WebError> {
+    let viewer = posted.viewer;
+    viewer.require(Role::Admin, "Sending is resumed by the account's admins.")?;
+    match state.store.resume_sending(&viewer.account_id).await {
+        Ok(()) => state.queued.notify_one(),
+        // Not paused (any more): nothing to lift.
+        Err(mailtrail_store::StoreError::NotFound) => {}
+        Err(e) => return Err(e.into()),
+    }
+    Ok(Redirect::to("/"))
 }

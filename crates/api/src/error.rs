@@ -164,38 +164,69 @@ fn problem(status: StatusCode, detail: String, errors: Vec<FieldError>) -> Respo
     response
 }
 
+/// An error axum or tower answered by itself, in plain text or with no body, read so that a
+/// service can answer it in its own form (a problem document, an HTML page).
+pub struct FrameworkError {
+    pub status: StatusCode,
+    /// What its body said, trimmed: empty when it had none.
+    pub said: String,
+    /// The methods the path takes, on a 405.
+    allow: Option<HeaderValue>,
+}
+
+impl FrameworkError {
+    /// Reads `response` when it is such an error; any other (a success, a JSON or HTML
+    /// answer) comes back untouched as `Err`.
+    pub async fn read(response: Response) -> Result<FrameworkError, Response> {
+        let status = response.status();
+        let plain = response
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .is_none_or(|v| v.as_bytes().starts_with(b"text/plain"));
+        if !(status.is_client_error() || status.is_server_error()) || !plain {
+            return Err(response);
+        }
+        let (parts, body) = response.into_parts();
+        let said = axum::body::to_bytes(body, 4096)
+            .await
+            .ok()
+            .and_then(|b| String::from_utf8(b.to_vec()).ok())
+            .map(|t| t.trim().to_owned())
+            .unwrap_or_default();
+        Ok(FrameworkError {
+            status,
+            said,
+            allow: parts.headers.get(header::ALLOW).cloned(),
+        })
+    }
+
+    /// `answer`, keeping the error's `Allow` header.
+    pub fn keep_allow(self, mut answer: Response) -> Response {
+        if let Some(allow) = self.allow {
+            answer.headers_mut().insert(header::ALLOW, allow);
+        }
+        answer
+    }
+}
+
 /// The errors axum and tower answer by themselves, in plain text or with no body (a method
 /// the path does not take, a body over the limit, a path segment that is not UTF-8), leave as
 /// problem documents like every other error. JSON answers (`/healthz`'s 503) pass untouched.
 pub async fn framework_problems(response: Response) -> Response {
-    let status = response.status();
-    let plain = response
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .is_none_or(|v| v.as_bytes().starts_with(b"text/plain"));
-    if !(status.is_client_error() || status.is_server_error()) || !plain {
-        return response;
-    }
-    let (parts, body) = response.into_parts();
-    let text = axum::body::to_bytes(body, 4096)
-        .await
-        .ok()
-        .and_then(|b| String::from_utf8(b.to_vec()).ok())
-        .map(|t| t.trim().to_owned())
-        .unwrap_or_default();
-    if status == StatusCode::PAYLOAD_TOO_LARGE {
+    let error = match FrameworkError::read(response).await {
+        Ok(error) => error,
+        Err(untouched) => return untouched,
+    };
+    if error.status == StatusCode::PAYLOAD_TOO_LARGE {
         return ApiError::TooLarge.into_response();
     }
-    let detail = match status {
+    let detail = match error.status {
         StatusCode::METHOD_NOT_ALLOWED => "this path does not take that method".to_owned(),
-        _ if !text.is_empty() => text,
-        _ => status.canonical_reason().unwrap_or("Error").to_owned(),
+        _ if !error.said.is_empty() => error.said.clone(),
+        s => s.canonical_reason().unwrap_or("Error").to_owned(),
     };
-    let mut out = problem(status, detail, vec![]);
-    if let Some(allow) = parts.headers.get(header::ALLOW) {
-        out.headers_mut().insert(header::ALLOW, allow.clone());
-    }
-    out
+    let answer = problem(error.status, detail, vec![]);
+    error.keep_allow(answer)
 }
 
 impl From<StoreError> for ApiError {

@@ -10,7 +10,7 @@
 use askama::Template;
 use axum::http::{HeaderValue, StatusCode, Uri, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
-use mailtrail_api::error::ApiError;
+use mailtrail_api::error::{ApiError, FrameworkError};
 use mailtrail_store::StoreError;
 
 use crate::format::query;
@@ -151,22 +151,12 @@ pub async fn not_found(uri: Uri) -> Response {
 /// The errors axum answers by itself on the UI's routes, in plain text or with no body,
 /// answered as pages instead (keeping `Allow` and the status). Pages pass untouched.
 pub(crate) async fn framework_pages(response: Response) -> Response {
-    let status = response.status();
-    let plain = response
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .is_none_or(|v| v.as_bytes().starts_with(b"text/plain"));
-    if !(status.is_client_error() || status.is_server_error()) || !plain {
-        return response;
-    }
-    let (parts, body) = response.into_parts();
-    let said = axum::body::to_bytes(body, 4096)
-        .await
-        .ok()
-        .and_then(|b| String::from_utf8(b.to_vec()).ok())
-        .map(|t| t.trim().to_owned())
-        .unwrap_or_default();
-    let (title, message) = match status {
+    let error = match FrameworkError::read(response).await {
+        Ok(error) => error,
+        Err(untouched) => return untouched,
+    };
+    let said = &error.said;
+    let (title, message) = match error.status {
         StatusCode::METHOD_NOT_ALLOWED => (
             "Not a page",
             "This address takes a form, not a visit: go back and use the page's button.".to_owned(),
@@ -190,11 +180,8 @@ pub(crate) async fn framework_pages(response: Response) -> Response {
             ),
         ),
     };
-    let mut out = page(status, title, message);
-    if let Some(allow) = parts.headers.get(header::ALLOW) {
-        out.headers_mut().insert(header::ALLOW, allow.clone());
-    }
-    out
+    let answer = page(error.status, title, message);
+    error.keep_allow(answer)
 }
 
 #[cfg(test)]

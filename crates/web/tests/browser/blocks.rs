@@ -117,29 +117,7 @@ async fn fits_a_phone(ui: &Ui<'_>, path: &str, title: &str, focus: &str, shot: &
     )
     .await
     .unwrap();
-    let fits =
-        ui.c.execute(
-            "return document.documentElement.scrollWidth <= window.innerWidth",
-            vec![],
-        )
-        .await
-        .unwrap();
-    if fits != Value::Bool(true) {
-        let wide = ui
-            .c
-            .execute(
-                "return [...document.querySelectorAll('body *')]
-                   .filter(e => e.getBoundingClientRect().right > window.innerWidth)
-                   .slice(-5)
-                   .map(e => e.tagName + '.' + e.className + ' ' + Math.round(e.getBoundingClientRect().right))",
-                vec![],
-            )
-            .await
-            .unwrap();
-        ui.shot(shot).await;
-        panic!("{path} scrolls sideways at 390 px: {wide}");
-    }
-    ui.shot(shot).await;
+    ui.fits_a_phone(path, shot).await;
 }
 
 async fn walk(ui: &Ui<'_>) {

@@ -133,6 +133,36 @@ impl Ui<'_> {
         std::fs::write(self.shots.join(format!("{page}.png")), png).unwrap();
     }
 
+    /// Asserts the page in view does not scroll sideways at the window's width (a phone's,
+    /// where the walks check it), naming what sticks out when it does; then saves its
+    /// screenshot as `shot`, either way.
+    async fn fits_a_phone(&self, what: &str, shot: &str) {
+        let fits = self
+            .c
+            .execute(
+                "return document.documentElement.scrollWidth <= window.innerWidth",
+                vec![],
+            )
+            .await
+            .unwrap();
+        if fits != true {
+            let wide = self
+                .c
+                .execute(
+                    "return [...document.querySelectorAll('body *')]
+                       .filter(e => e.getBoundingClientRect().right > window.innerWidth)
+                       .slice(-5)
+                       .map(e => e.tagName + '.' + e.className + ' ' + Math.round(e.getBoundingClientRect().right))",
+                    vec![],
+                )
+                .await
+                .unwrap();
+            self.shot(shot).await;
+            panic!("{what} scrolls sideways at a phone's width: {wide}");
+        }
+        self.shot(shot).await;
+    }
+
     /// The page's visible text.
     async fn text(&self) -> String {
         self.text_of("body").await

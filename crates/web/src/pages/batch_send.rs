@@ -327,12 +327,7 @@ pub(crate) async fn cancel(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
-        list.iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
+    use crate::pages::pairs;
 
     #[test]
     fn the_form_keeps_the_ticked_leads_once_and_in_order() {

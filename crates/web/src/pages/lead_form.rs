@@ -288,12 +288,7 @@ pub(crate) async fn update(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
-        list.iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
+    use crate::pages::pairs;
 
     #[test]
     fn custom_fields_come_in_name_and_value_pairs() {

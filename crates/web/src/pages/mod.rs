@@ -26,3 +26,11 @@ use crate::error::WebError;
 pub(crate) fn render(page: &impl Template) -> Result<Html<String>, WebError> {
     Ok(Html(page.render()?))
 }
+
+/// A form body as a handler reads it (`Vec<(name, value)>`), for the unit tests.
+#[cfg(test)]
+pub(crate) fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
+    list.iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}

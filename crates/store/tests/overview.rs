@@ -11,34 +11,9 @@ use mailtrail_store::{
     Content, EmailFilter, Page, QueueEntry, Reached, Settings, Store, Submission, now_ms,
 };
 
-async fn sqlite() -> (Store, Option<tempfile::TempDir>) {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open_sqlite(dir.path(), mailtrail_store::MasterKey::generate())
-        .await
-        .unwrap();
-    (store, Some(dir))
-}
+mod common;
 
-async fn postgres() -> (Store, Option<tempfile::TempDir>) {
-    let url = mailtrail_testkit::postgres::fresh_database();
-    let store = Store::open_postgres(&url, 20, mailtrail_store::MasterKey::generate())
-        .await
-        .unwrap();
-    (store, None)
-}
-
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite_backend {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn $name() { let (store, _dir) = super::sqlite().await; super::$name(store).await })*
-        }
-        mod postgres_backend {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn $name() { let (store, _dir) = super::postgres().await; super::$name(store).await })*
-        }
-    };
-}
+use common::on_both_backends;
 
 on_both_backends!(
     overview_counts_equal_the_reports_totals_and_rows,

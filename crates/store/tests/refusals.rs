@@ -12,34 +12,9 @@ use mailtrail_store::{
     RefusalReason, RefusedRequest, Store, StoreError, Submission,
 };
 
-async fn sqlite() -> (Store, Option<tempfile::TempDir>) {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open_sqlite(dir.path(), mailtrail_store::MasterKey::generate())
-        .await
-        .unwrap();
-    (store, Some(dir))
-}
+mod common;
 
-async fn postgres() -> (Store, Option<tempfile::TempDir>) {
-    let url = mailtrail_testkit::postgres::fresh_database();
-    let store = Store::open_postgres(&url, 5, mailtrail_store::MasterKey::generate())
-        .await
-        .unwrap();
-    (store, None)
-}
-
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite_backend {
-            $(#[tokio::test]
-            async fn $name() { let (store, _dir) = super::sqlite().await; super::$name(store).await })*
-        }
-        mod postgres_backend {
-            $(#[tokio::test]
-            async fn $name() { let (store, _dir) = super::postgres().await; super::$name(store).await })*
-        }
-    };
-}
+use common::on_both_backends;
 
 on_both_backends!(
     refusals_are_kept_with_their_request_and_counted_per_batch,

@@ -9,7 +9,7 @@ mod common;
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::http::{Request, StatusCode, header};
+use axum::http::{Request, Response, StatusCode, header};
 use common::{App, PASSWORD, USER, app};
 use mailtrail_domain::{EmailAddress, Permission, Reason};
 use mailtrail_store::{AccountId, EmailId};
@@ -60,6 +60,19 @@ fn csrf_of(page: &str) -> String {
     page[at..at + page[at..].find('"').unwrap()].to_owned()
 }
 
+/// The `name=value` of the cookie `name` that `response` sets.
+fn set_cookie(response: &Response<Body>, name: &str) -> String {
+    let prefix = format!("{name}=");
+    response
+        .headers()
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok()?.split(';').next())
+        .find(|c| c.starts_with(&prefix))
+        .unwrap_or_else(|| panic!("sets {name}"))
+        .to_owned()
+}
+
 impl<'a> Session<'a> {
     /// Signs in through the sign-in form.
     async fn start(app: &'a App, email: &str) -> Session<'a> {
@@ -68,14 +81,7 @@ impl<'a> Session<'a> {
             .oneshot(Request::get("/login").body(Body::empty()).unwrap())
             .await
             .unwrap();
-        let form_cookie = login
-            .headers()
-            .get_all(header::SET_COOKIE)
-            .iter()
-            .filter_map(|v| v.to_str().ok()?.split(';').next())
-            .find(|c| c.starts_with("mailtrail_login="))
-            .unwrap()
-            .to_owned();
+        let form_cookie = set_cookie(&login, "mailtrail_login");
         let page = axum::body::to_bytes(login.into_body(), usize::MAX)
             .await
             .unwrap();
@@ -97,14 +103,7 @@ impl<'a> Session<'a> {
             .await
             .unwrap();
         assert_eq!(signed_in.status(), StatusCode::SEE_OTHER);
-        let cookie = signed_in
-            .headers()
-            .get_all(header::SET_COOKIE)
-            .iter()
-            .filter_map(|v| v.to_str().ok()?.split(';').next())
-            .find(|c| c.starts_with("mailtrail_session="))
-            .unwrap()
-            .to_owned();
+        let cookie = set_cookie(&signed_in, "mailtrail_session");
         let mut session = Session {
             app,
             cookie,

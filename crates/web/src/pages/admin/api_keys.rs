@@ -9,7 +9,7 @@ use axum::response::Response;
 use mailtrail_api::AppState;
 use serde::Deserialize;
 
-use super::{ConfirmForm, Frame, Secret, Tab, TabLink, account_role, answer, back_with_notice};
+use super::{ConfirmForm, Frame, Said, Tab, TabLink, account_role, answer, back_with_notice};
 use crate::csrf::Posted;
 use crate::error::WebError;
 use crate::format::time;
@@ -28,10 +28,7 @@ struct KeysPage {
     chrome: Chrome,
     tabs: Vec<TabLink>,
     keys: Vec<KeyRow>,
-    notice: Option<String>,
-    error: Option<String>,
-    /// The new key, this once.
-    secret: Option<Secret>,
+    said: Said,
     new_role: String,
 }
 
@@ -49,9 +46,7 @@ async fn load(state: &AppState, viewer: &Viewer) -> Result<KeysPage, WebError> {
                 created: time(k.created_at_ms),
             })
             .collect(),
-        notice: None,
-        error: None,
-        secret: None,
+        said: Said::default(),
         new_role: "user".to_owned(),
     })
 }
@@ -68,7 +63,7 @@ pub(crate) async fn page(
     Query(notice): Query<Notice>,
 ) -> Result<Response, WebError> {
     let mut page = load(&state, &viewer).await?;
-    page.notice = notice
+    page.said.notice = notice
         .revoked
         .map(|id| format!("The key {id} was revoked: requests with it are refused from now on."));
     answer(&page, false)
@@ -88,7 +83,7 @@ pub(crate) async fn create(
     let Posted { viewer, form } = posted;
     let mut page = load(&state, &viewer).await?;
     let Some(role) = account_role(&form.role) else {
-        page.error = Some("Choose the key's role: user or admin.".to_owned());
+        page.said = Said::refused("Choose the key's role: user or admin.".to_owned());
         page.new_role = form.role;
         return answer(&page, true);
     };
@@ -97,15 +92,15 @@ pub(crate) async fn create(
         .create_api_key(Some(&viewer.account_id), role)
         .await?;
     let mut page = load(&state, &viewer).await?;
-    page.notice = Some(format!(
-        "A new {} key ({}) was made. Send it as 'Authorization: Bearer KEY':",
-        role.as_str(),
-        key.id
-    ));
-    page.secret = Some(Secret {
-        label: "API key",
-        value: key.key,
-    });
+    page.said = Said::made(
+        format!(
+            "A new {} key ({}) was made. Send it as 'Authorization: Bearer KEY':",
+            role.as_str(),
+            key.id
+        ),
+        "API key",
+        key.key,
+    );
     page.new_role = form.role;
     answer(&page, false)
 }
@@ -121,7 +116,7 @@ pub(crate) async fn revoke(
         return Err(WebError::NotFound);
     }
     if form.confirm.is_none() {
-        page.error = Some(format!(
+        page.said = Said::refused(format!(
             "The key {} was not revoked: tick the box that confirms it first.",
             form.id
         ));

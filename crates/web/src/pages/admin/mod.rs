@@ -102,6 +102,36 @@ pub(crate) struct Secret {
     pub value: String,
 }
 
+/// What an admin page says above its list about the last form (templates/admin/notices.html).
+#[derive(Default)]
+pub(crate) struct Said {
+    /// What it did.
+    pub notice: Option<String>,
+    /// Why it was not acted on.
+    pub error: Option<String>,
+    /// The secret it made, this once.
+    pub secret: Option<Secret>,
+}
+
+impl Said {
+    /// The form made a secret: `notice` says what, and the secret is shown below it.
+    pub(crate) fn made(notice: String, label: &'static str, value: String) -> Said {
+        Said {
+            notice: Some(notice),
+            secret: Some(Secret { label, value }),
+            ..Said::default()
+        }
+    }
+
+    /// The form was not acted on, for this reason.
+    pub(crate) fn refused(why: String) -> Said {
+        Said {
+            error: Some(why),
+            ..Said::default()
+        }
+    }
+}
+
 /// A page answering a form: 200 when it did what was asked, 422 with the page's error when not.
 pub(crate) fn answer(page: &impl askama::Template, refused: bool) -> Result<Response, WebError> {
     let status = if refused {

@@ -10,7 +10,7 @@ use axum::response::Response;
 use mailtrail_api::AppState;
 use serde::Deserialize;
 
-use super::{ConfirmForm, Frame, Secret, Tab, TabLink, answer, back_with_notice};
+use super::{ConfirmForm, Frame, Said, Tab, TabLink, answer, back_with_notice};
 use crate::csrf::Posted;
 use crate::error::WebError;
 use crate::format::time;
@@ -31,10 +31,7 @@ struct CredentialsPage {
     chrome: Chrome,
     tabs: Vec<TabLink>,
     credentials: Vec<CredentialRow>,
-    notice: Option<String>,
-    error: Option<String>,
-    /// The new credential's password, this once.
-    secret: Option<Secret>,
+    said: Said,
 }
 
 async fn load(state: &AppState, viewer: &Viewer) -> Result<CredentialsPage, WebError> {
@@ -56,9 +53,7 @@ async fn load(state: &AppState, viewer: &Viewer) -> Result<CredentialsPage, WebE
                 revoked: c.revoked_at_ms.map(time),
             })
             .collect(),
-        notice: None,
-        error: None,
-        secret: None,
+        said: Said::default(),
     })
 }
 
@@ -74,7 +69,7 @@ pub(crate) async fn page(
     Query(notice): Query<Notice>,
 ) -> Result<Response, WebError> {
     let mut page = load(&state, &viewer).await?;
-    page.notice = notice
+    page.said.notice = notice
         .revoked
         .map(|user| format!("{user} was revoked: it no longer logs in."));
     answer(&page, false)
@@ -97,14 +92,14 @@ pub(crate) async fn create(
         .create_smtp_credential(&viewer.account_id)
         .await?;
     let mut page = load(&state, &viewer).await?;
-    page.notice = Some(format!(
-        "The credential {} was made. Its password, for the mail client's SMTP login:",
-        made.username
-    ));
-    page.secret = Some(Secret {
-        label: "Password",
-        value: made.password,
-    });
+    page.said = Said::made(
+        format!(
+            "The credential {} was made. Its password, for the mail client's SMTP login:",
+            made.username
+        ),
+        "Password",
+        made.password,
+    );
     answer(&page, false)
 }
 
@@ -120,7 +115,7 @@ pub(crate) async fn revoke(
     };
     let username = credential.username.clone();
     if form.confirm.is_none() {
-        page.error = Some(format!(
+        page.said = Said::refused(format!(
             "{username} was not revoked: tick the box that confirms it first."
         ));
         return answer(&page, true);

@@ -17,7 +17,7 @@ use rand::Rng;
 use rand::distributions::Alphanumeric;
 use serde::Deserialize;
 
-use super::{ConfirmForm, Frame, Secret, Tab, TabLink, account_role, answer, back_with_notice};
+use super::{ConfirmForm, Frame, Said, Tab, TabLink, account_role, answer, back_with_notice};
 use crate::csrf::Posted;
 use crate::error::WebError;
 use crate::format::time;
@@ -42,12 +42,7 @@ struct UsersPage {
     chrome: Chrome,
     tabs: Vec<TabLink>,
     users: Vec<UserRow>,
-    /// What the last form did.
-    notice: Option<String>,
-    /// Why the last form was not acted on.
-    error: Option<String>,
-    /// The new login's first password, this once.
-    secret: Option<Secret>,
+    said: Said,
     new_email: String,
     new_role: String,
 }
@@ -68,9 +63,7 @@ async fn load(state: &AppState, viewer: &Viewer) -> Result<UsersPage, WebError> 
                 added: time(u.created_at_ms),
             })
             .collect(),
-        notice: None,
-        error: None,
-        secret: None,
+        said: Said::default(),
         new_email: String::new(),
         new_role: "user".to_owned(),
     })
@@ -88,7 +81,7 @@ pub(crate) async fn page(
     Query(notice): Query<Notice>,
 ) -> Result<Response, WebError> {
     let mut page = load(&state, &viewer).await?;
-    page.notice = notice
+    page.said.notice = notice
         .removed
         .map(|email| format!("{email} was removed and signed out."));
     answer(&page, false)
@@ -171,19 +164,19 @@ pub(crate) async fn add(
     match add_login(&state, &viewer, &form).await? {
         Ok(added) => {
             let mut page = load(&state, &viewer).await?;
-            page.notice = Some(format!(
-                "{} was added as {}. Give them this password to sign in with:",
-                added.email,
-                added.role.as_str()
-            ));
-            page.secret = Some(Secret {
-                label: "Password",
-                value: added.password,
-            });
+            page.said = Said::made(
+                format!(
+                    "{} was added as {}. Give them this password to sign in with:",
+                    added.email,
+                    added.role.as_str()
+                ),
+                "Password",
+                added.password,
+            );
             answer(&page, false)
         }
         Err(why) => {
-            page.error = Some(why);
+            page.said = Said::refused(why);
             page.new_email = form.email;
             page.new_role = form.role;
             answer(&page, true)
@@ -213,7 +206,7 @@ pub(crate) async fn remove(
         None
     };
     if let Some(why) = why {
-        page.error = Some(why);
+        page.said = Said::refused(why);
         return answer(&page, true);
     }
     state

@@ -14,7 +14,7 @@ use mailtrail_store::webhooks::event_types;
 use mailtrail_store::{Delivery, Webhook};
 use serde::Deserialize;
 
-use super::{ConfirmForm, Frame, Secret, Tab, TabLink, answer, back_with_notice};
+use super::{ConfirmForm, Frame, Said, Tab, TabLink, answer, back_with_notice};
 use crate::csrf::Posted;
 use crate::error::WebError;
 use crate::format::{query, time};
@@ -59,10 +59,7 @@ struct HooksPage {
     chrome: Chrome,
     tabs: Vec<TabLink>,
     hooks: Vec<HookRow>,
-    notice: Option<String>,
-    error: Option<String>,
-    /// The new hook's signing secret, this once.
-    secret: Option<Secret>,
+    said: Said,
     new_url: String,
     events: Vec<EventChoice>,
 }
@@ -83,9 +80,7 @@ async fn load(state: &AppState, viewer: &Viewer) -> Result<HooksPage, WebError> 
         chrome,
         tabs,
         hooks: hooks.into_iter().map(HookRow::from).collect(),
-        notice: None,
-        error: None,
-        secret: None,
+        said: Said::default(),
         new_url: String::new(),
         events: event_choices(&[]),
     })
@@ -103,7 +98,7 @@ pub(crate) async fn page(
     Query(notice): Query<Notice>,
 ) -> Result<Response, WebError> {
     let mut page = load(&state, &viewer).await?;
-    page.notice = notice
+    page.said.notice = notice
         .removed
         .map(|url| format!("The hook to {url} was stopped: its pending deliveries are cancelled."));
     answer(&page, false)
@@ -144,7 +139,7 @@ pub(crate) async fn add(
     let parsed = match refusal {
         Ok(parsed) => parsed,
         Err(why) => {
-            page.error = Some(why);
+            page.said = Said::refused(why);
             page.new_url = url;
             page.events = event_choices(&events);
             return answer(&page, true);
@@ -157,14 +152,14 @@ pub(crate) async fn add(
         .await?;
     let secret = std::mem::take(&mut hook.secret);
     let mut page = load(&state, &viewer).await?;
-    page.notice = Some(format!(
-        "Events are now POSTed to {}, signed with this secret (Standard Webhooks):",
-        hook.url
-    ));
-    page.secret = Some(Secret {
-        label: "Signing secret",
-        value: secret,
-    });
+    page.said = Said::made(
+        format!(
+            "Events are now POSTed to {}, signed with this secret (Standard Webhooks):",
+            hook.url
+        ),
+        "Signing secret",
+        secret,
+    );
     answer(&page, false)
 }
 
@@ -180,7 +175,7 @@ pub(crate) async fn remove(
     };
     let url = hook.url.clone();
     if form.confirm.is_none() {
-        page.error = Some(format!(
+        page.said = Said::refused(format!(
             "The hook to {url} was not stopped: tick the box that confirms it first."
         ));
         return answer(&page, true);

@@ -112,9 +112,7 @@ pub(crate) async fn revoke(
 ) -> Result<Response, WebError> {
     let Posted { viewer, form } = posted;
     let mut page = load(&state, &viewer).await?;
-    if !page.keys.iter().any(|k| k.id == form.id) {
-        return Err(WebError::NotFound);
-    }
+    form.named(&page.keys, |k| &k.id)?;
     if form.confirm.is_none() {
         page.said = Said::refused(format!(
             "The key {} was not revoked: tick the box that confirms it first.",

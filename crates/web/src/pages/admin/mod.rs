@@ -151,6 +151,20 @@ pub(crate) struct ConfirmForm {
     pub confirm: Option<String>,
 }
 
+impl ConfirmForm {
+    /// The row of the account's `rows` whose `id` this form names; another account's or a
+    /// missing one is the 404 page.
+    pub(crate) fn named<'r, R>(
+        &self,
+        rows: &'r [R],
+        id: impl Fn(&R) -> &str,
+    ) -> Result<&'r R, WebError> {
+        rows.iter()
+            .find(|r| id(r) == self.id)
+            .ok_or(WebError::NotFound)
+    }
+}
+
 /// Back to the page at `path` after a removal, with `(key, value)` for its notice to name.
 pub(crate) fn back_with_notice(path: &str, key: &str, value: &str) -> Response {
     Redirect::to(&format!("{path}{}", query(&[(key, value)]))).into_response()

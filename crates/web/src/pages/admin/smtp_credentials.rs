@@ -110,10 +110,7 @@ pub(crate) async fn revoke(
 ) -> Result<Response, WebError> {
     let Posted { viewer, form } = posted;
     let mut page = load(&state, &viewer).await?;
-    let Some(credential) = page.credentials.iter().find(|c| c.id == form.id) else {
-        return Err(WebError::NotFound);
-    };
-    let username = credential.username.clone();
+    let username = form.named(&page.credentials, |c| &c.id)?.username.clone();
     if form.confirm.is_none() {
         page.said = Said::refused(format!(
             "{username} was not revoked: tick the box that confirms it first."

@@ -191,9 +191,7 @@ pub(crate) async fn remove(
 ) -> Result<Response, WebError> {
     let Posted { viewer, form } = posted;
     let mut page = load(&state, &viewer).await?;
-    let Some(user) = page.users.iter().find(|u| u.id == form.id) else {
-        return Err(WebError::NotFound);
-    };
+    let user = form.named(&page.users, |u| &u.id)?;
     let email = user.email.clone();
     let why = if user.you {
         Some("You cannot remove yourself: another admin of the account can.".to_owned())

@@ -170,10 +170,7 @@ pub(crate) async fn remove(
 ) -> Result<Response, WebError> {
     let Posted { viewer, form } = posted;
     let mut page = load(&state, &viewer).await?;
-    let Some(hook) = page.hooks.iter().find(|h| h.id == form.id) else {
-        return Err(WebError::NotFound);
-    };
-    let url = hook.url.clone();
+    let url = form.named(&page.hooks, |h| &h.id)?.url.clone();
     if form.confirm.is_none() {
         page.said = Said::refused(format!(
             "The hook to {url} was not stopped: tick the box that confirms it first."

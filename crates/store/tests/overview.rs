@@ -2,18 +2,14 @@
 //! PostgreSQL: each count equals the report's total for its filter and the rows the report
 //! lists, whether the total is read from the per-day counts or counted over the emails.
 
-use std::collections::BTreeMap;
-
-use mailtrail_domain::{EmailAddress, Event, EventKind, Reason};
+use mailtrail_domain::{Event, EventKind, Reason};
 use mailtrail_store::EmailId;
 use mailtrail_store::overview::{DAY_MS, day_of};
-use mailtrail_store::{
-    Content, EmailFilter, Page, QueueEntry, Reached, Settings, Store, Submission, now_ms,
-};
+use mailtrail_store::{Content, EmailFilter, Page, Reached, Settings, Store, Submission, now_ms};
 
 mod common;
 
-use common::on_both_backends;
+use common::{entry, on_both_backends};
 
 on_both_backends!(
     overview_counts_equal_the_reports_totals_and_rows,
@@ -32,16 +28,7 @@ fn submission(to: &[&str], send_at_ms: Option<i64>) -> Submission {
         },
         batch: Some("spring".into()),
         send_at_ms,
-        entries: to
-            .iter()
-            .map(|to| QueueEntry {
-                to: EmailAddress::parse(to).unwrap(),
-                lead_id: None,
-                fields: BTreeMap::new(),
-                dropped: None,
-                header_to: None,
-            })
-            .collect(),
+        entries: to.iter().map(|to| entry(to)).collect(),
     }
 }
 

@@ -8,13 +8,13 @@ use std::collections::BTreeMap;
 use mailtrail_domain::{EmailAddress, Permission, Reason};
 use mailtrail_store::AccountId;
 use mailtrail_store::{
-    Block, Content, Idempotent, LeadPatch, NewLead, NewRefusal, PermissionCause, QueueEntry,
-    RefusalReason, RefusedRequest, Store, StoreError, Submission,
+    Block, Content, Idempotent, LeadPatch, NewLead, NewRefusal, PermissionCause, RefusalReason,
+    RefusedRequest, Store, StoreError, Submission,
 };
 
 mod common;
 
-use common::on_both_backends;
+use common::{entry, on_both_backends};
 
 on_both_backends!(
     refusals_are_kept_with_their_request_and_counted_per_batch,
@@ -46,13 +46,7 @@ fn submission(to: &str) -> Submission {
         },
         batch: Some("spring".into()),
         send_at_ms: None,
-        entries: vec![QueueEntry {
-            to: address(to),
-            lead_id: None,
-            fields: BTreeMap::new(),
-            dropped: None,
-            header_to: None,
-        }],
+        entries: vec![entry(to)],
     }
 }
 

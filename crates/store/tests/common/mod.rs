@@ -1,7 +1,22 @@
 //! What the store's integration tests share: a fresh store on SQLite and on a throwaway
-//! PostgreSQL, and [`on_both_backends`], which runs each named test on both.
+//! PostgreSQL, [`on_both_backends`], which runs each named test on both, and a plain
+//! recipient to queue.
 
-use mailtrail_store::{MasterKey, Store};
+use std::collections::BTreeMap;
+
+use mailtrail_domain::EmailAddress;
+use mailtrail_store::{MasterKey, QueueEntry, Store};
+
+/// A recipient queued as is: no lead, no fields, not dropped.
+pub fn entry(to: &str) -> QueueEntry {
+    QueueEntry {
+        to: EmailAddress::parse(to).unwrap(),
+        lead_id: None,
+        fields: BTreeMap::new(),
+        dropped: None,
+        header_to: None,
+    }
+}
 
 /// A store in a fresh SQLite file, with the folder that holds it (deleted when dropped).
 pub async fn sqlite() -> (Store, Option<tempfile::TempDir>) {

@@ -10,15 +10,15 @@ use axum::http::Uri;
 use axum::response::{Html, Redirect};
 use mailtrail_api::AppState;
 use mailtrail_domain::Role;
-use serde::Deserialize;
 use mailtrail_store::{DayCounts, EmailFilter, EmailRow, Page, Reached, now_ms};
+use serde::Deserialize;
 
+use crate::csrf::Posted;
 use crate::error::WebError;
 use crate::format::{Words, in_words, iso, query, time};
 use crate::layout::{Chrome, Section};
 use crate::pages::render;
 use crate::pages::reports::last_days;
-use crate::csrf::Posted;
 use crate::session::Viewer;
 
 /// The windows shown, in days.

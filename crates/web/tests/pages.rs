@@ -5,7 +5,7 @@ mod common;
 
 use axum::body::Body;
 use axum::http::{HeaderMap, Request, StatusCode, header};
-use common::{ADMIN, App, OPERATOR, PASSWORD, USER, app};
+use common::{ADMIN, App, OPERATOR, PASSWORD, USER, app, queue_one};
 use sha2::{Digest, Sha256};
 use tower::ServiceExt;
 
@@ -891,40 +891,11 @@ async fn failures_read_in_words_beside_the_raw_status() {
 
 #[tokio::test]
 async fn an_email_queued_for_later_reads_scheduled_not_sent() {
-    use mailtrail_store::{Content, QueueEntry, Submission};
     let app = app().await;
     let cookie = sign_in(&app, USER).await;
     let tomorrow = mailtrail_store::now_ms() + 86_400_000;
-    let submission = Submission {
-        content: Content {
-            from: "news@acme.test".into(),
-            subject: "Later".into(),
-            text: Some("Later".into()),
-            ..Content::default()
-        },
-        batch: None,
-        send_at_ms: Some(tomorrow),
-        entries: vec![QueueEntry {
-            to: mailtrail_domain::EmailAddress::parse("later@shop.test").unwrap(),
-            lead_id: None,
-            fields: Default::default(),
-            dropped: None,
-            header_to: None,
-        }],
-    };
-    let ids = app
-        .store
-        .enqueue(&app.seeded.acme, &submission, None, |_| String::new())
-        .await
-        .unwrap();
-    let page = call(
-        &app,
-        "GET",
-        &format!("/emails/{}", ids[0]),
-        Some(&cookie),
-        None,
-    )
-    .await;
+    let id = queue_one(&app, "later@shop.test", None, "Later", Some(tomorrow)).await;
+    let page = call(&app, "GET", &format!("/emails/{id}"), Some(&cookie), None).await;
     assert_eq!(page.status, StatusCode::OK);
     assert!(page.body.contains("Scheduled for "), "{}", page.body);
     assert!(!page.body.contains("→</span> Sent"), "{}", page.body);
@@ -982,34 +953,22 @@ async fn a_blocked_lead_shows_the_block_its_cause_and_the_rule_to_every_user() {
 
 #[tokio::test]
 async fn a_cancelled_email_reads_cancelled_on_its_leads_timeline() {
-    use mailtrail_store::{Cancel, Content, QueueEntry, Submission};
+    use mailtrail_store::Cancel;
     let app = app().await;
     let cookie = sign_in(&app, USER).await;
-    let submission = Submission {
-        content: Content {
-            from: "news@acme.test".into(),
-            subject: "Called off".into(),
-            text: Some("Never mind".into()),
-            ..Content::default()
-        },
-        batch: None,
-        send_at_ms: Some(mailtrail_store::now_ms() + 86_400_000),
-        entries: vec![QueueEntry {
-            to: mailtrail_domain::EmailAddress::parse("carla@shop.test").unwrap(),
-            lead_id: Some(app.seeded.carla.clone()),
-            fields: Default::default(),
-            dropped: None,
-            header_to: None,
-        }],
-    };
-    let ids = app
-        .store
-        .enqueue(&app.seeded.acme, &submission, None, |_| String::new())
-        .await
-        .unwrap();
+    let tomorrow = mailtrail_store::now_ms() + 86_400_000;
+    let carla = app.seeded.carla.clone();
+    let id = queue_one(
+        &app,
+        "carla@shop.test",
+        Some(&carla),
+        "Called off",
+        Some(tomorrow),
+    )
+    .await;
     let cancelled = app
         .store
-        .cancel_queued(&app.seeded.acme, Cancel::Email(&ids[0]))
+        .cancel_queued(&app.seeded.acme, Cancel::Email(&id))
         .await
         .unwrap();
     assert_eq!(cancelled.len(), 1);

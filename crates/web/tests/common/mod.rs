@@ -374,6 +374,40 @@ async fn seed(store: &Store) -> Seeded {
     }
 }
 
+/// Queues one email from Acme's news address to `to` (for `lead`, if any), subject `subject`,
+/// to be sent at `send_at_ms`; answers its id.
+pub async fn queue_one(
+    app: &App,
+    to: &str,
+    lead: Option<&str>,
+    subject: &str,
+    send_at_ms: Option<i64>,
+) -> String {
+    let submission = Submission {
+        content: Content {
+            from: "news@acme.test".into(),
+            subject: subject.into(),
+            text: Some(subject.into()),
+            ..Content::default()
+        },
+        batch: None,
+        send_at_ms,
+        entries: vec![QueueEntry {
+            to: EmailAddress::parse(to).unwrap(),
+            lead_id: lead.map(str::to_owned),
+            fields: BTreeMap::new(),
+            dropped: None,
+            header_to: None,
+        }],
+    };
+    let ids = app
+        .store
+        .enqueue(&app.seeded.acme, &submission, None, |_| String::new())
+        .await
+        .unwrap();
+    ids[0].clone()
+}
+
 /// Queues `n` emails of `batch` to `{batch}{i}@shop.test` (no lead) in Acme, optionally
 /// scheduled: enough rows to page through.
 pub async fn queue_bulk(app: &App, batch: &str, n: usize, send_at_ms: Option<i64>) {

@@ -9,7 +9,7 @@ use axum::response::Response;
 use mailtrail_api::AppState;
 use serde::Deserialize;
 
-use super::{ConfirmForm, Frame, Said, Tab, TabLink, account_role, answer, back_with_notice};
+use super::{ConfirmForm, Done, Frame, Said, Tab, TabLink, account_role, answer, back_with_notice};
 use crate::csrf::Posted;
 use crate::error::WebError;
 use crate::format::time;
@@ -51,21 +51,15 @@ async fn load(state: &AppState, viewer: &Viewer) -> Result<KeysPage, WebError> {
     })
 }
 
-/// Set by the redirect after a revocation, to say so.
-#[derive(Deserialize)]
-pub(crate) struct Notice {
-    revoked: Option<String>,
-}
-
 pub(crate) async fn page(
     State(state): State<AppState>,
     viewer: Viewer,
-    Query(notice): Query<Notice>,
+    Query(done): Query<Done>,
 ) -> Result<Response, WebError> {
     let mut page = load(&state, &viewer).await?;
-    page.said.notice = notice
-        .revoked
-        .map(|id| format!("The key {id} was revoked: requests with it are refused from now on."));
+    page.said.notice = done.notice(|id| {
+        format!("The key {id} was revoked: requests with it are refused from now on.")
+    });
     answer(&page, false)
 }
 
@@ -124,5 +118,5 @@ pub(crate) async fn revoke(
         .store
         .revoke_api_key(&viewer.account_id, &form.id)
         .await?;
-    Ok(back_with_notice("/admin/api-keys", "revoked", &form.id))
+    Ok(back_with_notice("/admin/api-keys", &form.id))
 }

@@ -165,9 +165,23 @@ impl ConfirmForm {
     }
 }
 
-/// Back to the page at `path` after a removal, with `(key, value)` for its notice to name.
-pub(crate) fn back_with_notice(path: &str, key: &str, value: &str) -> Response {
-    Redirect::to(&format!("{path}{}", query(&[(key, value)]))).into_response()
+/// Back to the page at `path` after a removal or revocation, naming what went (`?done=`) for
+/// its notice to say.
+pub(crate) fn back_with_notice(path: &str, gone: &str) -> Response {
+    Redirect::to(&format!("{path}{}", query(&[("done", gone)]))).into_response()
+}
+
+/// Set by [`back_with_notice`]'s redirect: what the last removal or revocation took away.
+#[derive(Deserialize)]
+pub(crate) struct Done {
+    done: Option<String>,
+}
+
+impl Done {
+    /// The page's notice, in the words `say` gives the thing that went.
+    pub(crate) fn notice(self, say: impl FnOnce(String) -> String) -> Option<String> {
+        self.done.map(say)
+    }
 }
 
 /// The roles an admin can give: never operator, which belongs to no account.

@@ -10,7 +10,7 @@ use axum::response::Response;
 use mailtrail_api::AppState;
 use serde::Deserialize;
 
-use super::{ConfirmForm, Frame, Said, Tab, TabLink, answer, back_with_notice};
+use super::{ConfirmForm, Done, Frame, Said, Tab, TabLink, answer, back_with_notice};
 use crate::csrf::Posted;
 use crate::error::WebError;
 use crate::format::time;
@@ -57,21 +57,13 @@ async fn load(state: &AppState, viewer: &Viewer) -> Result<CredentialsPage, WebE
     })
 }
 
-/// Set by the redirect after a revocation, to say so.
-#[derive(Deserialize)]
-pub(crate) struct Notice {
-    revoked: Option<String>,
-}
-
 pub(crate) async fn page(
     State(state): State<AppState>,
     viewer: Viewer,
-    Query(notice): Query<Notice>,
+    Query(done): Query<Done>,
 ) -> Result<Response, WebError> {
     let mut page = load(&state, &viewer).await?;
-    page.said.notice = notice
-        .revoked
-        .map(|user| format!("{user} was revoked: it no longer logs in."));
+    page.said.notice = done.notice(|user| format!("{user} was revoked: it no longer logs in."));
     answer(&page, false)
 }
 
@@ -121,9 +113,5 @@ pub(crate) async fn revoke(
         .store
         .revoke_smtp_credential(&form.id, Some(&viewer.account_id))
         .await?;
-    Ok(back_with_notice(
-        "/admin/smtp-credentials",
-        "revoked",
-        &username,
-    ))
+    Ok(back_with_notice("/admin/smtp-credentials", &username))
 }

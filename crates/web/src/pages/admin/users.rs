@@ -17,7 +17,7 @@ use rand::Rng;
 use rand::distributions::Alphanumeric;
 use serde::Deserialize;
 
-use super::{ConfirmForm, Frame, Said, Tab, TabLink, account_role, answer, back_with_notice};
+use super::{ConfirmForm, Done, Frame, Said, Tab, TabLink, account_role, answer, back_with_notice};
 use crate::csrf::Posted;
 use crate::error::WebError;
 use crate::format::time;
@@ -69,21 +69,13 @@ async fn load(state: &AppState, viewer: &Viewer) -> Result<UsersPage, WebError> 
     })
 }
 
-/// Set by the redirect after a removal, to say so.
-#[derive(Deserialize)]
-pub(crate) struct Notice {
-    removed: Option<String>,
-}
-
 pub(crate) async fn page(
     State(state): State<AppState>,
     viewer: Viewer,
-    Query(notice): Query<Notice>,
+    Query(done): Query<Done>,
 ) -> Result<Response, WebError> {
     let mut page = load(&state, &viewer).await?;
-    page.said.notice = notice
-        .removed
-        .map(|email| format!("{email} was removed and signed out."));
+    page.said.notice = done.notice(|email| format!("{email} was removed and signed out."));
     answer(&page, false)
 }
 
@@ -211,5 +203,5 @@ pub(crate) async fn remove(
         .store
         .remove_user(&viewer.account_id, &form.id)
         .await?;
-    Ok(back_with_notice("/admin/users", "removed", &email))
+    Ok(back_with_notice("/admin/users", &email))
 }

@@ -14,7 +14,7 @@ use mailtrail_store::webhooks::event_types;
 use mailtrail_store::{Delivery, Webhook};
 use serde::Deserialize;
 
-use super::{ConfirmForm, Frame, Said, Tab, TabLink, answer, back_with_notice};
+use super::{ConfirmForm, Done, Frame, Said, Tab, TabLink, answer, back_with_notice};
 use crate::csrf::Posted;
 use crate::error::WebError;
 use crate::format::{query, time};
@@ -86,21 +86,15 @@ async fn load(state: &AppState, viewer: &Viewer) -> Result<HooksPage, WebError> 
     })
 }
 
-/// Set by the redirect after a hook was stopped, to say so.
-#[derive(Deserialize)]
-pub(crate) struct Notice {
-    removed: Option<String>,
-}
-
 pub(crate) async fn page(
     State(state): State<AppState>,
     viewer: Viewer,
-    Query(notice): Query<Notice>,
+    Query(done): Query<Done>,
 ) -> Result<Response, WebError> {
     let mut page = load(&state, &viewer).await?;
-    page.said.notice = notice
-        .removed
-        .map(|url| format!("The hook to {url} was stopped: its pending deliveries are cancelled."));
+    page.said.notice = done.notice(|url| {
+        format!("The hook to {url} was stopped: its pending deliveries are cancelled.")
+    });
     answer(&page, false)
 }
 
@@ -181,7 +175,7 @@ pub(crate) async fn remove(
         .store
         .delete_webhook(&viewer.account_id, &form.id)
         .await?;
-    Ok(back_with_notice("/admin/webhooks", "removed", &url))
+    Ok(back_with_notice("/admin/webhooks", &url))
 }
 
 struct DeliveryRow {
